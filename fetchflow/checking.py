@@ -1,0 +1,529 @@
+"""The static check: a workflow file becomes a :class:`~fetchflow.plan.Plan` or a full report.
+
+Everything is checked before anything runs, and every problem is collected (not just the
+first): YAML syntax, duplicate and unknown keys, types and rules of every field, unknown
+step types, template syntax, every reference path against the referenced step's output
+schema, ``needs`` names and cycles. No Prefect, no network, no step code is run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import ValidationError
+
+from fetchflow.errors import Problem, WorkflowInvalid
+from fetchflow.graph import find_cycles
+from fetchflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
+from fetchflow.plan import Plan, PlannedStep
+from fetchflow.references import Reference, check_path, closest, find_references, unsafe_attributes
+from fetchflow.spec import (
+    RESERVED_IDS,
+    STEP_COMMON_KEYS,
+    TOP_LEVEL_KEYS,
+    StepCommon,
+    WorkflowHeader,
+)
+from fetchflow.step import Step, StepRegistry
+from fetchflow.templating import Templates, is_template
+from fetchflow.validation import FieldIssue, translate_errors, validate_config
+
+__all__ = ["check_file", "check_text", "template_search_path"]
+
+RUN_FIELDS = {"id": "string", "name": "string", "started_at": "string"}
+
+
+def template_search_path(workflow_file: Path, extra: Path | None = None) -> list[Path]:
+    """Folders searched for templates: ``extra``, the nearest ``templates/`` above the
+    workflow file, and ``./templates``."""
+    found: list[Path] = []
+    if extra is not None:
+        found.append(extra)
+    for folder in [workflow_file.resolve().parent, *workflow_file.resolve().parents]:
+        if (folder / "templates").is_dir():
+            found.append(folder / "templates")
+            break
+    cwd_templates = Path.cwd() / "templates"
+    if cwd_templates.is_dir():
+        found.append(cwd_templates)
+    unique: list[Path] = []
+    for path in found:
+        if path.resolve() not in [known.resolve() for known in unique]:
+            unique.append(path)
+    return unique
+
+
+def check_file(path: Path, registry: StepRegistry, *, extra_templates: Path | None = None) -> Plan:
+    """Check a workflow file.
+
+    Raises:
+        WorkflowInvalid: With every problem found, in file order.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise WorkflowInvalid(
+            [
+                Problem(
+                    message=f"cannot read the workflow file: {reason}",
+                    hint="check the path (fetchflow validate flows/<name>.yaml)",
+                    file=str(path),
+                )
+            ]
+        ) from None
+    templates = Templates(template_search_path(path, extra_templates))
+    return check_text(text, str(path), registry, templates, file_path=path)
+
+
+def check_text(
+    text: str,
+    file: str,
+    registry: StepRegistry,
+    templates: Templates,
+    *,
+    file_path: Path | None = None,
+) -> Plan:
+    """Check a workflow given as text (``file`` is the name used in messages).
+
+    Raises:
+        WorkflowInvalid: With every problem found, in file order.
+    """
+    checker = _Checker(text, file, registry, templates)
+    plan = checker.check(file_path or Path(file))
+    if checker.problems or plan is None:
+        raise WorkflowInvalid(checker.problems)
+    return plan
+
+
+class _Checker:
+    def __init__(self, text: str, file: str, registry: StepRegistry, templates: Templates):
+        loaded = load_yaml(text, file)
+        self.data = loaded.data
+        self.source: SourceMap = loaded.source
+        self.problems: list[Problem] = list(loaded.problems)
+        self.file = file
+        self.registry = registry
+        self.templates = templates
+        self.header: WorkflowHeader | None = None
+        self.step_ids: dict[str, int] = {}
+        self.step_types: dict[str, type[Step[Any, Any]]] = {}
+        self._syntax_failed = bool(loaded.problems) and loaded.data is None
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def add(
+        self,
+        span: Span,
+        message: str,
+        hint: str,
+        *,
+        step: tuple[str | None, str | None] = (None, None),
+        field: str | None = None,
+        subject: str | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.problems.append(
+            Problem(
+                message=message,
+                hint=hint,
+                file=file or self.file,
+                line=span.line,
+                column=span.column,
+                step_id=step[0],
+                step_type=step[1],
+                field=field,
+                subject=subject,
+            )
+        )
+
+    def add_issue(
+        self,
+        issue: FieldIssue,
+        base: DataPath,
+        step: tuple[str | None, str | None] = (None, None),
+        subject: str | None = None,
+        field_prefix: DataPath = (),
+    ) -> None:
+        path = (*base, *issue.loc)
+        span = self.source.key(path[:-1] if issue.at_parent else path)
+        field = path_text((*field_prefix, *issue.loc)) or None
+        self.add(span, issue.message, issue.hint, step=step, field=field, subject=subject)
+
+    # -- the whole file ----------------------------------------------------------------------
+
+    def check(self, file_path: Path) -> Plan | None:
+        if self._syntax_failed:
+            return None
+        data = self.data
+        if data is None:
+            self.add(Span(1, 1), "the file is empty", "start with name: and steps:")
+            return None
+        if not isinstance(data, dict):
+            self.add(
+                Span(1, 1),
+                f"a workflow is a mapping with name and steps, got {type(data).__name__}",
+                "start the file with name: <workflow name> and a steps: list",
+            )
+            return None
+        for key in data:
+            if key not in TOP_LEVEL_KEYS:
+                self._unknown_key(key, (key,), TOP_LEVEL_KEYS, "workflow")
+        self.header = self._header(data)
+        steps = self._steps(data)
+        if self.header is None or steps is None:
+            return None
+        return Plan(header=self.header, steps=steps, file=file_path, templates=self.templates)
+
+    def _unknown_key(self, key: str, path: DataPath, known: tuple[str, ...], where: str) -> None:
+        suggestion = closest(key, known)
+        message = f'unknown key "{key}"' + (f'; did you mean "{suggestion}"?' if suggestion else "")
+        hint = f"rename it to {suggestion}" if suggestion else f"{where} keys: {', '.join(known)}"
+        self.add(self.source.key(path), message, hint, field=key)
+
+    def _header(self, data: dict[str, Any]) -> WorkflowHeader | None:
+        raw = {key: data[key] for key in ("name", "description", "inputs") if key in data}
+        try:
+            return WorkflowHeader.model_validate(raw)
+        except ValidationError as error:
+            for issue in translate_errors(error, list(WorkflowHeader.model_fields)):
+                loc = issue.loc
+                if len(loc) >= 2 and loc[0] == "inputs":
+                    sub = FieldIssue(loc[2:], issue.message, issue.hint, issue.at_parent)
+                    if not sub.loc and issue.at_parent:
+                        sub = FieldIssue(loc[1:], issue.message, issue.hint, True)
+                    self.add_issue(sub, ("inputs", loc[1]), subject=f'input "{loc[1]}"')
+                else:
+                    self.add_issue(issue, ())
+            return None
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _steps(self, data: dict[str, Any]) -> dict[str, PlannedStep] | None:
+        raw_steps = data.get("steps")
+        if "steps" not in data:
+            self.add(Span(1, 1), 'missing required key "steps"', "add a steps: list")
+            return None
+        if not isinstance(raw_steps, list) or not raw_steps:
+            self.add(
+                self.source.key(("steps",)),
+                f"steps must be a non-empty list, got {type(raw_steps).__name__}",
+                "list the steps under steps:, each starting with '- id: ...'",
+                field="steps",
+            )
+            return None
+        commons: list[tuple[int, StepCommon, dict[str, object]]] = []
+        for index, raw in enumerate(raw_steps):
+            found = self._step_common(index, raw)
+            if found is not None:
+                commons.append((index, *found))
+        planned: dict[str, PlannedStep] = {}
+        for index, common, config in commons:
+            step_cls = self.step_types.get(common.id)
+            if step_cls is None:
+                continue
+            step = self._step(index, common, step_cls, config)
+            if step is not None:
+                planned[common.id] = step
+        for cycle in find_cycles({sid: step.depends_on for sid, step in planned.items()}):
+            first = min(cycle[:-1], key=lambda sid: self.step_ids[sid])
+            self.add(
+                self.source.key(("steps", self.step_ids[first], "id")),
+                "steps depend on each other in a cycle: " + " -> ".join(cycle),
+                "remove one of these references or needs so the steps can run in order",
+                step=(first, planned[first].type),
+            )
+        return planned if len(planned) == len(raw_steps) else None
+
+    def _step_common(
+        self, index: int, raw: object
+    ) -> tuple[StepCommon, dict[str, object]] | None:
+        base: DataPath = ("steps", index)
+        if not isinstance(raw, dict):
+            self.add(
+                self.source.value(base),
+                f"each step is a mapping with id and type, got {type(raw).__name__}",
+                "write the step as '- id: <name>' with 'type: <step type>' below it",
+                field=f"steps.{index}",
+            )
+            return None
+        step_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        step_type = raw.get("type") if isinstance(raw.get("type"), str) else None
+        who = (step_id or f"#{index + 1}", step_type)
+        common_raw = {key: raw[key] for key in STEP_COMMON_KEYS if key in raw}
+        config = {key: value for key, value in raw.items() if key not in STEP_COMMON_KEYS}
+        try:
+            common = StepCommon.model_validate(common_raw)
+        except ValidationError as error:
+            for issue in translate_errors(error, STEP_COMMON_KEYS):
+                self.add_issue(issue, base, step=who)
+            common = None
+        step_cls = self.registry.get(step_type) if step_type else None
+        if step_type and step_cls is None:
+            suggestion = closest(step_type, self.registry.names())
+            self.add(
+                self.source.value((*base, "type")),
+                f'unknown step type "{step_type}"'
+                + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                f"use {suggestion}" if suggestion
+                else f"step types: {', '.join(self.registry.names())} (see fetchflow steps)",
+                step=who,
+                field="type",
+            )
+        if step_id is not None:
+            if step_id in self.step_ids:
+                first = self.source.key(("steps", self.step_ids[step_id], "id")).line
+                self.add(
+                    self.source.value((*base, "id")),
+                    f'duplicate step id "{step_id}" (first used at line {first})',
+                    "give every step its own id",
+                    step=who,
+                    field="id",
+                )
+                return None
+            self.step_ids[step_id] = index
+            if step_id in RESERVED_IDS:
+                self.add(
+                    self.source.value((*base, "id")),
+                    f'"{step_id}" cannot be a step id: it means something else in templates',
+                    f"rename the step, e.g. {step_id}_step",
+                    step=who,
+                    field="id",
+                )
+                return None
+        if common is None or step_cls is None:
+            return None
+        self.step_types[common.id] = step_cls
+        return common, config
+
+    def _step(
+        self,
+        index: int,
+        common: StepCommon,
+        step_cls: type[Step[Any, Any]],
+        config: dict[str, object],
+    ) -> PlannedStep | None:
+        base: DataPath = ("steps", index)
+        who = (common.id, common.type)
+        before = len(self.problems)
+        templated = frozenset(key for key, value in config.items() if _has_template(value))
+        _, issues = validate_config(step_cls.config_model, config, templated)
+        known = [*STEP_COMMON_KEYS, *step_cls.config_model.model_fields]
+        for issue in issues:
+            if issue.message.startswith('unknown field "'):
+                name = str(issue.loc[-1])
+                suggestion = closest(name, known)
+                if suggestion:
+                    issue = FieldIssue(
+                        issue.loc,
+                        f'unknown field "{name}"; did you mean "{suggestion}"?',
+                        f"rename {name} to {suggestion}",
+                    )
+                else:
+                    issue = FieldIssue(
+                        issue.loc,
+                        f'unknown field "{name}" for a {common.type} step',
+                        f"fields of {common.type}: "
+                        + ", ".join(step_cls.config_model.model_fields),
+                    )
+            self.add_issue(issue, base, step=who)
+        upstream: list[str] = []
+        for path, text in _strings(config, (*base,)):
+            if is_template(text):
+                upstream += self._template(text, path, common, self.file, None)
+        for field_name in step_cls.template_file_fields:
+            name = config.get(field_name)
+            if isinstance(name, str) and not is_template(name):
+                upstream += self._template_file(name, (*base, field_name), common)
+        for need in common.needs:
+            if need == common.id:
+                self.add(
+                    self.source.key((*base, "needs")),
+                    "a step cannot need itself",
+                    f"remove {need} from needs",
+                    step=who,
+                    field="needs",
+                )
+            elif need not in self.step_ids:
+                suggestion = closest(need, list(self.step_ids))
+                self.add(
+                    self.source.key((*base, "needs")),
+                    f'needs unknown step "{need}"'
+                    + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                    f"use {suggestion}" if suggestion else "list ids of steps in this file",
+                    step=who,
+                    field="needs",
+                )
+            else:
+                upstream.append(need)
+        if len(self.problems) > before:
+            return None
+        order = sorted(set(upstream), key=self.step_ids.__getitem__)
+        return PlannedStep(
+            common=common,
+            step_cls=step_cls,
+            raw_config=config,
+            templated=templated,
+            depends_on=tuple(order),
+            line=self.source.value(base).line,
+        )
+
+    # -- templates ---------------------------------------------------------------------------
+
+    def _template(
+        self,
+        text: str,
+        path: DataPath,
+        common: StepCommon,
+        file: str,
+        file_lines: list[str] | None,
+        seen: frozenset[str] = frozenset(),
+    ) -> list[str]:
+        """Check one template; return the steps it reads from."""
+        who = (common.id, common.type)
+        field = path_text(path[2:])
+
+        def where(lineno: int, needle: str) -> Span:
+            if file_lines is None:
+                return self.source.text_position(path, lineno, needle)
+            line = file_lines[lineno - 1] if 0 < lineno <= len(file_lines) else ""
+            return Span(lineno, max(line.find(needle), 0) + 1)
+
+        try:
+            ast = self.templates.parse(text)
+        except jinja2.TemplateSyntaxError as error:
+            self.add(
+                where(error.lineno or 1, ""),
+                f"template syntax error: {error.message}",
+                "values are written << expr >>, statements <% ... %>, comments <# ... #>",
+                step=who,
+                field=field,
+                file=file,
+            )
+            return []
+        for name, lineno in unsafe_attributes(ast):
+            self.add(
+                where(lineno, name),
+                f"template refused: {name!r} is a private attribute, templates cannot "
+                "reach it",
+                "templates may read inputs, run and step outputs only",
+                step=who,
+                field=field,
+                file=file,
+            )
+        upstream: list[str] = []
+        for reference in find_references(ast, self.templates.globals):
+            if self._reference(reference, common, where, field, file):
+                upstream.append(reference.root)
+        for included in jinja2.meta.find_referenced_templates(ast):
+            if included is None or included in seen:
+                continue
+            upstream += self._template_file(included, path, common, seen | {included})
+        return upstream
+
+    def _template_file(
+        self, name: str, path: DataPath, common: StepCommon, seen: frozenset[str] = frozenset()
+    ) -> list[str]:
+        try:
+            source, filename = self.templates.file_source(name)
+        except jinja2.TemplateNotFound:
+            folders = ", ".join(str(p) for p in self.templates.search_path) or "none found"
+            self.add(
+                self.source.value(path),
+                f'template file "{name}" not found',
+                f"put it in a templates/ folder next to the workflow (searched: {folders})",
+                step=(common.id, common.type),
+                field=path_text(path[2:]),
+            )
+            return []
+        return self._template(
+            source, path, common, filename, source.splitlines(), seen | {name}
+        )
+
+    def _reference(
+        self, ref: Reference, common: StepCommon, where: Any, field: str, file: str
+    ) -> bool:
+        """Check a reference; return True when it reads another step's output."""
+        who = (common.id, common.type)
+        span = where(ref.lineno, ref.root)
+
+        def report(message: str, hint: str) -> None:
+            self.add(span, message, hint, step=who, field=field, file=file)
+
+        if ref.root == "inputs":
+            inputs = self.header.inputs if self.header else {}
+            if not ref.path:
+                return False
+            name = str(ref.path[0])
+            spec = inputs.get(name)
+            if spec is None:
+                suggestion = closest(name, list(inputs))
+                declared = ", ".join(inputs) or "none"
+                report(
+                    f'"{ref.text}": no input "{name}" is declared'
+                    + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                    f"use inputs.{suggestion}" if suggestion
+                    else f"declare it under inputs: (declared: {declared})",
+                )
+                return False
+            failure = check_path(spec.json_schema(), ref.path[1:], f"inputs.{name}")
+            if failure:
+                report(f'"{ref.text}": {failure[0]}', failure[1])
+            return False
+        if ref.root == "run":
+            if ref.path and str(ref.path[0]) not in RUN_FIELDS:
+                suggestion = closest(str(ref.path[0]), list(RUN_FIELDS))
+                report(
+                    f'"{ref.text}": run has no field "{ref.path[0]}"'
+                    + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                    f"fields of run: {', '.join(RUN_FIELDS)}",
+                )
+            return False
+        if ref.root == common.id:
+            report(
+                f'"{ref.text}": a step cannot use its own output',
+                "reference an earlier step, or split this step in two",
+            )
+            return False
+        step_cls = self.step_types.get(ref.root)
+        if step_cls is None and ref.root in self.step_ids:
+            return True  # that step has problems of its own, reported there
+        if step_cls is None:
+            names = ["inputs", "run", *self.step_ids]
+            suggestion = closest(ref.root, names)
+            report(
+                f'"{ref.text}": unknown name "{ref.root}"'
+                + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                f"use {suggestion}" if suggestion
+                else f"templates can use inputs, run and step ids ({', '.join(self.step_ids)})",
+            )
+            return False
+        if ref.path and ref.path[0] != "output":
+            suggestion = "output"
+            report(
+                f'"{ref.text}": a step exposes only "output", got "{ref.path[0]}"',
+                f"use {ref.root}.{suggestion}" + "".join(f".{p}" for p in ref.path[1:]),
+            )
+            return True
+        failure = check_path(step_cls.output_schema(), ref.path[1:], f"{ref.root}.output")
+        if failure:
+            report(f'"{ref.text}": {failure[0]}', failure[1])
+        return True
+
+
+def _has_template(value: object) -> bool:
+    return any(is_template(text) for _, text in _strings(value, ()))
+
+
+def _strings(value: object, path: DataPath) -> Iterator[tuple[DataPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))

@@ -1,0 +1,198 @@
+"""The fetchflow exception tree.
+
+::
+
+    FetchflowError                 the root: catch this to catch everything of ours
+    ├── WorkflowInvalid            a workflow file (or its inputs) cannot run; holds Problems
+    ├── PluginError                a step plugin is broken or registered twice (start-up)
+    └── RunError                   something failed while a run was going
+        ├── StepError              a step failed in an expected way (bad answer, bad data)
+        ├── TemplateError          a template failed to render with the run's values
+        ├── StorageError           the asset store refused or could not be reached
+        └── ProviderError          an image provider refused or could not be reached
+
+Workflow problems are collected, not raised one at a time: every problem in a file is a
+:class:`Problem` with its location, and :class:`WorkflowInvalid` carries them all, sorted in
+file order. Every message is built from structured fields in one place
+(:meth:`Problem.format`, :meth:`RunError.format`) so the shape is the same everywhere:
+first line where + what + the value found, second line ``hint:`` with a concrete fix.
+
+Messages never contain secrets: the errors that wrap SDK exceptions keep only the status,
+the endpoint and a trimmed body, and chain the original with ``from``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "FetchflowError",
+    "PluginError",
+    "Problem",
+    "ProviderError",
+    "RunError",
+    "StepError",
+    "StorageError",
+    "TemplateError",
+    "WorkflowInvalid",
+]
+
+
+class FetchflowError(Exception):
+    """Root of every error fetchflow raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow, with where it is and how to fix it.
+
+    Attributes:
+        message: What is wrong, including the value found.
+        hint: A concrete fix, shown on its own ``hint:`` line.
+        file: The workflow file (or template file) the problem is in.
+        line: 1-based line, 0 when unknown.
+        column: 1-based column, 0 when unknown.
+        step_id: The step the problem belongs to, if any.
+        step_type: That step's type, if known.
+        field: The field (dotted for nested values), if any.
+        subject: Overrides the ``step ... field ...`` part (e.g. ``input "count"``).
+    """
+
+    message: str
+    hint: str = ""
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    step_id: str | None = None
+    step_type: str | None = None
+    field: str | None = None
+    subject: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``file:line:col`` (as much of it as is known)."""
+        parts = [self.file or "<workflow>"]
+        if self.line:
+            parts.append(str(self.line))
+            if self.column:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    @property
+    def what(self) -> str:
+        """``step "id" (type) field "f"`` (as much of it as applies)."""
+        if self.subject is not None:
+            head = self.subject
+        elif self.step_id is not None:
+            head = f'step "{self.step_id}"' + (f" ({self.step_type})" if self.step_type else "")
+        else:
+            head = ""
+        if self.field:
+            head = f'{head} field "{self.field}"'.strip()
+        return head
+
+    def format(self) -> str:
+        """The problem as the two lines users read."""
+        what = self.what
+        first = f"{self.where}: {what}: {self.message}" if what else f"{self.where}: {self.message}"
+        return f"{first}\n  hint: {self.hint}" if self.hint else first
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        """File order: by file, line, column, then message for stability."""
+        return (self.file, self.line, self.column, self.message)
+
+
+class WorkflowInvalid(FetchflowError):
+    """A workflow file, or the inputs given to it, cannot run.
+
+    Carries every problem found, in file order; ``str()`` is the full report.
+    """
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=Problem.sort_key)
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        """Every problem, one or two lines each, in file order."""
+        return "\n".join(problem.format() for problem in self.problems)
+
+
+class PluginError(FetchflowError):
+    """A step plugin cannot be loaded, or two plugins claim the same step type."""
+
+
+@dataclass
+class RunError(FetchflowError):
+    """Something failed while a run was going.
+
+    Attributes:
+        message: What failed, with the values involved (never a secret).
+        hint: What the user can do about it.
+        step_id: The step that failed, filled in by the runner when the step raised it.
+        retryable: Whether trying again could help (a moderation block cannot).
+    """
+
+    message: str
+    hint: str = ""
+    step_id: str | None = None
+    retryable: bool = True
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def format(self) -> str:
+        """``step "id": message`` and, when there is one, a ``hint:`` line."""
+        first = f'step "{self.step_id}": {self.message}' if self.step_id else self.message
+        return f"{first}\n  hint: {self.hint}" if self.hint else first
+
+
+@dataclass
+class StepError(RunError):
+    """A step failed in a way it understands (bad data, a refused request, ...)."""
+
+
+@dataclass
+class TemplateError(RunError):
+    """A template could not be rendered with the values of this run.
+
+    Attributes:
+        field: The config field whose template failed.
+    """
+
+    field: str | None = None
+
+
+@dataclass
+class StorageError(RunError):
+    """The asset store refused a request or could not be reached.
+
+    Attributes:
+        target: The bucket/key or directory involved.
+        endpoint: The S3 endpoint, when not AWS's default.
+        spooled: Where the bytes were kept locally when an upload gave up.
+    """
+
+    target: str = ""
+    endpoint: str = ""
+    spooled: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class ProviderError(RunError):
+    """An image provider refused a request or could not be reached.
+
+    Attributes:
+        provider: The provider's name (``openai``, ``google``, ...).
+        endpoint: The URL called, without query string or credentials.
+        status: The HTTP status, when there was a response.
+        body: The start of the response body, trimmed.
+    """
+
+    provider: str = ""
+    endpoint: str = ""
+    status: int | None = None
+    body: str = ""

@@ -1,0 +1,242 @@
+"""YAML -> plain data plus a source map, so every later error can say file:line:col.
+
+PyYAML's composer (libyaml when available) gives nodes with marks; we build the Python
+values ourselves so that duplicate keys are reported instead of silently overwritten, and so
+that every key and value keeps its position. Anchors, aliases and merge keys (``<<: *base``)
+work as in any YAML file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from fetchflow.errors import Problem
+
+__all__ = ["DataPath", "Loaded", "SourceMap", "Span", "load_yaml", "path_text"]
+
+DataPath = tuple[str | int, ...]
+"""Where a value sits in the loaded document: ``("steps", 0, "prompt")``."""
+
+_Composer: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A 1-based position in a file."""
+
+    line: int
+    column: int
+
+
+@dataclass
+class SourceMap:
+    """Positions of the keys and values of one loaded YAML file.
+
+    Attributes:
+        file: The file name used in messages.
+        lines: The file's lines, to place references precisely inside long values.
+        keys: Where the key of a mapping entry stands.
+        values: Where a value starts.
+        block_scalars: Values written as ``|`` or ``>`` blocks (their text starts one line
+            below the value's mark).
+    """
+
+    file: str
+    lines: list[str] = field(default_factory=list)
+    keys: dict[DataPath, Span] = field(default_factory=dict)
+    values: dict[DataPath, Span] = field(default_factory=dict)
+    block_scalars: set[DataPath] = field(default_factory=set)
+
+    def key(self, path: DataPath) -> Span:
+        """Where the key of ``path`` stands, or the nearest known position above it."""
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            span = self.keys.get(prefix) or self.values.get(prefix)
+            if span is not None:
+                return span
+        return Span(1, 1)
+
+    def value(self, path: DataPath) -> Span:
+        """Where the value of ``path`` starts, or the nearest known position above it."""
+        return self.values.get(path) or self.key(path)
+
+    def text_position(self, path: DataPath, text_line: int, needle: str) -> Span:
+        """Position of ``needle`` on line ``text_line`` (1-based) of the string at ``path``.
+
+        Used to point at a template reference inside a multi-line prompt. Falls back to the
+        value's start when the text cannot be found (folded or escaped scalars).
+        """
+        start = self.value(path)
+        offset = text_line - 1 + (1 if path in self.block_scalars else 0)
+        line_no = start.line + offset
+        if 1 <= line_no <= len(self.lines):
+            found = self.lines[line_no - 1].find(needle)
+            if found >= 0:
+                return Span(line_no, found + 1)
+        return start if offset == 0 else Span(line_no, start.column)
+
+
+@dataclass
+class Loaded:
+    """The result of loading one file: its data, positions and the problems found."""
+
+    data: object
+    source: SourceMap
+    problems: list[Problem]
+
+
+def path_text(path: DataPath) -> str:
+    """``("images", 0, "url")`` -> ``images.0.url``."""
+    return ".".join(str(part) for part in path)
+
+
+def _span(mark: yaml.Mark) -> Span:
+    return Span(mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns composed nodes into Python values, recording positions and duplicates."""
+
+    def __init__(self, source: SourceMap) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+        self._scalars = SafeConstructor()
+
+    def problem(self, span: Span, message: str, hint: str, field: str | None = None) -> None:
+        self.problems.append(
+            Problem(
+                message=message,
+                hint=hint,
+                file=self.source.file,
+                line=span.line,
+                column=span.column,
+                field=field,
+            )
+        )
+
+    def build(self, node: Node, path: DataPath) -> object:
+        self.source.values.setdefault(path, _span(node.start_mark))
+        if isinstance(node, MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+            self.source.block_scalars.add(path)
+        try:
+            return self._scalars.construct_object(node, deep=True)
+        except ConstructorError as error:
+            self.problem(
+                _span(node.start_mark),
+                f"cannot read this value: {error.problem}",
+                "remove the YAML tag or quote the value",
+                field=path_text(path) or None,
+            )
+            return None
+
+    def _mapping(self, node: MappingNode, path: DataPath) -> dict[str, object]:
+        result: dict[str, object] = {}
+        seen: dict[str, Span] = {}
+        merged: list[tuple[Node, Node]] = []
+        own: list[tuple[Node, Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(self._merge_sources(value_node))
+            else:
+                own.append((key_node, value_node))
+        for key_node, value_node in merged:
+            key = self._key(key_node, path)
+            if key is not None and key not in result:
+                result[key] = self.build(value_node, (*path, key))
+        for key_node, value_node in own:
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            key_span = _span(key_node.start_mark)
+            if key in seen:
+                first = seen[key]
+                self.problem(
+                    key_span,
+                    f'duplicate key "{key}" (first at line {first.line})',
+                    f'keep one "{key}": YAML would silently use only the last one',
+                    field=path_text((*path, key)),
+                )
+                continue
+            seen[key] = key_span
+            self.source.keys[(*path, key)] = key_span
+            self.source.values.pop((*path, key), None)
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _merge_sources(self, node: Node) -> list[tuple[Node, Node]]:
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        pairs: list[tuple[Node, Node]] = []
+        for source in sources:
+            if isinstance(source, MappingNode):
+                pairs.extend(source.value)
+            else:
+                self.problem(
+                    _span(source.start_mark),
+                    "a merge key (<<:) needs a mapping or a list of mappings",
+                    "merge an anchored mapping: <<: *defaults",
+                )
+        return pairs
+
+    def _key(self, node: Node, path: DataPath) -> str | None:
+        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+            return str(node.value)
+        shown = node.value if isinstance(node, ScalarNode) else node.id
+        self.problem(
+            _span(node.start_mark),
+            f"keys must be plain names, got {shown!r}",
+            "write the key as a name, e.g. prompt:",
+            field=path_text(path) or None,
+        )
+        return None
+
+
+def load_yaml(text: str, file: str) -> Loaded:
+    """Parse one YAML document, keeping positions and reporting duplicate keys.
+
+    Args:
+        text: The file's content.
+        file: The name to use in messages.
+
+    Returns:
+        The data (``None`` for an empty file), its source map, and the problems found.
+        A syntax error is a single problem and no data.
+    """
+    source = SourceMap(file=file, lines=text.splitlines())
+    try:
+        node = yaml.compose(text, Loader=_Composer)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        span = _span(mark) if mark is not None else Span(1, 1)
+        what = error.problem or "invalid YAML"
+        if error.context:
+            what = f"{what} ({error.context})"
+        problem = Problem(
+            message=f"YAML syntax error: {what}",
+            hint="check the indentation and quoting on this line and the one before; "
+            "template expressions are written << expr >>",
+            file=file,
+            line=span.line,
+            column=span.column,
+        )
+        return Loaded(None, source, [problem])
+    except yaml.YAMLError as error:  # composer errors without a mark
+        return Loaded(
+            None,
+            source,
+            [Problem(message=f"YAML error: {error}", hint="check the file is YAML", file=file)],
+        )
+    if node is None:
+        return Loaded(None, source, [])
+    builder = _Builder(source)
+    data = builder.build(node, ())
+    return Loaded(data, source, builder.problems)

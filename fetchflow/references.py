@@ -1,0 +1,194 @@
+"""Finds ``<<step.output...>>`` paths in parsed templates and checks them against schemas.
+
+A reference is a chain of attribute and constant-index lookups that starts at a name the
+template does not define itself: ``hero.output.0.file_url`` is
+``Reference(root="hero", path=("output", 0, "file_url"))``. Paths are checked against JSON
+Schemas (the referenced step's output schema, the declared inputs), so a typo is reported
+with its closest valid spelling before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import meta, nodes
+
+__all__ = ["Reference", "check_path", "closest", "find_references", "unsafe_attributes"]
+
+_DICT_METHODS = frozenset({"items", "keys", "values", "get"})
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One lookup chain in a template.
+
+    Attributes:
+        root: The name the chain starts at (``inputs``, ``run`` or a step id).
+        path: The constant lookups after the root.
+        lineno: The template line it is on (1-based).
+    """
+
+    root: str
+    path: tuple[str | int, ...]
+    lineno: int
+
+    @property
+    def text(self) -> str:
+        """``hero.output.0.file_url``."""
+        return ".".join([self.root, *(str(part) for part in self.path)])
+
+
+def closest(name: str, options: Sequence[str]) -> str | None:
+    """The option most like ``name``, if any is close enough."""
+    found = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
+    """Walk down Getattr/constant Getitem nodes; return the base and the path (in order)."""
+    path: list[str | int] = []
+    while True:
+        if isinstance(node, nodes.Getattr):
+            path.append(node.attr)
+            node = node.node
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            value = node.arg.value
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                break
+            path.append(value)
+            node = node.node
+        else:
+            break
+    path.reverse()
+    return node, path
+
+
+def _walk(node: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
+    if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
+        base, path = _chain(node)
+        if isinstance(base, nodes.Name) and base.name in roots:
+            yield Reference(base.name, tuple(path), node.lineno)
+            return
+        if base is not node:
+            yield from _walk(base, roots)
+            return
+    for child in node.iter_child_nodes():
+        yield from _walk(child, roots)
+
+
+def find_references(ast: nodes.Template, ignore: frozenset[str]) -> list[Reference]:
+    """Every lookup chain in ``ast`` that starts at a name the template does not define.
+
+    Names the template sets itself (``<% set %>``, loop variables, macro arguments) and the
+    ``ignore`` names (environment globals such as ``range``) are not references.
+    """
+    roots = frozenset(meta.find_undeclared_variables(ast)) - ignore
+    if not roots:
+        return []
+    return list(_walk(ast, roots))
+
+
+def unsafe_attributes(ast: nodes.Template) -> list[tuple[str, int]]:
+    """Lookups of private names (``x.__class__``, ``x["_y"]``): refused before the run."""
+    found: list[tuple[str, int]] = []
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            name: object = node.attr
+        elif isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        else:
+            continue
+        if isinstance(name, str) and name.startswith("_"):
+            found.append((name, node.lineno))
+    return found
+
+
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        schema = {**defs.get(name, {}), **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    kind = schema.get("type")
+    if kind == "array":
+        return "a list"
+    if kind == "object" or "properties" in schema:
+        return "an object"
+    if isinstance(kind, str):
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    return "a value"
+
+
+def check_path(
+    schema: dict[str, Any], path: Sequence[str | int], shown: str, defs: dict[str, Any] | None = None
+) -> tuple[str, str] | None:
+    """Check a lookup path against a JSON Schema.
+
+    Args:
+        schema: The schema of the value the path starts at.
+        path: The lookups.
+        shown: How the starting value is written (``hero.output``), for messages.
+        defs: ``$defs`` to resolve ``$ref`` against (taken from ``schema`` if not given).
+
+    Returns:
+        None when the path can exist, else ``(message, hint)``.
+    """
+    defs = schema.get("$defs", {}) if defs is None else defs
+    schema = _resolve(schema, defs)
+    if not path:
+        return None
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if branches:
+        failures = []
+        for branch in branches:
+            if _resolve(branch, defs).get("type") == "null":
+                continue
+            failure = check_path(branch, path, shown, defs)
+            if failure is None:
+                return None
+            failures.append(failure)
+        return failures[0] if failures else None
+    head, rest = path[0], path[1:]
+    here = f"{shown}.{head}"
+    kind = schema.get("type")
+    if kind == "array" or "items" in schema or "prefixItems" in schema:
+        if isinstance(head, int) or (isinstance(head, str) and head.isdigit()):
+            prefix = schema.get("prefixItems")
+            index = int(head)
+            if prefix and index < len(prefix):
+                item = prefix[index]
+            else:
+                item = schema.get("items", {})
+            return check_path(item, rest, here, defs)
+        return (
+            f"{shown} is a list, it has no field {head!r}",
+            f"pick an item first: {shown}.0.{head}",
+        )
+    if kind == "object" or "properties" in schema or "additionalProperties" in schema:
+        properties: dict[str, Any] = schema.get("properties", {})
+        if isinstance(head, str) and head in properties:
+            return check_path(properties[head], rest, here, defs)
+        extra = schema.get("additionalProperties", kind != "object" or not properties)
+        if isinstance(extra, dict):
+            return check_path(extra, rest, here, defs)
+        if extra is True or head in _DICT_METHODS:
+            return None
+        suggestion = closest(str(head), list(properties))
+        fields = ", ".join(properties) or "none"
+        message = f"{shown} has no field {str(head)!r}"
+        if suggestion:
+            return (f"{message}; did you mean {suggestion!r}?", f"use {shown}.{suggestion}")
+        return (message, f"fields of {shown}: {fields}")
+    if kind == "string" and isinstance(head, str) and hasattr(str, head):
+        return None  # a string method such as .upper()
+    if kind in ("string", "integer", "number", "boolean", "null"):
+        return (
+            f"{shown} is {_describe(schema)}, it has no field {str(head)!r}",
+            f"use {shown} itself",
+        )
+    return None  # an untyped value: anything may be inside

@@ -1,0 +1,114 @@
+"""fetchflow settings, read from the environment and from ``.env``.
+
+Every field is ``FETCHFLOW_<NAME>`` in the environment; ``.env.example`` lists each one with a
+comment (a test keeps the two in sync). Variables of the libraries we use (``AWS_*``,
+``PREFECT_*``, ``OPENAI_*``, ...) are read by those libraries themselves, untouched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PRESIGN_MAX_SECONDS", "Settings", "load_settings"]
+
+#: S3 refuses presigned URLs that live longer than seven days (SigV4 limit).
+PRESIGN_MAX_SECONDS = 7 * 24 * 3600
+
+_MIB = 1024 * 1024
+
+
+def _default_store(data: dict[str, Any]) -> str:
+    return str(Path(data["home"]) / "assets")
+
+
+def _default_spool_dir(data: dict[str, Any]) -> Path:
+    return Path(data["home"]) / "spool"
+
+
+class Settings(BaseSettings):
+    """fetchflow's own configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FETCHFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    home: Path = Field(
+        default=Path(".fetchflow"),
+        description="Working folder for local state: the embedded Prefect database, "
+        "the local asset store and the upload spool. Relative paths are under the "
+        "current directory.",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="An extra folder of Jinja templates, searched before the project's "
+        "templates/ folder.",
+    )
+    max_parallel_steps: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="How many steps of one run may execute at the same time.",
+    )
+
+    store: str = Field(
+        default_factory=_default_store,
+        description="Where assets go: s3://bucket/prefix for S3 (or any S3-compatible "
+        "server boto3 reaches: AWS_ENDPOINT_URL, AWS_PROFILE, AWS_REGION and the AWS keys "
+        "are read by boto3 itself), or a directory path for the embedded local store. "
+        "Default: <home>/assets.",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="When the bucket is served publicly (CDN, public R2 bucket), asset "
+        "file_url is this base URL + the object key instead of a presigned URL.",
+    )
+    presign_expiry_seconds: int = Field(
+        default=24 * 3600,
+        ge=1,
+        le=PRESIGN_MAX_SECONDS,
+        description="Lifetime of presigned file_url links, in seconds; at most 604800 "
+        "(7 days), S3's own maximum.",
+    )
+    upload_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="How many uploads (and multipart parts of one upload) run at the "
+        "same time.",
+    )
+    upload_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="How many times one S3 request is tried (first try included, "
+        "exponential backoff) before the bytes go to the spool.",
+    )
+    multipart_threshold_bytes: int = Field(
+        default=64 * _MIB,
+        ge=5 * _MIB,
+        description="Files at least this large are uploaded in parts (S3 parts are at "
+        "least 5 MiB).",
+    )
+    spool_dir: Path = Field(
+        default_factory=_default_spool_dir,
+        description="Where the bytes of an upload that failed after every retry are kept "
+        "until they are pushed again. Default: <home>/spool.",
+    )
+
+    @property
+    def prefect_home(self) -> Path:
+        """The Prefect home fetchflow uses when the user has not chosen one."""
+        return self.home / "prefect"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment and ``.env`` in the current directory."""
+    return Settings()

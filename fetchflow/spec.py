@@ -1,0 +1,242 @@
+"""The workflow file's own keys: top level, inputs, and the keys every step has.
+
+Step-type fields sit flat beside the common step keys and are validated by the step type's
+config model (see :mod:`fetchflow.step`); everything here is what the engine itself reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from fetchflow.step import RuleViolation
+
+__all__ = [
+    "RESERVED_IDS",
+    "STEP_COMMON_KEYS",
+    "TOP_LEVEL_KEYS",
+    "InputSpec",
+    "InputType",
+    "StepCommon",
+    "WorkflowHeader",
+    "parse_input_value",
+]
+
+InputType = Literal["string", "integer", "number", "boolean", "list", "object"]
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+RESERVED_IDS = frozenset(
+    {
+        "inputs",
+        "run",
+        "loop",
+        "self",
+        "super",
+        "varargs",
+        "kwargs",
+        "caller",
+        "range",
+        "dict",
+        "namespace",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "if",
+        "else",
+        "for",
+        "with",
+        "import",
+        "include",
+        "block",
+        "set",
+    }
+)
+"""Names a step id cannot take: they mean something else inside templates."""
+
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "list": {"type": "array"},
+    "object": {"type": "object"},
+}
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _type_problem(kind: InputType, value: object) -> str | None:
+    """Why ``value`` is not of input type ``kind`` (None when it is)."""
+    ok = {
+        "string": isinstance(value, str),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+        "list": isinstance(value, list),
+        "object": isinstance(value, dict),
+    }[kind]
+    if ok:
+        return None
+    return f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {json.dumps(value, default=str)}"
+
+
+class InputSpec(BaseModel):
+    """One declared workflow input (``inputs.<name>`` in templates)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: InputType = Field("string", description="The value's type.")
+    description: str = Field("", description="Shown by `fetchflow steps`, run forms and docs.")
+    default: JsonValue = Field(None, description="Used when the run does not give a value.")
+    required: bool | None = Field(
+        None, description="Whether a value must be given; default: required when no default."
+    )
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the file gave a default (``default: null`` counts)."""
+        return "default" in self.model_fields_set
+
+    @property
+    def is_required(self) -> bool:
+        """Whether a run must give a value."""
+        return self.required if self.required is not None else not self.has_default
+
+    @model_validator(mode="after")
+    def _default_matches_type(self) -> InputSpec:
+        if self.has_default and self.default is not None:
+            problem = _type_problem(self.type, self.default)
+            if problem:
+                raise RuleViolation(
+                    f"default does not match type {self.type}: {problem}",
+                    fields=("default",),
+                    hint=f"give a default of type {self.type}, or change the type",
+                )
+        return self
+
+    def check(self, value: object) -> str | None:
+        """Why ``value`` cannot be this input (None when it can)."""
+        return _type_problem(self.type, value)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of this input's values."""
+        schema = dict(_JSON_TYPES[self.type])
+        if self.description:
+            schema["description"] = self.description
+        if self.has_default:
+            schema["default"] = self.default
+        return schema
+
+
+def parse_input_value(spec: InputSpec, text: str) -> object:
+    """Read a ``--input NAME=VALUE`` value as the input's type.
+
+    Lists and objects are JSON (``'["a", "b"]'``); a list also accepts ``a,b,c``.
+
+    Raises:
+        ValueError: The text is not a value of that type (the message says what was found).
+    """
+    kind = spec.type
+    if kind == "string":
+        return text
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    if kind == "integer":
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if kind == "number":
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        if kind == "list" and not text.strip().startswith("["):
+            return [part.strip() for part in text.split(",") if part.strip()]
+        raise ValueError(f"expected a JSON {kind}, got {text!r}") from None
+    problem = spec.check(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class WorkflowHeader(BaseModel):
+    """The top-level keys of a workflow file, except ``steps``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="The workflow's name; the Prefect flow's name.")
+    description: str = Field("", description="What the workflow makes.")
+    inputs: dict[str, InputSpec] = Field(
+        default_factory=dict, description="Values a run can be given: `inputs.<name>`."
+    )
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names_are_identifiers(cls, value: dict[str, InputSpec]) -> dict[str, InputSpec]:
+        for name in value:
+            if not name.isidentifier():
+                raise RuleViolation(
+                    f"input name {name!r} is not an identifier (letters, digits, _)",
+                    fields=(name,),
+                    hint=f"rename it to {re.sub(r'[^0-9A-Za-z_]', '_', name)}",
+                )
+        return value
+
+
+class StepCommon(BaseModel):
+    """The keys every step has, whatever its type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=IDENTIFIER, description="Unique name; `<<id.output>>` elsewhere.")
+    type: str = Field(description="The step type (see `fetchflow steps`).")
+    name: str | None = Field(None, description="A readable title for the UI.")
+    needs: list[str] = Field(
+        default_factory=list,
+        description="Steps that must finish first, besides the ones referenced in templates.",
+    )
+    on_failure: Literal["terminate", "continue"] = Field(
+        "terminate",
+        description="terminate: stop the run. continue: skip dependent steps, go on.",
+    )
+    retries: int = Field(0, ge=0, le=20, description="Extra attempts after a failure.")
+    retry_delay_seconds: float = Field(
+        2.0, ge=0, le=3600, description="Delay before the first retry; doubles each time."
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=86400, description="Fail the attempt when it runs longer."
+    )
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+STEP_COMMON_KEYS = tuple(StepCommon.model_fields)
+TOP_LEVEL_KEYS = (*WorkflowHeader.model_fields, "steps")

@@ -1,0 +1,245 @@
+"""The step plugin API: the ``Step`` base class, its run context, and the registry.
+
+A step type is a class with a config model, an output type and ``run(config, ctx)``. Step
+types are found through the ``fetchflow.steps`` entry-point group, the built-in ones
+included, so a third-party package adds a step exactly the way ``steps/`` does::
+
+    [project.entry-points."fetchflow.steps"]
+    watermark = "my_package.watermark:WatermarkStep"
+
+Config models validate flat YAML fields. Cross-field rules are model validators; a rule that
+involves a field still holding a template is checked once the template is rendered, before
+``run`` is called — use :func:`deferred` to skip it during the static check::
+
+    @model_validator(mode="after")
+    def _compression_needs_lossy_format(self, info: ValidationInfo) -> Self:
+        if deferred(info, "output_format", "output_compression"):
+            return self
+        ...
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
+
+from fetchflow.errors import PluginError
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+    from fetchflow.storage import AssetStore
+    from fetchflow.templating import Templates
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "RuleViolation",
+    "Step",
+    "StepConfig",
+    "StepContext",
+    "StepRegistry",
+    "deferred",
+]
+
+ENTRY_POINT_GROUP = "fetchflow.steps"
+TEMPLATED_CONTEXT_KEY = "fetchflow_templated"
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+OutputT = TypeVar("OutputT")
+
+
+class StepConfig(BaseModel):
+    """Base for step config models: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuleViolation(ValueError):
+    """A cross-field rule of a step config is broken.
+
+    Args:
+        message: What is wrong, naming the fields and the values found
+            (``background: transparent needs output_format png or webp, got jpeg``).
+        fields: The fields involved; the first one is where the error is shown.
+        hint: The way out (``use output_format png or webp``).
+    """
+
+    def __init__(self, message: str, *, fields: tuple[str, ...], hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        self.hint = hint
+
+
+def deferred(info: ValidationInfo, *fields: str) -> bool:
+    """Whether a cross-field rule must wait because one of ``fields`` is still a template.
+
+    During the static check (``fetchflow validate`` and the start of a run) fields whose
+    value is a template are not known yet; the rule is then checked after rendering, still
+    before the step runs.
+    """
+    context = info.context
+    if not isinstance(context, dict):
+        return False
+    templated = context.get(TEMPLATED_CONTEXT_KEY, frozenset())
+    return any(name in templated for name in fields)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a running step may use besides its config.
+
+    Attributes:
+        step_id: The step's id in the workflow.
+        step_type: The step's type name.
+        run_id: The run's id (the Prefect flow run id).
+        run_name: The run's display name.
+        workflow: The workflow's name.
+        started_at: When the run started (UTC).
+        logger: Where the step logs (the Prefect run logger during a run).
+        settings: fetchflow's settings.
+        templates: The run's template environment.
+        scope: The template scope of this step (``inputs``, ``run``, upstream steps).
+        open_store: Opens the run's asset store on first use.
+    """
+
+    step_id: str
+    step_type: str
+    run_id: str
+    run_name: str
+    workflow: str
+    started_at: datetime
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    settings: Settings
+    templates: Templates
+    scope: Mapping[str, object]
+    open_store: Callable[[], AssetStore] | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> AssetStore:
+        """The run's asset store (every file a step produces goes through it)."""
+        if self.open_store is None:
+            raise RuntimeError("this run has no asset store")
+        return self.open_store()
+
+    def render_file(self, name: str) -> str:
+        """Render a template from the ``templates/`` search path with this step's scope."""
+        return self.templates.render_file(name, self.scope)
+
+
+class Step(ABC, Generic[ConfigT, OutputT]):
+    """Base class of every step type.
+
+    Class attributes:
+        config_model: The pydantic model of the step's YAML fields.
+        output_type: The type of what ``run`` returns (a model, ``str``, ``list[...]``).
+            Its JSON Schema is what template references are checked against.
+        billable: Whether running the step can cost money (approval, budgets).
+        produces_files: Whether the step writes through the asset store (pre-flight).
+        template_file_fields: Config fields that name a file under ``templates/``; the
+            file's references are checked statically like inline templates.
+    """
+
+    config_model: ClassVar[type[BaseModel]]
+    output_type: ClassVar[Any]
+    billable: ClassVar[bool] = False
+    produces_files: ClassVar[bool] = False
+    template_file_fields: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def run(self, config: ConfigT, ctx: StepContext) -> OutputT:
+        """Do the step's work and return its output."""
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    @classmethod
+    def output_schema(cls) -> dict[str, Any]:
+        """JSON Schema of the step's output (cached per class)."""
+        return _output_schema(cls)
+
+    @classmethod
+    def dump_output(cls, output: object) -> object:
+        """The output as JSON-compatible data: what downstream templates see."""
+        return _output_adapter(cls).dump_python(output, mode="json")
+
+
+@cache
+def _output_adapter(cls: type[Step[Any, Any]]) -> TypeAdapter[Any]:
+    return TypeAdapter(cls.output_type)
+
+
+@cache
+def _output_schema(cls: type[Step[Any, Any]]) -> dict[str, Any]:
+    return _output_adapter(cls).json_schema(mode="serialization")
+
+
+class StepRegistry:
+    """Step types by name.
+
+    Args:
+        steps: ``{type name: Step subclass}``.
+    """
+
+    def __init__(self, steps: Mapping[str, type[Step[Any, Any]]]) -> None:
+        self._steps = dict(sorted(steps.items()))
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> StepRegistry:
+        """Load every step type registered in the entry-point group.
+
+        Raises:
+            PluginError: Two distributions register the same type name, an entry point
+                cannot be imported, or it does not name a ``Step`` subclass.
+        """
+        found: dict[str, tuple[str, type[Step[Any, Any]]]] = {}
+        for point in entry_points(group=group):
+            dist = point.dist.name if point.dist is not None else "<unknown distribution>"
+            if point.name in found:
+                other_dist, other_cls = found[point.name]
+                if f"{other_cls.__module__}:{other_cls.__qualname__}" == point.value:
+                    continue  # the same distribution seen twice on sys.path
+                raise PluginError(
+                    f'step type "{point.name}" is registered twice: by {other_dist} '
+                    f"({other_cls.__module__}:{other_cls.__qualname__}) and by {dist} "
+                    f"({point.value})\n  hint: uninstall one of them or rename its entry "
+                    f'point in the "{group}" group'
+                )
+            try:
+                loaded = point.load()
+            except Exception as error:
+                raise PluginError(
+                    f'step type "{point.name}" from {dist} cannot be loaded ({point.value}): '
+                    f"{type(error).__name__}: {error}\n  hint: reinstall {dist}, or "
+                    "uninstall it if it is not needed"
+                ) from error
+            if not (isinstance(loaded, type) and issubclass(loaded, Step)):
+                raise PluginError(
+                    f'step type "{point.name}" from {dist} points at {point.value}, which is '
+                    "not a fetchflow Step subclass\n  hint: the entry point must name a class "
+                    "derived from fetchflow.Step"
+                )
+            found[point.name] = (dist, loaded)
+        return cls({name: step for name, (_, step) in found.items()})
+
+    def get(self, name: str) -> type[Step[Any, Any]] | None:
+        """The step type called ``name``, or None."""
+        return self._steps.get(name)
+
+    def names(self) -> list[str]:
+        """Every registered type name, sorted."""
+        return list(self._steps)
+
+    def items(self) -> list[tuple[str, type[Step[Any, Any]]]]:
+        """``(name, class)`` pairs, sorted by name."""
+        return list(self._steps.items())

@@ -1,0 +1,164 @@
+"""The one Jinja environment every workflow value is rendered with.
+
+Syntax (YAML-safe, so values need no quoting)::
+
+    << expr >>      a value            (``{{ expr }}`` is accepted too)
+    <% stmt %>      a statement        (``{% stmt %}`` is accepted too)
+    <# comment #>   a comment          (``{# comment #}`` is accepted too)
+
+A value that is exactly one expression resolves to the native value: ``<<hero.output>>`` is
+the list itself, ``<<inputs.count>>`` the integer. Inside longer text, strings are inserted
+as they are and every other value as JSON.
+
+The environment is sandboxed (``jinja2.sandbox``), undefined names and paths are errors, and
+rendered values are data: they are never rendered again. The ``templates/`` folders are on
+the loader path, so ``<% include "brand_style.j2" %>`` works in any prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, Undefined, nodes
+from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["TEMPLATE_MARKERS", "Templates", "is_template", "to_text"]
+
+TEMPLATE_MARKERS = ("<<", "<%", "<#", "{{", "{%", "{#")
+
+_ALTERNATE_SYNTAX = (
+    (re.compile(r"\{\{(.*?)\}\}", re.DOTALL), r"<<\1>>"),
+    (re.compile(r"\{%(.*?)%\}", re.DOTALL), r"<%\1%>"),
+    (re.compile(r"\{#(.*?)#\}", re.DOTALL), r"<#\1#>"),
+)
+
+
+def is_template(value: str) -> bool:
+    """Whether a string holds template syntax (and so must be rendered)."""
+    return any(marker in value for marker in TEMPLATE_MARKERS)
+
+
+def canonical(source: str) -> str:
+    """Rewrite the accepted ``{{ }}``, ``{% %}``, ``{# #}`` forms to the canonical ones."""
+    if "{" not in source:
+        return source
+    for pattern, replacement in _ALTERNATE_SYNTAX:
+        source = pattern.sub(replacement, source)
+    return source
+
+
+def to_text(value: object) -> str:
+    """How a value reads inside text: strings as they are, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _concat(values: Iterable[Any]) -> Any:
+    """One output node gives its native value; several are joined as text."""
+    head = list(islice(values, 2))
+    if not head:
+        return ""
+    if len(head) == 1:
+        return head[0]
+    return "".join(to_text(value) for value in chain(head, values))
+
+
+def _strict(value: Any) -> Any:
+    """Native rendering never calls ``str()``, so undefined values must fail here."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+class _Template(NativeTemplate):
+    pass
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Sandboxed, strict, native-valued, with the YAML-safe delimiters."""
+
+    code_generator_class = NativeCodeGenerator
+    template_class = _Template
+    concat = staticmethod(_concat)  # type: ignore[assignment]
+
+
+_Template.environment_class = _Environment
+
+
+class Templates:
+    """Parses and renders workflow templates.
+
+    Args:
+        search_path: Folders searched, in order, by ``include``/``import`` and by
+            :meth:`render_file`.
+    """
+
+    def __init__(self, search_path: Sequence[Path] = ()) -> None:
+        self.search_path = tuple(search_path)
+        self.env = _Environment(
+            variable_start_string="<<",
+            variable_end_string=">>",
+            block_start_string="<%",
+            block_end_string="%>",
+            comment_start_string="<#",
+            comment_end_string="#>",
+            undefined=StrictUndefined,
+            finalize=_strict,
+            loader=FileSystemLoader([str(path) for path in self.search_path]),
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        self.env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+
+    @property
+    def globals(self) -> frozenset[str]:
+        """Names the environment provides by itself (``range``, ``namespace``, ...)."""
+        return frozenset(self.env.globals)
+
+    def parse(self, source: str) -> nodes.Template:
+        """Parse a template (raises ``jinja2.TemplateSyntaxError``)."""
+        return self.env.parse(canonical(source))
+
+    def file_source(self, name: str) -> tuple[str, str]:
+        """The source of a template file on the search path and its full path.
+
+        Raises:
+            jinja2.TemplateNotFound: No folder on the search path holds ``name``.
+        """
+        source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        return source, filename or name
+
+    def render(self, source: str, scope: Mapping[str, object]) -> object:
+        """Render one value: native when it is exactly one expression, else text."""
+        template = self.env.from_string(canonical(source))
+        return template.render(scope)
+
+    def render_text(self, source: str, scope: Mapping[str, object]) -> str:
+        """Render a template and always return text."""
+        return to_text(self.render(source, scope))
+
+    def render_file(self, name: str, scope: Mapping[str, object]) -> str:
+        """Render a template file from the search path as text."""
+        template = self.env.get_template(name)
+        return to_text(template.render(scope))
+
+    def render_value(self, value: object, scope: Mapping[str, object]) -> object:
+        """Render every template string inside a value (lists and mappings included).
+
+        Strings without template syntax and non-strings are returned as they are, and what
+        a template produced is never looked at again.
+        """
+        if isinstance(value, str):
+            return self.render(value, scope) if is_template(value) else value
+        if isinstance(value, list):
+            return [self.render_value(item, scope) for item in value]
+        if isinstance(value, dict):
+            return {key: self.render_value(item, scope) for key, item in value.items()}
+        return value

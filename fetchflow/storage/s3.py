@@ -102,6 +102,8 @@ class S3Store(BaseStore):
             # rclone (and others) return whole-object checksums on range GETs, which
             # boto3's default response validation rejects.
             response_checksum_validation="when_required",
+            # SigV4 everywhere: presigned URLs then honour the 7-day maximum expiry.
+            signature_version="s3v4",
             retries={"mode": "standard", "max_attempts": self.attempts},
             max_pool_connections=max(10, 2 * self.concurrency),
             connect_timeout=10,
@@ -210,6 +212,7 @@ class S3Store(BaseStore):
 
         transfer = TransferConfig(
             multipart_threshold=self.multipart_threshold_bytes,
+            multipart_chunksize=max(5 * _MIB, min(16 * _MIB, self.multipart_threshold_bytes // 4)),
             max_concurrency=self.concurrency,
         )
         self.client.upload_fileobj(

@@ -37,7 +37,7 @@ def count_calls(client: S3Client, operation: str) -> list[str]:
     def hook(params: dict[str, Any], **_: Any) -> None:
         seen.append(str(params.get("Key", "")))
 
-    client.meta.events.register(f"before-call.s3.{operation}", hook)
+    client.meta.events.register(f"provide-client-params.s3.{operation}", hook)
     return seen
 
 

@@ -77,6 +77,8 @@ class S3Store(BaseStore):
         self.attempts = max(1, attempts)
         self.multipart_threshold_bytes = max(5 * _MIB, multipart_threshold_bytes)
         self._client = client
+        # An injected client serves preflight too; otherwise preflight gets its own.
+        self._preflight_client = client
         self._client_lock = threading.Lock()
 
     # -- the client ----------------------------------------------------------------------
@@ -90,10 +92,19 @@ class S3Store(BaseStore):
         """
         with self._client_lock:
             if self._client is None:
-                self._client = self._make_client()
+                self._client = self._make_client(attempts=self.attempts, connect_timeout=10)
             return self._client
 
-    def _make_client(self) -> S3Client:
+    def _quick_client(self) -> S3Client:
+        """A client that gives up fast (two tries, short timeouts), for :meth:`preflight`."""
+        with self._client_lock:
+            if self._preflight_client is None:
+                self._preflight_client = self._make_client(
+                    attempts=min(2, self.attempts), connect_timeout=5
+                )
+            return self._preflight_client
+
+    def _make_client(self, *, attempts: int, connect_timeout: int) -> S3Client:
         import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
@@ -104,9 +115,9 @@ class S3Store(BaseStore):
             response_checksum_validation="when_required",
             # SigV4 everywhere: presigned URLs then honour the 7-day maximum expiry.
             signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": self.attempts},
+            retries={"mode": "standard", "total_max_attempts": attempts},
             max_pool_connections=max(10, 2 * self.concurrency),
-            connect_timeout=10,
+            connect_timeout=connect_timeout,
             read_timeout=60,
         )
         try:
@@ -153,7 +164,7 @@ class S3Store(BaseStore):
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = self.client
+        client = self._quick_client()
         try:
             client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as error:

@@ -157,6 +157,10 @@ def test_server_down_mid_run_spools_then_push_spooled_uploads(
     rclone_store.preflight()
     first = put_png(rclone_store)
     rclone_s3.stop()
+    tries: list[int] = []
+    rclone_store.client.meta.events.register(
+        "before-send.s3.HeadObject", lambda **_: tries.append(1)
+    )
 
     later = b"\x89PNG\r\n\x1a\n" + b"paid for, then the server died"
     with pytest.raises(
@@ -165,6 +169,7 @@ def test_server_down_mid_run_spools_then_push_spooled_uploads(
         r"cannot reach the endpoint.*the bytes are kept in ",
     ) as caught:
         put_png(rclone_store, later, file_name="hero-2.png")
+    assert len(tries) == rclone_settings.upload_attempts == 2  # retried, then gave up
     (spooled,) = caught.value.spooled
     assert spooled.read_bytes() == later
     assert str(spooled) in str(caught.value)

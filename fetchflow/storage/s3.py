@@ -198,7 +198,10 @@ class S3Store(BaseStore):
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            # S3 answers 403, not 404, for a missing key when the credentials may not
+            # list the bucket; write-only credentials should still upload (and a real
+            # credentials problem then fails the PUT with its own error).
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in {403, 404}:
                 return False
             raise
         # Same content name and size: the same bytes (S3 writes are all-or-nothing).

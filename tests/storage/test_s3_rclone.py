@@ -206,3 +206,13 @@ def test_nothing_lands_outside_the_prefix(rclone_store: S3Store, rclone_s3: Rclo
 
 def test_describe(rclone_store: S3Store, rclone_s3: RcloneS3, tmp_path: Path) -> None:
     assert rclone_store.describe() == f"s3://{BUCKET}/runs (endpoint {rclone_s3.endpoint})"
+
+
+def test_no_credentials_at_all_is_a_clear_preflight_error(
+    rclone_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(StorageError, match="no usable AWS credentials found") as caught:
+        open_store(rclone_settings).preflight()
+    assert "AWS_PROFILE" in caught.value.hint

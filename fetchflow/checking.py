@@ -12,14 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from pydantic import ValidationError
 
 from fetchflow.errors import Problem, WorkflowInvalid
 from fetchflow.graph import find_cycles
 from fetchflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
 from fetchflow.plan import Plan, PlannedStep
-from fetchflow.references import Reference, check_path, closest, find_references, unsafe_attributes
+from fetchflow.references import (
+    Reference,
+    check_path,
+    closest,
+    find_references,
+    simple_references,
+    unsafe_attributes,
+)
 from fetchflow.spec import (
     RESERVED_IDS,
     STEP_COMMON_KEYS,
@@ -392,6 +398,11 @@ class _Checker:
             line = file_lines[lineno - 1] if 0 < lineno <= len(file_lines) else ""
             return Span(lineno, max(line.find(needle), 0) + 1)
 
+        simple = simple_references(text, self.templates.globals)
+        if simple is not None:
+            return [ref.root for ref in simple if self._reference(ref, common, where, field, file)]
+        import jinja2
+        import jinja2.meta
         try:
             ast = self.templates.parse(text)
         except jinja2.TemplateSyntaxError as error:
@@ -427,6 +438,8 @@ class _Checker:
     def _template_file(
         self, name: str, path: DataPath, common: StepCommon, seen: frozenset[str] = frozenset()
     ) -> list[str]:
+        import jinja2
+
         try:
             source, filename = self.templates.file_source(name)
         except jinja2.TemplateNotFound:

@@ -10,13 +10,22 @@ with its closest valid spelling before anything runs.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import meta, nodes
+if TYPE_CHECKING:
+    from jinja2 import nodes
 
-__all__ = ["Reference", "check_path", "closest", "find_references", "unsafe_attributes"]
+__all__ = [
+    "Reference",
+    "check_path",
+    "closest",
+    "find_references",
+    "simple_references",
+    "unsafe_attributes",
+]
 
 _DICT_METHODS = frozenset({"items", "keys", "values", "get"})
 
@@ -49,6 +58,8 @@ def closest(name: str, options: Sequence[str]) -> str | None:
 
 def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
     """Walk down Getattr/constant Getitem nodes; return the base and the path (in order)."""
+    from jinja2 import nodes
+
     path: list[str | int] = []
     while True:
         if isinstance(node, nodes.Getattr):
@@ -66,7 +77,12 @@ def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
     return node, path
 
 
+_IMPLICIT = frozenset({"loop", "caller", "varargs", "kwargs", "self"})
+
+
 def _walk(node: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
+    from jinja2 import nodes
+
     if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
         base, path = _chain(node)
         if isinstance(base, nodes.Name) and base.name in roots:
@@ -79,20 +95,68 @@ def _walk(node: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
         yield from _walk(child, roots)
 
 
+def _context_names(ast: nodes.Template) -> frozenset[str]:
+    """Names the template reads but never sets (so they come from the scope)."""
+    from jinja2 import nodes
+
+    loaded: set[str] = set()
+    stored: set[str] = set()
+    for name in ast.find_all(nodes.Name):
+        (loaded if name.ctx == "load" else stored).add(name.name)
+    return frozenset(loaded - stored - _IMPLICIT)
+
+
 def find_references(ast: nodes.Template, ignore: frozenset[str]) -> list[Reference]:
     """Every lookup chain in ``ast`` that starts at a name the template does not define.
 
     Names the template sets itself (``<% set %>``, loop variables, macro arguments) and the
     ``ignore`` names (environment globals such as ``range``) are not references.
     """
-    roots = frozenset(meta.find_undeclared_variables(ast)) - ignore
+    roots = _context_names(ast) - ignore
     if not roots:
         return []
     return list(_walk(ast, roots))
 
 
+# A template made only of text and simple value lookups (``<< hero.output.0.file_url >>``),
+# the vast majority, is checked without Jinja's parser: that keeps `fetchflow validate` of a
+# large workflow fast. Anything else goes through the full parse.
+_SIMPLE_EXPR = re.compile(r"<<\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9][A-Za-z0-9_]*)*)\s*>>")
+_NOT_SIMPLE = re.compile(r"<<|>>|<%|%>|<#|#>|\{\{|\{%|\{#")
+_KEYWORDS = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False",
+     "None", "loop", "caller", "varargs", "kwargs", "self"}
+)
+
+
+def simple_references(source: str, ignore: frozenset[str]) -> list[Reference] | None:
+    """References of a template made only of text and ``<< a.b.0.c >>`` lookups.
+
+    Returns:
+        The references, or None when the template needs Jinja's full parser.
+    """
+    found: list[Reference] = []
+    last = 0
+    for match in _SIMPLE_EXPR.finditer(source):
+        if _NOT_SIMPLE.search(source, last, match.start()):
+            return None
+        root, *rest = match.group(1).split(".")
+        if root in _KEYWORDS:
+            return None
+        last = match.end()
+        if root in ignore:
+            continue
+        path = tuple(int(part) if part.isdigit() else part for part in rest)
+        found.append(Reference(root, path, source.count("\n", 0, match.start()) + 1))
+    if _NOT_SIMPLE.search(source, last):
+        return None
+    return found
+
+
 def unsafe_attributes(ast: nodes.Template) -> list[tuple[str, int]]:
     """Lookups of private names (``x.__class__``, ``x["_y"]``): refused before the run."""
+    from jinja2 import nodes
+
     found: list[tuple[str, int]] = []
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr):

@@ -46,11 +46,6 @@ class Settings(BaseSettings):
         "the local asset store and the upload spool. Relative paths are under the "
         "current directory.",
     )
-    templates_dir: Path | None = Field(
-        default=None,
-        description="An extra folder of Jinja templates, searched before the project's "
-        "templates/ folder.",
-    )
     max_parallel_steps: int = Field(
         default=8,
         ge=1,

@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
 
 from fetchflow.errors import PluginError
+from fetchflow.plugins import entry_points
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
@@ -204,7 +204,7 @@ class StepRegistry:
         """
         found: dict[str, tuple[str, type[Step[Any, Any]]]] = {}
         for point in entry_points(group=group):
-            dist = point.dist.name if point.dist is not None else "<unknown distribution>"
+            dist = point.dist
             if point.name in found:
                 other_dist, other_cls = found[point.name]
                 if f"{other_cls.__module__}:{other_cls.__qualname__}" == point.value:

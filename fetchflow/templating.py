@@ -22,13 +22,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Undefined, nodes
-from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["TEMPLATE_MARKERS", "Templates", "is_template", "to_text"]
+if TYPE_CHECKING:
+    from jinja2 import nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["JINJA_GLOBALS", "TEMPLATE_MARKERS", "Templates", "is_template", "to_text"]
 
 TEMPLATE_MARKERS = ("<<", "<%", "<#", "{{", "{%", "{#")
 
@@ -70,26 +72,39 @@ def _concat(values: Iterable[Any]) -> Any:
     return "".join(to_text(value) for value in chain(head, values))
 
 
-def _strict(value: Any) -> Any:
-    """Native rendering never calls ``str()``, so undefined values must fail here."""
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    return value
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+"""The names Jinja's environment provides by itself (kept equal to ``env.globals`` by a test,
+so the static check can know them without importing Jinja)."""
 
 
-class _Template(NativeTemplate):
-    pass
+@cache
+def _environment_class() -> type[ImmutableSandboxedEnvironment]:
+    """Jinja is imported on first use: ``fetchflow validate`` rarely needs it."""
+    from jinja2 import Undefined
+    from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    def strict(value: Any) -> Any:
+        # Native rendering never calls str(), so undefined values must fail here.
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return value
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """Sandboxed, strict, native-valued, with the YAML-safe delimiters."""
+    class Template(NativeTemplate):
+        pass
 
-    code_generator_class = NativeCodeGenerator
-    template_class = _Template
-    concat = staticmethod(_concat)  # type: ignore[assignment]
+    class Environment(ImmutableSandboxedEnvironment):
+        """Sandboxed, strict, native-valued, with the YAML-safe delimiters."""
 
+        code_generator_class = NativeCodeGenerator
+        template_class = Template
+        concat = staticmethod(_concat)  # type: ignore[assignment]
 
-_Template.environment_class = _Environment
+        def __init__(self, **options: Any) -> None:
+            super().__init__(finalize=strict, **options)
+
+    Template.environment_class = Environment
+    return Environment
 
 
 class Templates:
@@ -102,7 +117,19 @@ class Templates:
 
     def __init__(self, search_path: Sequence[Path] = ()) -> None:
         self.search_path = tuple(search_path)
-        self.env = _Environment(
+        self._env: ImmutableSandboxedEnvironment | None = None
+
+    @property
+    def env(self) -> ImmutableSandboxedEnvironment:
+        """The Jinja environment (created on first use)."""
+        if self._env is None:
+            self._env = self._make_env()
+        return self._env
+
+    def _make_env(self) -> ImmutableSandboxedEnvironment:
+        from jinja2 import FileSystemLoader, StrictUndefined
+
+        env = _environment_class()(
             variable_start_string="<<",
             variable_end_string=">>",
             block_start_string="<%",
@@ -110,17 +137,19 @@ class Templates:
             comment_start_string="<#",
             comment_end_string="#>",
             undefined=StrictUndefined,
-            finalize=_strict,
             loader=FileSystemLoader([str(path) for path in self.search_path]),
             autoescape=False,
             keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
-        self.env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+        env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+        return env
 
     @property
     def globals(self) -> frozenset[str]:
         """Names the environment provides by itself (``range``, ``namespace``, ...)."""
-        return frozenset(self.env.globals)
+        return JINJA_GLOBALS
 
     def parse(self, source: str) -> nodes.Template:
         """Parse a template (raises ``jinja2.TemplateSyntaxError``)."""

@@ -1,0 +1,170 @@
+"""The ``fetchflow`` command.
+
+``validate``, ``steps``, ``schema`` and ``--help`` never import Prefect (they answer in a
+fraction of a second); ``run`` imports it only once the workflow and inputs are known to be
+valid. Exit codes: 0 done (a run that completed, ``continue`` failures included), 1 the run
+failed, 2 the workflow, its inputs or the configuration are invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fetchflow.errors import FetchflowError, PluginError, RunError, WorkflowInvalid
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fetchflow",
+        description="Check and run YAML image-production workflows on Prefect.",
+        epilog="Exit codes: 0 ok, 1 the run failed, 2 invalid workflow, inputs or settings.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate", help="check workflow files without running anything"
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    run = commands.add_parser("run", help="run a workflow as a Prefect flow run")
+    run.add_argument("file", type=Path, metavar="FILE")
+    run.add_argument(
+        "--input", "-i", action="append", default=[], metavar="NAME=VALUE",
+        help="a workflow input (repeatable); lists and objects as JSON",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON document, no progress")
+    run.add_argument(
+        "--verbose", "-v", action="store_true", help="also show Prefect's own log lines"
+    )
+
+    steps = commands.add_parser("steps", help="list the step types and their fields")
+    steps.add_argument("--json", action="store_true", help="as JSON")
+
+    commands.add_parser("schema", help="print the JSON Schema of workflow files")
+    return parser
+
+
+def _registry() -> Any:
+    from fetchflow.step import StepRegistry
+
+    return StepRegistry.from_entry_points()
+
+
+def _validate(files: Sequence[Path]) -> int:
+    from fetchflow.checking import check_file
+
+    registry = _registry()
+    status = EXIT_OK
+    for file in files:
+        try:
+            plan = check_file(file, registry)
+        except WorkflowInvalid as error:
+            print(error.format(), file=sys.stderr)
+            count = len(error.problems)
+            print(f"{file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+            status = EXIT_INVALID
+        else:
+            print(f"{file}: ok ({len(plan.steps)} steps)")
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fetchflow.checking import check_file
+    from fetchflow.console import ConsoleProgress, format_summary
+    from fetchflow.inputs import parse_input_args, resolve_inputs
+    from fetchflow.prefect_env import prepare_prefect_environment
+    from fetchflow.settings import load_settings
+
+    settings = load_settings()
+    plan = check_file(args.file, _registry())
+    inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
+    prepare_prefect_environment(settings, verbose=args.verbose)
+    from fetchflow.runner import run_plan  # Prefect is imported here, and only here
+
+    observer = None if args.json else ConsoleProgress(plan)
+    report = run_plan(plan, inputs, settings=settings, observer=observer)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
+    else:
+        print(format_summary(report), file=sys.stderr)
+    return report.exit_code
+
+
+def _steps(as_json: bool) -> int:
+    registry = _registry()
+    described: dict[str, Any] = {}
+    for name, step_cls in registry.items():
+        schema = step_cls.config_model.model_json_schema()
+        required = set(schema.get("required", []))
+        described[name] = {
+            "summary": step_cls.summary(),
+            "billable": step_cls.billable,
+            "fields": {
+                field: {
+                    "required": field in required,
+                    "description": spec.get("description", ""),
+                    **({"default": spec["default"]} if "default" in spec else {}),
+                }
+                for field, spec in schema.get("properties", {}).items()
+            },
+        }
+    if as_json:
+        print(json.dumps(described, indent=2))
+        return EXIT_OK
+    for name, info in described.items():
+        print(f"{name}: {info['summary']}")
+        for field, spec in info["fields"].items():
+            flag = "required" if spec["required"] else f"default {json.dumps(spec.get('default'))}"
+            print(f"  {field:<22} {spec['description']} ({flag})")
+        print()
+    print("Every step also takes: id, type, name, needs, on_failure, retries, "
+          "retry_delay_seconds, timeout_seconds.")
+    return EXIT_OK
+
+
+def _schema() -> int:
+    from fetchflow.schema import workflow_schema
+
+    print(json.dumps(workflow_schema(_registry()), indent=2))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fetchflow`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return _validate(args.files)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "steps":
+            return _steps(args.json)
+        return _schema()
+    except WorkflowInvalid as error:
+        print(error.format(), file=sys.stderr)
+        return EXIT_INVALID
+    except PluginError as error:
+        print(f"fetchflow: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except RunError as error:
+        print(f"fetchflow: {error.format()}", file=sys.stderr)
+        return EXIT_FAILED
+    except FetchflowError as error:
+        print(f"fetchflow: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("fetchflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Running one step: render its templates, validate the result, call the step.
+
+Pure of Prefect: the runner calls :func:`execute_step` inside a task run. Every failure is a
+:class:`~fetchflow.errors.RunError` whose message names the step and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jinja2
+from pydantic import ValidationError
+
+from fetchflow.errors import RunError, StepError, TemplateError
+from fetchflow.plan import PlannedStep
+from fetchflow.step import StepContext
+from fetchflow.templating import Templates
+from fetchflow.validation import describe_value, translate_errors
+
+__all__ = ["execute_step", "render_config"]
+
+
+def render_config(
+    step: PlannedStep, templates: Templates, scope: Mapping[str, object]
+) -> dict[str, object]:
+    """The step's fields with every template rendered against ``scope``.
+
+    Raises:
+        TemplateError: A template failed (undefined path, refused attribute, filter error).
+    """
+    rendered: dict[str, object] = {}
+    for name, value in step.raw_config.items():
+        if name not in step.templated:
+            rendered[name] = value
+            continue
+        try:
+            rendered[name] = templates.render_value(value, scope)
+        except jinja2.exceptions.SecurityError as error:
+            raise TemplateError(
+                message=f'field "{name}": template refused: {error}',
+                hint="templates may read inputs, run and step outputs only",
+                step_id=step.id,
+                field=name,
+                retryable=False,
+            ) from None
+        except jinja2.TemplateError as error:
+            raise TemplateError(
+                message=f'field "{name}": template failed: {error}',
+                hint="check the references in this field against the upstream outputs "
+                "(fetchflow validate checks their shape, not values such as list lengths)",
+                step_id=step.id,
+                field=name,
+                retryable=False,
+            ) from None
+    return rendered
+
+
+def execute_step(
+    step: PlannedStep, templates: Templates, ctx: StepContext
+) -> object:
+    """Render, validate and run one step; return its output as JSON data.
+
+    Raises:
+        RunError: Any failure, with the step id filled in.
+    """
+    rendered = render_config(step, templates, ctx.scope)
+    try:
+        config = step.step_cls.config_model.model_validate(rendered)
+    except ValidationError as error:
+        issues = translate_errors(error, list(step.step_cls.config_model.model_fields))
+        first = issues[0]
+        raw = step.raw_config.get(str(first.loc[0])) if first.loc else None
+        origin = f" (rendered from {describe_value(raw)})" if first.loc and str(
+            first.loc[0]
+        ) in step.templated else ""
+        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+        raise StepError(
+            message=f'field "{first.field}": {first.message}{origin}{more}',
+            hint=first.hint,
+            step_id=step.id,
+            retryable=False,
+        ) from None
+    try:
+        output = step.step_cls().run(config, ctx)
+    except RunError as error:
+        error.step_id = error.step_id or step.id
+        raise
+    return step.step_cls.dump_output(output)

@@ -1,0 +1,72 @@
+"""What a run produced: per-step status, output and error, and the run's outcome.
+
+Plain data (no Prefect): the runner fills it, the CLI prints it, ``--json`` dumps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["RunReport", "RunStatus", "StepResult", "StepStatus"]
+
+StepStatus = Literal["completed", "failed", "skipped"]
+RunStatus = Literal["completed", "partial", "failed"]
+
+
+@dataclass
+class StepResult:
+    """How one step ended.
+
+    Attributes:
+        status: completed, failed or skipped.
+        output: The step's output as JSON data (None unless completed).
+        error: Why it failed or was skipped.
+        seconds: How long it ran (0 when it never started).
+        attempts: How many times it was tried.
+    """
+
+    status: StepStatus
+    output: object = None
+    error: str | None = None
+    seconds: float = 0.0
+    attempts: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--json`` shape of one step."""
+        return {"status": self.status, "output": self.output, "error": self.error}
+
+
+@dataclass
+class RunReport:
+    """How a whole run ended.
+
+    Attributes:
+        workflow: The workflow's name.
+        run_id: The Prefect flow run id.
+        status: completed (every step), partial (some failed under continue), failed.
+        steps: Each step's result, in file order.
+        message: The run's final message (the failing step's error when it failed).
+        url: The run's page in the Prefect UI, when a server is running.
+    """
+
+    workflow: str
+    run_id: str
+    status: RunStatus = "completed"
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    message: str = ""
+    url: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The document ``fetchflow run --json`` prints."""
+        return {
+            "workflow": self.workflow,
+            "run_id": self.run_id,
+            "status": self.status,
+            "steps": {step_id: result.to_json() for step_id, result in self.steps.items()},
+        }
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the run completed (continue failures included), 1 when it failed."""
+        return 1 if self.status == "failed" else 0

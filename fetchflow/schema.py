@@ -1,0 +1,71 @@
+"""The JSON Schema of workflow files, for editors' YAML language servers.
+
+Point the YAML extension at it (``# yaml-language-server: $schema=workflow.schema.json`` at
+the top of a workflow, after ``fetchflow schema > workflow.schema.json``) for completion
+and inline errors. Every field that can hold a template also accepts a template string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fetchflow.spec import StepCommon, WorkflowHeader
+from fetchflow.step import StepRegistry
+
+__all__ = ["workflow_schema"]
+
+_TEMPLATE = {
+    "type": "string",
+    "pattern": r"(<<|<%|\{\{|\{%)",
+    "description": "A template: << expr >> (or {{ expr }}), rendered when the step runs.",
+}
+
+
+def _templatable(schema: dict[str, Any]) -> dict[str, Any]:
+    if schema.get("type") == "string":
+        return schema
+    return {"anyOf": [schema, _TEMPLATE], **{k: schema[k] for k in ("description",) if k in schema}}
+
+
+def _step_schema(name: str, config: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    properties = dict(common["properties"])
+    properties["type"] = {"const": name, "description": properties["type"].get("description", "")}
+    for field, schema in config.get("properties", {}).items():
+        properties[field] = _templatable(schema)
+    return {
+        "title": name,
+        "type": "object",
+        "properties": properties,
+        "required": sorted({"id", "type", *config.get("required", [])}),
+        "additionalProperties": False,
+    }
+
+
+def workflow_schema(registry: StepRegistry) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a workflow file with the registered step types."""
+    header = WorkflowHeader.model_json_schema()
+    common = StepCommon.model_json_schema()
+    defs: dict[str, Any] = dict(header.pop("$defs", {}))
+    step_refs = []
+    for name, step_cls in registry.items():
+        config = step_cls.config_model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(config.pop("$defs", {}))
+        key = f"step_{name}"
+        defs[key] = _step_schema(name, config, common)
+        step_refs.append({"$ref": f"#/$defs/{key}"})
+    properties = dict(header["properties"])
+    properties["steps"] = {
+        "type": "array",
+        "minItems": 1,
+        "description": "The steps, each with an id, a type and that type's fields.",
+        "items": {"oneOf": step_refs} if step_refs else {"type": "object"},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "fetchflow workflow",
+        "type": "object",
+        "properties": properties,
+        "required": ["name", "steps"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }

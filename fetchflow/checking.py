@@ -244,9 +244,7 @@ class _Checker:
             )
         return planned if len(planned) == len(raw_steps) else None
 
-    def _step_common(
-        self, index: int, raw: object
-    ) -> tuple[StepCommon, dict[str, object]] | None:
+    def _step_common(self, index: int, raw: object) -> tuple[StepCommon, dict[str, object]] | None:
         base: DataPath = ("steps", index)
         if not isinstance(raw, dict):
             self.add(
@@ -274,7 +272,8 @@ class _Checker:
                 self.source.value((*base, "type")),
                 f'unknown step type "{step_type}"'
                 + (f'; did you mean "{suggestion}"?' if suggestion else ""),
-                f"use {suggestion}" if suggestion
+                f"use {suggestion}"
+                if suggestion
                 else f"step types: {', '.join(self.registry.names())} (see fetchflow steps)",
                 step=who,
                 field="type",
@@ -341,9 +340,9 @@ class _Checker:
             if is_template(text):
                 upstream += self._template(text, path, common, self.file, None)
         for field_name in step_cls.template_file_fields:
-            name = config.get(field_name)
-            if isinstance(name, str) and not is_template(name):
-                upstream += self._template_file(name, (*base, field_name), common)
+            file_name = config.get(field_name)
+            if isinstance(file_name, str) and not is_template(file_name):
+                upstream += self._template_file(file_name, (*base, field_name), common)
         for need in common.needs:
             if need == common.id:
                 self.add(
@@ -403,6 +402,7 @@ class _Checker:
             return [ref.root for ref in simple if self._reference(ref, common, where, field, file)]
         import jinja2
         import jinja2.meta
+
         try:
             ast = self.templates.parse(text)
         except jinja2.TemplateSyntaxError as error:
@@ -418,8 +418,7 @@ class _Checker:
         for name, lineno in unsafe_attributes(ast):
             self.add(
                 where(lineno, name),
-                f"template refused: {name!r} is a private attribute, templates cannot "
-                "reach it",
+                f"template refused: {name!r} is a private attribute, templates cannot reach it",
                 "templates may read inputs, run and step outputs only",
                 step=who,
                 field=field,
@@ -452,9 +451,7 @@ class _Checker:
                 field=path_text(path[2:]),
             )
             return []
-        return self._template(
-            source, path, common, filename, source.splitlines(), seen | {name}
-        )
+        return self._template(source, path, common, filename, source.splitlines(), seen | {name})
 
     def _reference(
         self, ref: Reference, common: StepCommon, where: Any, field: str, file: str
@@ -478,7 +475,8 @@ class _Checker:
                 report(
                     f'"{ref.text}": no input "{name}" is declared'
                     + (f'; did you mean "{suggestion}"?' if suggestion else ""),
-                    f"use inputs.{suggestion}" if suggestion
+                    f"use inputs.{suggestion}"
+                    if suggestion
                     else f"declare it under inputs: (declared: {declared})",
                 )
                 return False
@@ -510,7 +508,8 @@ class _Checker:
             report(
                 f'"{ref.text}": unknown name "{ref.root}"'
                 + (f'; did you mean "{suggestion}"?' if suggestion else ""),
-                f"use {suggestion}" if suggestion
+                f"use {suggestion}"
+                if suggestion
                 else f"templates can use inputs, run and step ids ({', '.join(self.step_ids)})",
             )
             return False

@@ -30,15 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    validate = commands.add_parser(
-        "validate", help="check workflow files without running anything"
-    )
+    validate = commands.add_parser("validate", help="check workflow files without running anything")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     run = commands.add_parser("run", help="run a workflow as a Prefect flow run")
     run.add_argument("file", type=Path, metavar="FILE")
     run.add_argument(
-        "--input", "-i", action="append", default=[], metavar="NAME=VALUE",
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="a workflow input (repeatable); lists and objects as JSON",
     )
     run.add_argument("--json", action="store_true", help="print one JSON document, no progress")
@@ -126,8 +128,10 @@ def _steps(as_json: bool) -> int:
             flag = "required" if spec["required"] else f"default {json.dumps(spec.get('default'))}"
             print(f"  {field:<22} {spec['description']} ({flag})")
         print()
-    print("Every step also takes: id, type, name, needs, on_failure, retries, "
-          "retry_delay_seconds, timeout_seconds.")
+    print(
+        "Every step also takes: id, type, name, needs, on_failure, retries, "
+        "retry_delay_seconds, timeout_seconds."
+    )
     return EXIT_OK
 
 

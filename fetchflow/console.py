@@ -62,7 +62,9 @@ def format_summary(report: RunReport) -> str:
     for step_id, result in report.steps.items():
         timing = f"{result.seconds:6.2f}s" if result.status != "skipped" else "      -"
         tries = f"  {result.attempts} attempts" if result.attempts > 1 else ""
-        lines.append(f"  {_MARKS[result.status]} {step_id:<{width}}  {result.status:<9} {timing}{tries}")
+        lines.append(
+            f"  {_MARKS[result.status]} {step_id:<{width}}  {result.status:<9} {timing}{tries}"
+        )
     if report.status != "completed":
         lines.append(report.message)
     if report.url:

@@ -55,9 +55,7 @@ def render_config(
     return rendered
 
 
-def execute_step(
-    step: PlannedStep, templates: Templates, ctx: StepContext
-) -> object:
+def execute_step(step: PlannedStep, templates: Templates, ctx: StepContext) -> object:
     """Render, validate and run one step; return its output as JSON data.
 
     Raises:
@@ -70,9 +68,11 @@ def execute_step(
         issues = translate_errors(error, list(step.step_cls.config_model.model_fields))
         first = issues[0]
         raw = step.raw_config.get(str(first.loc[0])) if first.loc else None
-        origin = f" (rendered from {describe_value(raw)})" if first.loc and str(
-            first.loc[0]
-        ) in step.templated else ""
+        origin = (
+            f" (rendered from {describe_value(raw)})"
+            if first.loc and str(first.loc[0]) in step.templated
+            else ""
+        )
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
         raise StepError(
             message=f'field "{first.field}": {first.message}{origin}{more}',

@@ -40,7 +40,8 @@ def parse_input_args(header: WorkflowHeader, pairs: Sequence[str]) -> dict[str, 
                 Problem(
                     message=f'the workflow declares no input "{name}"'
                     + (f'; did you mean "{suggestion}"?' if suggestion else ""),
-                    hint=f"use --input {suggestion}=..." if suggestion
+                    hint=f"use --input {suggestion}=..."
+                    if suggestion
                     else f"declared inputs: {', '.join(declared) or 'none'}",
                     file="--input",
                     subject=f'input "{name}"',
@@ -92,8 +93,12 @@ def resolve_inputs(
             problem = spec.check(value) if value is not None else None
             if problem:
                 problems.append(
-                    Problem(message=problem, hint=f"give a value of type {spec.type}",
-                            file=file, subject=f'input "{name}"')
+                    Problem(
+                        message=problem,
+                        hint=f"give a value of type {spec.type}",
+                        file=file,
+                        subject=f'input "{name}"',
+                    )
                 )
             resolved[name] = value
         elif spec.has_default:

@@ -190,7 +190,7 @@ class _Builder:
     def _key(self, node: Node, path: DataPath) -> str | None:
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:str":
             return str(node.value)
-        shown = node.value if isinstance(node, ScalarNode) else node.id
+        shown = node.value if isinstance(node, ScalarNode) else type(node).__name__
         self.problem(
             _span(node.start_mark),
             f"keys must be plain names, got {shown!r}",

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = ["EntryPoint", "entry_points"]
 
@@ -71,18 +72,18 @@ def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPo
             continue
         with entries:
             folders = sorted(
-                entry.path for entry in entries
+                entry.path
+                for entry in entries
                 if entry.name.endswith((".dist-info", ".egg-info")) and entry.is_dir()
             )
         for folder in folders:
             try:
-                with open(os.path.join(folder, "entry_points.txt"), encoding="utf-8") as file:
-                    text = file.read()
+                text = (Path(folder) / "entry_points.txt").read_text(encoding="utf-8")
             except OSError:
                 continue
             if marker not in text:
                 continue
-            dist = _dist_name(os.path.basename(folder))
+            dist = _dist_name(Path(folder).name)
             for name, value in _group_lines(text, group):
                 key = (name, value, dist.lower().replace("_", "-"))
                 if key not in seen:

@@ -124,8 +124,26 @@ def find_references(ast: nodes.Template, ignore: frozenset[str]) -> list[Referen
 _SIMPLE_EXPR = re.compile(r"<<\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9][A-Za-z0-9_]*)*)\s*>>")
 _NOT_SIMPLE = re.compile(r"<<|>>|<%|%>|<#|#>|\{\{|\{%|\{#")
 _KEYWORDS = frozenset(
-    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False",
-     "None", "loop", "caller", "varargs", "kwargs", "self"}
+    {
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "if",
+        "else",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+        "loop",
+        "caller",
+        "varargs",
+        "kwargs",
+        "self",
+    }
 )
 
 
@@ -161,7 +179,7 @@ def unsafe_attributes(ast: nodes.Template) -> list[tuple[str, int]]:
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr):
             name: object = node.attr
-        elif isinstance(node.arg, nodes.Const):
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             name = node.arg.value
         else:
             continue
@@ -189,7 +207,10 @@ def _describe(schema: dict[str, Any]) -> str:
 
 
 def check_path(
-    schema: dict[str, Any], path: Sequence[str | int], shown: str, defs: dict[str, Any] | None = None
+    schema: dict[str, Any],
+    path: Sequence[str | int],
+    shown: str,
+    defs: dict[str, Any] | None = None,
 ) -> tuple[str, str] | None:
     """Check a lookup path against a JSON Schema.
 
@@ -224,10 +245,7 @@ def check_path(
         if isinstance(head, int) or (isinstance(head, str) and head.isdigit()):
             prefix = schema.get("prefixItems")
             index = int(head)
-            if prefix and index < len(prefix):
-                item = prefix[index]
-            else:
-                item = schema.get("items", {})
+            item = prefix[index] if prefix and index < len(prefix) else schema.get("items", {})
             return check_path(item, rest, here, defs)
         return (
             f"{shown} is a list, it has no field {head!r}",

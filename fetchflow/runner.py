@@ -26,10 +26,11 @@ from typing import Any, Protocol
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, get_run_context
 from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.states import Cancelled, Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import allow_failure
 
@@ -129,7 +130,7 @@ class _Run:
                 run_name=self.run_info["name"],
                 workflow=self.plan.name,
                 started_at=self.started_at,
-                logger=logger,  # type: ignore[arg-type]
+                logger=logger,
                 settings=self.settings,
                 templates=self.plan.templates,
                 scope=scope,
@@ -145,7 +146,6 @@ class _Run:
 
         delays = [common.retry_delay_seconds * 2**n for n in range(common.retries)]
         return task(
-            run_step,
             name=step.id,
             task_run_name=step.id,
             description=f"{step.title} ({step.type})",
@@ -157,7 +157,7 @@ class _Run:
             cache_policy=NO_CACHE,
             persist_result=False,
             log_prints=False,
-        )
+        )(run_step)
 
     def _upstream_futures(self, step_id: str) -> list[Any]:
         step = self.plan.steps[step_id]
@@ -173,15 +173,16 @@ class _Run:
         result = StepResult(status="skipped", error=reason)
         self.report.steps[step_id] = result
         skipped = task(
-            _skipped,
             name=step.id,
             task_run_name=step.id,
             description=f"{step.title} ({step.type})",
             tags=[step.type, "skipped"],
             cache_policy=NO_CACHE,
             persist_result=False,
+        )(_skipped)
+        self.futures[step_id] = skipped.submit(
+            reason, return_state=False, wait_for=self._upstream_futures(step_id)
         )
-        self.futures[step_id] = skipped.submit(reason, wait_for=self._upstream_futures(step_id))
         if self.observer is not None:
             self.observer.step_finished(step, result)
 
@@ -221,8 +222,10 @@ class _Run:
                     self._skip(downstream, f'skipped: upstream step "{step_id}" failed')
         if terminated_by is not None:
             for step_id in waiting:
-                self._skip(step_id, f'not started: step "{terminated_by}" failed and its '
-                           "on_failure is terminate")
+                self._skip(
+                    step_id,
+                    f'not started: step "{terminated_by}" failed and its on_failure is terminate',
+                )
         for future in self.futures.values():
             future.wait()
         self.report.steps = {sid: self.report.steps[sid] for sid in self.plan.steps}
@@ -280,12 +283,13 @@ def _signature(plan: Plan) -> Signature:
     """The flow's parameters: one per declared input, so the UI shows them separately."""
     parameters = []
     for name, spec in plan.header.inputs.items():
-        default = spec.default if spec.has_default else (
-            Parameter.empty if spec.is_required else None
+        default = (
+            spec.default if spec.has_default else (Parameter.empty if spec.is_required else None)
         )
         parameters.append(
-            Parameter(name, Parameter.KEYWORD_ONLY, default=default,
-                      annotation=_PYTHON_TYPES[spec.type])
+            Parameter(
+                name, Parameter.KEYWORD_ONLY, default=default, annotation=_PYTHON_TYPES[spec.type]
+            )
         )
     return Signature(parameters)
 
@@ -347,14 +351,13 @@ def run_plan(
         c if c.isalnum() else "_" for c in plan.name
     )
     workflow_flow = flow(
-        body,
         name=plan.name,
         description=plan.header.description or None,
         validate_parameters=False,
         persist_result=False,
         log_prints=False,
-        task_runner=ThreadPoolTaskRunner(max_workers=settings.max_parallel_steps),
-    )
+        task_runner=ThreadPoolTaskRunner(max_workers=settings.max_parallel_steps),  # type: ignore[arg-type]
+    )(body)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         state = workflow_flow(**run.inputs, return_state=True)
     if drain:

@@ -76,8 +76,7 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         le=64,
-        description="How many uploads (and multipart parts of one upload) run at the "
-        "same time.",
+        description="How many uploads (and multipart parts of one upload) run at the same time.",
     )
     upload_attempts: int = Field(
         default=5,

@@ -93,7 +93,8 @@ def _type_problem(kind: InputType, value: object) -> str | None:
     }[kind]
     if ok:
         return None
-    return f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {json.dumps(value, default=str)}"
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"expected {article} {kind}, got {json.dumps(value, default=str)}"
 
 
 class InputSpec(BaseModel):

@@ -20,10 +20,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from itertools import chain, islice
 from pathlib import Path
-
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -98,12 +97,12 @@ def _environment_class() -> type[ImmutableSandboxedEnvironment]:
 
         code_generator_class = NativeCodeGenerator
         template_class = Template
-        concat = staticmethod(_concat)  # type: ignore[assignment]
+        concat = staticmethod(_concat)
 
         def __init__(self, **options: Any) -> None:
             super().__init__(finalize=strict, **options)
 
-    Template.environment_class = Environment
+    Template.environment_class = Environment  # type: ignore[assignment]
     return Environment
 
 

@@ -73,7 +73,8 @@ def _issue(error: ErrorDetails, known_fields: Sequence[str]) -> FieldIssue:
         suggestion = closest(name, known_fields)
         if suggestion:
             return FieldIssue(
-                loc, f'unknown field "{name}"; did you mean "{suggestion}"?',
+                loc,
+                f'unknown field "{name}"; did you mean "{suggestion}"?',
                 f"rename {name} to {suggestion}",
             )
         return FieldIssue(
@@ -129,9 +130,7 @@ def _hint_for(kind: str, ctx: Mapping[str, Any], value: object) -> str:
     return "check the value against `fetchflow steps`"
 
 
-def translate_errors(
-    error: ValidationError, known_fields: Sequence[str] = ()
-) -> list[FieldIssue]:
+def translate_errors(error: ValidationError, known_fields: Sequence[str] = ()) -> list[FieldIssue]:
     """Every error of a pydantic ValidationError, in fetchflow's words."""
     return [_issue(detail, known_fields) for detail in error.errors()]
 

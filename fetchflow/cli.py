@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fetchflow.errors import FetchflowError, PluginError, RunError, WorkflowInvalid
+from fetchflow.errors import (
+    FetchflowError,
+    PluginError,
+    RunError,
+    SettingsInvalid,
+    WorkflowInvalid,
+)
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+    from fetchflow.storage import AssetStore
 
 __all__ = ["main"]
 
@@ -47,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--verbose", "-v", action="store_true", help="also show Prefect's own log lines"
     )
+
+    commands.add_parser("push", help="upload the files kept in the spool after failed uploads")
 
     steps = commands.add_parser("steps", help="list the step types and their fields")
     steps.add_argument("--json", action="store_true", help="as JSON")
@@ -89,16 +103,50 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     plan = check_file(args.file, _registry())
     inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
+    store = _open_store(settings, check=plan.needs_store)
     prepare_prefect_environment(settings, verbose=args.verbose)
     from fetchflow.runner import run_plan  # Prefect is imported here, and only here
 
     observer = None if args.json else ConsoleProgress(plan)
-    report = run_plan(plan, inputs, settings=settings, observer=observer)
+    report = run_plan(plan, inputs, settings=settings, observer=observer, open_store=store)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
         print(format_summary(report), file=sys.stderr)
     return report.exit_code
+
+
+def _open_store(settings: Settings, *, check: bool) -> Callable[[], AssetStore]:
+    """The run's store opener; when steps write files, the store is checked right now,
+    before anything billable can run (a misconfigured bucket is a clear error here)."""
+    from fetchflow.storage import open_store
+
+    opened: list[AssetStore] = []
+    lock = threading.Lock()
+
+    def opener() -> AssetStore:
+        with lock:
+            if not opened:
+                opened.append(open_store(settings))
+            return opened[0]
+
+    if check:
+        opener().preflight()
+    return opener
+
+
+def _push() -> int:
+    from fetchflow.settings import load_settings
+    from fetchflow.storage import open_store, push_spooled
+
+    settings = load_settings()
+    store = open_store(settings)
+    store.preflight()
+    records = push_spooled(store, settings.spool_dir)
+    for record in records:
+        print(f"{record.file_name}  {record.storage_uri}")
+    print(f"pushed {len(records)} file(s) from {settings.spool_dir} to {store.describe()}")
+    return EXIT_OK
 
 
 def _steps(as_json: bool) -> int:
@@ -150,13 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.files)
         if args.command == "run":
             return _run(args)
+        if args.command == "push":
+            return _push()
         if args.command == "steps":
             return _steps(args.json)
         return _schema()
     except WorkflowInvalid as error:
         print(error.format(), file=sys.stderr)
         return EXIT_INVALID
-    except PluginError as error:
+    except (PluginError, SettingsInvalid) as error:
         print(f"fetchflow: {error}", file=sys.stderr)
         return EXIT_INVALID
     except RunError as error:
@@ -168,6 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fetchflow: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if os.environ.get("FETCHFLOW_DEBUG"):
+            raise
+        print(
+            f"fetchflow: internal error: {type(error).__name__}: {error}\n"
+            "  hint: this is a bug in fetchflow or a plugin; run again with FETCHFLOW_DEBUG=1 "
+            "for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     FetchflowError                 the root: catch this to catch everything of ours
     ├── WorkflowInvalid            a workflow file (or its inputs) cannot run; holds Problems
     ├── PluginError                a step plugin is broken or registered twice (start-up)
+    ├── SettingsInvalid            a FETCHFLOW_* setting (environment or .env) is invalid
     └── RunError                   something failed while a run was going
         ├── StepError              a step failed in an expected way (bad answer, bad data)
         ├── TemplateError          a template failed to render with the run's values
@@ -32,6 +33,7 @@ __all__ = [
     "Problem",
     "ProviderError",
     "RunError",
+    "SettingsInvalid",
     "StepError",
     "StorageError",
     "TemplateError",
@@ -120,6 +122,10 @@ class WorkflowInvalid(FetchflowError):
 
 class PluginError(FetchflowError):
     """A step plugin cannot be loaded, or two plugins claim the same step type."""
+
+
+class SettingsInvalid(FetchflowError):
+    """A ``FETCHFLOW_*`` setting has a value fetchflow cannot use."""
 
 
 @dataclass

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fetchflow.errors import SettingsInvalid
 
 __all__ = ["PRESIGN_MAX_SECONDS", "Settings", "load_settings"]
 
@@ -104,5 +106,20 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read the settings from the environment and ``.env`` in the current directory."""
-    return Settings()
+    """Read the settings from the environment and ``.env`` in the current directory.
+
+    Raises:
+        SettingsInvalid: A ``FETCHFLOW_*`` value is invalid (every bad one is named).
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        from fetchflow.validation import translate_errors
+
+        lines = []
+        for issue in translate_errors(error, list(Settings.model_fields)):
+            if issue.message.startswith("the default factory uses validated data"):
+                continue  # a consequence of another bad value, reported on its own
+            name = f"FETCHFLOW_{issue.field.upper()}"
+            lines.append(f"setting {name}: {issue.message}\n  hint: {issue.hint}")
+        raise SettingsInvalid("\n".join(lines)) from None

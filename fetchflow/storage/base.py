@@ -286,8 +286,7 @@ class BaseStore(ABC):
             )
         return StorageError(
             message=f"{error.message}; the bytes are kept in {path}",
-            hint=f"{error.hint}, then push the spool ({self.spool_dir}) with "
-            "fetchflow.storage.push_spooled",
+            hint=f"{error.hint}, then push the spool ({self.spool_dir}) with `fetchflow push`",
             target=error.target,
             endpoint=error.endpoint,
             spooled=[path],

@@ -34,7 +34,7 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import allow_failure
 
-from fetchflow.errors import RunError
+from fetchflow.errors import RunError, StepError
 from fetchflow.execution import execute_step
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.report import RunReport, StepResult
@@ -135,6 +135,7 @@ class _Run:
                 templates=self.plan.templates,
                 scope=scope,
                 open_store=self.open_store,
+                read_secret=_read_secret,
             )
             try:
                 return execute_step(step, self.plan.templates, ctx)
@@ -267,6 +268,23 @@ class _Run:
         self.report.status = "completed"
         self.report.message = f"{len(steps)} step(s) completed"
         return Completed(message=self.report.message)
+
+
+def _read_secret(name: str) -> str:
+    """A Prefect Secret block's value (what ``StepContext.secret`` reads during a run)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        block = Secret.load(name)
+    except ValueError as error:
+        raise StepError(
+            message=f'no Prefect Secret block named "{name}" ({error})',
+            hint=f"create it: prefect block create secret (name {name}), or in the UI under "
+            "Blocks, or use the environment variable instead",
+            retryable=False,
+        ) from None
+    value = block.get()
+    return value if isinstance(value, str) else str(value)
 
 
 def _skipped(reason: str) -> State:

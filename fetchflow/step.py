@@ -108,6 +108,8 @@ class StepContext:
         templates: The run's template environment.
         scope: The template scope of this step (``inputs``, ``run``, upstream steps).
         open_store: Opens the run's asset store on first use.
+        read_secret: Reads a named secret (a Prefect Secret block during a run); the value
+            is never logged, templated or stored by the engine.
     """
 
     step_id: str
@@ -121,6 +123,7 @@ class StepContext:
     templates: Templates
     scope: Mapping[str, object]
     open_store: Callable[[], AssetStore] | None = field(default=None, repr=False)
+    read_secret: Callable[[str], str] | None = field(default=None, repr=False)
 
     @property
     def store(self) -> AssetStore:
@@ -128,6 +131,22 @@ class StepContext:
         if self.open_store is None:
             raise RuntimeError("this run has no asset store")
         return self.open_store()
+
+    def secret(self, name: str) -> str:
+        """The value of the secret called ``name`` (a Prefect Secret block during a run).
+
+        Raises:
+            StepError: There is no such secret, or this run cannot read secrets.
+        """
+        from fetchflow.errors import StepError
+
+        if self.read_secret is None:
+            raise StepError(
+                message=f'cannot read secret "{name}": this run has no secret store',
+                hint="run the workflow with fetchflow run (secrets are Prefect Secret blocks)",
+                retryable=False,
+            )
+        return self.read_secret(name)
 
     def render_file(self, name: str) -> str:
         """Render a template from the ``templates/`` search path with this step's scope."""

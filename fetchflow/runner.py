@@ -275,7 +275,7 @@ def _read_secret(name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        block = Secret.load(name)
+        block: Any = Secret.load(name)
     except ValueError as error:
         raise StepError(
             message=f'no Prefect Secret block named "{name}" ({error})',

@@ -1,0 +1,191 @@
+"""Step types that exist only for the test suite, registered through a real entry point.
+
+``tests/conftest.py`` writes a ``fetchflow_teststeps-0.0.0.dist-info`` folder whose
+``entry_points.txt`` names these classes in the ``fetchflow.steps`` group, so
+:meth:`fetchflow.StepRegistry.from_entry_points` finds them exactly as it finds a
+third-party plugin.
+
+```yaml
+- id: a
+  type: echo
+  value: [1, 2, 3]              # output: the value itself, native
+- id: nap
+  type: sleep
+  seconds: 0.5                  # output: {"marker", "started", "finished"}
+- id: flaky
+  type: fail
+  message: provider said no
+  fail_times: 2                 # then "ok"; -1 (default) fails every time
+  state_file: /tmp/attempts     # counts attempts across retries
+- id: broken
+  type: crash                   # raises ValueError("boom")
+- id: files
+  type: list_output
+  count: 2                      # output: [{"file_url", "file_name"}, ...]
+```
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, model_validator
+
+from fetchflow import RuleViolation, Step, StepConfig, StepContext, StepError, deferred
+
+__all__ = [
+    "CrashStep",
+    "EchoStep",
+    "FailStep",
+    "Item",
+    "ListOutputStep",
+    "SleepOutput",
+    "SleepStep",
+]
+
+#: Sleep in slices this long, so a timeout (an exception sent to the thread) lands soon.
+SLEEP_SLICE_SECONDS = 0.02
+
+
+class EchoConfig(StepConfig):
+    """Fields of an ``echo`` step."""
+
+    value: JsonValue = Field(description="Any JSON value; it becomes the output as it is.")
+
+
+class EchoStep(Step[EchoConfig, JsonValue]):
+    """Return the configured value unchanged (lists stay lists)."""
+
+    config_model = EchoConfig
+    output_type = JsonValue
+
+    def run(self, config: EchoConfig, ctx: StepContext) -> JsonValue:
+        """Return ``value``."""
+        return config.value
+
+
+class SleepConfig(StepConfig):
+    """Fields of a ``sleep`` step."""
+
+    seconds: float = Field(ge=0, description="How long to sleep.")
+    marker: str = Field("", description="Copied to the output, to tell steps apart.")
+
+
+class SleepOutput(BaseModel):
+    """When the sleep started and finished (``time.monotonic()`` seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    marker: str
+    started: float
+    finished: float
+
+
+class SleepStep(Step[SleepConfig, SleepOutput]):
+    """Sleep for a while in small slices, so that a timeout can interrupt it."""
+
+    config_model = SleepConfig
+    output_type = SleepOutput
+
+    def run(self, config: SleepConfig, ctx: StepContext) -> SleepOutput:
+        """Sleep ``seconds`` and say when."""
+        started = time.monotonic()
+        deadline = started + config.seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(SLEEP_SLICE_SECONDS, left))
+        return SleepOutput(marker=config.marker, started=started, finished=time.monotonic())
+
+
+class FailConfig(StepConfig):
+    """Fields of a ``fail`` step."""
+
+    message: str = Field(description="The StepError message.")
+    fail_times: int = Field(-1, ge=-1, description="Failures before it succeeds; -1: always.")
+    retryable: bool = Field(True, description="The StepError's retryable flag.")
+    state_file: str | None = Field(None, description="Where attempts are counted.")
+
+    @model_validator(mode="after")
+    def _counting_needs_a_state_file(self, info: ValidationInfo) -> Self:
+        if deferred(info, "fail_times", "state_file"):
+            return self
+        if self.fail_times >= 0 and self.state_file is None:
+            raise RuleViolation(
+                f"fail_times {self.fail_times} needs a state_file to count attempts in",
+                fields=("state_file", "fail_times"),
+                hint="give state_file: a path, or leave fail_times at -1 (always fail)",
+            )
+        return self
+
+
+def count_attempt(state_file: Path) -> int:
+    """Add one to the attempt counter kept in ``state_file`` and return the new count."""
+    attempts = int(state_file.read_text(encoding="utf-8")) + 1 if state_file.exists() else 1
+    state_file.write_text(str(attempts), encoding="utf-8")
+    return attempts
+
+
+class FailStep(Step[FailConfig, str]):
+    """Raise a StepError, always or for the first ``fail_times`` attempts."""
+
+    config_model = FailConfig
+    output_type = str
+
+    def run(self, config: FailConfig, ctx: StepContext) -> str:
+        """Fail while the attempt count is within ``fail_times``, then return ``"ok"``."""
+        attempt = count_attempt(Path(config.state_file)) if config.state_file else 1
+        if config.fail_times < 0 or attempt <= config.fail_times:
+            raise StepError(
+                message=config.message,
+                hint="this is the test suite's fail step doing its job",
+                retryable=config.retryable,
+            )
+        return "ok"
+
+
+class CrashConfig(StepConfig):
+    """A ``crash`` step has no fields."""
+
+
+class CrashStep(Step[CrashConfig, str]):
+    """Raise a plain ValueError, the way a buggy plugin would."""
+
+    config_model = CrashConfig
+    output_type = str
+
+    def run(self, config: CrashConfig, ctx: StepContext) -> str:
+        """Raise ``ValueError("boom")``."""
+        raise ValueError("boom")
+
+
+class Item(BaseModel):
+    """One produced file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file_url: str
+    file_name: str
+
+
+class ListOutputConfig(StepConfig):
+    """Fields of a ``list_output`` step."""
+
+    count: int = Field(ge=0, le=100, description="How many items to produce.")
+
+
+class ListOutputStep(Step[ListOutputConfig, list[Item]]):
+    """Produce ``count`` items named ``item-<n>.png``."""
+
+    config_model = ListOutputConfig
+    output_type = list[Item]
+
+    def run(self, config: ListOutputConfig, ctx: StepContext) -> list[Item]:
+        """Return the items, numbered from 0."""
+        return [
+            Item(
+                file_url=f"https://example.test/{ctx.step_id}/item-{n}.png",
+                file_name=f"item-{n}.png",
+            )
+            for n in range(config.count)
+        ]

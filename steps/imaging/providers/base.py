@@ -1,0 +1,99 @@
+"""The image provider contract: what every provider takes and what it answers.
+
+A provider is one object with a ``name`` and ``generate(request)``; it is the only place
+that talks to an image API. Everything above it (catalog, rules, verification, upload) is
+pure, so tests swap in the offline preview provider or a local fake object.
+
+Providers raise :class:`fetchflow.errors.ProviderError` (``message``, ``hint``,
+``provider=``, ``endpoint=``, ``status=``, ``body=``, ``retryable=``); a moderation block is
+``retryable=False``. They never put a key, auth header or signed URL in an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["ImageProvider", "ImageRequest", "ProviderImage", "ProviderResult"]
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One provider call.
+
+    Attributes:
+        model: The provider's model id.
+        prompt: The final prompt (style already applied).
+        width: Pixel width; ``None`` with ``height`` ``None`` means the provider's "auto".
+        height: Pixel height.
+        aspect_ratio: For providers that take ratios (Gemini), e.g. ``"16:9"``.
+        resolution: ``"1K" | "2K" | "4K"`` for providers that take it.
+        count: Images wanted from this one call (at most the model's per-request limit).
+        quality: ``"auto" | "low" | "medium" | "high"`` or a model's extra levels.
+        background: ``"auto" | "opaque" | "transparent"``.
+        moderation: ``"auto" | "low"``.
+        output_format: ``"png" | "jpeg" | "webp"``.
+        output_compression: 0-100, only with jpeg or webp; ``None`` otherwise.
+        seed: A seed for models that take one, else ``None``.
+    """
+
+    model: str
+    prompt: str
+    width: int | None
+    height: int | None
+    aspect_ratio: str | None
+    resolution: str | None
+    count: int
+    quality: str
+    background: str
+    moderation: str
+    output_format: str
+    output_compression: int | None
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class ProviderImage:
+    """One image as the provider returned it.
+
+    Attributes:
+        data: The image bytes (already base64-decoded).
+        mime_type: What the provider says it is (``"image/png"``, ...).
+    """
+
+    data: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """The answer to one :class:`ImageRequest`.
+
+    Attributes:
+        images: The images returned (the step verifies each one).
+        usage: Token counts as the provider reports them, or ``None``.
+        model: The model that answered.
+    """
+
+    images: list[ProviderImage]
+    usage: dict[str, int] | None
+    model: str
+
+
+@runtime_checkable
+class ImageProvider(Protocol):
+    """An image API behind one method.
+
+    Attributes:
+        name: ``"openai" | "google" | "preview"``.
+    """
+
+    name: str
+
+    def generate(self, request: ImageRequest) -> ProviderResult:
+        """Make the images of one request.
+
+        Raises:
+            ProviderError: The provider refused or could not be reached.
+        """
+        ...

@@ -12,10 +12,9 @@ import argparse
 import json
 import os
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fetchflow.errors import (
     FetchflowError,
@@ -24,10 +23,6 @@ from fetchflow.errors import (
     SettingsInvalid,
     WorkflowInvalid,
 )
-
-if TYPE_CHECKING:
-    from fetchflow.settings import Settings
-    from fetchflow.storage import AssetStore
 
 __all__ = ["main"]
 
@@ -98,12 +93,13 @@ def _run(args: argparse.Namespace) -> int:
     from fetchflow.console import ConsoleProgress, format_summary
     from fetchflow.inputs import parse_input_args, resolve_inputs
     from fetchflow.prefect_env import prepare_prefect_environment
+    from fetchflow.preflight import preflight
     from fetchflow.settings import load_settings
 
     settings = load_settings()
     plan = check_file(args.file, _registry())
     inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
-    store = _open_store(settings, check=plan.needs_store)
+    store = preflight(plan, settings)
     prepare_prefect_environment(settings, verbose=args.verbose)
     from fetchflow.runner import run_plan  # Prefect is imported here, and only here
 
@@ -114,25 +110,6 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(report), file=sys.stderr)
     return report.exit_code
-
-
-def _open_store(settings: Settings, *, check: bool) -> Callable[[], AssetStore]:
-    """The run's store opener; when steps write files, the store is checked right now,
-    before anything billable can run (a misconfigured bucket is a clear error here)."""
-    from fetchflow.storage import open_store
-
-    opened: list[AssetStore] = []
-    lock = threading.Lock()
-
-    def opener() -> AssetStore:
-        with lock:
-            if not opened:
-                opened.append(open_store(settings))
-            return opened[0]
-
-    if check:
-        opener().preflight()
-    return opener
 
 
 def _push() -> int:

@@ -37,6 +37,7 @@ from prefect.utilities.annotations import allow_failure
 from fetchflow.errors import RunError, StepError
 from fetchflow.execution import execute_step
 from fetchflow.plan import Plan, PlannedStep
+from fetchflow.preflight import preflight
 from fetchflow.report import RunReport, StepResult
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
@@ -340,13 +341,16 @@ def run_plan(
         inputs: Resolved inputs (see :func:`fetchflow.inputs.resolve_inputs`).
         settings: fetchflow settings.
         observer: Receives progress.
-        open_store: Opens the asset store (steps that write files use it).
+        open_store: Opens the asset store (steps that write files use it). When not given,
+            the pre-run checks (:func:`fetchflow.preflight.preflight`) run here.
         drain: Flush Prefect's event and log workers before returning (so the run's
             history is complete even if the process exits right after).
 
     Returns:
         The run's report; ``report.status`` says how it ended.
     """
+    if open_store is None:
+        open_store = preflight(plan, settings)
     report = RunReport(workflow=plan.name, run_id="")
     run = _Run(plan, settings, dict(inputs), report, observer, open_store)
 

@@ -177,6 +177,16 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         """Do the step's work and return its output."""
 
     @classmethod
+    def preflight(cls, raw_config: Mapping[str, object], settings: Settings) -> None:
+        """Check, right before a run, what this step needs from the machine.
+
+        Called once per step with its fields as written (templates not rendered), after the
+        static check and before any step starts, so a missing API key or a misconfigured
+        endpoint is an error before anything billable runs. Raise a ``StepError``.
+        """
+        return
+
+    @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring."""
         doc = (cls.__doc__ or "").strip()

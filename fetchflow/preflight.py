@@ -1,0 +1,58 @@
+"""Checks made right before a run, after the static check and before any step starts.
+
+They need the machine's configuration rather than the file alone: the asset store must be
+reachable and writable when a step writes files, and each step type may check what it needs
+(an image step: that the API key its ``charge_type`` needs is there). A failure here is a
+clear error before anything billable runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fetchflow.errors import RunError
+from fetchflow.plan import Plan
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+    from fetchflow.storage import AssetStore
+
+__all__ = ["StoreOpener", "preflight"]
+
+StoreOpener = Callable[[], "AssetStore"]
+
+
+def _store_opener(settings: Settings) -> StoreOpener:
+    from fetchflow.storage import open_store
+
+    opened: list[AssetStore] = []
+    lock = threading.Lock()
+
+    def opener() -> AssetStore:
+        with lock:
+            if not opened:
+                opened.append(open_store(settings))
+            return opened[0]
+
+    return opener
+
+
+def preflight(plan: Plan, settings: Settings) -> StoreOpener:
+    """Check everything a run needs from this machine; return the run's store opener.
+
+    Raises:
+        RunError: The store is unusable (StorageError) or a step type is not ready
+            (its error names the step).
+    """
+    opener = _store_opener(settings)
+    if plan.needs_store:
+        opener().preflight()
+    for step in plan.steps.values():
+        try:
+            step.step_cls.preflight(step.raw_config, settings)
+        except RunError as error:
+            error.step_id = error.step_id or step.id
+            raise
+    return opener

@@ -1,25 +1,62 @@
 """fetchflow: YAML image-production workflows, checked before they run, run on Prefect.
 
-The public API for step authors and embedders. Importing it never imports Prefect: only
-:mod:`fetchflow.runner` does, when a run starts.
+The public API for step authors and embedders. Names are imported on first use, so that the
+``fetchflow`` command starts fast; importing this package never imports Prefect (only
+:mod:`fetchflow.runner` does, when a run starts).
 """
 
 from __future__ import annotations
 
-from fetchflow.errors import (
-    FetchflowError,
-    PluginError,
-    Problem,
-    ProviderError,
-    RunError,
-    StepError,
-    StorageError,
-    TemplateError,
-    WorkflowInvalid,
-)
-from fetchflow.step import RuleViolation, Step, StepConfig, StepContext, StepRegistry, deferred
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fetchflow.errors import (
+        FetchflowError,
+        PluginError,
+        Problem,
+        ProviderError,
+        RunError,
+        SettingsInvalid,
+        StepError,
+        StorageError,
+        TemplateError,
+        WorkflowInvalid,
+    )
+    from fetchflow.step import (
+        RuleViolation,
+        Step,
+        StepConfig,
+        StepContext,
+        StepRegistry,
+        deferred,
+    )
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "fetchflow.errors": (
+        "FetchflowError",
+        "PluginError",
+        "Problem",
+        "ProviderError",
+        "RunError",
+        "SettingsInvalid",
+        "StepError",
+        "StorageError",
+        "TemplateError",
+        "WorkflowInvalid",
+    ),
+    "fetchflow.step": (
+        "RuleViolation",
+        "Step",
+        "StepConfig",
+        "StepContext",
+        "StepRegistry",
+        "deferred",
+    ),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "FetchflowError",
@@ -28,6 +65,7 @@ __all__ = [
     "ProviderError",
     "RuleViolation",
     "RunError",
+    "SettingsInvalid",
     "Step",
     "StepConfig",
     "StepContext",
@@ -39,3 +77,12 @@ __all__ = [
     "__version__",
     "deferred",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fetchflow' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -8,6 +8,7 @@ schema, ``needs`` names and cycles. No Prefect, no network, no step code is run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from fetchflow.spec import (
     RESERVED_IDS,
     STEP_COMMON_KEYS,
     TOP_LEVEL_KEYS,
+    InputSpec,
     StepCommon,
     WorkflowHeader,
 )
@@ -109,7 +111,10 @@ class _Checker(TemplateChecks):
         self.registry = registry
         self.templates = templates
         self.header: WorkflowHeader | None = None
+        # Declared inputs; None for one that is declared but invalid (reported on its own).
+        self.declared_inputs: dict[str, InputSpec | None] = {}
         self.step_ids: dict[str, int] = {}
+        self.broken: set[str] = set()
         self.step_types: dict[str, type[Step[Any, Any]]] = {}
         self._syntax_failed = bool(loaded.problems) and loaded.data is None
 
@@ -185,20 +190,52 @@ class _Checker(TemplateChecks):
         self.add(self.source.key(path), message, hint, field=key)
 
     def _header(self, data: dict[str, Any]) -> WorkflowHeader | None:
-        raw = {key: data[key] for key in ("name", "description", "inputs") if key in data}
+        inputs = self._inputs(data.get("inputs", {}))
+        raw = {key: data[key] for key in ("name", "description") if key in data}
         try:
-            return WorkflowHeader.model_validate(raw)
+            header = WorkflowHeader.model_validate(raw)
         except ValidationError as error:
             for issue in translate_errors(error, list(WorkflowHeader.model_fields)):
-                loc = issue.loc
-                if len(loc) >= 2 and loc[0] == "inputs":
-                    sub = FieldIssue(loc[2:], issue.message, issue.hint, issue.at_parent)
-                    if not sub.loc and issue.at_parent:
-                        sub = FieldIssue(loc[1:], issue.message, issue.hint, True)
-                    self.add_issue(sub, ("inputs", loc[1]), subject=f'input "{loc[1]}"')
-                else:
-                    self.add_issue(issue, ())
+                self.add_issue(issue, ())
             return None
+        if inputs is None:
+            return None
+        return header.model_copy(update={"inputs": inputs})
+
+    def _inputs(self, raw: object) -> dict[str, InputSpec] | None:
+        """Each input on its own, so one bad input does not hide the others."""
+        if not isinstance(raw, dict):
+            self.add(
+                self.source.key(("inputs",)),
+                f"inputs must be a mapping of names to input specs, got {type(raw).__name__}",
+                "write inputs:, then one indented name: {type: string, default: ...} per input",
+                field="inputs",
+            )
+            return None
+        valid: dict[str, InputSpec] = {}
+        ok = True
+        for name, spec in raw.items():
+            subject = f'input "{name}"'
+            self.declared_inputs[name] = None
+            if not name.isidentifier():
+                fixed = re.sub(r"\W", "_", name)
+                self.add(
+                    self.source.key(("inputs", name)),
+                    f"input name {name!r} is not an identifier (letters, digits, _)",
+                    f"rename it to {fixed}",
+                    subject=subject,
+                )
+                ok = False
+                continue
+            try:
+                valid[name] = self.declared_inputs[name] = InputSpec.model_validate(
+                    spec if spec is not None else {}
+                )
+            except ValidationError as error:
+                ok = False
+                for issue in translate_errors(error, list(InputSpec.model_fields)):
+                    self.add_issue(issue, ("inputs", name), subject=subject)
+        return valid if ok else None
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -226,7 +263,7 @@ class _Checker(TemplateChecks):
             if step_cls is None:
                 continue
             step = self._step(index, common, step_cls, config)
-            if step is not None:
+            if step is not None and common.id not in self.broken:
                 planned[common.id] = step
         for cycle in find_cycles({sid: step.depends_on for sid, step in planned.items()}):
             first = min(cycle[:-1], key=lambda sid: self.step_ids[sid])
@@ -293,8 +330,18 @@ class _Checker(TemplateChecks):
                     field="id",
                 )
                 return None
-        if common is None or step_cls is None:
+        if step_cls is None or step_id is None:
             return None
+        if common is None:
+            # The common keys have problems (reported): still check the step's own fields and
+            # templates, so every problem of the file is reported at once. Never planned.
+            needs = raw.get("needs")
+            common = StepCommon.model_construct(
+                id=step_id,
+                type=str(step_type),
+                needs=[n for n in needs if isinstance(n, str)] if isinstance(needs, list) else [],
+            )
+            self.broken.add(step_id)
         self.step_types[common.id] = step_cls
         return common, config
 

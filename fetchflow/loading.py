@@ -66,17 +66,19 @@ class SourceMap:
         """Where the value of ``path`` starts, or the nearest known position above it."""
         return self.values.get(path) or self.key(path)
 
-    def text_position(self, path: DataPath, text_line: int, needle: str) -> Span:
+    def text_position(self, path: DataPath, text_line: int, needle: str, after: int = 0) -> Span:
         """Position of ``needle`` on line ``text_line`` (1-based) of the string at ``path``.
 
-        Used to point at a template reference inside a multi-line prompt. Falls back to the
-        value's start when the text cannot be found (folded or escaped scalars).
+        Used to point at a template reference inside a multi-line prompt: the search starts
+        at the value (not at its key) or at column ``after`` when that is further. Falls back
+        to the value's start when the text cannot be found (folded or escaped scalars).
         """
         start = self.value(path)
         offset = text_line - 1 + (1 if path in self.block_scalars else 0)
         line_no = start.line + offset
         if 1 <= line_no <= len(self.lines):
-            found = self.lines[line_no - 1].find(needle)
+            begin = max(start.column - 1 if offset == 0 else 0, after - 1, 0)
+            found = self.lines[line_no - 1].find(needle, begin)
             if found >= 0:
                 return Span(line_no, found + 1)
         return start if offset == 0 else Span(line_no, start.column)

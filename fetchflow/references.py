@@ -43,6 +43,8 @@ class Reference:
     root: str
     path: tuple[str | int, ...]
     lineno: int
+    exact: bool = False
+    """Whether ``text`` is exactly how the reference is written (the fast path knows)."""
 
     @property
     def text(self) -> str:
@@ -51,9 +53,19 @@ class Reference:
 
 
 def closest(name: str, options: Sequence[str]) -> str | None:
-    """The option most like ``name``, if any is close enough."""
+    """The option most like ``name``, if any is close enough.
+
+    A plain spelling distance first (``promt`` -> ``prompt``); failing that, an option that
+    has ``name`` as one of its ``_``-separated words (``url`` -> ``file_url``).
+    """
     found = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return found[0] if found else None
+    if found:
+        return found[0]
+    lowered = name.lower()
+    if len(lowered) < 2:
+        return None
+    partial = [option for option in options if lowered in option.lower().split("_")]
+    return min(partial, key=len) if partial else None
 
 
 def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
@@ -121,7 +133,9 @@ def find_references(ast: nodes.Template, ignore: frozenset[str]) -> list[Referen
 # A template made only of text and simple value lookups (``<< hero.output.0.file_url >>``),
 # the vast majority, is checked without Jinja's parser: that keeps `fetchflow validate` of a
 # large workflow fast. Anything else goes through the full parse.
-_SIMPLE_EXPR = re.compile(r"<<\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9][A-Za-z0-9_]*)*)\s*>>")
+_SIMPLE_EXPR = re.compile(
+    r"<<\s*([A-Za-z][A-Za-z0-9_]*(?:\.(?:[A-Za-z][A-Za-z0-9_]*|0|[1-9][0-9]*))*)\s*>>"
+)
 _NOT_SIMPLE = re.compile(r"<<|>>|<%|%>|<#|#>|\{\{|\{%|\{#")
 _KEYWORDS = frozenset(
     {
@@ -165,7 +179,8 @@ def simple_references(source: str, ignore: frozenset[str]) -> list[Reference] | 
         if root in ignore:
             continue
         path = tuple(int(part) if part.isdigit() else part for part in rest)
-        found.append(Reference(root, path, source.count("\n", 0, match.start()) + 1))
+        lineno = source.count("\n", 0, match.start()) + 1
+        found.append(Reference(root, path, lineno, exact=True))
     if _NOT_SIMPLE.search(source, last):
         return None
     return found

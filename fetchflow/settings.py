@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fetchflow.errors import SettingsInvalid
@@ -97,6 +97,27 @@ class Settings(BaseSettings):
         default_factory=_default_spool_dir,
         description="Where the bytes of an upload that failed after every retry are kept "
         "until they are pushed again. Default: <home>/spool.",
+    )
+
+    hosted_openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="The operator's OpenAI key, used by image steps with charge_type: hosted "
+        "(usage is recorded against the workflow). Never logged or stored.",
+    )
+    hosted_openai_base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible endpoint for hosted image calls (default: the "
+        "OpenAI SDK's, which also reads OPENAI_BASE_URL).",
+    )
+    hosted_gemini_api_key: SecretStr | None = Field(
+        default=None,
+        description="The operator's Gemini API key, used by image steps with charge_type: "
+        "hosted (usage is recorded against the workflow). Never logged or stored.",
+    )
+    hosted_gemini_base_url: str | None = Field(
+        default=None,
+        description="A Gemini-compatible endpoint for hosted image calls (default: the "
+        "google-genai SDK's, which also reads GOOGLE_GEMINI_BASE_URL).",
     )
 
     @property

@@ -18,7 +18,7 @@ from fetchflow.references import (
     simple_references,
     unsafe_attributes,
 )
-from fetchflow.spec import StepCommon, WorkflowHeader
+from fetchflow.spec import InputSpec, StepCommon, WorkflowHeader
 from fetchflow.step import Step
 from fetchflow.templating import Templates
 
@@ -36,6 +36,7 @@ class TemplateChecks:
     source: SourceMap
     templates: Templates
     header: WorkflowHeader | None
+    declared_inputs: dict[str, InputSpec | None]
     step_ids: dict[str, int]
     step_types: dict[str, type[Step[Any, Any]]]
     file: str
@@ -55,11 +56,19 @@ class TemplateChecks:
         who = (common.id, common.type)
         field = path_text(path[2:])
 
+        # Successive references on one line are searched for after the previous one, so two
+        # uses of the same name point at their own places.
+        cursors: dict[int, int] = {}
+
         def where(lineno: int, needle: str) -> Span:
             if file_lines is None:
-                return self.source.text_position(path, lineno, needle)
-            line = file_lines[lineno - 1] if 0 < lineno <= len(file_lines) else ""
-            return Span(lineno, max(line.find(needle), 0) + 1)
+                span = self.source.text_position(path, lineno, needle, cursors.get(lineno, 0))
+            else:
+                line = file_lines[lineno - 1] if 0 < lineno <= len(file_lines) else ""
+                found = line.find(needle, max(cursors.get(lineno, 1) - 1, 0))
+                span = Span(lineno, (found if found >= 0 else 0) + 1)
+            cursors[lineno] = span.column + len(needle)
+            return span
 
         simple = simple_references(text, self.templates.globals)
         if simple is not None:
@@ -122,16 +131,18 @@ class TemplateChecks:
     ) -> bool:
         """Check a reference; return True when it reads another step's output."""
         who = (common.id, common.type)
-        span = where(ref.lineno, ref.root)
+        span = where(ref.lineno, ref.text if ref.exact else ref.root)
 
         def report(message: str, hint: str) -> None:
             self.add(span, message, hint, step=who, field=field, file=file)
 
         if ref.root == "inputs":
-            inputs = self.header.inputs if self.header else {}
+            inputs = self.declared_inputs
             if not ref.path:
                 return False
             name = str(ref.path[0])
+            if name in inputs and inputs[name] is None:
+                return False  # declared but invalid: reported where it is declared
             spec = inputs.get(name)
             if spec is None:
                 suggestion = closest(name, list(inputs))

@@ -1,0 +1,353 @@
+"""The image model catalog: one data table, no per-model ``if``.
+
+Each :class:`ModelSpec` says what one model accepts (sizes or a size rule, counts,
+qualities, background, prompt length, seed, aspect ratios and resolutions) and what it costs
+where a price is published. Rules (:mod:`steps.imaging.rules`) and the step read this table
+only. Facts come from /work/shared/PROVIDERS.md (openai 3.52, google-genai 3.4).
+
+``aspect_ratio`` + ``resolution`` map to the closest size a model supports
+(:func:`closest_size`), so one workflow runs on every provider.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "ASPECT_RATIOS",
+    "AUTO",
+    "AUTO_CANDIDATES",
+    "CATALOG",
+    "PREVIEW",
+    "QUALITIES",
+    "RESOLUTIONS",
+    "RETIRED",
+    "ModelSpec",
+    "Retired",
+    "SizeChoice",
+    "SizeRule",
+    "closest_size",
+    "parse_size",
+    "price_for",
+]
+
+AUTO = "auto"
+PREVIEW = "preview"
+
+#: Every ``aspect_ratio`` the step accepts (Gemini's ImageConfig set).
+ASPECT_RATIOS = ("1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3")
+#: Every ``resolution``; the long edge is about 1024, 2048 or 4096 pixels.
+RESOLUTIONS = ("1K", "2K", "4K")
+#: Every ``quality`` some model accepts (``xhigh``/``max``: GPT Image 2.5 only).
+QUALITIES = ("auto", "low", "medium", "high", "xhigh", "max")
+
+_LONG_EDGE = {"1K": 1024, "2K": 2048, "4K": 4096}
+_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    """``"1536x1024"`` → ``(1536, 1024)``; ``"auto"`` or anything else → None."""
+    match = _SIZE.match(size)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def ratio_value(aspect_ratio: str) -> float:
+    """``"16:9"`` → 1.777…"""
+    width, height = aspect_ratio.split(":")
+    return int(width) / int(height)
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Free ``WxH`` sizes within limits (gpt-image-2 and later, the preview provider).
+
+    Attributes:
+        multiple: Both sides must be divisible by this.
+        max_ratio: The longer side over the shorter at most this.
+        max_width: Largest width (landscape orientation).
+        max_height: Largest height (landscape orientation; portrait swaps the two).
+        min_pixels: Fewest pixels.
+        max_pixels: Most pixels.
+    """
+
+    multiple: int
+    max_ratio: float
+    max_width: int
+    max_height: int
+    min_pixels: int
+    max_pixels: int
+
+    def problem(self, width: int, height: int) -> str | None:
+        """Why ``width x height`` breaks the rule, or None when it is fine."""
+        if width % self.multiple or height % self.multiple:
+            return f"both sides must be multiples of {self.multiple}"
+        if max(width, height) / min(width, height) > self.max_ratio:
+            return f"the long side may be at most {self.max_ratio:g}x the short side"
+        long_side, short_side = max(width, height), min(width, height)
+        if long_side > self.max_width or short_side > self.max_height:
+            limit = f"{self.max_width}x{self.max_height}"
+            return f"at most {limit} (or {self.max_height}x{self.max_width} upright)"
+        if not self.min_pixels <= width * height <= self.max_pixels:
+            return f"between {self.min_pixels:,} and {self.max_pixels:,} pixels in total"
+        return None
+
+    def fit(self, ratio: float, long_edge: int) -> tuple[int, int]:
+        """The allowed size with this ratio whose long edge is nearest ``long_edge``."""
+        best: tuple[int, int] | None = None
+        best_key = (0, 0)
+        for edge in range(self.multiple, self.max_width + 1, self.multiple):
+            short = max(1, round(edge / max(ratio, 1 / ratio) / self.multiple)) * self.multiple
+            size = (edge, short) if ratio >= 1 else (short, edge)
+            key = (abs(edge - long_edge), edge)
+            if self.problem(*size) is None and (best is None or key < best_key):
+                best, best_key = size, key
+        if best is None:  # pragma: no cover - every catalog rule fits every listed ratio
+            raise ValueError(f"no size with ratio {ratio:.3f} fits {self}")
+        return best
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one image model accepts.
+
+    Attributes:
+        name: The model id users write (and the provider receives).
+        provider: ``openai``, ``google`` or ``preview``.
+        sizes: Fixed ``(width, height)`` sizes, when the model takes only those.
+        size_rule: Free sizes within limits, when the model takes any ``WxH``.
+        aspect_ratios: Ratios the model takes instead of sizes (Gemini); empty otherwise.
+        resolutions: Resolutions it takes with a ratio (Gemini); empty otherwise.
+        per_request: Most images one provider call returns.
+        max_count: Most images one step may ask for (several calls when needed).
+        qualities: Accepted ``quality`` values.
+        transparent: Whether ``background: transparent`` works.
+        native_formats: Formats the provider encodes itself; others are converted.
+        prompt_max_chars: Longest prompt (style included).
+        seed: Whether the model takes a seed.
+        prices: USD per image by ``(quality, "WxH")``; ``"*"`` matches any. Empty when no
+            price is published.
+        note: Shown in messages about this model.
+    """
+
+    name: str
+    provider: str
+    sizes: tuple[tuple[int, int], ...] = ()
+    size_rule: SizeRule | None = None
+    aspect_ratios: tuple[str, ...] = ()
+    resolutions: tuple[str, ...] = ()
+    per_request: int = 10
+    max_count: int = 10
+    qualities: tuple[str, ...] = ("auto", "low", "medium", "high")
+    transparent: bool = True
+    native_formats: tuple[str, ...] = ("png", "jpeg", "webp")
+    prompt_max_chars: int = 32_000
+    seed: bool = False
+    prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def takes_ratio(self) -> bool:
+        """Whether the model is asked by aspect ratio rather than pixel size."""
+        return bool(self.aspect_ratios)
+
+    def size_problem(self, width: int, height: int) -> str | None:
+        """Why this model cannot make ``width x height``, or None."""
+        if self.size_rule is not None:
+            return self.size_rule.problem(width, height)
+        if self.sizes and (width, height) not in self.sizes:
+            return "use one of " + ", ".join(f"{w}x{h}" for w, h in self.sizes) + " or auto"
+        if self.takes_ratio:
+            return "it takes aspect_ratio (and resolution), not a pixel size"
+        return None
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A model the provider no longer serves.
+
+    Attributes:
+        name: The model id.
+        since: When it was retired or shut down (as the SDK says).
+        replacement: What to use instead.
+    """
+
+    name: str
+    since: str
+    replacement: str
+
+
+#: gpt-image-2 and later: any WxH, sides divisible by 16, ratio ≤ 3, ≤ 3840x2160, and the
+#: pixel bounds third-party docs give (655,360-8,294,400).
+GPT_IMAGE_2_SIZES = SizeRule(
+    multiple=16,
+    max_ratio=3,
+    max_width=3840,
+    max_height=2160,
+    min_pixels=655_360,
+    max_pixels=8_294_400,
+)
+#: What the offline preview draws: anything from 16x16 up to 4096x4096.
+PREVIEW_SIZES = SizeRule(
+    multiple=1,
+    max_ratio=8,
+    max_width=4096,
+    max_height=4096,
+    min_pixels=16 * 16,
+    max_pixels=4096 * 4096,
+)
+_GPT_FIXED = ((1024, 1024), (1536, 1024), (1024, 1536))
+_GEMINI_NOTE = "Gemini image models have no background setting"
+
+
+def _gpt_fixed(name: str, prices: Mapping[tuple[str, str], float] | None = None) -> ModelSpec:
+    return ModelSpec(name, "openai", sizes=_GPT_FIXED, prices=prices or {})
+
+
+def _gpt_free(name: str, *, extra_qualities: tuple[str, ...] = (), transparent: bool) -> ModelSpec:
+    return ModelSpec(
+        name,
+        "openai",
+        size_rule=GPT_IMAGE_2_SIZES,
+        qualities=("auto", "low", "medium", "high", *extra_qualities),
+        transparent=transparent,
+        note="" if transparent else "transparent backgrounds are only a preview on this model",
+    )
+
+
+def _gemini(name: str, resolutions: tuple[str, ...], price: float | None = None) -> ModelSpec:
+    return ModelSpec(
+        name,
+        "google",
+        aspect_ratios=ASPECT_RATIOS,
+        resolutions=resolutions,
+        per_request=1,  # generate_content has no n: one image per call
+        qualities=("auto",),
+        transparent=False,
+        native_formats=("png",),
+        seed=True,  # GenerateContentConfig.seed
+        prices={("*", "*"): price} if price is not None else {},
+        note=_GEMINI_NOTE,
+    )
+
+
+_SPECS = (
+    # OpenAI's published per-image prices for gpt-image-1-mini (1024x1024; 1536 sizes cost
+    # more and are not listed here, so they have no price).
+    _gpt_fixed(
+        "gpt-image-1-mini",
+        {("low", "1024x1024"): 0.005, ("medium", "1024x1024"): 0.011, ("high", "1024x1024"): 0.036},
+    ),
+    _gpt_fixed("gpt-image-1.5"),
+    _gpt_fixed("chatgpt-image-latest"),
+    # gpt-image-2: transparent is "in preview" and errored in May 2026 (PROVIDERS.md rule 9).
+    _gpt_free("gpt-image-2", transparent=False),
+    _gpt_free("gpt-image-2-2026-04-21", transparent=False),
+    *(
+        _gpt_free(name, extra_qualities=("xhigh", "max"), transparent=True)
+        for name in (
+            "gpt-image-2.5-sunburst",
+            "gpt-image-2.5-flare",
+            "gpt-image-2.5-sunburst-2026-09-08",
+            "gpt-image-2.5-flare-2026-09-08",
+        )
+    ),
+    # 2.6: the SDK lists the names only; assume the 2.5 size rule, standard qualities.
+    _gpt_free("gpt-image-2.6-sunburst", transparent=True),
+    _gpt_free("gpt-image-2.6-flare", transparent=True),
+    # Google's published price: 1290 output tokens at $30/1M ≈ $0.039 per 1K image.
+    _gemini("gemini-2.5-flash-image", ("1K",), price=0.039),
+    _gemini("gemini-3-pro-image-preview", ("1K", "2K", "4K")),
+    _gemini("gemini-3.1-flash-image-preview", ("1K",)),
+    ModelSpec(
+        PREVIEW,
+        "preview",
+        size_rule=PREVIEW_SIZES,
+        qualities=QUALITIES,
+        native_formats=("png",),
+        seed=True,
+        prices={("*", "*"): 0.0},
+        note="offline drawings marked PREVIEW",
+    ),
+)
+
+#: Every model the step can run, by name.
+CATALOG: Mapping[str, ModelSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+
+#: Models the providers no longer serve (openai 3.52 ``image_model.py``).
+RETIRED: Mapping[str, Retired] = MappingProxyType(
+    {
+        "dall-e-2": Retired("dall-e-2", "May 12, 2026", "gpt-image-1-mini"),
+        "dall-e-3": Retired("dall-e-3", "May 12, 2026", "gpt-image-2"),
+        "gpt-image-1": Retired("gpt-image-1", "Oct 23, 2026", "gpt-image-1.5"),
+    }
+)
+
+#: ``model: auto`` tries these in order and takes the first whose provider has a key and
+#: that can make what the step asks for (gpt-image-1.5 covers transparent backgrounds).
+AUTO_CANDIDATES = ("gpt-image-2", "gpt-image-1.5", "gemini-2.5-flash-image")
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    """What to ask a model for.
+
+    Attributes:
+        width: Pixel width, or None for the provider's "auto" (or a ratio-only model).
+        height: Pixel height, or None.
+        aspect_ratio: The ratio, for ratio-taking models.
+        resolution: The resolution, for ratio-taking models.
+    """
+
+    width: int | None
+    height: int | None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+
+
+def _closest_ratio(ratio: float, options: tuple[str, ...]) -> str:
+    return min(options, key=lambda option: abs(ratio_value(option) / ratio - 1))
+
+
+def closest_size(spec: ModelSpec, aspect_ratio: str, resolution: str | None) -> SizeChoice:
+    """The size ``spec`` supports that is closest to ``aspect_ratio`` at ``resolution``.
+
+    Fixed-size models get the size with the nearest ratio; free-size models the largest
+    allowed size of that ratio with a long edge near 1024/2048/4096 (capped by the model);
+    ratio models get the ratio (or their nearest) and the highest resolution they have up
+    to the one asked for.
+    """
+    ratio = ratio_value(aspect_ratio)
+    wanted = resolution or "1K"
+    if spec.takes_ratio:
+        known = [r for r in RESOLUTIONS if r in spec.resolutions]
+        lower = [r for r in known if RESOLUTIONS.index(r) <= RESOLUTIONS.index(wanted)]
+        return SizeChoice(
+            None,
+            None,
+            aspect_ratio=_closest_ratio(ratio, spec.aspect_ratios),
+            resolution=(lower or known)[-1],
+        )
+    if spec.size_rule is not None:
+        width, height = spec.size_rule.fit(ratio, _LONG_EDGE[wanted])
+        return SizeChoice(width, height)
+    width, height = min(spec.sizes, key=lambda size: abs(size[0] / size[1] / ratio - 1))
+    return SizeChoice(width, height)
+
+
+def size_to_ratio(width: int, height: int, spec: ModelSpec) -> SizeChoice:
+    """A pixel size asked of a ratio-only model: its nearest ratio and resolution."""
+    long_edge = max(width, height)
+    resolution = min(RESOLUTIONS, key=lambda r: abs(_LONG_EDGE[r] - long_edge))
+    return closest_size(spec, _closest_ratio(width / height, ASPECT_RATIOS), resolution)
+
+
+def price_for(spec: ModelSpec, quality: str, width: int, height: int) -> float | None:
+    """USD for one image, when the provider publishes a price for it; else None."""
+    size = f"{width}x{height}"
+    for key in ((quality, size), (quality, "*"), ("*", size), ("*", "*")):
+        if key in spec.prices:
+            return spec.prices[key]
+    return None

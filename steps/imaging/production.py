@@ -1,0 +1,222 @@
+"""Making the images of one step: plan the provider calls, verify, finish, hand each over.
+
+Pure of clients: the provider and the ``keep`` callback (which uploads) are passed in. A
+count above the model's per-request limit becomes several calls; every image is verified
+and kept as soon as it arrives, so images already paid for survive a later failed call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fetchflow.errors import ProviderError, StepError
+from steps.imaging.catalog import ModelSpec, SizeChoice, closest_size, parse_size, size_to_ratio
+from steps.imaging.postprocess import FinishedImage, finish_image, inspect_image
+from steps.imaging.providers.base import ImageProvider, ImageRequest
+
+__all__ = ["ImageJob", "MadeImage", "plan_job", "produce", "requests_for", "share_usage"]
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """Everything one step asks of one model, resolved.
+
+    Attributes:
+        spec: The model.
+        prompt: The final prompt (style applied).
+        count: How many images in all.
+        size: The size (or ratio) to ask for.
+        quality: ``quality`` as configured.
+        background: ``background`` as configured.
+        moderation: ``moderation`` as configured.
+        output_format: The format to output.
+        output_compression: 0-100 or None.
+        seed: The seed, when the model takes one.
+    """
+
+    spec: ModelSpec
+    prompt: str
+    count: int
+    size: SizeChoice
+    quality: str
+    background: str
+    moderation: str
+    output_format: str
+    output_compression: int | None
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class MadeImage:
+    """One verified, finished image.
+
+    Attributes:
+        index: 0-based position among the step's images.
+        image: The bytes to upload and what they are.
+        seed: The seed of the call that made it (None without one).
+        usage: Its share of the call's token usage (None when not reported).
+        model: The model that answered.
+    """
+
+    index: int
+    image: FinishedImage
+    seed: int | None
+    usage: dict[str, int] | None
+    model: str
+
+
+def plan_job(
+    spec: ModelSpec,
+    *,
+    prompt: str,
+    count: int,
+    size: str | None,
+    aspect_ratio: str | None,
+    resolution: str | None,
+    quality: str,
+    background: str,
+    moderation: str,
+    output_format: str,
+    output_compression: int | None,
+    seed: int | None,
+) -> ImageJob:
+    """Resolve sizes for ``spec``: ratios map to its closest size, sizes to its ratio."""
+    dimensions = parse_size(size or "auto")
+    if aspect_ratio is not None or (resolution is not None and dimensions is None):
+        choice = closest_size(spec, aspect_ratio or "1:1", resolution)
+    elif dimensions is not None and spec.takes_ratio:
+        choice = size_to_ratio(*dimensions, spec)
+    elif dimensions is not None:
+        choice = SizeChoice(*dimensions)
+    else:
+        choice = SizeChoice(None, None)
+    return ImageJob(
+        spec=spec,
+        prompt=prompt,
+        count=count,
+        size=choice,
+        quality=quality,
+        background=background,
+        moderation=moderation,
+        output_format=output_format,
+        output_compression=output_compression,
+        seed=seed if spec.seed else None,
+    )
+
+
+def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
+    """The provider calls for ``job``, each with the index of its first image.
+
+    A seeded job gives call ``k`` (starting at image ``i``) the seed ``seed + i``, so
+    one-image-per-call models do not draw the same picture ``count`` times.
+    """
+    calls = []
+    for first in range(0, job.count, job.spec.per_request):
+        calls.append(
+            (
+                first,
+                ImageRequest(
+                    model=job.spec.name,
+                    prompt=job.prompt,
+                    width=job.size.width,
+                    height=job.size.height,
+                    aspect_ratio=job.size.aspect_ratio,
+                    resolution=job.size.resolution,
+                    count=min(job.spec.per_request, job.count - first),
+                    quality=job.quality,
+                    background=job.background,
+                    moderation=job.moderation,
+                    output_format=job.output_format,
+                    output_compression=job.output_compression,
+                    seed=None if job.seed is None else job.seed + first,
+                ),
+            )
+        )
+    return calls
+
+
+def share_usage(usage: dict[str, int] | None, images: int, position: int) -> dict[str, int] | None:
+    """Image ``position``'s share of a call's usage: split evenly, the remainder to the first.
+
+    The shares of one call add up to the call's usage exactly.
+    """
+    if usage is None or images <= 0:
+        return None
+    return {
+        name: value // images + (value % images if position == 0 else 0)
+        for name, value in usage.items()
+    }
+
+
+def _verify(
+    job: ImageJob, request: ImageRequest, data: bytes, mime: str, model: str
+) -> FinishedImage:
+    source = f"model {model} ({job.spec.provider})"
+    exact = (
+        (request.width, request.height)
+        if request.width is not None and request.height is not None
+        else None
+    )
+    checked = inspect_image(
+        data, mime, source=source, size=exact, aspect_ratio=request.aspect_ratio
+    )
+    if job.background == "transparent" and not checked.has_alpha:
+        raise StepError(
+            message=f"{source} returned an image without transparency for background: transparent",
+            hint="use a model with transparent backgrounds (gpt-image-1.5) or background: auto",
+            retryable=False,
+        )
+    return finish_image(
+        data,
+        checked,
+        output_format=job.output_format,
+        output_compression=job.output_compression,
+        compressed_by_provider=job.output_format in job.spec.native_formats,
+    )
+
+
+def produce(job: ImageJob, provider: ImageProvider, keep: Callable[[MadeImage], str]) -> None:
+    """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
+
+    Args:
+        job: What to make.
+        provider: Who makes it.
+        keep: Stores one image and returns where it went (for messages).
+
+    Raises:
+        ProviderError: The first call failed (nothing was kept).
+        StepError: An answer failed verification, or a later call failed; the message says
+            how many images were made and kept, and where.
+    """
+    kept: list[str] = []
+    try:
+        for first, request in requests_for(job):
+            result = provider.generate(request)
+            images = result.images[: request.count]
+            for position, answer in enumerate(images):
+                finished = _verify(job, request, answer.data, answer.mime_type, result.model)
+                made = MadeImage(
+                    index=first + position,
+                    image=finished,
+                    seed=request.seed,
+                    usage=share_usage(result.usage, len(images), position),
+                    model=result.model,
+                )
+                kept.append(keep(made))
+            if len(images) < request.count:
+                raise StepError(
+                    message=f"model {result.model} ({provider.name}) returned "
+                    f"{len(images)} of the {request.count} images asked",
+                    hint="the provider may have filtered some; try again or change the prompt",
+                    retryable=True,
+                )
+    except (ProviderError, StepError) as error:
+        if not kept:
+            raise
+        raise StepError(
+            message=f"{error.message}; {len(kept)} of {job.count} images were made and kept "
+            f"before that: {', '.join(kept)}",
+            hint=error.hint,
+            retryable=error.retryable,
+        ) from error

@@ -1,0 +1,163 @@
+"""Model-dependent rules of the image steps, as pure functions over the catalog.
+
+Each function raises :class:`fetchflow.step.RuleViolation` naming the fields, the value
+found and the way out; config validators call them, and so does ``model: auto`` when it
+picks a model at run time (:func:`unsupported`).
+
+``model: auto`` is checked statically against the preview provider's limits (the most
+permissive model, and what ``auto`` falls back to); the model ``auto`` picks at run time
+must then support the request, or the next candidate is tried.
+"""
+
+from __future__ import annotations
+
+from fetchflow.references import closest
+from fetchflow.step import RuleViolation
+from steps.imaging.catalog import AUTO, CATALOG, PREVIEW, RETIRED, ModelSpec, parse_size
+
+__all__ = [
+    "check_background",
+    "check_count",
+    "check_prompt_length",
+    "check_quality",
+    "check_seed",
+    "check_size",
+    "lookup_model",
+    "rules_spec",
+    "unsupported",
+]
+
+
+def _violation(message: str, fields: tuple[str, ...], hint: str) -> RuleViolation:
+    return RuleViolation(message, fields=fields, hint=hint)
+
+
+def lookup_model(name: str) -> ModelSpec | None:
+    """The catalog entry for ``name``; None for ``auto``.
+
+    Raises:
+        RuleViolation: The model is retired (with its replacement) or unknown (with the
+            closest known name).
+    """
+    if name == AUTO:
+        return None
+    spec = CATALOG.get(name)
+    if spec is not None:
+        return spec
+    retired = RETIRED.get(name)
+    if retired is not None:
+        raise _violation(
+            f"model {name} was retired on {retired.since} and no longer answers",
+            ("model",),
+            f"use model: {retired.replacement}",
+        )
+    suggestion = closest(name, [AUTO, *CATALOG])
+    if suggestion:
+        raise _violation(
+            f'unknown image model "{name}"; did you mean "{suggestion}"?',
+            ("model",),
+            f"use model: {suggestion}",
+        )
+    raise _violation(
+        f'unknown image model "{name}"',
+        ("model",),
+        "use model: auto, or one of: " + ", ".join(CATALOG),
+    )
+
+
+def rules_spec(model: str) -> ModelSpec:
+    """The spec a config is checked against: the model's own, or preview's for ``auto``."""
+    return lookup_model(model) or CATALOG[PREVIEW]
+
+
+def check_size(spec: ModelSpec, size: str) -> None:
+    """``size`` (``WxH`` or ``auto``) is one ``spec`` can make."""
+    dimensions = parse_size(size)
+    if dimensions is None:
+        return
+    problem = spec.size_problem(*dimensions)
+    if problem is None:
+        return
+    if spec.takes_ratio:
+        raise _violation(
+            f"size: {size} does not apply to model {spec.name}: {problem}",
+            ("size", "model"),
+            "use aspect_ratio (1:1, 16:9, ...) with resolution instead of size",
+        )
+    raise _violation(
+        f"size: {size} is not a size model {spec.name} can make: {problem}",
+        ("size", "model"),
+        "use aspect_ratio and resolution to get the closest size the model supports, "
+        "or fix size as the message says",
+    )
+
+
+def check_count(spec: ModelSpec, count: int) -> None:
+    """``count`` is within what one step may ask ``spec`` for."""
+    if count > spec.max_count:
+        raise _violation(
+            f"count: {count} is more than model {spec.name} accepts (at most {spec.max_count})",
+            ("count", "model"),
+            f"use count: {spec.max_count} or less, or another model",
+        )
+
+
+def check_quality(spec: ModelSpec, quality: str) -> None:
+    """``quality`` is one ``spec`` accepts."""
+    if quality not in spec.qualities:
+        raise _violation(
+            f"quality: {quality} is not accepted by model {spec.name} "
+            f"(it takes {', '.join(spec.qualities)})",
+            ("quality", "model"),
+            "use quality: auto" if "auto" in spec.qualities else "change quality",
+        )
+
+
+def check_prompt_length(spec: ModelSpec, length: int) -> None:
+    """The final prompt (style included) fits ``spec``'s limit."""
+    if length > spec.prompt_max_chars:
+        raise _violation(
+            f"prompt is {length:,} characters with style; model {spec.name} takes at most "
+            f"{spec.prompt_max_chars:,}",
+            ("prompt", "style", "model"),
+            "shorten the prompt (or the style)",
+        )
+
+
+def check_background(spec: ModelSpec, background: str) -> None:
+    """``background: transparent`` only where ``spec`` can make it."""
+    if background == "transparent" and not spec.transparent:
+        why = f" ({spec.note})" if spec.note else ""
+        raise _violation(
+            f"background: transparent is not supported by model {spec.name}{why}",
+            ("background", "model"),
+            "use a model with transparent backgrounds (gpt-image-1.5, gpt-image-2.5-flare) "
+            "or background: auto",
+        )
+
+
+def check_seed(spec: ModelSpec, seed: int | None) -> None:
+    """``seed`` only where ``spec`` takes one."""
+    if seed is not None and not spec.seed:
+        raise _violation(
+            f"seed: {seed} is not supported by model {spec.name}",
+            ("seed", "model"),
+            "remove seed (OpenAI image models take none), or use a Gemini model or preview",
+        )
+
+
+def unsupported(spec: ModelSpec, *, size: str, quality: str, background: str) -> str | None:
+    """Why ``spec`` cannot serve a ``model: auto`` request, or None when it can.
+
+    Ratio-only models serve any pixel size (it maps to their nearest ratio); a seed never
+    excludes a model (models without one ignore it).
+    """
+    checks = [(check_quality, quality), (check_background, background)]
+    if not spec.takes_ratio:
+        checks.append((check_size, size))
+    for check, value in checks:
+        try:
+            check(spec, value)
+        except ValueError as error:
+            return str(error)
+    return None

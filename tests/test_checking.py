@@ -458,11 +458,6 @@ def test_private_lookups_are_refused_before_the_run(template: str, message: str)
     assert found == f"template refused: {message}, templates cannot reach it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bad input default drops every declared input, so each use of an input is "
-    "also reported as undeclared",
-)
 def test_bad_input_default_is_the_only_problem_reported() -> None:
     text = (
         "name: x\ninputs:\n  count: {type: integer, default: three}\nsteps:\n"
@@ -474,11 +469,6 @@ def test_bad_input_default_is_the_only_problem_reported() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown key of an input is checked against the top-level keys (hint lists "
-    "name, description, inputs; no did-you-mean default)",
-)
 def test_unknown_input_key_suggests_an_input_field() -> None:
     text = (
         "name: x\ninputs:\n  count:\n    type: integer\n    defualt: 3\nsteps:\n"
@@ -491,11 +481,6 @@ def test_unknown_input_key_suggests_an_input_field() -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a problem in a common step key (retries) hides the problems of the step's "
-    "own fields (count), against 'every problem is collected'",
-)
 def test_common_key_problem_does_not_hide_config_problems() -> None:
     text = (
         "name: x\nsteps:\n  - id: hero\n    type: fetch\n    retries: 21\n"
@@ -508,16 +493,11 @@ def test_common_key_problem_does_not_hide_config_problems() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a reference is located at the first occurrence of its root's name on the "
-    "line (inside the key 'template', or an earlier reference), not at the reference",
-)
 @pytest.mark.parametrize(
     ("template", "column"),
     [
         pytest.param('"about << a.outpt >>"', 25, id="root-name-inside-the-key"),
-        pytest.param('"A << inputs.n >> and << inputs.m >>"', 37, id="second-use-of-a-root"),
+        pytest.param('"A << inputs.n >> and << inputs.m >>"', 40, id="second-use-of-a-root"),
     ],
 )
 def test_reference_is_located_at_the_reference_itself(template: str, column: int) -> None:
@@ -532,11 +512,6 @@ def test_reference_is_located_at_the_reference_itself(template: str, column: int
     assert (line, found_column) == (10, column)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the fast reference path accepts << inputs.obj.2nd >>, which Jinja cannot "
-    "parse, so validate passes a template that fails at run time",
-)
 def test_unparsable_lookup_is_a_template_syntax_error() -> None:
     text = (
         "name: x\ninputs:\n  obj: {type: object, default: {}}\nsteps:\n"

@@ -108,7 +108,8 @@ def test_agreement_includes_a_freshly_installed_distribution(install: Install) -
     names = {point.name for point in entry_points(ENTRY_POINT_GROUP)}
     expected = {point.name for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
-    assert names == expected == {"template", "other"}
+    assert names == expected
+    assert {"template", "other"} <= names
 
 
 def test_registry_loads_a_third_party_step(install: Install) -> None:
@@ -116,7 +117,7 @@ def test_registry_loads_a_third_party_step(install: Install) -> None:
 
     registry = StepRegistry.from_entry_points()
 
-    assert registry.names() == ["other", "template"]
+    assert {"other", "template"} <= set(registry.names())
     assert registry.get("other").summary() == "Another template step."  # type: ignore[union-attr]
 
 

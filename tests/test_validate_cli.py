@@ -171,13 +171,13 @@ def test_steps_lists_template_with_its_fields() -> None:
 
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == (
+    start = lines.index(
         "template: Render a Jinja template (inline or a file under templates/) into text."
     )
-    assert " ".join(lines[1].split()) == (
-        "template Inline Jinja text, rendered as the output. (default null)"
-    )
-    assert lines[2].split()[0] == "file"
+    assert [" ".join(line.split()) for line in lines[start + 1 : start + 3]] == [
+        "template Inline Jinja text, rendered as the output. (default null)",
+        "file A template file under templates/, rendered as the output. (default null)",
+    ]
     assert lines[-1].startswith("Every step also takes: id, type, name, needs, on_failure")
 
 

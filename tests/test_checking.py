@@ -375,6 +375,7 @@ steps:
       << hero.output.file_url >>
       << hero.output.0.file_nme >>
       << hero.outpt >> << run.idd >>
+      << hero.output.0.url >>
 """
 
 
@@ -390,6 +391,9 @@ def test_reference_paths_are_checked_against_the_output_schema() -> None:
          '"hero.outpt": a step exposes only "output", got "outpt"', "use hero.output"),
         (15, 27, "caption", "template", '"run.idd": run has no field "idd"; did you mean "id"?',
          "fields of run: id, name, started_at"),
+        (16, 10, "caption", "template",
+         "\"hero.output.0.url\": hero.output.0 has no field 'url'; did you mean 'file_url'?",
+         "use hero.output.0.file_url"),
     ]  # fmt: skip
 
 

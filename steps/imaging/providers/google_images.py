@@ -1,0 +1,405 @@
+"""Google's Gemini image models through the official ``google-genai`` SDK.
+
+A Gemini call is ``POST {base_url}/v1/models/{model}:generateContent`` with
+``generationConfig{responseModalities: ["IMAGE"], imageConfig{aspectRatio, imageSize}}``;
+the image comes back as an ``inlineData`` part of the first candidate. The API has no
+``n``: a request for ``count`` images makes ``count`` calls, one after the other (with
+``seed + i`` when a seed is set, so the images differ yet can be made again).
+
+An HTTP 200 can still carry no image: the prompt was blocked (``promptFeedback``), the
+candidate stopped for safety (``finishReason`` ``SAFETY``, ``IMAGE_SAFETY``, ...) or the
+model answered in words only. Each is a :class:`~fetchflow.errors.ProviderError`; a safety
+refusal is not retryable. The SDK does not retry by default and is not asked to.
+``google.genai`` is imported when a provider is made, not when this module is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from fetchflow.errors import ProviderError
+from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
+from steps.imaging.providers.errors import (
+    RateLimited,
+    image_from_bytes,
+    public_endpoint,
+    redact,
+    retry_after_seconds,
+    trim_body,
+)
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types
+
+__all__ = ["API_KEY_ENV", "GeminiProvider", "google_error"]
+
+PROVIDER = "google"
+#: Where users put their own Gemini key; named in hints, never read here.
+API_KEY_ENV = "GEMINI_API_KEY"
+#: The SDK's own default root and API version (google-genai 3.4.0); the tests check the
+#: endpoint built from them against the path the SDK really calls.
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
+API_VERSION = "v1"
+
+#: Finish and block reasons meaning a safety system refused: retrying cannot help.
+_REFUSED = frozenset(
+    {
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+        "JAILBREAK",
+    }
+)
+#: The model chose to answer without an image: the same prompt tends to do it again.
+_DECLINED = frozenset({"NO_IMAGE", "STOP", "FINISH_REASON_UNSPECIFIED", ""})
+
+
+class GeminiProvider:
+    """Generate images with Gemini's ``generateContent``.
+
+    Args:
+        api_key: The Gemini API key (never shown in errors).
+        base_url: The API root; ``None`` lets the SDK read ``GOOGLE_GEMINI_BASE_URL``,
+            else it uses ``https://generativelanguage.googleapis.com/``.
+        timeout: Seconds one call may take.
+    """
+
+    name = PROVIDER
+
+    def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 120.0) -> None:
+        from google import genai
+        from google.genai import types
+
+        self._api_key = api_key
+        self._timeout = timeout
+        root = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
+        self._root = root.rstrip("/")
+        self._client: genai.Client = genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(base_url=base_url, timeout=round(timeout * 1000)),
+        )
+
+    def endpoint(self, model: str) -> str:
+        """The URL a call to ``model`` goes to, as errors show it."""
+        return public_endpoint(f"{self._root}/{API_VERSION}/models/{model}:generateContent")
+
+    def generate(self, request: ImageRequest) -> ProviderResult:
+        """Make ``request.count`` images, one call each.
+
+        Args:
+            request: The calls to make.
+
+        Returns:
+            The images in call order, token counts summed over the calls, and the model
+            version that answered.
+
+        Raises:
+            ProviderError: A call failed (see :func:`google_error`) or answered without
+                an image; images of earlier calls are dropped with it.
+        """
+        import httpx2
+        from google.genai import errors
+
+        endpoint = self.endpoint(request.model)
+        images: list[ProviderImage] = []
+        usage: dict[str, int] = {}
+        model = request.model
+        for index in range(request.count):
+            seed = None if request.seed is None else request.seed + index
+            try:
+                response = self._client.models.generate_content(
+                    model=request.model, contents=request.prompt, config=_config(request, seed)
+                )
+            except (errors.APIError, httpx2.HTTPError) as exc:
+                raise google_error(
+                    exc, api_key=self._api_key, endpoint=endpoint, timeout=self._timeout
+                ) from exc
+            images.extend(_images(response, endpoint, self._api_key))
+            for key, value in _usage(response).items():
+                usage[key] = usage.get(key, 0) + value
+            model = response.model_version or model
+        return ProviderResult(images=images, usage=usage or None, model=model)
+
+
+def _config(request: ImageRequest, seed: int | None) -> types.GenerateContentConfig:
+    """``responseModalities: [IMAGE]``, the aspect ratio and size asked for, the seed."""
+    from google.genai import types
+
+    return types.GenerateContentConfig(
+        response_modalities=["IMAGE"],
+        image_config=types.ImageConfig(
+            aspect_ratio=request.aspect_ratio, image_size=request.resolution
+        ),
+        seed=seed,
+    )
+
+
+def _usage(response: types.GenerateContentResponse) -> dict[str, int]:
+    metadata = response.usage_metadata
+    if metadata is None:
+        return {}
+    counts = {
+        "prompt_token_count": metadata.prompt_token_count,
+        "candidates_token_count": metadata.candidates_token_count,
+        "total_token_count": metadata.total_token_count,
+    }
+    return {key: value for key, value in counts.items() if value is not None}
+
+
+def _name(value: object) -> str:
+    """An SDK enum member (or an unknown raw string) as its wire name."""
+    if value is None:
+        return ""
+    return str(getattr(value, "value", value))
+
+
+def _images(
+    response: types.GenerateContentResponse, endpoint: str, api_key: str
+) -> list[ProviderImage]:
+    """The image parts of the first candidate, or the reason there are none."""
+    body = trim_body(
+        response.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"sdk_http_response"}
+        ),
+        (api_key,),
+    )
+
+    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
+        return ProviderError(
+            message=f"{PROVIDER} {endpoint}: {what}",
+            hint=hint,
+            retryable=retryable,
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=200,
+            body=body,
+        )
+
+    refused_hint = "rephrase the prompt; the same prompt is refused again, so it is not retried"
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        reason = _name(feedback.block_reason)
+        said = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        raise fail(
+            f"the safety system refused the prompt (block_reason {reason}){said}",
+            refused_hint,
+            retryable=False,
+        )
+    if not response.candidates:
+        raise fail(
+            "the answer holds no candidates",
+            "the provider sent an incomplete answer; trying again usually helps",
+            retryable=True,
+        )
+    candidate = response.candidates[0]
+    parts = [
+        p for p in (candidate.content.parts if candidate.content else None) or [] if not p.thought
+    ]
+    blobs = [p.inline_data for p in parts if p.inline_data is not None]
+    if blobs:
+        return [
+            image_from_bytes(
+                blob.data or b"",
+                index=number,
+                total=len(blobs),
+                provider=PROVIDER,
+                endpoint=endpoint,
+            )
+            for number, blob in enumerate(blobs, start=1)
+        ]
+
+    reason = _name(candidate.finish_reason)
+    text = redact(" ".join(p.text for p in parts if p.text).strip(), (api_key,))
+    said = f': "{text[:200]}"' if text else ""
+    if reason in _REFUSED:
+        categories = sorted(
+            _name(rating.category)
+            for rating in candidate.safety_ratings or []
+            if rating.blocked and rating.category is not None
+        )
+        listed = f"; categories: {', '.join(categories)}" if categories else ""
+        raise fail(
+            f"the safety system refused the prompt (finish_reason {reason}{listed})",
+            refused_hint,
+            retryable=False,
+        )
+    if reason in _DECLINED:
+        finish = f"finish_reason {reason}" if reason else "no finish_reason"
+        raise fail(
+            f"the model answered without an image ({finish}){said}",
+            "make the prompt ask for a picture plainly; retrying the same prompt tends to "
+            "get the same answer",
+            retryable=False,
+        )
+    raise fail(
+        f"the model stopped without an image (finish_reason {reason}){said}",
+        "the model failed to finish the image; trying again usually helps",
+        retryable=True,
+    )
+
+
+_RETRY_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def _error_details(details: object) -> list[Mapping[str, object]]:
+    """The ``error.details[]`` entries (``RetryInfo``, ``QuotaFailure``, ``ErrorInfo``)."""
+    error = details.get("error", details) if isinstance(details, Mapping) else None
+    entries = error.get("details") if isinstance(error, Mapping) else None
+    if not isinstance(entries, list):
+        return []
+    return [entry for entry in entries if isinstance(entry, Mapping)]
+
+
+def _detail_type(entry: Mapping[str, object]) -> str:
+    return str(entry.get("@type", "")).rsplit(".", 1)[-1]
+
+
+def _retry_delay(entries: list[Mapping[str, object]]) -> float | None:
+    """Seconds from a ``RetryInfo{retryDelay: "37s"}`` entry."""
+    for entry in entries:
+        if _detail_type(entry) == "RetryInfo":
+            match = _RETRY_DELAY.match(str(entry.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _quota_is_zero(entries: list[Mapping[str, object]], message: str) -> bool:
+    """Whether the 429 is a quota of 0 (no billing on the project), not a busy minute."""
+    if "limit: 0" in message:
+        return True
+    for entry in entries:
+        if _detail_type(entry) != "QuotaFailure":
+            continue
+        violations = entry.get("violations")
+        for violation in violations if isinstance(violations, list) else []:
+            if isinstance(violation, Mapping) and str(violation.get("quotaValue")) == "0":
+                return True
+    return False
+
+
+def _reasons(entries: list[Mapping[str, object]]) -> set[str]:
+    return {str(e.get("reason")) for e in entries if _detail_type(e) == "ErrorInfo"}
+
+
+def google_error(exc: Exception, *, api_key: str, endpoint: str, timeout: float) -> ProviderError:
+    """Translate a ``google-genai`` or transport exception into a :class:`ProviderError`.
+
+    ==========================================  =========  ==================================
+    What failed                                 retryable  error
+    ==========================================  =========  ==================================
+    429 with a quota of 0 (``limit: 0``)        no         billing hint
+    429 ``RESOURCE_EXHAUSTED``                  yes        :class:`RateLimited` + retry_after
+    400 ``API_KEY_INVALID``, 401, 403           no         hint names ``GEMINI_API_KEY``
+    408 / 5xx                                   yes        server error
+    other 4xx                                   no         the provider's message
+    timeout                                     yes        names the endpoint and timeout
+    connection failure                          yes        names the endpoint
+    ==========================================  =========  ==================================
+
+    Args:
+        exc: A ``google.genai.errors.APIError`` or an ``httpx2.HTTPError``.
+        api_key: The key in use, masked wherever it might appear.
+        endpoint: The URL to name when the exception carries none.
+        timeout: The timeout in force, for the message.
+
+    Returns:
+        The error to raise ``from exc``.
+    """
+    import httpx2
+    from google.genai import errors
+
+    secrets = (api_key,)
+    if isinstance(exc, httpx2.HTTPError):
+        with contextlib.suppress(RuntimeError):  # raised before a request was built
+            endpoint = public_endpoint(exc.request.url)
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderError(
+                message=f"{PROVIDER} {endpoint}: no answer within {timeout:g} s",
+                hint="the provider is slow or unreachable; the step's retries try again, or "
+                "give the provider a longer timeout",
+                provider=PROVIDER,
+                endpoint=endpoint,
+            )
+        cause = redact(str(exc) or type(exc).__name__, secrets)
+        return ProviderError(
+            message=f"{PROVIDER} {endpoint}: could not connect ({cause})",
+            hint=f"check the network, and GOOGLE_GEMINI_BASE_URL if it is set (calling {endpoint})",
+            provider=PROVIDER,
+            endpoint=endpoint,
+        )
+    if not isinstance(exc, errors.APIError):
+        return ProviderError(
+            message=f"{PROVIDER} {endpoint}: unexpected error: {redact(str(exc), secrets)[:200]}",
+            hint="trying again may help",
+            provider=PROVIDER,
+            endpoint=endpoint,
+        )
+
+    url = getattr(exc.response, "url", None)
+    if url is not None:
+        endpoint = public_endpoint(url)
+    status = int(exc.code)
+    said = redact(str(exc.message or ""), secrets)
+    head = f"{PROVIDER} {endpoint}: {status}" + (f" {exc.status}" if exc.status else "")
+    entries = _error_details(exc.details)
+    body = trim_body(exc.details, secrets)
+
+    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
+        return ProviderError(
+            message=f"{head}: {what}",
+            hint=hint,
+            retryable=retryable,
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            body=body,
+        )
+
+    if status == 429 and _quota_is_zero(entries, said):
+        return fail(
+            f"the project has no quota for this model: {said}",
+            "enable billing for the Google AI project (aistudio.google.com, Billing) or use "
+            "another key; retrying will not help",
+            retryable=False,
+        )
+    if status == 429:
+        headers = getattr(exc.response, "headers", None)
+        wait = _retry_delay(entries)
+        if wait is None and isinstance(headers, Mapping):
+            wait = retry_after_seconds(headers)
+        after = f"wait {wait:g} s" if wait is not None else "wait a little"
+        return RateLimited(
+            message=f"{head}: rate limited: {said}",
+            hint=f"{after} and try again, or run fewer image steps at once",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            body=body,
+            retry_after=wait,
+        )
+    if status in (401, 403) or "API_KEY_INVALID" in _reasons(entries):
+        return fail(
+            f"the API key was rejected: {said}",
+            f"check the Gemini key in {API_KEY_ENV} (or the secret the step's charge_type "
+            "uses); 403 also means the key's project may not use this model",
+            retryable=False,
+        )
+    if status >= 500 or status == 408:
+        return fail(
+            f"server error: {said}",
+            "Google had a problem answering; the step's retries try again",
+            retryable=True,
+        )
+    return fail(said, "fix the request the provider complains about", retryable=False)

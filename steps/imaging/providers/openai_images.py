@@ -1,0 +1,338 @@
+"""OpenAI's GPT image models through the official ``openai`` SDK.
+
+One :class:`OpenAIProvider` call is one ``POST {base_url}/images/generations`` (JSON in,
+``data[].b64_json`` out). The SDK's own retries are off (``max_retries=0``): fetchflow
+counts attempts itself and the engine retries a step, so a 429 or 500 costs exactly one
+request here and comes back as a :class:`~fetchflow.errors.ProviderError` saying whether
+another try can help (:func:`openai_error`).
+
+Only parameters GPT image models accept are sent: never ``response_format`` or ``style``
+(DALL·E only), and ``output_compression`` only with jpeg or webp. ``openai`` is imported
+when a provider is made, not when this module is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from fetchflow.errors import ProviderError
+from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
+from steps.imaging.providers.errors import (
+    RateLimited,
+    image_from_bytes,
+    public_endpoint,
+    redact,
+    retry_after_seconds,
+    trim_body,
+)
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types import ImagesResponse
+
+__all__ = ["API_KEY_ENV", "OpenAIProvider", "generation_params", "openai_error"]
+
+PROVIDER = "openai"
+#: Where users put their own OpenAI key; named in hints, never read here.
+API_KEY_ENV = "OPENAI_API_KEY"
+#: Error codes of a refused prompt: GPT image models, then the DALL·E-era code.
+_MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
+_COMPRESSIBLE = frozenset({"jpeg", "webp"})
+
+
+def generation_params(request: ImageRequest) -> dict[str, object]:
+    """The keyword arguments of ``images.generate`` for one request.
+
+    Args:
+        request: The call to make.
+
+    Returns:
+        ``model``, ``prompt``, ``n``, ``size`` (``"WxH"`` or ``"auto"``), ``quality``,
+        ``background``, ``moderation``, ``output_format``, and ``output_compression`` only
+        when the format is jpeg or webp and a value is set. Nothing else: GPT image models
+        refuse ``response_format`` and ``style``, and take no seed.
+    """
+    if request.width is None or request.height is None:
+        size = "auto"
+    else:
+        size = f"{request.width}x{request.height}"
+    params: dict[str, object] = {
+        "model": request.model,
+        "prompt": request.prompt,
+        "n": request.count,
+        "size": size,
+        "quality": request.quality,
+        "background": request.background,
+        "moderation": request.moderation,
+        "output_format": request.output_format,
+    }
+    if request.output_format in _COMPRESSIBLE and request.output_compression is not None:
+        params["output_compression"] = request.output_compression
+    return params
+
+
+class OpenAIProvider:
+    """Generate images with OpenAI's Images API.
+
+    Args:
+        api_key: The OpenAI API key (never shown in errors).
+        base_url: The API root (``.../v1``); ``None`` lets the SDK read ``OPENAI_BASE_URL``,
+            else it uses ``https://api.openai.com/v1``.
+        timeout: Seconds one call may take, connecting included.
+    """
+
+    name = PROVIDER
+
+    def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 120.0) -> None:
+        import openai
+
+        self._api_key = api_key
+        self._timeout = timeout
+        self._client: openai.OpenAI = openai.OpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The generations URL this provider calls, as errors show it."""
+        return public_endpoint(f"{self._client.base_url}images/generations")
+
+    def generate(self, request: ImageRequest) -> ProviderResult:
+        """Make ``request.count`` images in one call.
+
+        Args:
+            request: The call to make.
+
+        Returns:
+            The decoded images, in the order returned, with the call's token usage.
+
+        Raises:
+            ProviderError: The API refused or failed (see :func:`openai_error`), or it
+                answered without usable images (retryable).
+        """
+        import openai
+
+        # The SDK types each argument as a Literal; the values were checked by the step's
+        # rules before any call, so the dict goes through as is.
+        generate: Callable[..., ImagesResponse] = self._client.images.generate
+        try:
+            response = generate(**generation_params(request))
+        except openai.OpenAIError as exc:
+            raise openai_error(
+                exc, api_key=self._api_key, endpoint=self.endpoint, timeout=self._timeout
+            ) from exc
+        return ProviderResult(
+            images=self._images(response),
+            usage=_usage(response),
+            model=request.model,
+        )
+
+    def _images(self, response: ImagesResponse) -> list[ProviderImage]:
+        endpoint = self.endpoint
+        data = response.data or []
+        if not data:
+            raise ProviderError(
+                message=f"{PROVIDER} {endpoint}: the answer holds no images (empty data list)",
+                hint="the provider sent an incomplete answer; trying again usually helps",
+                provider=PROVIDER,
+                endpoint=endpoint,
+                status=200,
+            )
+        images = []
+        for index, item in enumerate(data, start=1):
+            if not item.b64_json:
+                found = "a URL" if item.url else "nothing"
+                raise ProviderError(
+                    message=f"{PROVIDER} {endpoint}: image {index} of {len(data)} has no "
+                    f"b64_json, got {found}",
+                    hint="GPT image models always answer base64; check that base_url points "
+                    "at an OpenAI-compatible Images API",
+                    provider=PROVIDER,
+                    endpoint=endpoint,
+                    status=200,
+                    retryable=False,
+                )
+            try:
+                raw = base64.b64decode(item.b64_json, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ProviderError(
+                    message=f"{PROVIDER} {endpoint}: image {index} of {len(data)} is not "
+                    f"valid base64 ({exc}; {len(item.b64_json)} characters)",
+                    hint="the answer was cut short or garbled; trying again usually helps",
+                    provider=PROVIDER,
+                    endpoint=endpoint,
+                    status=200,
+                ) from exc
+            images.append(
+                image_from_bytes(
+                    raw, index=index, total=len(data), provider=PROVIDER, endpoint=endpoint
+                )
+            )
+        return images
+
+
+def _usage(response: ImagesResponse) -> dict[str, int] | None:
+    """Token counts, flattened; a field the answer left out is left out here too."""
+    usage = response.usage
+    if usage is None:
+        return None
+    # The SDK builds responses without validating them, so an answer that lacks a field
+    # yields an object lacking the attribute: read each one defensively.
+    fields = {
+        "input_tokens": (usage, "input_tokens"),
+        "output_tokens": (usage, "output_tokens"),
+        "total_tokens": (usage, "total_tokens"),
+        "input_image_tokens": (getattr(usage, "input_tokens_details", None), "image_tokens"),
+        "input_text_tokens": (getattr(usage, "input_tokens_details", None), "text_tokens"),
+        "output_image_tokens": (getattr(usage, "output_tokens_details", None), "image_tokens"),
+        "output_text_tokens": (getattr(usage, "output_tokens_details", None), "text_tokens"),
+    }
+    counts = {}
+    for key, (holder, attribute) in fields.items():
+        value = getattr(holder, attribute, None)
+        if isinstance(value, int):
+            counts[key] = value
+    return counts or None
+
+
+def openai_error(
+    exc: openai.OpenAIError, *, api_key: str, endpoint: str, timeout: float
+) -> ProviderError:
+    """Translate an ``openai`` SDK exception into a :class:`ProviderError`.
+
+    ==========================================  =========  ==================================
+    What failed                                 retryable  error
+    ==========================================  =========  ==================================
+    429 ``insufficient_quota``                  no         billing hint
+    429 other (rate limit)                      yes        :class:`RateLimited` + retry_after
+    400 ``moderation_blocked`` / ``content_...``no         the safety system refused
+    401 / 403                                   no         hint names ``OPENAI_API_KEY``
+    408 / 409 / 5xx                             yes        server error
+    other 4xx                                   no         the provider's message
+    timeout                                     yes        names the endpoint and timeout
+    connection failure                          yes        names the endpoint
+    ==========================================  =========  ==================================
+
+    Args:
+        exc: What the SDK raised.
+        api_key: The key in use, masked wherever it might appear.
+        endpoint: The URL to name when the exception carries none.
+        timeout: The timeout in force, for the message.
+
+    Returns:
+        The error to raise ``from exc``.
+    """
+    import openai
+
+    secrets = (api_key,)
+    request = getattr(exc, "request", None)
+    if request is not None:
+        endpoint = public_endpoint(request.url)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError(
+            message=f"{PROVIDER} {endpoint}: no answer within {timeout:g} s",
+            hint="the provider is slow or unreachable; the step's retries try again, or "
+            "give the provider a longer timeout",
+            provider=PROVIDER,
+            endpoint=endpoint,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = redact(str(exc.__cause__ or exc), secrets)
+        return ProviderError(
+            message=f"{PROVIDER} {endpoint}: could not connect ({cause})",
+            hint=f"check the network, and OPENAI_BASE_URL if it is set (calling {endpoint})",
+            provider=PROVIDER,
+            endpoint=endpoint,
+        )
+    if not isinstance(exc, openai.APIStatusError):
+        what = redact(str(exc), secrets)[:200]
+        return ProviderError(
+            message=f"{PROVIDER} {endpoint}: unexpected answer: {what}",
+            hint="the answer did not match the Images API; trying again may help",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            body=trim_body(getattr(exc, "body", None), secrets),
+        )
+
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    said = redact(str(body.get("message") or exc.message), secrets)
+    code = exc.code or exc.type or ""
+    head = f"{PROVIDER} {endpoint}: {status}" + (f" {code}" if code else "")
+    body_text = trim_body(exc.body, secrets)
+
+    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
+        return ProviderError(
+            message=f"{head}: {what}",
+            hint=hint,
+            retryable=retryable,
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            body=body_text,
+        )
+
+    if status == 429 and code == "insufficient_quota":
+        return fail(
+            f"the account is out of quota: {said}",
+            "add credit or raise the limit in the OpenAI billing settings "
+            "(platform.openai.com/settings/organization/billing), or use another key; "
+            "retrying will not help",
+            retryable=False,
+        )
+    if status == 429:
+        wait = retry_after_seconds(exc.response.headers)
+        after = f"wait {wait:g} s" if wait is not None else "wait a little"
+        return RateLimited(
+            message=f"{head}: rate limited: {said}",
+            hint=f"{after} and try again, or run fewer image steps at once",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            body=body_text,
+            retry_after=wait,
+        )
+    if code in _MODERATION_CODES:
+        return fail(
+            f"the safety system refused the prompt{_moderation_details(body)}",
+            "rephrase the prompt; the same prompt is refused again, so it is not retried",
+            retryable=False,
+        )
+    if status in (401, 403):
+        reason = "the API key was rejected" if status == 401 else "the key may not do this"
+        return fail(
+            f"{reason}: {said}",
+            f"check the OpenAI key in {API_KEY_ENV} (or the secret the step's charge_type "
+            "uses); 403 also means no access to this model, project or region",
+            retryable=False,
+        )
+    if status >= 500 or status in (408, 409):
+        return fail(
+            f"server error: {said}",
+            "OpenAI had a problem answering; the step's retries try again",
+            retryable=True,
+        )
+    param = body.get("param")
+    return fail(
+        said,
+        "fix the request the provider complains about" + (f" (param: {param})" if param else ""),
+        retryable=False,
+    )
+
+
+def _moderation_details(body: Mapping[str, object]) -> str:
+    """`` (stage: input; categories: sexual, violence)`` from ``moderation_details``."""
+    details = body.get("moderation_details")
+    if not isinstance(details, Mapping):
+        return ""
+    parts = []
+    stage = details.get("moderation_stage")
+    if stage:
+        parts.append(f"stage: {stage}")
+    categories = details.get("categories")
+    if isinstance(categories, list) and categories:
+        parts.append("categories: " + ", ".join(str(c) for c in categories))
+    return f" ({'; '.join(parts)})" if parts else ""

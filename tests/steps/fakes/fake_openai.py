@@ -1,0 +1,241 @@
+"""A fake OpenAI Images API: ``POST /v1/images/generations`` and ``/v1/images/edits``.
+
+Answers in the real wire shape (``created``, ``data[{b64_json}]``, ``output_format``,
+``size``, ``quality``, ``background``, ``usage{...}``) with real PNG/JPEG/WEBP bytes of the
+requested size, and refuses what the real API refuses for GPT image models
+(``response_format``, ``style``, compression with png, unknown parameters) with the real
+error shape ``{"error": {message, type, param, code}}``. The ``queue_*`` methods script the
+failures: rate limits, quota, server errors, moderation blocks, bad keys, broken images,
+empty answers and slow answers.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from typing import Any
+
+from . import FakeServer, RecordedRequest, Reply, make_image
+
+__all__ = ["FakeOpenAI", "openai_error_body"]
+
+#: What ``images.generate`` may send for a GPT image model.
+_GENERATE_PARAMS = frozenset(
+    {
+        "model",
+        "prompt",
+        "n",
+        "size",
+        "quality",
+        "background",
+        "moderation",
+        "output_format",
+        "output_compression",
+        "partial_images",
+        "stream",
+        "safety_identifier",
+        "user",
+    }
+)
+#: Output tokens per 1024x1024 image, by quality (the published GPT image table).
+_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
+
+
+def openai_error_body(
+    message: str, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    """``{"error": {...}}`` as the OpenAI API sends it."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _bad_request(message: str, param: str, code: str = "invalid_value") -> Reply:
+    return Reply(400, openai_error_body(message, "invalid_request_error", code, param))
+
+
+class FakeOpenAI(FakeServer):
+    """The fake OpenAI API; ``base_url`` is what ``openai.OpenAI(base_url=...)`` takes."""
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``."""
+        return f"{self.root}/v1"
+
+    @property
+    def generations_url(self) -> str:
+        """The full URL of the generations endpoint."""
+        return f"{self.base_url}/images/generations"
+
+    # -- success -------------------------------------------------------------------------
+
+    def answer(self, request: RecordedRequest) -> Reply:
+        """A real-shaped success, or the 400 the real API gives for a bad parameter."""
+        if request.credential is None:
+            return Reply(
+                401,
+                openai_error_body("You didn't provide an API key.", "invalid_request_error", None),
+            )
+        if request.path == "/v1/images/generations" and request.json is not None:
+            return self._generate(request.json)
+        if request.path == "/v1/images/edits" and request.files:
+            params = {name: values[-1] for name, values in request.fields.items()}
+            return self._generate(params, edit=True)
+        return Reply(
+            404,
+            openai_error_body(f"Invalid URL (POST {request.path})", "invalid_request_error", None),
+        )
+
+    def _generate(self, params: dict[str, Any], *, edit: bool = False) -> Reply:
+        unknown = sorted(set(params) - _GENERATE_PARAMS - {"image[]", "mask", "input_fidelity"})
+        if unknown:
+            return _bad_request(
+                f"Unknown parameter: '{unknown[0]}'.", unknown[0], "unknown_parameter"
+            )
+        n = int(params.get("n") or 1)
+        if not 1 <= n <= 10:
+            return _bad_request(
+                f"Invalid 'n': integer below minimum value. Expected 1-10, got {n}.", "n"
+            )
+        output_format = params.get("output_format") or "png"
+        if params.get("output_compression") is not None and output_format == "png":
+            return _bad_request(
+                "Compression less than 100 is not supported for PNG output format.",
+                "output_compression",
+            )
+        background = params.get("background") or "auto"
+        if background == "transparent" and output_format == "jpeg":
+            return _bad_request(
+                "Transparent background is not supported for JPEG output format.", "background"
+            )
+        size = params.get("size") or "auto"
+        width, height = (1024, 1024) if size == "auto" else (int(v) for v in size.split("x"))
+        quality = params.get("quality") or "auto"
+        resolved_quality = "medium" if quality == "auto" else quality
+        images = [
+            make_image(
+                width, height, output_format, transparent=background == "transparent", shade=i
+            )
+            for i in range(n)
+        ]
+        text_tokens = len(str(params.get("prompt", "")).split())
+        image_tokens = 323 if edit else 0
+        per_image = _OUTPUT_TOKENS.get(resolved_quality, 1056) * width * height // (1024 * 1024)
+        return Reply(
+            200,
+            {
+                "created": 1_767_225_600,
+                "background": "transparent" if background == "transparent" else "opaque",
+                "data": [{"b64_json": base64.b64encode(image).decode()} for image in images],
+                "output_format": output_format,
+                "quality": resolved_quality,
+                "size": f"{width}x{height}",
+                "usage": {
+                    "input_tokens": text_tokens + image_tokens,
+                    "input_tokens_details": {
+                        "image_tokens": image_tokens,
+                        "text_tokens": text_tokens,
+                    },
+                    "output_tokens": per_image * n,
+                    "total_tokens": text_tokens + image_tokens + per_image * n,
+                },
+            },
+        )
+
+    # -- scripted failures ---------------------------------------------------------------
+
+    def queue_rate_limit(
+        self, retry_after: str | None = None, retry_after_ms: str | None = None
+    ) -> None:
+        """429 ``rate_limit_exceeded`` with the given headers."""
+        headers = {"x-ratelimit-limit-images": "5", "x-ratelimit-remaining-images": "0"}
+        if retry_after is not None:
+            headers["retry-after"] = retry_after
+        if retry_after_ms is not None:
+            headers["retry-after-ms"] = retry_after_ms
+        message = (
+            "Rate limit reached for gpt-image-2 in organization org-fake on images per minute "
+            "(IPM): Limit 5, Used 5, Requested 1."
+        )
+        self.queue(
+            lambda _: Reply(
+                429, openai_error_body(message, "requests", "rate_limit_exceeded"), headers
+            )
+        )
+
+    def queue_insufficient_quota(self) -> None:
+        """429 ``insufficient_quota``: out of credit."""
+        message = "You exceeded your current quota, please check your plan and billing details."
+        self.queue(
+            lambda _: Reply(
+                429, openai_error_body(message, "insufficient_quota", "insufficient_quota")
+            )
+        )
+
+    def queue_server_error(self, status: int = 500) -> None:
+        """500 (``server_error``) or 503 (overloaded)."""
+        message = (
+            "The server had an error while processing your request. Sorry about that!"
+            if status == 500
+            else "The engine is currently overloaded, please try again later."
+        )
+        self.queue(lambda _: Reply(status, openai_error_body(message, "server_error", None)))
+
+    def queue_moderation_blocked(
+        self, categories: tuple[str, ...] = ("sexual",), stage: str = "input"
+    ) -> None:
+        """400 ``moderation_blocked`` with ``moderation_details``, as GPT image models send it."""
+        body = openai_error_body(
+            "Your request was rejected by the safety system. If you believe this is an error, "
+            "contact us at help.openai.com and include the request ID req_fake123. "
+            f"safety_violations=[{', '.join(categories)}].",
+            "image_generation_user_error",
+            "moderation_blocked",
+        )
+        body["error"]["moderation_details"] = {
+            "moderation_stage": stage,
+            "categories": list(categories),
+        }
+        self.queue(lambda _: Reply(400, body))
+
+    def queue_invalid_api_key(self) -> None:
+        """401 ``invalid_api_key`` whose message echoes the whole key (worse than the real API)."""
+        self.queue(
+            lambda request: Reply(
+                401,
+                openai_error_body(
+                    f"Incorrect API key provided: {request.credential}. You can find your API "
+                    "key at https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                ),
+            )
+        )
+
+    def queue_truncated_base64(self) -> None:
+        """A success whose first image's base64 is cut off mid-way."""
+
+        def truncated(request: RecordedRequest) -> Reply:
+            reply = self.answer(request)
+            item = reply.body["data"][0]  # type: ignore[index]
+            item["b64_json"] = item["b64_json"][: len(item["b64_json"]) // 2 + 1]
+            return reply
+
+        self.queue(truncated)
+
+    def queue_garbage_image(self) -> None:
+        """A success whose images decode to bytes that are no image."""
+
+        def garbage(request: RecordedRequest) -> Reply:
+            reply = self.answer(request)
+            for item in reply.body["data"]:  # type: ignore[index]
+                item["b64_json"] = base64.b64encode(b"<html>upstream proxy error</html>").decode()
+            return reply
+
+        self.queue(garbage)
+
+    def queue_empty_data(self) -> None:
+        """A 200 with ``data: []``."""
+        self.queue(lambda _: Reply(200, {"created": 1_767_225_600, "data": []}))
+
+    def queue_slow(self, seconds: float) -> None:
+        """A success sent only after ``seconds``."""
+        self.queue(lambda request: replace(self.answer(request), delay=seconds))

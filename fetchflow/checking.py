@@ -33,7 +33,7 @@ from fetchflow.spec import (
 from fetchflow.step import Step, StepRegistry
 from fetchflow.template_checks import TemplateChecks
 from fetchflow.templating import Templates, is_template
-from fetchflow.validation import FieldIssue, translate_errors, validate_config
+from fetchflow.validation import FieldIssue, describe_value, translate_errors, validate_config
 
 __all__ = ["check_file", "check_text", "template_search_path"]
 
@@ -227,10 +227,17 @@ class _Checker(TemplateChecks):
                 )
                 ok = False
                 continue
-            try:
-                valid[name] = self.declared_inputs[name] = InputSpec.model_validate(
-                    spec if spec is not None else {}
+            if spec is not None and not isinstance(spec, dict):
+                self.add(
+                    self.source.value(("inputs", name)),
+                    f"an input is a mapping of its settings, got {describe_value(spec)}",
+                    f"write {name}: {{type: string, default: ...}}",
+                    subject=subject,
                 )
+                ok = False
+                continue
+            try:
+                valid[name] = self.declared_inputs[name] = InputSpec.model_validate(spec or {})
             except ValidationError as error:
                 ok = False
                 for issue in translate_errors(error, list(InputSpec.model_fields)):
@@ -245,9 +252,10 @@ class _Checker(TemplateChecks):
             self.add(Span(1, 1), 'missing required key "steps"', "add a steps: list")
             return None
         if not isinstance(raw_steps, list) or not raw_steps:
+            shown = "an empty list" if raw_steps == [] else describe_value(raw_steps)
             self.add(
                 self.source.key(("steps",)),
-                f"steps must be a non-empty list, got {type(raw_steps).__name__}",
+                f"steps must be a non-empty list, got {shown}",
                 "list the steps under steps:, each starting with '- id: ...'",
                 field="steps",
             )

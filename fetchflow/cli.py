@@ -84,7 +84,8 @@ def _validate(files: Sequence[Path]) -> int:
             print(f"{file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
             status = EXIT_INVALID
         else:
-            print(f"{file}: ok ({len(plan.steps)} steps)")
+            count = len(plan.steps)
+            print(f"{file}: ok ({count} step{'s' if count != 1 else ''})")
     return status
 
 

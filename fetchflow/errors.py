@@ -100,9 +100,9 @@ class Problem:
         first = f"{self.where}: {what}: {self.message}" if what else f"{self.where}: {self.message}"
         return f"{first}\n  hint: {self.hint}" if self.hint else first
 
-    def sort_key(self) -> tuple[str, int, int, str]:
-        """File order: by file, line, column, then message for stability."""
-        return (self.file, self.line, self.column, self.message)
+    def sort_key(self) -> tuple[str, int, int]:
+        """File order: by file, line and column (problems at one place keep their order)."""
+        return (self.file, self.line, self.column)
 
 
 class WorkflowInvalid(FetchflowError):

@@ -75,18 +75,6 @@ def resolve_inputs(
     """
     problems: list[Problem] = []
     resolved: dict[str, object] = {}
-    for name in given:
-        if name not in header.inputs:
-            suggestion = closest(name, list(header.inputs))
-            problems.append(
-                Problem(
-                    message=f'the workflow declares no input "{name}"'
-                    + (f'; did you mean "{suggestion}"?' if suggestion else ""),
-                    hint=f"declared inputs: {', '.join(header.inputs) or 'none'}",
-                    file=file,
-                    subject=f'input "{name}"',
-                )
-            )
     for name, spec in header.inputs.items():
         if name in given:
             value = given[name]
@@ -114,6 +102,18 @@ def resolve_inputs(
             )
         else:
             resolved[name] = None
+    for name in given:
+        if name not in header.inputs:
+            suggestion = closest(name, list(header.inputs))
+            problems.append(
+                Problem(
+                    message=f'the workflow declares no input "{name}"'
+                    + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                    hint=f"declared inputs: {', '.join(header.inputs) or 'none'}",
+                    file=file,
+                    subject=f'input "{name}"',
+                )
+            )
     if problems:
         raise WorkflowInvalid(problems)
     return resolved

@@ -77,8 +77,11 @@ class SourceMap:
         offset = text_line - 1 + (1 if path in self.block_scalars else 0)
         line_no = start.line + offset
         if 1 <= line_no <= len(self.lines):
+            line = self.lines[line_no - 1]
             begin = max(start.column - 1 if offset == 0 else 0, after - 1, 0)
-            found = self.lines[line_no - 1].find(needle, begin)
+            if not needle and offset > 0:  # the line itself: where its text starts
+                return Span(line_no, len(line) - len(line.lstrip()) + 1)
+            found = line.find(needle, begin)
             if found >= 0:
                 return Span(line_no, found + 1)
         return start if offset == 0 else Span(line_no, start.column)
@@ -192,10 +195,14 @@ class _Builder:
     def _key(self, node: Node, path: DataPath) -> str | None:
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:str":
             return str(node.value)
-        shown = node.value if isinstance(node, ScalarNode) else type(node).__name__
+        shown = (
+            repr(node.value)
+            if isinstance(node, ScalarNode)
+            else ("a list" if isinstance(node, SequenceNode) else "a mapping")
+        )
         self.problem(
             _span(node.start_mark),
-            f"keys must be plain names, got {shown!r}",
+            f"keys must be plain names, got {shown}",
             "write the key as a name, e.g. prompt:",
             field=path_text(path) or None,
         )

@@ -30,6 +30,11 @@ def _templatable(schema: dict[str, Any]) -> dict[str, Any]:
 def _step_schema(name: str, config: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
     properties = dict(common["properties"])
     properties["type"] = {"const": name, "description": properties["type"].get("description", "")}
+    # One id may be written without a list (needs: brief), as the checker accepts.
+    properties["needs"] = {
+        "anyOf": [{"type": "string"}, properties["needs"]],
+        "description": properties["needs"].get("description", ""),
+    }
     for field, schema in config.get("properties", {}).items():
         properties[field] = _templatable(schema)
     return {

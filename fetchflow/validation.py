@@ -103,7 +103,11 @@ def _issue(error: ErrorDetails, known_fields: Sequence[str]) -> FieldIssue:
         )
     if kind == "value_error" and isinstance(rule, ValueError):
         return FieldIssue(loc, f"{rule}", "fix the value as the message says")
-    message = _lower_first(error["msg"])
+    message = error["msg"]
+    if message.startswith("Input should be "):
+        message = "must be " + message.removeprefix("Input should be ")
+    message = _lower_first(message).replace("; unable to parse string as an integer", "")
+    message = message.replace(", unable to parse string as an integer", "")
     return FieldIssue(loc, f"{message}; got {found}", _hint_for(kind, ctx, error.get("input")))
 
 

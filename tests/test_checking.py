@@ -126,7 +126,7 @@ BROKEN_FILES = [
                  "message": 'missing required key "steps"', "hint": "add a steps: list"},
                  id="missing-steps"),
     pytest.param("empty_steps", {"line": 2, "column": 1, "field": "steps",
-                 "message": "steps must be a non-empty list, got list",
+                 "message": "steps must be a non-empty list, got an empty list",
                  "hint": "list the steps under steps:, each starting with '- id: ...'"},
                  id="empty-steps"),
     pytest.param("step_not_mapping", {"line": 6, "column": 5, "field": "steps.1",
@@ -153,7 +153,7 @@ BROKEN_FILES = [
                  'unknown field "templat"; did you mean "template"?',
                  "rename templat to template"), id="unknown-field"),
     pytest.param("wrong_type", step_problem(5, 5, ("brief", "template"), "retries",
-                 'input should be a valid integer, unable to parse string as an integer; '
+                 'must be a valid integer; '
                  'got "many"', "write a whole number, e.g. 3"), id="wrong-type"),
     pytest.param("bad_enum", step_problem(5, 5, ("brief", "template"), "on_failure",
                  'must be one of terminate, continue; got "contine"',
@@ -166,7 +166,7 @@ BROKEN_FILES = [
     pytest.param("bad_input_name", {"line": 3, "column": 3, "subject": 'input "product-name"',
                  "message": "input name 'product-name' is not an identifier (letters, digits, _)",
                  "hint": "rename it to product_name"}, id="bad-input-name"),
-    pytest.param("template_syntax", step_problem(9, 1, ("brief", "template"), "template",
+    pytest.param("template_syntax", step_problem(9, 7, ("brief", "template"), "template",
                  "template syntax error: expected token 'name', got 'end of print statement'",
                  "values are written << expr >>, statements <% ... %>, comments <# ... #>"),
                  id="template-syntax-in-block"),
@@ -411,7 +411,7 @@ def test_wrong_type_in_a_non_templated_field_of_a_plugin_step() -> None:
 
     assert problems_in(text) == [
         (6, 5, "hero", "count",
-         'input should be a valid integer, unable to parse string as an integer; got "many"',
+         'must be a valid integer; got "many"',
          "write a whole number, e.g. 3"),
     ]  # fmt: skip
 

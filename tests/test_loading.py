@@ -179,9 +179,7 @@ def test_empty_document_is_none_without_problems(text: str) -> None:
     ("text", "column", "message"),
     [
         pytest.param("1: x\n", 1, "keys must be plain names, got '1'", id="number-key"),
-        pytest.param(
-            "? [a, b]\n: 1\n", 3, "keys must be plain names, got 'SequenceNode'", id="list-key"
-        ),
+        pytest.param("? [a, b]\n: 1\n", 3, "keys must be plain names, got a list", id="list-key"),
     ],
 )
 def test_non_string_key_is_a_problem(text: str, column: int, message: str) -> None:

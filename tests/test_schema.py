@@ -23,7 +23,6 @@ VALID = [
     pytest.param(
         path,
         id=path.stem,
-        marks=[pytest.mark.xfail(strict=True, reason=NEEDS_BUG)] if path.stem == "chain" else [],
     )
     for path in [*sorted(FLOWS.glob("*.yaml")), ROOT / "flows" / "hello.yaml"]
 ]
@@ -117,7 +116,6 @@ def test_schema_rejects_what_the_check_rejects(
     assert message in errors(validator, document)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_BUG)
 def test_needs_may_be_one_step_id(validator: Draft202012Validator) -> None:
     document = workflow(
         {"id": "a", "type": "template", "template": "x"},

@@ -159,7 +159,10 @@ class FakeServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = self._make_server()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits up to one interval, at every teardown.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def root(self) -> str:

@@ -278,6 +278,21 @@ class FakeGemini(FakeServer):
         }
         self.queue(lambda request: self._success(self._model(request), [part]))
 
+    def queue_thought_then_image(self) -> None:
+        """A success led by a draft image in a ``thought`` part, as thinking image models send."""
+
+        def thinking(request: RecordedRequest) -> Reply:
+            reply = self.answer(request)
+            draft = make_image(64, 64, "jpeg")
+            thought = {
+                "inlineData": {"mimeType": "image/jpeg", "data": base64.b64encode(draft).decode()},
+                "thought": True,
+            }
+            reply.body["candidates"][0]["content"]["parts"].insert(0, thought)  # type: ignore[index]
+            return reply
+
+        self.queue(thinking)
+
     def queue_slow(self, seconds: float) -> None:
         """A success sent only after ``seconds``."""
         self.queue(lambda request: replace(self.answer(request), delay=seconds))

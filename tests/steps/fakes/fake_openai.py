@@ -90,6 +90,13 @@ class FakeOpenAI(FakeServer):
             return _bad_request(
                 f"Unknown parameter: '{unknown[0]}'.", unknown[0], "unknown_parameter"
             )
+        model = str(params.get("model", ""))
+        if not model.startswith(("gpt-image-", "chatgpt-image-")):
+            return _bad_request(
+                f"Invalid value: '{model}'. Supported values are: 'gpt-image-1', "
+                "'gpt-image-1-mini', 'gpt-image-1.5', 'gpt-image-2' and 'chatgpt-image-latest'.",
+                "model",
+            )
         n = int(params.get("n") or 1)
         if not 1 <= n <= 10:
             return _bad_request(

@@ -1,0 +1,322 @@
+"""The content of fetchflow's Prefect artifacts, as plain data (no Prefect here).
+
+Thumbnails, the gallery of a step's files, the rows of its asset table, a text output and
+the run summary, all rendered as markdown or table rows by pure functions;
+:mod:`fetchflow.artifacts` publishes them. Thumbnails are made with Pillow from bytes read
+through the store (so they render even when the bucket is private) and kept small: one
+gallery stays well under what Prefect stores comfortably. Every text that comes from a run
+is escaped, links are limited to http(s) and file URLs, and the summary holds no file URL
+(a signed query string in an error message is cut).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from fetchflow.errors import RunError
+
+if TYPE_CHECKING:
+    from fetchflow.report import RunReport
+
+__all__ = [
+    "asset_records",
+    "asset_table",
+    "error_text",
+    "render_gallery",
+    "render_output",
+    "render_summary",
+    "thumbnail_uri",
+]
+
+THUMBNAIL_PX = 256
+SMALL_THUMBNAIL_PX = 96
+THUMBNAIL_QUALITY = 70
+#: Characters of inline thumbnails one gallery may hold (Prefect drops events over ~1.5 MB).
+GALLERY_BUDGET = 600_000
+OUTPUT_PREVIEW_CHARS = 4_000
+_RECORD_KEYS = frozenset({"file_url", "file_name", "file_type", "storage_uri"})
+_LINK_SCHEMES = ("https://", "http://", "file://")
+_SIGNED_QUERY = re.compile(r"(https?://[^\s?#)]+)\?[^\s)]*")
+
+
+def asset_records(output: object) -> list[Mapping[str, object]] | None:
+    """``output`` as a list of asset-record dicts, or None when it is something else."""
+    if not isinstance(output, list) or not output:
+        return None
+    if all(isinstance(item, Mapping) and item.keys() >= _RECORD_KEYS for item in output):
+        return list(output)
+    return None
+
+
+@cache
+def _webp() -> bool:
+    from PIL import features
+
+    return bool(features.check("webp"))
+
+
+def thumbnail_uri(data: bytes, max_px: int = THUMBNAIL_PX) -> str:
+    """A small ``data:image/...;base64`` preview of an image (WebP, or JPEG without WebP).
+
+    Raises:
+        PIL.UnidentifiedImageError, OSError: The bytes are not an image Pillow reads.
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.draft("RGB", (max_px, max_px))  # JPEG: decode at a reduced scale
+        image = ImageOps.exif_transpose(opened)
+    image.thumbnail((max_px, max_px))
+    alpha = image.mode in {"RGBA", "LA", "PA"} or "transparency" in image.info
+    buffer = io.BytesIO()
+    if _webp():
+        image.convert("RGBA" if alpha else "RGB").save(
+            buffer, "WEBP", quality=THUMBNAIL_QUALITY, method=4
+        )
+        mime = "image/webp"
+    else:
+        flat = Image.new("RGB", image.size, "white")
+        flat.paste(image.convert("RGBA"), mask=image.convert("RGBA"))
+        flat.save(buffer, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+        mime = "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+# -- markdown helpers -----------------------------------------------------------------------
+
+
+def _md(text: object) -> str:
+    """Text that markdown shows literally (on one line)."""
+    plain = " ".join(str(text).split())
+    return re.sub(r"([\\`*_{}\[\]()#+!|<>~])", r"\\\1", plain)
+
+
+def _url(value: object) -> str | None:
+    """A link target safe in markdown, or None for anything but http(s) and file URLs."""
+    url = str(value or "")
+    if not url.startswith(_LINK_SCHEMES):
+        return None
+    return quote(url, safe="/:?#[]@!$&'*+,;=%~-._")
+
+
+def _size(value: object) -> str:
+    if not isinstance(value, int | float):
+        return ""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""  # pragma: no cover - the loop always returns
+
+
+def _dims(record: Mapping[str, object]) -> str:
+    width, height = record.get("width"), record.get("height")
+    return f"{width}×{height}" if width and height else ""
+
+
+def _cost(value: object) -> str:
+    return f"${value:.4f}" if isinstance(value, int | float) else ""
+
+
+def error_text(error: BaseException) -> str:
+    """An error for a log line: our own errors are safe to show; others by type only."""
+    if isinstance(error, RunError):
+        return error.format().splitlines()[0]
+    if isinstance(error, OSError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__
+
+
+def _is_image(record: Mapping[str, object]) -> bool:
+    return str(record.get("file_type", "")).startswith("image/")
+
+
+# -- renderers (pure) -----------------------------------------------------------------------
+
+
+def render_gallery(
+    records: Sequence[Mapping[str, object]],
+    *,
+    step_id: str,
+    step_title: str,
+    step_type: str,
+    read_bytes: Callable[[str], bytes] | None,
+    warn: Callable[[str], None] = lambda _: None,
+) -> str:
+    """The Output artifact of a step that made files: linked thumbnails, then a list.
+
+    A thumbnail that cannot be made (unreadable bytes, not an image, over the size budget)
+    leaves the file's link and a note instead; ``warn`` is told why.
+    """
+    budget = GALLERY_BUDGET
+    thumbs: list[str] = []
+    lines: list[str] = []
+    for number, record in enumerate(records, 1):
+        name, link = _md(record.get("file_name", "")), _url(record.get("file_url"))
+        facts = [_dims(record), _size(record.get("file_size")), _md(record.get("model") or "")]
+        facts.append(_cost(record.get("cost_usd")))
+        note = ""
+        if _is_image(record):
+            uri: str | None = None
+            if read_bytes is None:
+                note = "no preview: the store is not readable here"
+            else:
+                try:
+                    data = read_bytes(str(record["storage_uri"]))
+                    uri = thumbnail_uri(data)
+                    if len(uri) > budget:
+                        uri = thumbnail_uri(data, SMALL_THUMBNAIL_PX)
+                except Exception as error:  # any store or image failure: show the link
+                    note = f"no preview: {_md(type(error).__name__)}"
+                    warn(f"no thumbnail for {record.get('file_name')}: {error_text(error)}")
+            if uri is not None and len(uri) > budget:
+                uri, note = None, "no preview: the gallery is full (size limit)"
+            if uri is not None:
+                budget -= len(uri)
+                image = f"![{name}]({uri})"
+                thumbs.append(f"[{image}]({link})" if link else image)
+        label = f"[{name}]({link})" if link else name
+        detail = " · ".join(fact for fact in [*facts, note] if fact)
+        lines.append(f"{number}. {label}" + (f" · {detail}" if detail else ""))
+    images = sum(1 for record in records if _is_image(record))
+    count = f"{images} image{'s' * (images != 1)}" if images else f"{len(records)} file(s)"
+    head = [f"### {_md(step_title)} · {_md(step_type)}", ""]
+    head += [f"Step `{step_id}` made {count}. Click a thumbnail for the full file.", ""]
+    gallery = [" ".join(thumbs), ""] if thumbs else []
+    return "\n".join([*head, *gallery, *lines, ""])
+
+
+def asset_table(records: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
+    """The rows of a step's asset table artifact, one per record."""
+    return [
+        {
+            "file_name": record.get("file_name"),
+            "file_type": record.get("file_type"),
+            "size": _size(record.get("file_size")),
+            "dimensions": _dims(record),
+            "model": record.get("model") or "",
+            "cost_usd": record.get("cost_usd"),
+            "id": record.get("id"),
+            "file_url": record.get("file_url"),
+        }
+        for record in records
+    ]
+
+
+def render_output(output: object, *, step_id: str, step_title: str, step_type: str) -> str:
+    """The Output artifact of a step whose output is not files: the output as text."""
+    if isinstance(output, str):
+        text, language = output, "text"
+    else:
+        text, language = json.dumps(output, indent=2, ensure_ascii=False, default=str), "json"
+    if len(text) > OUTPUT_PREVIEW_CHARS:
+        more = len(text) - OUTPUT_PREVIEW_CHARS
+        text = text[:OUTPUT_PREVIEW_CHARS] + f"\n… ({more} more characters)"
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return "\n".join(
+        [
+            f"### {_md(step_title)} · {_md(step_type)}",
+            "",
+            f"Output of step `{step_id}`:",
+            "",
+            f"{fence}{language}",
+            text,
+            fence,
+            "",
+        ]
+    )
+
+
+def _totals(output: object) -> tuple[int, dict[str, float], float | None]:
+    """Images, summed usage and summed cost (None when nothing has a cost) of an output."""
+    images, usage, cost = 0, dict[str, float](), None
+    for record in asset_records(output) or []:
+        images += _is_image(record)
+        found = record.get("usage")
+        if isinstance(found, Mapping):
+            for name, value in found.items():
+                if isinstance(value, int | float):
+                    usage[str(name)] = usage.get(str(name), 0) + value
+        if isinstance(record.get("cost_usd"), int | float):
+            cost = (cost or 0.0) + float(record["cost_usd"])  # type: ignore[arg-type]
+    return images, usage, cost
+
+
+def _usage_text(usage: Mapping[str, float]) -> str:
+    return ", ".join(f"{_md(name)} {value:g}" for name, value in sorted(usage.items()))
+
+
+def _note(text: str | None) -> str:
+    """An error for the summary: first line, no signed query strings, trimmed."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    line = _SIGNED_QUERY.sub(r"\1?…", line)
+    return _md(line[:200] + ("…" if len(line) > 200 else ""))
+
+
+def render_summary(
+    report: RunReport,
+    *,
+    step_titles: Mapping[str, str],
+    step_types: Mapping[str, str],
+    seconds: float | None = None,
+) -> str:
+    """The run summary artifact: one row per step, then the totals."""
+    marks = {"completed": "✓", "failed": "✗", "skipped": "–"}
+    rows = [
+        "| step | type | status | time | attempts | images | usage | cost | note |",
+        "|---|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    images, usage, cost, time_sum, attempts = 0, dict[str, float](), None, 0.0, 0
+    for step_id, result in report.steps.items():
+        step_images, step_usage, step_cost = _totals(result.output)
+        images, time_sum, attempts = (
+            images + step_images,
+            time_sum + result.seconds,
+            attempts + result.attempts,
+        )
+        for name, value in step_usage.items():
+            usage[name] = usage.get(name, 0) + value
+        if step_cost is not None:
+            cost = (cost or 0.0) + step_cost
+        title = step_titles.get(step_id, step_id)
+        named = f"{_md(title)} (`{step_id}`)" if title != step_id else f"`{step_id}`"
+        cells = [
+            named,
+            _md(step_types.get(step_id, "")),
+            f"{marks.get(result.status, '')} {result.status}",
+            f"{result.seconds:.2f} s",
+            str(result.attempts),
+            str(step_images) if step_images else "",
+            _usage_text(step_usage),
+            _cost(step_cost),
+            _note(result.error),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    counts: dict[str, int] = {}
+    for result in report.steps.values():
+        counts[result.status] = counts.get(result.status, 0) + 1
+    statuses = ", ".join(f"{count} {status}" for status, count in counts.items())
+    total = ["**total**", "", statuses, f"{time_sum:.2f} s", str(attempts), str(images)]
+    rows.append("| " + " | ".join([*total, _usage_text(usage), _cost(cost), ""]) + " |")
+    wall = f" in {seconds:.1f} s" if seconds is not None else ""
+    return "\n".join(
+        [
+            f"## {_md(report.workflow)}: {report.status}{wall}",
+            "",
+            _note(report.message) or "(no message)",
+            "",
+            *rows,
+            "",
+            f"{len(report.steps)} step(s) · {images} image(s) · "
+            f"cost {_cost(cost) or 'none recorded'}",
+            "",
+        ]
+    )

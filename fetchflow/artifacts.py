@@ -1,0 +1,291 @@
+"""What a run shows in the Prefect UI besides its task runs: artifacts, published.
+
+- Each step's output, on its task run: for asset records a gallery (inline thumbnails, each
+  linking to the full ``file_url``) and a table of the records; otherwise the output as text.
+- The run summary, on the flow run: the steps with status, time, images, usage and cost.
+- Progress of a step that makes several files (:class:`StepProgress`).
+
+Keys are ``<workflow>-<step>-output``, ``<workflow>-<step>-assets``,
+``<workflow>-<step>-progress`` and ``<workflow>-run-summary`` (see :func:`artifact_key`); a
+key groups the same artifact across runs on Prefect's Artifacts page. The content is made
+by :mod:`fetchflow.artifact_content`. A display problem never fails a step or a run: it is
+a warning in the run's log. Prefect is imported only by the functions that talk to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from fetchflow.artifact_content import (
+    asset_records,
+    asset_table,
+    error_text,
+    render_gallery,
+    render_output,
+    render_summary,
+)
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from fetchflow.report import RunReport
+
+__all__ = [
+    "StepProgress",
+    "artifact_key",
+    "publish_run_summary",
+    "publish_step_output",
+]
+
+#: Longest key we make (Prefect sets no limit; long keys only clutter the Artifacts page).
+MAX_KEY_LENGTH = 100
+#: Largest artifact body sent; anything bigger is left out with a warning.
+MAX_ARTIFACT_CHARS = 1_000_000
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+ArtifactType = Literal["markdown", "table", "progress"]
+
+
+def artifact_key(*parts: str) -> str:
+    """A valid Prefect artifact key made of ``parts``: lowercase ``a-z``, digits, dashes.
+
+    Accents are dropped (``café`` -> ``cafe``), every other run of characters becomes one
+    dash; an empty result is ``fetchflow``; keys over :data:`MAX_KEY_LENGTH` are cut and
+    end with a hash of the whole, so distinct long keys stay distinct.
+    """
+    text = unicodedata.normalize("NFKD", "-".join(parts)).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "fetchflow"
+    if len(key) > MAX_KEY_LENGTH:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+        key = key[: MAX_KEY_LENGTH - 9].rstrip("-") + "-" + digest
+    return key
+
+
+# -- publishing (Prefect) -------------------------------------------------------------------
+
+
+def _logger() -> Logger:
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def _run_ids() -> tuple[UUID | None, UUID | None]:
+    """(task run id, flow run id) of the current Prefect context, where there is one."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    task_context = TaskRunContext.get()
+    if task_context is not None:
+        return task_context.task_run.id, task_context.task_run.flow_run_id
+    flow_context = FlowRunContext.get()
+    if flow_context is not None and flow_context.flow_run is not None:
+        return None, flow_context.flow_run.id
+    return None, None
+
+
+def _create(
+    kind: ArtifactType,
+    key: str,
+    data: object,
+    description: str,
+    ids: tuple[UUID | None, UUID | None],
+    logger: Logger,
+) -> UUID | None:
+    """Create one artifact; None (and a warning) when it could not be."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    if ids == (None, None):
+        logger.warning("artifact %s not published: not inside a Prefect run", key)
+        return None
+    if isinstance(data, str) and len(data) > MAX_ARTIFACT_CHARS:
+        logger.warning("artifact %s not published: %d characters is too large", key, len(data))
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            created: Any = client.create_artifact(
+                artifact=ArtifactCreate(
+                    key=key,
+                    type=kind,
+                    description=description,
+                    data=data,
+                    task_run_id=ids[0],
+                    flow_run_id=ids[1],
+                )
+            )
+    except Exception as error:  # a display problem must never fail the run
+        logger.warning("artifact %s not published: %s", key, error_text(error))
+        return None
+    artifact_id: UUID = created.id
+    return artifact_id
+
+
+def publish_step_output(
+    *,
+    workflow: str,
+    step_id: str,
+    step_title: str,
+    step_type: str,
+    output: object,
+    read_bytes: Callable[[str], bytes] | None,
+) -> list[str]:
+    """Publish a step's output as artifacts of the current task run.
+
+    Call it inside the step's task run. Asset records (a list of record dicts) give a
+    gallery (``<workflow>-<step>-output``) and a table (``<workflow>-<step>-assets``);
+    any other output gives a markdown artifact of the output (``<workflow>-<step>-output``).
+
+    Args:
+        workflow: The workflow's name.
+        step_id: The step's id.
+        step_title: The step's readable name.
+        step_type: The step's type.
+        output: The step's output as JSON data.
+        read_bytes: Reads a file's bytes by ``storage_uri`` (the run's store), for thumbnails.
+
+    Returns:
+        The keys of the artifacts created (a failure is a logged warning, never raised).
+    """
+    logger = _logger()
+    ids = _run_ids()
+    output_key = artifact_key(workflow, step_id, "output")
+    made: list[str] = []
+    try:
+        records = asset_records(output)
+        if records is None:
+            text = render_output(
+                output, step_id=step_id, step_title=step_title, step_type=step_type
+            )
+            planned: list[tuple[ArtifactType, str, object, str]] = [
+                ("markdown", output_key, text, f"Output of {step_id}")
+            ]
+        else:
+            gallery = render_gallery(
+                records,
+                step_id=step_id,
+                step_title=step_title,
+                step_type=step_type,
+                read_bytes=read_bytes,
+                warn=logger.warning,
+            )
+            table = json.dumps(asset_table(records), ensure_ascii=False, default=str)
+            planned = [
+                ("markdown", output_key, gallery, f"Files made by {step_id}"),
+                ("table", artifact_key(workflow, step_id, "assets"), table, f"Assets of {step_id}"),
+            ]
+    except Exception as error:  # a display problem must never fail the step
+        logger.warning("output of %s not published: %s", step_id, error_text(error), exc_info=True)
+        return made
+    for kind, key, data, description in planned:
+        if _create(kind, key, data, description, ids, logger) is not None:
+            made.append(key)
+    return made
+
+
+def publish_run_summary(
+    report: RunReport,
+    *,
+    step_titles: Mapping[str, str],
+    step_types: Mapping[str, str],
+    seconds: float | None = None,
+) -> str | None:
+    """Publish the run summary (``<workflow>-run-summary``) on the current flow run.
+
+    Call it in the flow body once the steps have settled.
+
+    Returns:
+        The artifact's key, or None when it could not be published (logged as a warning).
+    """
+    logger = _logger()
+    key = artifact_key(report.workflow, "run-summary")
+    try:
+        text = render_summary(
+            report, step_titles=step_titles, step_types=step_types, seconds=seconds
+        )
+    except Exception as error:  # a display problem must never fail the run
+        logger.warning("run summary not published: %s", error_text(error), exc_info=True)
+        return None
+    description = f"{report.workflow}: {report.status}"
+    return key if _create("markdown", key, text, description, _run_ids(), logger) else None
+
+
+class StepProgress:
+    """A progress artifact (``<workflow>-<step>-progress``) for a step that makes many files.
+
+    Create it inside the step's task run (it remembers the run); then :meth:`start` and
+    :meth:`advance` may be called from any thread. Updates are throttled to one every
+    ``min_interval`` seconds, except the last. A failing update is a warning and turns
+    further updates off.
+
+    Args:
+        workflow: The workflow's name.
+        step_id: The step's id.
+        min_interval: Least seconds between two updates sent to Prefect.
+    """
+
+    def __init__(self, *, workflow: str, step_id: str, min_interval: float = 0.25) -> None:
+        self.key = artifact_key(workflow, step_id, "progress")
+        self.total = 0
+        self.done = 0
+        self._ids = _run_ids()
+        self._logger = _logger()
+        self._interval = min_interval
+        self._lock = threading.Lock()
+        self._artifact_id: UUID | None = None
+        self._sent_at = 0.0
+        self._off = False
+
+    @property
+    def percent(self) -> float:
+        """How far the step is, 0 to 100."""
+        return 100.0 if self.total <= 0 else min(100.0, 100.0 * self.done / self.total)
+
+    def start(self, total: int) -> None:
+        """Publish the artifact at 0 % for ``total`` items."""
+        with self._lock:
+            self.total, self.done = max(0, total), 0
+            self._artifact_id = _create(
+                "progress", self.key, 0.0, self._describe(), self._ids, self._logger
+            )
+            self._off = self._artifact_id is None
+            self._sent_at = time.monotonic()
+
+    def advance(self, done: int = 1) -> None:
+        """Count ``done`` more items as finished and update the artifact."""
+        with self._lock:
+            self.done = min(self.total, self.done + done)
+            finished = self.done >= self.total
+            if self._off or (not finished and time.monotonic() - self._sent_at < self._interval):
+                return
+            self._send()
+
+    def _describe(self) -> str:
+        return f"{self.done} of {self.total} done"
+
+    def _send(self) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import ArtifactUpdate
+
+        assert self._artifact_id is not None
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_artifact(
+                    artifact_id=self._artifact_id,
+                    artifact=ArtifactUpdate(data=self.percent, description=self._describe()),
+                )
+        except Exception as error:  # progress is a display: never fail the step for it
+            self._logger.warning("progress of %s not updated: %s", self.key, error_text(error))
+            self._off = True
+        self._sent_at = time.monotonic()

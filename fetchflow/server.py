@@ -1,0 +1,326 @@
+"""A local Prefect server with its UI, in one command, and finding it again.
+
+``fetchflow server`` runs ``prefect server start`` (the Prefect CLI of this environment) on
+127.0.0.1 with fetchflow's Prefect home, so the UI shows every run fetchflow ever recorded.
+Once the server answers, ``<FETCHFLOW_HOME>/server.json`` says where it is;
+``fetchflow run`` reads it (:func:`running_server`) and sends its run there: no embedded
+server to start, and a link to the run's page. Prefect is not imported here: the server is a
+subprocess and the health check is one HTTP request.
+
+Two Prefect details handled here: ``--port`` alone leaves the UI calling the API on port
+4200 (``PREFECT_UI_API_URL`` points it at the right port), and Prefect 3.8 serves two UIs,
+the default one (``v2``) under ``/v2``: ``ui_url`` is the default UI's address, read from
+the server's ``/ui-settings``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from fetchflow.errors import FetchflowError
+from fetchflow.settings import Settings
+
+__all__ = [
+    "ServerError",
+    "ServerInfo",
+    "run_url",
+    "running_server",
+    "serve_forever",
+    "server_environment",
+    "server_state_file",
+    "start_server",
+    "stop_server",
+]
+
+DEFAULT_PORT = 4200
+DEFAULT_HOST = "127.0.0.1"
+#: A cold start with a fresh database takes ~20 s on a small machine.
+STARTUP_TIMEOUT_SECONDS = 120.0
+#: The local server is never reached through an HTTP proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ServerError(FetchflowError):
+    """The local Prefect server cannot be started (port taken, already running, crashed).
+
+    Attributes:
+        message: What went wrong.
+        hint: How to fix it.
+    """
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(f"{message}\n  hint: {hint}")
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where a running server is.
+
+    Attributes:
+        api_url: Its API, for ``PREFECT_API_URL`` (``http://127.0.0.1:4200/api``).
+        ui_url: Its default UI (``http://127.0.0.1:4200/v2``); pages hang below it.
+        pid: The server's process id, when known.
+    """
+
+    api_url: str
+    ui_url: str
+    pid: int | None = None
+
+
+def server_state_file(settings: Settings) -> Path:
+    """Where a running server's address is kept: ``<FETCHFLOW_HOME>/server.json``."""
+    return settings.home / "server.json"
+
+
+def server_log_file(settings: Settings) -> Path:
+    """Where the server's own output goes: ``<FETCHFLOW_HOME>/server.log``."""
+    return settings.home / "server.log"
+
+
+def run_url(ui_url: str, run_id: str) -> str:
+    """The page of a flow run in the Prefect UI (the same route in both UIs and in Cloud)."""
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{run_id}"
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def server_environment(
+    settings: Settings, *, host: str, port: int, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of ``prefect server start``: fetchflow's Prefect home, the UI
+    pointed at this port's API, analytics off; the rest is the current environment."""
+    env = dict(os.environ if environ is None else environ)
+    env.pop("PREFECT_API_URL", None)  # the server serves the API; it must not look for one
+    env.update(
+        {
+            "PREFECT_HOME": str(settings.prefect_home.resolve()),
+            "PREFECT_SERVER_API_HOST": host,
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_UI_API_URL": f"{_base_url(host, port)}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_CLI_PROMPT": "false",
+        }
+    )
+    return env
+
+
+def _get(url: str, timeout: float) -> object:
+    """The JSON body of a GET; raises on any failure."""
+    with _DIRECT.open(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _healthy(api_url: str, timeout: float) -> bool | None:
+    """True when the API answers its health check, False when nothing listens there,
+    None when something is there but did not answer in time (or answered oddly)."""
+    try:
+        return _get(f"{api_url}/health", timeout) is True or None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            return False
+        return None
+    except ConnectionRefusedError:
+        return False
+    except (OSError, ValueError):
+        return None
+
+
+def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | None:
+    """The server ``fetchflow server`` started, if it is up and answers within ``timeout``.
+
+    A state file whose server is gone (nothing listens on its port) or that cannot be read
+    is removed; a server that is only slow keeps its file.
+    """
+    path = server_state_file(settings)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        info = ServerInfo(str(data["api_url"]), str(data["ui_url"]), data.get("pid"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    health = _healthy(info.api_url, timeout)
+    if health is False:
+        path.unlink(missing_ok=True)
+    return info if health else None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServerError(
+                f"cannot start the Prefect server on {host}:{port}: {error.strerror or error}",
+                f"another program uses port {port}; choose another: fetchflow server --port "
+                f"{port + 1}",
+            ) from None
+
+
+def _default_ui(base: str, timeout: float) -> str:
+    """The address of the server's default UI (``/v2`` in Prefect 3.8), or ``base``."""
+    try:
+        found = _get(f"{base}/ui-settings", timeout)
+    except (OSError, ValueError):
+        return base
+    if not isinstance(found, dict):
+        return base
+    path = found.get(f"{found.get('default_ui')}_base_url")
+    return base + path.rstrip("/") if isinstance(path, str) else base
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _write_state(path: Path, info: ServerInfo) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    state = {"api_url": info.api_url, "ui_url": info.ui_url, "pid": info.pid}
+    temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def start_server(
+    settings: Settings,
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    *,
+    startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
+) -> subprocess.Popen[bytes]:
+    """Start ``prefect server start`` and wait until it answers; then write the state file.
+
+    The server runs in its own session (Ctrl-C in the terminal reaches fetchflow, which
+    stops it: see :func:`serve_forever`); its output goes to :func:`server_log_file`.
+
+    Raises:
+        ServerError: A server is already running, the port is taken, or the server exited
+            or did not answer within ``startup_timeout`` seconds.
+    """
+    found = running_server(settings)
+    if found is not None:
+        raise ServerError(
+            f"a fetchflow Prefect server is already running: {found.ui_url}",
+            "use it, or stop it first (Ctrl-C where it runs"
+            + (f", or kill {found.pid})" if found.pid else ")"),
+        )
+    _check_port_free(host, port)
+    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+    log_path = server_log_file(settings)
+    command = [sys.executable, "-m", "prefect", "server", "start"]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [*command, "--host", host, "--port", str(port)],
+            env=server_environment(settings, host=host, port=port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = _base_url(host, port)
+    deadline = time.monotonic() + startup_timeout
+    try:
+        while not _healthy(f"{base}/api", 1.0):
+            if process.poll() is not None:
+                raise ServerError(
+                    f"the Prefect server exited with code {process.returncode} before it "
+                    f"answered; its last lines:\n{_tail(log_path)}",
+                    f"see {log_path}",
+                )
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"the Prefect server did not answer within {startup_timeout:.0f} s",
+                    f"see {log_path}; a first start creates the database and is the slowest",
+                )
+            time.sleep(0.25)
+        info = ServerInfo(f"{base}/api", _default_ui(base, 5.0), process.pid)
+        _write_state(server_state_file(settings), info)
+    except BaseException:
+        _terminate(process)
+        raise
+    return process
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def stop_server(process: subprocess.Popen[bytes], settings: Settings) -> int:
+    """Stop a server :func:`start_server` started and remove its state file.
+
+    Returns:
+        The server's exit code.
+    """
+    code = _terminate(process)
+    path = server_state_file(settings)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == process.pid:
+            path.unlink()
+    return code
+
+
+def serve_forever(
+    settings: Settings,
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    *,
+    out: TextIO | None = None,
+) -> int:
+    """``fetchflow server``: start the server, say where it is, run until Ctrl-C.
+
+    Returns:
+        0 after Ctrl-C; the server's exit code if it stopped by itself.
+
+    Raises:
+        ServerError: See :func:`start_server`.
+    """
+    out = out or sys.stderr
+    print(f"starting Prefect server on {_base_url(host, port)} …", file=out, flush=True)
+    process = start_server(settings, port, host)
+    try:
+        info = running_server(settings, timeout=5.0)
+        if info is not None:
+            print(
+                f"Prefect UI   {info.ui_url}\n"
+                f"API          {info.api_url}\n"
+                f"history      {settings.prefect_home.resolve()}\n"
+                "fetchflow run sends its runs here while this runs; Ctrl-C stops it.",
+                file=out,
+                flush=True,
+            )
+        code = process.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        stop_server(process, settings)
+    return code

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 import httpx2
 import openai
 import pytest
+from fakes import fixtures
+from fakes.fake_openai import FakeOpenAI, openai_error_body
 from PIL import Image
 
 from fetchflow.errors import ProviderError
@@ -29,9 +31,9 @@ from steps.imaging.providers.errors import (
     trim_body,
 )
 from steps.imaging.providers.openai_images import OpenAIProvider, generation_params, openai_error
-from tests.steps.fakes import fixtures
-from tests.steps.fakes.fake_openai import FakeOpenAI, openai_error_body
 
+# The fixture, used by name (tests/steps is on sys.path: pytest puts a test module's
+# folder there, so ``fakes`` imports the same under ``pytest`` and ``python -m pytest``).
 fake_openai = fixtures.fake_openai
 
 #: Recognisable on sight: must never appear in an error. The second one does not look

@@ -1,9 +1,12 @@
 """Pytest fixtures serving the fake image APIs; import them into a test module by name.
 
-``from tests.steps.fakes.fixtures import fake_openai`` makes the fixture available to that
-module only. Each fixture starts a fresh server, clears the SDKs' base-URL environment
-variables (so a developer's shell cannot redirect a test), and fails the test if the fake
-itself crashed while answering.
+``from fakes import fixtures`` then ``fake_openai = fixtures.fake_openai`` makes the fixture
+available to that test module only (``tests/steps`` has no ``__init__.py``, so pytest puts
+it on ``sys.path``; a ``tests/steps/__init__.py`` would clash with the ``steps`` package).
+
+Each fixture starts a fresh server, clears the SDKs' base-URL environment variables (so a
+developer's shell cannot redirect a test), and fails the test if the fake itself crashed
+while answering.
 """
 
 from __future__ import annotations

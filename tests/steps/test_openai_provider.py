@@ -6,6 +6,7 @@ endpoints, retry-after), which both providers use.
 
 from __future__ import annotations
 
+import functools
 import io
 import subprocess
 import sys
@@ -345,7 +346,7 @@ def test_timeout_is_retryable_and_names_the_endpoint(fake_openai: FakeOpenAI) ->
     assert len(fake_openai.requests) == 1
 
 
-def test_unreachable_server_is_retryable(fake_openai: FakeOpenAI) -> None:
+def test_unreachable_server_is_retryable() -> None:
     with FakeOpenAI() as gone:
         base_url = gone.base_url
     provider = OpenAIProvider(api_key=KEY, base_url=base_url, timeout=2)
@@ -362,11 +363,17 @@ def test_unreachable_server_is_retryable(fake_openai: FakeOpenAI) -> None:
 URL = "http://user:pw@api.example/v1/images/generations?key=abc"
 
 
+@functools.cache
+def sdk_client() -> openai.OpenAI:
+    # One client for the whole table: making one costs ~0.1 s (an SSL context).
+    return openai.OpenAI(api_key=KEY, base_url="http://api.example/v1", max_retries=0)
+
+
 def status_error(status: int, body: dict[str, object], **headers: str) -> openai.APIStatusError:
+    """The exception the SDK raises for this response (its own status -> class mapping)."""
     request = httpx2.Request("POST", URL)
     response = httpx2.Response(status, json=body, headers=headers, request=request)
-    client = openai.OpenAI(api_key=KEY, base_url="http://api.example/v1", max_retries=0)
-    return client._make_status_error_from_response(response)
+    return sdk_client()._make_status_error_from_response(response)
 
 
 @pytest.mark.parametrize(

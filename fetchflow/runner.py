@@ -72,7 +72,8 @@ def error_text(error: BaseException) -> str:
     if isinstance(error, RunError):
         return error.format()
     if isinstance(error, TimeoutError):
-        return f"timed out: {error}".rstrip(": ")
+        detail = str(error).strip()
+        return f"timed out: {detail[:1].lower()}{detail[1:]}" if detail else "timed out"
     return f"{type(error).__name__}: {error}"
 
 
@@ -140,7 +141,9 @@ class _Run:
             )
             try:
                 return execute_step(step, self.plan.templates, ctx)
-            except BaseException as error:
+            except Exception as error:
+                # Only real failures: a timeout arrives as a cancellation Prefect injects into
+                # this thread and turns into its own TaskRunTimeoutError, read in _settle.
                 record.error = error
                 if isinstance(error, RunError):
                     logger.error("%s", error.format())

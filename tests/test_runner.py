@@ -265,12 +265,6 @@ def test_timeout_fails_the_step_early(run_workflow: Callable[..., Ran]) -> None:
 
 
 @pytest.mark.prefect
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runner.py run_step catches BaseException and records the CancelledError "
-    "Prefect injects into the thread, so the step error reads 'CancelledError: ' instead of "
-    "the timeout (fix: except Exception there, so _settle reads TaskRunTimeoutError)",
-)
 def test_timeout_error_says_it_timed_out(run_workflow: Callable[..., Ran]) -> None:
     ran = run_workflow("timeout")
 

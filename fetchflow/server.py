@@ -18,15 +18,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from fetchflow.errors import FetchflowError
@@ -289,6 +292,31 @@ def stop_server(process: subprocess.Popen[bytes], settings: Settings) -> int:
     return code
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP stop :func:`serve_forever` the way Ctrl-C does.
+
+    The server runs in its own session, so it would outlive a fetchflow killed by them.
+    Signals someone chose to ignore (``nohup``) stay ignored; only the main thread can
+    install handlers. Returns a function that puts the previous handlers back.
+    """
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+                previous[number] = signal.signal(number, _interrupt)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
+
+    return restore
+
+
 def serve_forever(
     settings: Settings,
     port: int = DEFAULT_PORT,
@@ -298,29 +326,38 @@ def serve_forever(
 ) -> int:
     """``fetchflow server``: start the server, say where it is, run until Ctrl-C.
 
+    Ctrl-C, SIGTERM and SIGHUP stop the server and remove the state file.
+
     Returns:
-        0 after Ctrl-C; the server's exit code if it stopped by itself.
+        0 after Ctrl-C, 130 when interrupted while starting, the server's exit code if it
+        stopped by itself.
 
     Raises:
         ServerError: See :func:`start_server`.
     """
     out = out or sys.stderr
     print(f"starting Prefect server on {_base_url(host, port)} …", file=out, flush=True)
-    process = start_server(settings, port, host)
+    restore = stop_on_signals()
     try:
-        info = running_server(settings, timeout=5.0)
-        if info is not None:
-            print(
-                f"Prefect UI   {info.ui_url}\n"
-                f"API          {info.api_url}\n"
-                f"history      {settings.prefect_home.resolve()}\n"
-                "fetchflow run sends its runs here while this runs; Ctrl-C stops it.",
-                file=out,
-                flush=True,
-            )
-        code = process.wait()
-    except KeyboardInterrupt:
-        code = 0
+        try:
+            process = start_server(settings, port, host)
+        except KeyboardInterrupt:
+            return 130
+        try:
+            info = running_server(settings, timeout=5.0)
+            if info is not None:
+                print(
+                    f"Prefect UI   {info.ui_url}\n"
+                    f"API          {info.api_url}\n"
+                    f"history      {settings.prefect_home.resolve()}\n"
+                    "fetchflow run sends its runs here while this runs; Ctrl-C stops it.",
+                    file=out,
+                    flush=True,
+                )
+            return process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            stop_server(process, settings)
     finally:
-        stop_server(process, settings)
-    return code
+        restore()

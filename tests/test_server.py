@@ -235,3 +235,19 @@ def test_fetchflow_server_serves_the_ui_on_its_port_and_ctrl_c_stops_it(tmp_path
     assert running_server(settings) is None
     with pytest.raises(OSError):
         get_json(f"http://127.0.0.1:{port}/api/health")
+
+
+def test_sigterm_stops_like_ctrl_c_and_handlers_are_put_back() -> None:
+    from fetchflow.server import stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    if before is not signal.SIG_DFL:
+        pytest.skip("SIGTERM already has a handler here (it would not be replaced)")
+    restore = stop_on_signals()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at the next bytecode; never reached
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is before

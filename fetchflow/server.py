@@ -153,7 +153,10 @@ def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | Non
     path = server_state_file(settings)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        info = ServerInfo(str(data["api_url"]), str(data["ui_url"]), data.get("pid"))
+        pid = data.get("pid")
+        info = ServerInfo(
+            str(data["api_url"]), str(data["ui_url"]), pid if isinstance(pid, int) else None
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):

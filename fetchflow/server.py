@@ -42,8 +42,10 @@ __all__ = [
     "running_server",
     "serve_forever",
     "server_environment",
+    "server_log_file",
     "server_state_file",
     "start_server",
+    "stop_on_signals",
     "stop_server",
 ]
 

@@ -155,15 +155,19 @@ def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | Non
     path = server_state_file(settings)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        pid = data.get("pid")
-        info = ServerInfo(
-            str(data["api_url"]), str(data["ui_url"]), pid if isinstance(pid, int) else None
-        )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        data = None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("api_url"), str)
+        and isinstance(data.get("ui_url"), str)
+    ):
         path.unlink(missing_ok=True)
         return None
+    pid = data.get("pid")
+    info = ServerInfo(data["api_url"], data["ui_url"], pid if isinstance(pid, int) else None)
     health = _healthy(info.api_url, timeout)
     if health is False:
         path.unlink(missing_ok=True)

@@ -149,7 +149,9 @@ def test_a_slow_server_keeps_its_state_file(settings: Settings, silent_api: str)
     assert path.exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"api_url": 1}', "[]"], ids=str)
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"api_url": 1}', "[]", '{"api_url": "x"}'], ids=str
+)
 def test_an_unreadable_state_file_is_removed(settings: Settings, content: str) -> None:
     path = server_state_file(settings)
     path.parent.mkdir(parents=True)

@@ -341,3 +341,23 @@ def test_prefect_records_one_flow_run_and_a_task_run_per_step(
     assert cancelled.is_cancelled()
     assert 'upstream step "broken" failed' in cancelled.message
     assert by_name["broken"].tags == ["fail"]
+
+
+@pytest.mark.prefect
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: runner.py _Run._task.run_step never resets record.error between attempts, "
+    "so a retry that times out is reported with the first attempt's StepError (fix: set "
+    "record.error = None when an attempt starts, next to record.attempts += 1)",
+)
+def test_the_last_attempt_decides_the_error(
+    run_workflow: Callable[..., Ran], tmp_path: Path
+) -> None:
+    ran = run_workflow("retry_then_timeout", state_dir=str(tmp_path))
+
+    flaky = ran.step("flaky")
+    assert flaky.status == "failed"
+    assert flaky.attempts == 2
+    assert (tmp_path / "flaky").read_text() == "2"
+    assert (flaky.error or "").startswith("timed out"), flaky.error
+    assert "first attempt refused" not in (flaky.error or "")

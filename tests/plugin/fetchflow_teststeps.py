@@ -17,6 +17,7 @@ third-party plugin.
   message: provider said no
   fail_times: 2                 # then "ok"; -1 (default) fails every time
   state_file: /tmp/attempts     # counts attempts across retries
+  then_sleep_seconds: 0         # once done failing, sleep before returning "ok"
 - id: broken
   type: crash                   # raises ValueError("boom")
 - id: files
@@ -105,6 +106,9 @@ class FailConfig(StepConfig):
     fail_times: int = Field(-1, ge=-1, description="Failures before it succeeds; -1: always.")
     retryable: bool = Field(True, description="The StepError's retryable flag.")
     state_file: str | None = Field(None, description="Where attempts are counted.")
+    then_sleep_seconds: float = Field(
+        0, ge=0, description="Once done failing, sleep this long before returning."
+    )
 
     @model_validator(mode="after")
     def _counting_needs_a_state_file(self, info: ValidationInfo) -> Self:
@@ -141,6 +145,9 @@ class FailStep(Step[FailConfig, str]):
                 hint="this is the test suite's fail step doing its job",
                 retryable=config.retryable,
             )
+        deadline = time.monotonic() + config.then_sleep_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(SLEEP_SLICE_SECONDS, left))
         return "ok"
 
 

@@ -37,14 +37,13 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.errors import StepError
 from fetchflow.step import RuleViolation, Step, StepConfig, StepContext, deferred
-from fetchflow.storage import AssetRecord
 from fetchflow.templating import is_template, to_text
 from steps.imaging import rules
-from steps.imaging.catalog import AUTO, PREVIEW, parse_size, price_for
+from steps.imaging.assets import ChargeType, ImageAsset, record_hosted_usage, store_image
+from steps.imaging.catalog import AUTO, PREVIEW, parse_size
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
@@ -54,7 +53,6 @@ __all__ = ["ImageAsset", "ImageGenerationConfig", "ImageGenerationStep", "final_
 
 AspectRatio = Literal["1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3"]
 Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
-ChargeType = Literal["personal", "hosted"]
 
 PREVIEW_NOTICE = (
     "no image provider configured: using the offline preview provider (images are marked PREVIEW)"
@@ -217,24 +215,6 @@ class ImageGenerationConfig(StepConfig):
         return self
 
 
-class ImageAsset(AssetRecord):
-    """One generated image: its asset record plus how it was made and what it cost."""
-
-    prompt_sha256: str = Field(
-        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the final prompt (style applied)."
-    )
-    seed: int | None = Field(description="The seed of the call that made it, if any.")
-    index: int = Field(ge=0, description="0-based position among the step's images.")
-    usage: dict[str, int] | None = Field(
-        description="This image's share of the provider's token usage (None if unreported)."
-    )
-    cost_usd: float | None = Field(
-        description="Price of the image where the provider publishes one, else None."
-    )
-    charge_type: ChargeType = Field(description="Whose key paid: personal or hosted.")
-    provider: str = Field(description="openai, google or preview.")
-
-
 _announced: set[str] = set()
 _announced_lock = threading.Lock()
 
@@ -339,80 +319,23 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
         assets: list[ImageAsset] = []
 
         def keep(made: MadeImage) -> str:
-            asset = _store(ctx, config, made, spec.provider, prompt_sha256)
+            asset = store_image(
+                ctx,
+                made,
+                provider=spec.provider,
+                prompt_sha256=prompt_sha256,
+                charge_type=config.charge_type,
+                quality=config.quality,
+                background=config.background,
+                output_format=config.output_format,
+            )
             assets.append(asset)
             return asset.storage_uri
 
-        produce(job, provider, keep)
+        try:
+            produce(job, provider, keep)
+        finally:
+            provider.close()
         if config.charge_type == "hosted":
-            _record_hosted_usage(ctx, assets)
+            record_hosted_usage(ctx, assets)
         return assets
-
-
-def _store(
-    ctx: StepContext,
-    config: ImageGenerationConfig,
-    made: MadeImage,
-    provider: str,
-    prompt_sha256: str,
-) -> ImageAsset:
-    from steps.imaging.catalog import CATALOG
-
-    image = made.image
-    extension = config.output_format.replace("jpeg", "jpg")
-    spec = CATALOG.get(made.model)
-    cost = price_for(spec, config.quality, image.width, image.height) if spec else None
-    provenance = {
-        "prompt_sha256": prompt_sha256,
-        "index": str(made.index),
-        "provider": provider,
-        "charge_type": config.charge_type,
-        "quality": config.quality,
-        "background": config.background,
-        "output_format": config.output_format,
-    }
-    if made.seed is not None:
-        provenance["seed"] = str(made.seed)
-    record = ctx.store.put(
-        image.data,
-        file_name=f"{ctx.step_id}-{made.index + 1}.{extension}",
-        file_type=image.file_type,
-        step_id=ctx.step_id,
-        run_id=ctx.run_id,
-        width=image.width,
-        height=image.height,
-        model=made.model,
-        provenance=provenance,
-    )
-    try:
-        return ImageAsset(
-            **record.model_dump(),
-            prompt_sha256=prompt_sha256,
-            seed=made.seed,
-            index=made.index,
-            usage=made.usage,
-            cost_usd=cost,
-            charge_type=config.charge_type,
-            provider=provider,
-        )
-    except ValidationError as error:  # pragma: no cover - a bug, not a user error
-        raise StepError(message=f"cannot describe the stored image: {error}") from error
-
-
-def _record_hosted_usage(ctx: StepContext, assets: list[ImageAsset]) -> None:
-    """Log hosted usage against the workflow (a billing ledger can read these lines)."""
-    tokens: dict[str, int] = {}
-    for asset in assets:
-        for name, value in (asset.usage or {}).items():
-            tokens[name] = tokens.get(name, 0) + value
-    costs = [asset.cost_usd for asset in assets]
-    cost = sum(c for c in costs if c is not None) if None not in costs else None
-    ctx.logger.info(
-        "hosted image usage: workflow=%s run=%s step=%s images=%d tokens=%s cost_usd=%s",
-        ctx.workflow,
-        ctx.run_id,
-        ctx.step_id,
-        len(assets),
-        tokens or None,
-        cost,
-    )

@@ -139,3 +139,6 @@ class PreviewProvider:
             for index in range(request.count)
         ]
         return ProviderResult(images=images, usage=None, model=PREVIEW)
+
+    def close(self) -> None:
+        """Nothing to release: the preview draws locally."""

@@ -97,3 +97,7 @@ class ImageProvider(Protocol):
             ProviderError: The provider refused or could not be reached.
         """
         ...
+
+    def close(self) -> None:
+        """Release the provider's connections (the step calls it when it is done)."""
+        ...

@@ -90,6 +90,10 @@ class GeminiProvider:
             http_options=types.HttpOptions(base_url=base_url, timeout=round(timeout * 1000)),
         )
 
+    def close(self) -> None:
+        """Close the SDK client's connection pool."""
+        self._client.close()
+
     def endpoint(self, model: str) -> str:
         """The URL a call to ``model`` goes to, as errors show it."""
         return public_endpoint(f"{self._root}/{API_VERSION}/models/{model}:generateContent")

@@ -95,6 +95,10 @@ class OpenAIProvider:
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
         )
 
+    def close(self) -> None:
+        """Close the SDK client's connection pool."""
+        self._client.close()
+
     @property
     def endpoint(self) -> str:
         """The generations URL this provider calls, as errors show it."""

@@ -1,0 +1,111 @@
+"""What an image step outputs: one :class:`ImageAsset` per image, stored through the run's
+asset store, and the hosted-usage line billing reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, ValidationError
+
+from fetchflow.errors import StepError
+from fetchflow.step import StepContext
+from fetchflow.storage import AssetRecord
+from steps.imaging.catalog import CATALOG, price_for
+
+if TYPE_CHECKING:
+    from steps.imaging.production import MadeImage
+
+__all__ = ["ChargeType", "ImageAsset", "record_hosted_usage", "store_image"]
+
+ChargeType = Literal["personal", "hosted"]
+
+
+class ImageAsset(AssetRecord):
+    """One generated image: its asset record plus how it was made and what it cost."""
+
+    prompt_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the final prompt (style applied)."
+    )
+    seed: int | None = Field(description="The seed of the call that made it, if any.")
+    index: int = Field(ge=0, description="0-based position among the step's images.")
+    usage: dict[str, int] | None = Field(
+        description="This image's share of the provider's token usage (None if unreported)."
+    )
+    cost_usd: float | None = Field(
+        description="Price of the image where the provider publishes one, else None."
+    )
+    charge_type: ChargeType = Field(description="Whose key paid: personal or hosted.")
+    provider: str = Field(description="openai, google or preview.")
+
+
+def store_image(
+    ctx: StepContext,
+    made: MadeImage,
+    *,
+    provider: str,
+    prompt_sha256: str,
+    charge_type: ChargeType,
+    quality: str,
+    background: str,
+    output_format: str,
+) -> ImageAsset:
+    """Store one verified image through the run's store; return its :class:`ImageAsset`."""
+
+    image = made.image
+    extension = output_format.replace("jpeg", "jpg")
+    spec = CATALOG.get(made.model)
+    cost = price_for(spec, quality, image.width, image.height) if spec else None
+    provenance = {
+        "prompt_sha256": prompt_sha256,
+        "index": str(made.index),
+        "provider": provider,
+        "charge_type": charge_type,
+        "quality": quality,
+        "background": background,
+        "output_format": output_format,
+    }
+    if made.seed is not None:
+        provenance["seed"] = str(made.seed)
+    record = ctx.store.put(
+        image.data,
+        file_name=f"{ctx.step_id}-{made.index + 1}.{extension}",
+        file_type=image.file_type,
+        step_id=ctx.step_id,
+        run_id=ctx.run_id,
+        width=image.width,
+        height=image.height,
+        model=made.model,
+        provenance=provenance,
+    )
+    try:
+        return ImageAsset(
+            **record.model_dump(),
+            prompt_sha256=prompt_sha256,
+            seed=made.seed,
+            index=made.index,
+            usage=made.usage,
+            cost_usd=cost,
+            charge_type=charge_type,
+            provider=provider,
+        )
+    except ValidationError as error:  # pragma: no cover - a bug, not a user error
+        raise StepError(message=f"cannot describe the stored image: {error}") from error
+
+
+def record_hosted_usage(ctx: StepContext, assets: list[ImageAsset]) -> None:
+    """Log hosted usage against the workflow (a billing ledger can read these lines)."""
+    tokens: dict[str, int] = {}
+    for asset in assets:
+        for name, value in (asset.usage or {}).items():
+            tokens[name] = tokens.get(name, 0) + value
+    costs = [asset.cost_usd for asset in assets]
+    cost = sum(c for c in costs if c is not None) if None not in costs else None
+    ctx.logger.info(
+        "hosted image usage: workflow=%s run=%s step=%s images=%d tokens=%s cost_usd=%s",
+        ctx.workflow,
+        ctx.run_id,
+        ctx.step_id,
+        len(assets),
+        tokens or None,
+        cost,
+    )

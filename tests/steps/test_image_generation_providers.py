@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -740,3 +741,26 @@ def test_cli_run_without_a_key_says_so_in_one_line_and_calls_nothing(
     assert fake_openai.requests == []
     assert not (tmp_path / "home" / "prefect").exists(), "Prefect started for a missing key"
     assert not list((tmp_path / "home").rglob("*.png"))
+
+
+@pytest.mark.parametrize("provider", ["openai", "google"])
+def test_the_key_is_not_in_the_traceback_of_a_rejected_key(
+    provider: str,
+    request: pytest.FixtureRequest,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if provider == "openai":
+        fake: FakeOpenAI | FakeGemini = request.getfixturevalue("fake_openai")
+        use_openai(monkeypatch, fake)  # type: ignore[arg-type]
+        key, plan, step_id = OPENAI_KEY, load("personal_openai"), "hero"
+    else:
+        fake = request.getfixturevalue("fake_gemini")
+        use_gemini(monkeypatch, fake)  # type: ignore[arg-type]
+        key, plan, step_id = GEMINI_KEY, load("gemini_wide"), "banner"
+    fake.queue_invalid_api_key()
+
+    with pytest.raises(ProviderError, match=r"the API key was rejected") as caught:
+        run_step(plan, step_id, workspace)
+
+    assert key not in "".join(traceback.format_exception(caught.value))

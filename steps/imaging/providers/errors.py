@@ -101,6 +101,20 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _KEY_LIKE.sub(_REDACTED, text)
 
 
+class UpstreamError(Exception):
+    """An SDK exception as tracebacks may show it: its type and redacted message.
+
+    Provider errors chain this instead of the SDK's own exception, whose message can echo the
+    API key back (``Incorrect API key provided: sk-...``) into every logged traceback.
+    """
+
+
+def sanitized(exc: BaseException, secrets: Iterable[str] = ()) -> UpstreamError:
+    """A stand-in for ``exc`` that is safe to chain (``raise ... from sanitized(exc, [key])``)."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return UpstreamError(f"{kind}: {redact(str(exc), secrets)}")
+
+
 def trim_body(body: object, secrets: Iterable[str] = (), limit: int = BODY_LIMIT) -> str:
     """The start of a response body, redacted, as one line of at most ``limit`` characters.
 

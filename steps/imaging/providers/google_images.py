@@ -29,6 +29,7 @@ from steps.imaging.providers.errors import (
     public_endpoint,
     redact,
     retry_after_seconds,
+    sanitized,
     trim_body,
 )
 
@@ -128,7 +129,7 @@ class GeminiProvider:
             except (errors.APIError, httpx2.HTTPError) as exc:
                 raise google_error(
                     exc, api_key=self._api_key, endpoint=endpoint, timeout=self._timeout
-                ) from exc
+                ) from sanitized(exc, [self._api_key])
             images.extend(_images(response, endpoint, self._api_key))
             for key, value in _usage(response).items():
                 usage[key] = usage.get(key, 0) + value

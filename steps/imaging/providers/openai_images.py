@@ -26,6 +26,7 @@ from steps.imaging.providers.errors import (
     public_endpoint,
     redact,
     retry_after_seconds,
+    sanitized,
     trim_body,
 )
 
@@ -127,7 +128,7 @@ class OpenAIProvider:
         except openai.OpenAIError as exc:
             raise openai_error(
                 exc, api_key=self._api_key, endpoint=self.endpoint, timeout=self._timeout
-            ) from exc
+            ) from sanitized(exc, [self._api_key])
         return ProviderResult(
             images=self._images(response),
             usage=_usage(response),

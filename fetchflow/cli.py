@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("push", help="upload the files kept in the spool after failed uploads")
 
+    server = commands.add_parser(
+        "server", help="start a local Prefect server with its UI (Ctrl-C stops it)"
+    )
+    server.add_argument("--port", type=int, default=4200, help="port (default 4200)")
+    server.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+
     steps = commands.add_parser("steps", help="list the step types and their fields")
     steps.add_argument("--json", action="store_true", help="as JSON")
 
@@ -95,17 +101,30 @@ def _run(args: argparse.Namespace) -> int:
     from fetchflow.inputs import parse_input_args, resolve_inputs
     from fetchflow.prefect_env import prepare_prefect_environment
     from fetchflow.preflight import preflight
+    from fetchflow.server import running_server
     from fetchflow.settings import load_settings
 
     settings = load_settings()
     plan = check_file(args.file, _registry())
     inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
     store = preflight(plan, settings)
+    # A server started by `fetchflow server` is used when it runs: no embedded start-up,
+    # and the run's page can be linked.
+    server = None if "PREFECT_API_URL" in os.environ else running_server(settings)
+    if server is not None:
+        os.environ["PREFECT_API_URL"] = server.api_url
     prepare_prefect_environment(settings, verbose=args.verbose)
     from fetchflow.runner import run_plan  # Prefect is imported here, and only here
 
     observer = None if args.json else ConsoleProgress(plan)
-    report = run_plan(plan, inputs, settings=settings, observer=observer, open_store=store)
+    report = run_plan(
+        plan,
+        inputs,
+        settings=settings,
+        observer=observer,
+        open_store=store,
+        ui_url=server.ui_url if server is not None else None,
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
@@ -182,6 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "push":
             return _push()
+        if args.command == "server":
+            from fetchflow.server import serve_forever
+            from fetchflow.settings import load_settings
+
+            return serve_forever(load_settings(), port=args.port, host=args.host)
         if args.command == "steps":
             return _steps(args.json)
         return _schema()

@@ -34,11 +34,13 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import allow_failure
 
+from fetchflow.artifacts import StepProgress, publish_run_summary, publish_step_output
 from fetchflow.errors import RunError, StepError
 from fetchflow.execution import execute_step
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.preflight import preflight
 from fetchflow.report import RunReport, StepResult
+from fetchflow.server import run_url
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
 
@@ -119,6 +121,7 @@ class _Run:
         def run_step() -> object:
             with self.lock:
                 record.attempts += 1
+                record.error = None  # the last attempt's failure is the step's error
                 attempt = record.attempts
                 if attempt == 1:
                     record.started = time.monotonic()
@@ -138,9 +141,10 @@ class _Run:
                 scope=scope,
                 open_store=self.open_store,
                 read_secret=_read_secret,
+                progress=StepProgress(workflow=self.plan.name, step_id=step.id),
             )
             try:
-                return execute_step(step, self.plan.templates, ctx)
+                output = execute_step(step, self.plan.templates, ctx)
             except Exception as error:
                 # Only real failures: a timeout arrives as a cancellation Prefect injects into
                 # this thread and turns into its own TaskRunTimeoutError, read in _settle.
@@ -148,6 +152,16 @@ class _Run:
                 if isinstance(error, RunError):
                     logger.error("%s", error.format())
                 raise
+            # Outside the try: a display problem is a warning, never the step's error.
+            publish_step_output(
+                workflow=self.plan.name,
+                step_id=step.id,
+                step_title=step.title,
+                step_type=step.type,
+                output=output,
+                read_bytes=self._read_bytes,
+            )
+            return output
 
         delays = [common.retry_delay_seconds * 2**n for n in range(common.retries)]
         return task(
@@ -163,6 +177,12 @@ class _Run:
             persist_result=False,
             log_prints=False,
         )(run_step)
+
+    def _read_bytes(self, storage_uri: str) -> bytes:
+        if self.open_store is None:
+            raise RuntimeError("this run has no asset store")
+        data: bytes = self.open_store().read(storage_uri)
+        return data
 
     def _upstream_futures(self, step_id: str) -> list[Any]:
         step = self.plan.steps[step_id]
@@ -336,6 +356,7 @@ def run_plan(
     observer: RunObserver | None = None,
     open_store: Callable[[], Any] | None = None,
     drain: bool = True,
+    ui_url: str | None = None,
 ) -> RunReport:
     """Run a checked plan as one Prefect flow run.
 
@@ -348,6 +369,7 @@ def run_plan(
             the pre-run checks (:func:`fetchflow.preflight.preflight`) run here.
         drain: Flush Prefect's event and log workers before returning (so the run's
             history is complete even if the process exits right after).
+        ui_url: The Prefect UI's address, to put the run's link in the report.
 
     Returns:
         The run's report; ``report.status`` says how it ended.
@@ -362,6 +384,8 @@ def run_plan(
         assert isinstance(context, FlowRunContext) and context.flow_run is not None
         flow_run = context.flow_run
         report.run_id = str(flow_run.id)
+        if ui_url:
+            report.url = run_url(ui_url, report.run_id)
         run.run_info = {
             "id": str(flow_run.id),
             "name": flow_run.name,
@@ -369,7 +393,15 @@ def run_plan(
         }
         if observer is not None:
             observer.run_started(report)
-        return run.schedule()
+        started = time.monotonic()
+        final = run.schedule()
+        publish_run_summary(
+            report,
+            step_titles={sid: step.title for sid, step in plan.steps.items()},
+            step_types={sid: step.type for sid, step in plan.steps.items()},
+            seconds=time.monotonic() - started,
+        )
+        return final
 
     body.__signature__ = _signature(plan)  # type: ignore[attr-defined]
     body.__name__ = body.__qualname__ = "fetchflow_" + "".join(

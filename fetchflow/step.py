@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Progress",
     "RuleViolation",
     "Step",
     "StepConfig",
@@ -92,6 +93,16 @@ def deferred(info: ValidationInfo, *fields: str) -> bool:
     return any(name in templated for name in fields)
 
 
+class Progress(Protocol):
+    """Progress of a step that makes several things (shown live in the Prefect UI)."""
+
+    def start(self, total: int) -> None:
+        """Begin: ``total`` items are to be made."""
+
+    def advance(self, done: int = 1) -> None:
+        """``done`` more items are finished."""
+
+
 @dataclass(frozen=True)
 class StepContext:
     """What a running step may use besides its config.
@@ -110,6 +121,7 @@ class StepContext:
         open_store: Opens the run's asset store on first use.
         read_secret: Reads a named secret (a Prefect Secret block during a run); the value
             is never logged, templated or stored by the engine.
+        progress: Reports progress of a multi-item step, when the run shows it.
     """
 
     step_id: str
@@ -124,6 +136,7 @@ class StepContext:
     scope: Mapping[str, object]
     open_store: Callable[[], AssetStore] | None = field(default=None, repr=False)
     read_secret: Callable[[str], str] | None = field(default=None, repr=False)
+    progress: Progress | None = field(default=None, repr=False)
 
     @property
     def store(self) -> AssetStore:

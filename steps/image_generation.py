@@ -330,8 +330,12 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
                 output_format=config.output_format,
             )
             assets.append(asset)
+            if ctx.progress is not None:
+                ctx.progress.advance()
             return asset.storage_uri
 
+        if ctx.progress is not None:
+            ctx.progress.start(config.count)
         try:
             produce(job, provider, keep)
         finally:

@@ -344,12 +344,6 @@ def test_prefect_records_one_flow_run_and_a_task_run_per_step(
 
 
 @pytest.mark.prefect
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runner.py _Run._task.run_step never resets record.error between attempts, "
-    "so a retry that times out is reported with the first attempt's StepError (fix: set "
-    "record.error = None when an attempt starts, next to record.attempts += 1)",
-)
 def test_the_last_attempt_decides_the_error(
     run_workflow: Callable[..., Ran], tmp_path: Path
 ) -> None:

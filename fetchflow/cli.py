@@ -107,7 +107,19 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     plan = check_file(args.file, _registry())
     inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
-    store = preflight(plan, settings)
+    try:
+        store = preflight(plan, settings)
+    except RunError as error:
+        if args.json:  # scripts reading --json get a document for this failure too
+            document: dict[str, object] = {
+                "workflow": plan.name,
+                "run_id": None,
+                "status": "failed",
+                "steps": {},
+                "error": error.format(),
+            }
+            print(json.dumps(document, indent=2))
+        raise
     # A server started by `fetchflow server` is used when it runs: no embedded start-up,
     # and the run's page can be linked.
     server = None if "PREFECT_API_URL" in os.environ else running_server(settings)

@@ -730,7 +730,13 @@ def test_cli_run_without_a_key_says_so_in_one_line_and_calls_nothing(
     )
 
     assert done.returncode == 1, done.stderr
-    assert done.stdout == ""
+    document = json.loads(done.stdout)
+    assert (document["workflow"], document["run_id"], document["status"]) == (
+        "personal_openai",
+        None,
+        "failed",
+    )
+    assert document["error"].startswith('step "hero": charge_type: personal needs your openai')
     assert done.stderr.splitlines() == [
         'fetchflow: step "hero": charge_type: personal needs your openai key for model '
         "gpt-image-2, and OPENAI_API_KEY is not set",

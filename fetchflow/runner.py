@@ -37,6 +37,7 @@ from prefect.utilities.annotations import allow_failure
 from fetchflow.artifacts import StepProgress, publish_run_summary, publish_step_output
 from fetchflow.errors import RunError, StepError
 from fetchflow.execution import execute_step
+from fetchflow.inputs import resolve_inputs
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.preflight import preflight
 from fetchflow.report import RunReport, StepResult
@@ -44,7 +45,7 @@ from fetchflow.server import run_url
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
 
-__all__ = ["RunObserver", "run_plan"]
+__all__ = ["RunObserver", "build_flow", "run_plan"]
 
 _PYTHON_TYPES: dict[str, type] = {
     "string": str,
@@ -348,44 +349,44 @@ def _drain_prefect_workers() -> None:
             logging.getLogger(__name__).debug("drain of %s failed", worker, exc_info=True)
 
 
-def run_plan(
+def build_flow(
     plan: Plan,
-    inputs: Mapping[str, object],
     *,
     settings: Settings,
     observer: RunObserver | None = None,
     open_store: Callable[[], Any] | None = None,
-    drain: bool = True,
     ui_url: str | None = None,
-) -> RunReport:
-    """Run a checked plan as one Prefect flow run.
+    on_report: Callable[[RunReport], None] | None = None,
+) -> Any:
+    """The Prefect flow of a checked plan: one flow run per call, one task run per step.
+
+    Its parameters are the workflow's inputs (so Prefect's run form shows them); every call
+    resolves them against the declared types and defaults, runs the steps, and hands its
+    :class:`RunReport` to ``on_report`` as soon as the flow run exists (it is filled in as
+    the run goes).
 
     Args:
         plan: The checked workflow.
-        inputs: Resolved inputs (see :func:`fetchflow.inputs.resolve_inputs`).
         settings: fetchflow settings.
         observer: Receives progress.
-        open_store: Opens the asset store (steps that write files use it). When not given,
-            the pre-run checks (:func:`fetchflow.preflight.preflight`) run here.
-        drain: Flush Prefect's event and log workers before returning (so the run's
-            history is complete even if the process exits right after).
+        open_store: Opens the asset store; when not given, the pre-run checks
+            (:func:`fetchflow.preflight.preflight`) run at the start of each flow run.
         ui_url: The Prefect UI's address, to put the run's link in the report.
-
-    Returns:
-        The run's report; ``report.status`` says how it ended.
+        on_report: Receives each run's report.
     """
-    if open_store is None:
-        open_store = preflight(plan, settings)
-    report = RunReport(workflow=plan.name, run_id="")
-    run = _Run(plan, settings, dict(inputs), report, observer, open_store)
 
     def body(**given: object) -> State:
         context = get_run_context()
         assert isinstance(context, FlowRunContext) and context.flow_run is not None
         flow_run = context.flow_run
-        report.run_id = str(flow_run.id)
+        report = RunReport(workflow=plan.name, run_id=str(flow_run.id))
+        if on_report is not None:
+            on_report(report)
         if ui_url:
             report.url = run_url(ui_url, report.run_id)
+        inputs = resolve_inputs(plan.header, {k: v for k, v in given.items() if v is not None})
+        opener = open_store if open_store is not None else preflight(plan, settings)
+        run = _Run(plan, settings, inputs, report, observer, opener)
         run.run_info = {
             "id": str(flow_run.id),
             "name": flow_run.name,
@@ -407,7 +408,7 @@ def run_plan(
     body.__name__ = body.__qualname__ = "fetchflow_" + "".join(
         c if c.isalnum() else "_" for c in plan.name
     )
-    workflow_flow = flow(
+    return flow(
         name=plan.name,
         description=plan.header.description or None,
         validate_parameters=False,
@@ -415,10 +416,51 @@ def run_plan(
         log_prints=False,
         task_runner=ThreadPoolTaskRunner(max_workers=settings.max_parallel_steps),  # type: ignore[arg-type]
     )(body)
+
+
+def run_plan(
+    plan: Plan,
+    inputs: Mapping[str, object],
+    *,
+    settings: Settings,
+    observer: RunObserver | None = None,
+    open_store: Callable[[], Any] | None = None,
+    drain: bool = True,
+    ui_url: str | None = None,
+) -> RunReport:
+    """Run a checked plan as one Prefect flow run, in this process.
+
+    Args:
+        plan: The checked workflow.
+        inputs: Resolved inputs (see :func:`fetchflow.inputs.resolve_inputs`).
+        settings: fetchflow settings.
+        observer: Receives progress.
+        open_store: Opens the asset store (steps that write files use it). When not given,
+            the pre-run checks (:func:`fetchflow.preflight.preflight`) run here, before
+            Prefect starts.
+        drain: Flush Prefect's event and log workers before returning (so the run's
+            history is complete even if the process exits right after).
+        ui_url: The Prefect UI's address, to put the run's link in the report.
+
+    Returns:
+        The run's report; ``report.status`` says how it ended.
+    """
+    if open_store is None:
+        open_store = preflight(plan, settings)
+    reports: list[RunReport] = []
+    workflow_flow = build_flow(
+        plan,
+        settings=settings,
+        observer=observer,
+        open_store=open_store,
+        ui_url=ui_url,
+        on_report=reports.append,
+    )
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        state = workflow_flow(**run.inputs, return_state=True)
+        state = workflow_flow(**inputs, return_state=True)
     if drain:
         _drain_prefect_workers()
+    report = reports[0] if reports else RunReport(workflow=plan.name, run_id="")
     if not report.run_id:
         report.run_id = str(state.state_details.flow_run_id or "")
     if state.is_failed() and report.status != "failed":

@@ -99,6 +99,30 @@ class Settings(BaseSettings):
         "until they are pushed again. Default: <home>/spool.",
     )
 
+    provider_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="How many calls to one image provider (openai, google) may be in flight "
+        "at the same time in this process; further calls wait for a free slot. The offline "
+        "preview provider is not limited.",
+    )
+    provider_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=10,
+        description="How many times one image provider call is tried (first try included) "
+        "when it fails with a 429, a 5xx, a timeout or a connection error, with exponential "
+        "backoff and jitter. Refusals (moderation, quota, auth, bad request) are never retried.",
+    )
+    provider_max_delay_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="The longest wait between two attempts of an image provider call, in "
+        "seconds; a provider that asks (Retry-After) to wait longer is not retried.",
+    )
+
     hosted_openai_api_key: SecretStr | None = Field(
         default=None,
         description="The operator's OpenAI key, used by image steps with charge_type: hosted "

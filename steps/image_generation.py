@@ -21,6 +21,11 @@ record plus the model, the final prompt's sha256, seed, index, token usage, cost
 paid. Every field is checked before anything billable runs; a rule on a templated field is
 checked once the template is rendered, still before the provider is called.
 
+Provider calls are retried by fetchflow itself (429, 5xx, timeouts; never a refusal), at most
+``FETCHFLOW_PROVIDER_CONCURRENCY`` at a time per provider. When a later call of a
+several-call step fails, the images already made stay stored and the step raises
+:class:`~steps.imaging.partial.PartialImages` whose ``kept`` holds their records.
+
 ``model: auto`` is checked statically against the preview provider's limits (the most
 permissive); at run time it picks the first of gpt-image-2, gpt-image-1.5 and
 gemini-2.5-flash-image that has a key for the charge type and supports the request, or the
@@ -53,6 +58,9 @@ __all__ = ["ImageAsset", "ImageGenerationConfig", "ImageGenerationStep", "final_
 
 AspectRatio = Literal["1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3"]
 Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
+
+#: Seconds before the first retry of a failed provider call (doubled for each further one).
+_FIRST_RETRY_SECONDS = 1.0
 
 PREVIEW_NOTICE = (
     "no image provider configured: using the offline preview provider (images are marked PREVIEW)"
@@ -270,8 +278,10 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
     def run(self, config: ImageGenerationConfig, ctx: StepContext) -> list[ImageAsset]:
         """Pick the model and key, make ``count`` images, upload each as it is verified."""
         from steps.imaging.credentials import choose_model, resolve_credential
+        from steps.imaging.partial import KeptImage, PartialImages
         from steps.imaging.production import plan_job, produce
         from steps.imaging.providers import make_provider
+        from steps.imaging.retrying import ProviderGate, RetryPolicy
 
         self.preflight(config, ctx.settings)
         spec = choose_model(
@@ -318,7 +328,7 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
         prompt_sha256 = hashlib.sha256(prompt.encode()).hexdigest()
         assets: list[ImageAsset] = []
 
-        def keep(made: MadeImage) -> str:
+        def keep(made: MadeImage) -> KeptImage:
             asset = store_image(
                 ctx,
                 made,
@@ -332,12 +342,25 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
             assets.append(asset)
             if ctx.progress is not None:
                 ctx.progress.advance()
-            return asset.storage_uri
+            # The JSON record is what the step outputs for this image; a later failure
+            # hands these on (PartialImages.kept) so images paid for are not lost.
+            return KeptImage(asset.storage_uri, asset.model_dump(mode="json"))
 
+        settings = ctx.settings
+        retry = RetryPolicy(
+            attempts=settings.provider_attempts,
+            base_delay=min(_FIRST_RETRY_SECONDS, settings.provider_max_delay_seconds),
+            max_delay=settings.provider_max_delay_seconds,
+        )
+        gate = ProviderGate(spec.provider, settings.provider_concurrency, ctx.logger)
         if ctx.progress is not None:
             ctx.progress.start(config.count)
         try:
-            produce(job, provider, keep)
+            produce(job, provider, keep, retry=retry, gate=gate, logger=ctx.logger)
+        except PartialImages:
+            if config.charge_type == "hosted":
+                record_hosted_usage(ctx, assets)  # the kept images were paid for
+            raise
         finally:
             provider.close()
         if config.charge_type == "hosted":

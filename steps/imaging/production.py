@@ -1,21 +1,41 @@
 """Making the images of one step: plan the provider calls, verify, finish, hand each over.
 
 Pure of clients: the provider and the ``keep`` callback (which uploads) are passed in. A
-count above the model's per-request limit becomes several calls; every image is verified
-and kept as soon as it arrives, so images already paid for survive a later failed call.
+count above the model's per-request limit becomes several calls; each call goes through the
+provider's call limit (:class:`~steps.imaging.retrying.ProviderGate`) and our own retry loop
+(:class:`~steps.imaging.retrying.RetryPolicy`). Every image is verified and kept as soon as
+it arrives, so images already paid for survive a later failed call: that failure is a
+:class:`~steps.imaging.partial.PartialImages` carrying their records.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fetchflow.errors import ProviderError, StepError
 from steps.imaging.catalog import ModelSpec, SizeChoice, closest_size, parse_size, size_to_ratio
+from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.postprocess import FinishedImage, finish_image, inspect_image
-from steps.imaging.providers.base import ImageProvider, ImageRequest
+from steps.imaging.providers.base import ImageProvider, ImageRequest, ProviderResult
+from steps.imaging.retrying import ProviderGate, RetryPolicy, StepLogger
 
-__all__ = ["ImageJob", "MadeImage", "plan_job", "produce", "requests_for", "share_usage"]
+__all__ = [
+    "SINGLE_ATTEMPT",
+    "ImageJob",
+    "MadeImage",
+    "describe_call",
+    "plan_job",
+    "produce",
+    "requests_for",
+    "share_usage",
+]
+
+#: No retries: what :func:`produce` does unless given a policy (the step passes the settings').
+SINGLE_ATTEMPT = RetryPolicy(attempts=1)
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,23 +196,54 @@ def _verify(
     )
 
 
-def produce(job: ImageJob, provider: ImageProvider, keep: Callable[[MadeImage], str]) -> None:
+def describe_call(first: int, request: ImageRequest, total: int) -> str:
+    """``image 3 of 3`` or ``images 1-2 of 3``: which of the step's images a call makes."""
+    if request.count == 1:
+        return f"image {first + 1} of {total}"
+    return f"images {first + 1}-{first + request.count} of {total}"
+
+
+def produce(
+    job: ImageJob,
+    provider: ImageProvider,
+    keep: Callable[[MadeImage], KeptImage],
+    *,
+    retry: RetryPolicy = SINGLE_ATTEMPT,
+    gate: ProviderGate | None = None,
+    logger: StepLogger = _LOG,
+) -> None:
     """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
+
+    Each provider call holds a slot of ``gate`` while it runs (not while waiting to retry)
+    and is retried by ``retry`` when it fails in a way a later try can pass.
 
     Args:
         job: What to make.
         provider: Who makes it.
-        keep: Stores one image and returns where it went (for messages).
+        keep: Stores one image and returns where it went and its output record.
+        retry: How failed calls are retried (default: not at all).
+        gate: The provider's call limit (default: none).
+        logger: The step's logger: retries and waits for a slot are logged there.
 
     Raises:
-        ProviderError: The first call failed (nothing was kept).
-        StepError: An answer failed verification, or a later call failed; the message says
-            how many images were made and kept, and where.
+        ProviderError: The first call failed (nothing was kept): a refusal at once, a
+            retryable failure once ``retry`` gave up.
+        StepError: An answer of the first call failed verification.
+        PartialImages: A later call failed, or its answer failed verification, after
+            images were kept; ``kept`` holds their records, the message says how many
+            and where, and the error that stopped the step is chained.
     """
-    kept: list[str] = []
+    kept: list[KeptImage] = []
     try:
         for first, request in requests_for(job):
-            result = provider.generate(request)
+            result = _call(
+                provider,
+                request,
+                retry=retry,
+                gate=gate,
+                logger=logger,
+                describe=describe_call(first, request, job.count),
+            )
             images = result.images[: request.count]
             for position, answer in enumerate(images):
                 finished = _verify(job, request, answer.data, answer.mime_type, result.model)
@@ -214,9 +265,31 @@ def produce(job: ImageJob, provider: ImageProvider, keep: Callable[[MadeImage], 
     except (ProviderError, StepError) as error:
         if not kept:
             raise
-        raise StepError(
+        raise PartialImages(
             message=f"{error.message}; {len(kept)} of {job.count} images were made and kept "
-            f"before that: {', '.join(kept)}",
+            f"before that: {', '.join(image.where for image in kept)}",
             hint=error.hint,
             retryable=error.retryable,
+            kept=[image.record for image in kept],
+            asked=job.count,
         ) from error
+
+
+def _call(
+    provider: ImageProvider,
+    request: ImageRequest,
+    *,
+    retry: RetryPolicy,
+    gate: ProviderGate | None,
+    logger: StepLogger,
+    describe: str,
+) -> ProviderResult:
+    """One provider call, through the gate and the retry loop."""
+
+    def attempt() -> ProviderResult:
+        if gate is None:
+            return provider.generate(request)
+        with gate.slot():
+            return provider.generate(request)
+
+    return retry.call(attempt, logger=logger, describe=describe)

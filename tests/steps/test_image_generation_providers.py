@@ -43,6 +43,7 @@ from fetchflow.settings import Settings
 from fetchflow.step import StepContext, StepRegistry
 from fetchflow.storage import LocalStore
 from steps.image_generation import PREVIEW_NOTICE, ImageAsset, ImageGenerationStep
+from steps.imaging.partial import PartialImages
 from steps.imaging.providers.errors import RateLimited
 
 fake_openai = fixtures.fake_openai
@@ -593,14 +594,15 @@ def test_a_failed_first_call_is_one_request_a_clear_error_and_nothing_stored(
         plan, step_id = load("gemini_wide"), "banner"  # count 2: the first of two calls
     fault.script(fake)
 
+    # One attempt allowed: fetchflow's own retries are in test_provider_faults.py.
     with pytest.raises(ProviderError, match=fault.match) as caught:
-        run_step(plan, step_id, workspace)
+        run_step(plan, step_id, workspace, workspace.settings(provider_attempts=1))
 
     error = caught.value
     assert type(error) is fault.error
     assert error.retryable is fault.retryable
     assert error.provider == fault.provider and error.hint
-    assert len(fake.requests) == 1  # the SDK's own retries are off: the engine retries
+    assert len(fake.requests) == 1  # the SDK's own retries are off
     assert workspace.assets() == []
     if not fault.retryable:
         assert "the same prompt is refused again, so it is not retried" in error.hint
@@ -618,11 +620,12 @@ def test_a_later_failed_call_keeps_the_images_already_made(
     fake_gemini.queue_server_error(500)
 
     with pytest.raises(
-        StepError,
+        PartialImages,
         match=r"500 INTERNAL: server error: .*; 2 of 3 images were made and kept before that: "
         r"file://\S+, file://\S+\n  hint: Google had a problem answering",
     ) as caught:
-        run_step(load("gemini_three"), "hero", workspace)
+        # One attempt allowed, so the 500 is final (retries: test_provider_faults.py).
+        run_step(load("gemini_three"), "hero", workspace, workspace.settings(provider_attempts=1))
 
     assert [r.json["generationConfig"]["seed"] for r in fake_gemini.requests if r.json] == [7, 8, 9]
     assert caught.value.retryable is True

@@ -26,10 +26,13 @@ from steps.image_generation import (
     ImageGenerationStep,
 )
 from steps.imaging.catalog import CATALOG
-from steps.imaging.production import plan_job, produce, share_usage
+from steps.imaging.partial import KeptImage, PartialImages
+from steps.imaging.production import MadeImage, plan_job, produce, share_usage
 from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
 
 KEY_VARIABLES = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+#: What ``keep`` hands back in tests that do not look at it.
+KEPT = KeptImage("uri", {})
 
 
 @pytest.fixture(autouse=True)
@@ -193,9 +196,9 @@ def test_counts_above_the_per_request_limit_make_several_calls() -> None:
     )
     kept: list[int] = []
 
-    def keep(made: object) -> str:
-        kept.append(made.index)  # type: ignore[attr-defined]
-        return f"uri-{made.index}"  # type: ignore[attr-defined]
+    def keep(made: MadeImage) -> KeptImage:
+        kept.append(made.index)
+        return KeptImage(f"uri-{made.index}", {"index": made.index})
 
     produce(job(3), provider, keep)  # type: ignore[arg-type]
     assert kept == [0, 1, 2]
@@ -214,14 +217,20 @@ def test_a_later_failed_call_keeps_the_images_already_made() -> None:
         retryable=False,
     )
     provider = ScriptedProvider([ProviderResult([png((64, 64), (1, 2, 3))], None, "g"), refused])
-    kept: list[str] = []
+    kept: list[int] = []
+
+    def keep(made: MadeImage) -> KeptImage:
+        kept.append(made.index)
+        return KeptImage(f"uri-{made.index}", {"index": made.index})
+
     with pytest.raises(
-        StepError,
+        PartialImages,
         match=r"blocked by moderation; 1 of 2 images were made and kept before that: uri-0",
     ) as caught:
-        produce(job(2), provider, lambda made: kept.append("uri-0") or "uri-0")  # type: ignore[arg-type, func-returns-value]
-    assert kept == ["uri-0"] and caught.value.retryable is False
+        produce(job(2), provider, keep)  # type: ignore[arg-type]
+    assert kept == [0] and caught.value.retryable is False
     assert caught.value.__cause__ is refused
+    assert caught.value.kept == [{"index": 0}] and caught.value.asked == 2
 
 
 @pytest.mark.parametrize(
@@ -247,14 +256,14 @@ def test_bad_answers_fail_the_step_and_nothing_is_kept(
 ) -> None:
     kept: list[object] = []
     with pytest.raises(StepError, match=message):
-        produce(job(1), ScriptedProvider([answer]), lambda made: kept.append(made) or "")  # type: ignore[arg-type, func-returns-value]
+        produce(job(1), ScriptedProvider([answer]), lambda made: kept.append(made) or KEPT)  # type: ignore[arg-type, func-returns-value]
     assert kept == []
 
 
 def test_transparency_asked_but_not_returned_is_an_error() -> None:
     provider = ScriptedProvider([ProviderResult([png((64, 64), (9, 9, 9))], None, "g")])
     with pytest.raises(StepError, match=r"returned an image without transparency"):
-        produce(job(1, background="transparent"), provider, lambda made: "")  # type: ignore[arg-type]
+        produce(job(1, background="transparent"), provider, lambda made: KEPT)  # type: ignore[arg-type]
 
 
 def test_usage_shares_add_up_to_the_call() -> None:

@@ -1,0 +1,303 @@
+"""The scheduling loop of one run, in the flow body (part of the runner: imports Prefect).
+
+It submits every step whose upstream steps completed as a Prefect task, takes finished steps
+as they come and applies their failure policy itself, so the real cause of a failure is
+never hidden behind Prefect's "upstream task did not reach a COMPLETED state":
+
+- ``terminate``: nothing new starts; steps already running finish (their results are kept);
+  the run ends Failed with the failing step's error as its message.
+- ``continue``: the step is failed, every step that depends on it is skipped (a Cancelled
+  task run that says why), unrelated branches go on, the run ends Completed with a note.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture
+from prefect.states import Cancelled, Completed, Failed
+from prefect.utilities.annotations import allow_failure
+
+from fetchflow.artifacts import StepProgress, publish_step_output
+from fetchflow.errors import RunError, StepError
+from fetchflow.execution import execute_step
+from fetchflow.plan import Plan, PlannedStep
+from fetchflow.report import RunReport, StepResult
+from fetchflow.settings import Settings
+from fetchflow.step import StepContext
+
+__all__ = ["RunObserver", "RunScheduler", "error_text"]
+
+
+class RunObserver(Protocol):
+    """Receives progress while a run goes (the CLI's live display implements it)."""
+
+    def run_started(self, report: RunReport) -> None:
+        """The flow run exists; ``report.run_id`` is set."""
+
+    def step_started(self, step: PlannedStep, attempt: int) -> None:
+        """An attempt of a step started (called from the step's worker thread)."""
+
+    def step_finished(self, step: PlannedStep, result: StepResult) -> None:
+        """A step completed, failed or was skipped."""
+
+
+def error_text(error: BaseException) -> str:
+    """How an exception reads in a run's messages."""
+    if isinstance(error, RunError):
+        return error.format()
+    if isinstance(error, TimeoutError):
+        detail = str(error).strip()
+        return f"timed out: {detail[:1].lower()}{detail[1:]}" if detail else "timed out"
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class _StepState:
+    attempts: int = 0
+    started: float = 0.0
+    error: BaseException | None = None
+
+
+@dataclass
+class RunScheduler:
+    """Everything one run's scheduling loop tracks."""
+
+    plan: Plan
+    settings: Settings
+    inputs: dict[str, object]
+    report: RunReport
+    observer: RunObserver | None
+    open_store: Callable[[], Any] | None
+    run_info: dict[str, str] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    outputs: dict[str, object] = field(default_factory=dict)
+    futures: dict[str, PrefectFuture[Any]] = field(default_factory=dict)
+    states: dict[str, _StepState] = field(default_factory=dict)
+    done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- a step as a Prefect task --------------------------------------------------------
+
+    def _scope(self, step: PlannedStep) -> dict[str, object]:
+        scope: dict[str, object] = {"inputs": self.inputs, "run": self.run_info}
+        for upstream in self.plan.steps:
+            if upstream in self.outputs:
+                scope[upstream] = {"output": self.outputs[upstream]}
+        return scope
+
+    def _task(self, step: PlannedStep) -> Any:
+        common = step.common
+        scope = self._scope(step)
+        record = self.states.setdefault(step.id, _StepState())
+
+        def run_step() -> object:
+            with self.lock:
+                record.attempts += 1
+                record.error = None  # the last attempt's failure is the step's error
+                attempt = record.attempts
+                if attempt == 1:
+                    record.started = time.monotonic()
+            if self.observer is not None:
+                self.observer.step_started(step, attempt)
+            logger = get_run_logger()
+            ctx = StepContext(
+                step_id=step.id,
+                step_type=step.type,
+                run_id=self.run_info["id"],
+                run_name=self.run_info["name"],
+                workflow=self.plan.name,
+                started_at=self.started_at,
+                logger=logger,
+                settings=self.settings,
+                templates=self.plan.templates,
+                scope=scope,
+                open_store=self.open_store,
+                read_secret=_read_secret,
+                progress=StepProgress(workflow=self.plan.name, step_id=step.id),
+            )
+            try:
+                output = execute_step(step, self.plan.templates, ctx)
+            except Exception as error:
+                # Only real failures: a timeout arrives as a cancellation Prefect injects into
+                # this thread and turns into its own TaskRunTimeoutError, read in _settle.
+                record.error = error
+                if isinstance(error, RunError):
+                    logger.error("%s", error.format())
+                raise
+            # Outside the try: a display problem is a warning, never the step's error.
+            publish_step_output(
+                workflow=self.plan.name,
+                step_id=step.id,
+                step_title=step.title,
+                step_type=step.type,
+                output=output,
+                read_bytes=self._read_bytes,
+            )
+            return output
+
+        delays = [common.retry_delay_seconds * 2**n for n in range(common.retries)]
+        return task(
+            name=step.id,
+            task_run_name=step.id,
+            description=f"{step.title} ({step.type})",
+            tags=[step.type],
+            retries=common.retries,
+            retry_delay_seconds=delays or 0,
+            retry_condition_fn=_retry_wanted,
+            timeout_seconds=common.timeout_seconds,
+            cache_policy=NO_CACHE,
+            persist_result=False,
+            log_prints=False,
+        )(run_step)
+
+    def _read_bytes(self, storage_uri: str) -> bytes:
+        if self.open_store is None:
+            raise RuntimeError("this run has no asset store")
+        data: bytes = self.open_store().read(storage_uri)
+        return data
+
+    def _upstream_futures(self, step_id: str) -> list[Any]:
+        step = self.plan.steps[step_id]
+        return [allow_failure(self.futures[up]) for up in step.depends_on if up in self.futures]
+
+    def _submit(self, step: PlannedStep) -> None:
+        future = self._task(step).submit(wait_for=self._upstream_futures(step.id))
+        self.futures[step.id] = future
+        future.add_done_callback(lambda _: self.done.put(step.id))
+
+    def _skip(self, step_id: str, reason: str) -> None:
+        step = self.plan.steps[step_id]
+        result = StepResult(status="skipped", error=reason)
+        self.report.steps[step_id] = result
+        skipped = task(
+            name=step.id,
+            task_run_name=step.id,
+            description=f"{step.title} ({step.type})",
+            tags=[step.type, "skipped"],
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )(_skipped)
+        self.futures[step_id] = skipped.submit(
+            reason, return_state=False, wait_for=self._upstream_futures(step_id)
+        )
+        if self.observer is not None:
+            self.observer.step_finished(step, result)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def schedule(self) -> State:
+        waiting = self.plan.order()
+        running: set[str] = set()
+        terminated_by: str | None = None
+        failed: list[str] = []
+        while True:
+            if terminated_by is None:
+                for step_id in list(waiting):
+                    step = self.plan.steps[step_id]
+                    if all(up in self.outputs for up in step.depends_on):
+                        waiting.remove(step_id)
+                        running.add(step_id)
+                        self._submit(step)
+            if not running:
+                break
+            step_id = self.done.get()
+            running.discard(step_id)
+            step = self.plan.steps[step_id]
+            result = self._settle(step)
+            self.report.steps[step_id] = result
+            if self.observer is not None:
+                self.observer.step_finished(step, result)
+            if result.status == "completed":
+                continue
+            failed.append(step_id)
+            if step.common.on_failure == "terminate":
+                terminated_by = terminated_by or step_id
+                continue
+            for downstream in self.plan.downstream(step_id):
+                if downstream in waiting:
+                    waiting.remove(downstream)
+                    self._skip(downstream, f'skipped: upstream step "{step_id}" failed')
+        if terminated_by is not None:
+            for step_id in waiting:
+                self._skip(
+                    step_id,
+                    f'not started: step "{terminated_by}" failed and its on_failure is terminate',
+                )
+        for future in self.futures.values():
+            future.wait()
+        self.report.steps = {sid: self.report.steps[sid] for sid in self.plan.steps}
+        return self._final_state(terminated_by, failed)
+
+    def _settle(self, step: PlannedStep) -> StepResult:
+        future = self.futures[step.id]
+        future.wait()
+        record = self.states.get(step.id, _StepState())
+        seconds = time.monotonic() - record.started if record.started else 0.0
+        state = future.state
+        if state.is_completed():
+            output = future.result()
+            self.outputs[step.id] = output
+            return StepResult("completed", output, None, seconds, record.attempts)
+        error = record.error
+        if error is None:
+            found = state.result(raise_on_failure=False)
+            error = found if isinstance(found, BaseException) else None
+        message = error_text(error) if error is not None else (state.message or state.name)
+        return StepResult("failed", None, message, seconds, record.attempts)
+
+    def _final_state(self, terminated_by: str | None, failed: list[str]) -> State:
+        steps = self.report.steps
+        skipped = [sid for sid, result in steps.items() if result.status == "skipped"]
+        if terminated_by is not None:
+            self.report.status = "failed"
+            self.report.message = f'step "{terminated_by}" failed: ' + (
+                steps[terminated_by].error or "unknown error"
+            )
+            return Failed(message=self.report.message)
+        if failed:
+            self.report.status = "partial"
+            self.report.message = (
+                f"{len(failed)} step(s) failed ({', '.join(failed)}) and "
+                f"{len(skipped)} were skipped; on_failure: continue let the rest finish"
+            )
+            return Completed(message=self.report.message)
+        self.report.status = "completed"
+        self.report.message = f"{len(steps)} step(s) completed"
+        return Completed(message=self.report.message)
+
+
+def _read_secret(name: str) -> str:
+    """A Prefect Secret block's value (what ``StepContext.secret`` reads during a run)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        block: Any = Secret.load(name)
+    except ValueError as error:
+        raise StepError(
+            message=f'no Prefect Secret block named "{name}" ({error})',
+            hint=f"create it: prefect block create secret (name {name}), or in the UI under "
+            "Blocks, or use the environment variable instead",
+            retryable=False,
+        ) from None
+    value = block.get()
+    return value if isinstance(value, str) else str(value)
+
+
+def _skipped(reason: str) -> State:
+    return Cancelled(message=reason)
+
+
+def _retry_wanted(task: Any, task_run: Any, state: State) -> bool:
+    """Prefect's retry condition: never retry what cannot succeed (refusals, bad config)."""
+    error = state.result(raise_on_failure=False)
+    return not (isinstance(error, RunError) and not error.retryable)

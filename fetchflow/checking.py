@@ -191,7 +191,11 @@ class _Checker(TemplateChecks):
 
     def _header(self, data: dict[str, Any]) -> WorkflowHeader | None:
         inputs = self._inputs(data.get("inputs", {}))
-        raw = {key: data[key] for key in ("name", "description") if key in data}
+        raw = {
+            key: data[key]
+            for key in ("name", "description", "approval", "approval_timeout_seconds")
+            if key in data
+        }
         try:
             header = WorkflowHeader.model_validate(raw)
         except ValidationError as error:

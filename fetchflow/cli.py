@@ -63,6 +63,21 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=4200, help="port (default 4200)")
     server.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
 
+    for verb, what in (("approve", "approve"), ("deny", "deny")):
+        answer = commands.add_parser(
+            verb, help=f"{what} the billable steps a paused run waits on (needs a server)"
+        )
+        answer.add_argument("run_id", metavar="RUN_ID")
+        answer.add_argument("--note", default="", help="why (kept with the decision)")
+        if verb == "approve":
+            answer.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="FIELD=VALUE",
+                help="edit a value before approving (STEP.FIELD=VALUE in a batch)",
+            )
+
     steps = commands.add_parser("steps", help="list the step types and their fields")
     steps.add_argument("--json", action="store_true", help="as JSON")
 
@@ -158,6 +173,37 @@ def _push() -> int:
     return EXIT_OK
 
 
+def _answer(args: argparse.Namespace) -> int:
+    from fetchflow.prefect_env import prepare_prefect_environment
+    from fetchflow.server import running_server
+    from fetchflow.settings import load_settings
+
+    settings = load_settings()
+    if "PREFECT_API_URL" not in os.environ:
+        server = running_server(settings)
+        if server is None:
+            print(
+                "fetchflow: no Prefect server to reach: the run waits on the server it runs "
+                "on\n  hint: start `fetchflow server` before `fetchflow run`, or set "
+                "PREFECT_API_URL to the server of the run",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        os.environ["PREFECT_API_URL"] = server.api_url
+    prepare_prefect_environment(settings)
+    from fetchflow.approval import answer_paused_run
+
+    print(
+        answer_paused_run(
+            args.run_id,
+            approve=args.command == "approve",
+            edits=getattr(args, "set", []),
+            note=args.note,
+        )
+    )
+    return EXIT_OK
+
+
 def _steps(as_json: bool) -> int:
     registry = _registry()
     described: dict[str, Any] = {}
@@ -213,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "push":
             return _push()
+        if args.command in ("approve", "deny"):
+            return _answer(args)
         if args.command == "server":
             from fetchflow.server import serve_forever
             from fetchflow.settings import load_settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import jinja2
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fetchflow.errors import RunError, StepError, TemplateError
 from fetchflow.plan import PlannedStep
@@ -17,7 +17,7 @@ from fetchflow.step import StepContext
 from fetchflow.templating import Templates
 from fetchflow.validation import describe_value, translate_errors
 
-__all__ = ["execute_step", "render_config"]
+__all__ = ["execute_step", "render_config", "validated_config"]
 
 
 def render_config(
@@ -55,15 +55,23 @@ def render_config(
     return rendered
 
 
-def execute_step(step: PlannedStep, templates: Templates, ctx: StepContext) -> object:
-    """Render, validate and run one step; return its output as JSON data.
+def validated_config(
+    step: PlannedStep,
+    templates: Templates,
+    scope: Mapping[str, object],
+    overrides: Mapping[str, object] | None = None,
+) -> BaseModel:
+    """The step's config with its templates rendered, a reviewer's edits applied, validated.
+
+    Edited values are taken as they are: they are not templates.
 
     Raises:
-        RunError: Any failure, with the step id filled in.
+        RunError: A template failed or a rendered value breaks a field's rule.
     """
-    rendered = render_config(step, templates, ctx.scope)
+    rendered = render_config(step, templates, scope)
+    rendered.update(overrides or {})
     try:
-        config = step.step_cls.config_model.model_validate(rendered)
+        return step.step_cls.config_model.model_validate(rendered)
     except ValidationError as error:
         issues = translate_errors(error, list(step.step_cls.config_model.model_fields))
         first = issues[0]
@@ -80,6 +88,26 @@ def execute_step(step: PlannedStep, templates: Templates, ctx: StepContext) -> o
             step_id=step.id,
             retryable=False,
         ) from None
+
+
+def execute_step(
+    step: PlannedStep,
+    templates: Templates,
+    ctx: StepContext,
+    overrides: Mapping[str, object] | None = None,
+) -> object:
+    """Render, validate and run one step; return its output as JSON data.
+
+    Args:
+        step: The planned step.
+        templates: The run's template environment.
+        ctx: The step's run context (its ``scope`` renders the templates).
+        overrides: Values a reviewer set when approving the step.
+
+    Raises:
+        RunError: Any failure, with the step id filled in.
+    """
+    config = validated_config(step, templates, ctx.scope, overrides)
     try:
         output = step.step_cls().run(config, ctx)
     except RunError as error:

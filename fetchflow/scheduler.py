@@ -27,9 +27,10 @@ from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import allow_failure
 
+from fetchflow.approval import ApprovalDecision, ApprovalRequest, ask_for_approval
 from fetchflow.artifacts import StepProgress, publish_step_output
 from fetchflow.errors import RunError, StepError
-from fetchflow.execution import execute_step
+from fetchflow.execution import execute_step, validated_config
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.report import RunReport, StepResult
 from fetchflow.settings import Settings
@@ -84,6 +85,7 @@ class RunScheduler:
     futures: dict[str, PrefectFuture[Any]] = field(default_factory=dict)
     states: dict[str, _StepState] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+    decisions: dict[str, ApprovalDecision] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- a step as a Prefect task --------------------------------------------------------
@@ -95,7 +97,7 @@ class RunScheduler:
                 scope[upstream] = {"output": self.outputs[upstream]}
         return scope
 
-    def _task(self, step: PlannedStep) -> Any:
+    def _task(self, step: PlannedStep, overrides: dict[str, object]) -> Any:
         common = step.common
         scope = self._scope(step)
         record = self.states.setdefault(step.id, _StepState())
@@ -126,7 +128,7 @@ class RunScheduler:
                 progress=StepProgress(workflow=self.plan.name, step_id=step.id),
             )
             try:
-                output = execute_step(step, self.plan.templates, ctx)
+                output = execute_step(step, self.plan.templates, ctx, overrides)
             except Exception as error:
                 # Only real failures: a timeout arrives as a cancellation Prefect injects into
                 # this thread and turns into its own TaskRunTimeoutError, read in _settle.
@@ -171,7 +173,82 @@ class RunScheduler:
         return [allow_failure(self.futures[up]) for up in step.depends_on if up in self.futures]
 
     def _submit(self, step: PlannedStep) -> None:
-        future = self._task(step).submit(wait_for=self._upstream_futures(step.id))
+        decision = self.decisions.get(step.id)
+        if decision is None and step.common.approval == "required":
+            try:
+                decision = self._ask([step], timeout=step.common.approval_timeout_seconds)
+            except RunError as error:  # its templates or values fail once rendered
+                self._refuse(step, error)
+                return
+        if decision is not None and not decision.approved:
+            self._refuse(step, StepError(message=decision.message, retryable=False))
+            return
+        overrides = decision.overrides if decision is not None else {}
+        future = self._task(step, overrides).submit(wait_for=self._upstream_futures(step.id))
+        self.futures[step.id] = future
+        future.add_done_callback(lambda _: self.done.put(step.id))
+
+    # -- approval --------------------------------------------------------------------------
+
+    def _request(self, step: PlannedStep) -> ApprovalRequest | None:
+        """What to show the reviewer; None when the step costs nothing (it never asks)."""
+        if not step.step_cls.billable:
+            return None
+        config = validated_config(step, self.plan.templates, self._scope(step))
+        estimate = step.step_cls.estimate(config, self.settings)
+        if estimate is not None and estimate.cost_usd == 0:
+            return None
+        values = config.model_dump()
+        fields = step.step_cls.approval_fields
+        return ApprovalRequest(step, {name: values[name] for name in fields}, estimate)
+
+    def _ask(self, steps: list[PlannedStep], timeout: float) -> ApprovalDecision | None:
+        requests = [request for step in steps if (request := self._request(step)) is not None]
+        if not requests:
+            return None
+        key = "approve-" + ("batch" if len(steps) > 1 else steps[0].id)
+        decisions = ask_for_approval(requests, timeout=timeout, key=key)
+        self.decisions.update(decisions)
+        return decisions.get(steps[0].id)
+
+    def _approve_batch(self) -> None:
+        """``approval: batch``: one form, before anything runs, for every billable step.
+
+        A step whose values need upstream outputs is shown as far as it can be rendered
+        now; it is checked again, with the reviewer's edits, when it runs.
+        """
+        requests = []
+        for step in self.plan.steps.values():
+            try:
+                request = self._request(step)
+            except RunError:
+                continue  # needs upstream outputs: rendered (and checked) when it runs
+            if request is not None:
+                requests.append(request)
+        if requests:
+            self.decisions.update(
+                ask_for_approval(
+                    requests,
+                    timeout=self.plan.header.approval_timeout_seconds,
+                    key="approve-batch",
+                )
+            )
+
+    def _refuse(self, step: PlannedStep, error: RunError) -> None:
+        """Fail a step without running it (denied, not approved in time, invalid values)."""
+        error.step_id = error.step_id or step.id
+        self.states.setdefault(step.id, _StepState()).error = error
+        refused = task(
+            name=step.id,
+            task_run_name=step.id,
+            description=f"{step.title} ({step.type})",
+            tags=[step.type, "not-run"],
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )(_refused)
+        future = refused.submit(
+            error.format(), return_state=False, wait_for=self._upstream_futures(step.id)
+        )
         self.futures[step.id] = future
         future.add_done_callback(lambda _: self.done.put(step.id))
 
@@ -196,6 +273,8 @@ class RunScheduler:
     # -- the loop --------------------------------------------------------------------------
 
     def schedule(self) -> State:
+        if self.plan.header.approval == "batch":
+            self._approve_batch()
         waiting = self.plan.order()
         running: set[str] = set()
         terminated_by: str | None = None
@@ -291,6 +370,10 @@ def _read_secret(name: str) -> str:
         ) from None
     value = block.get()
     return value if isinstance(value, str) else str(value)
+
+
+def _refused(message: str) -> State:
+    return Failed(message=message)
 
 
 def _skipped(reason: str) -> State:

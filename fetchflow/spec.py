@@ -195,6 +195,14 @@ class WorkflowHeader(BaseModel):
     inputs: dict[str, InputSpec] = Field(
         default_factory=dict, description="Values a run can be given: `inputs.<name>`."
     )
+    approval: Literal["none", "batch"] = Field(
+        "none",
+        description="batch: before anything runs, one form lists every billable step "
+        "(each its own row) to approve, edit or deny.",
+    )
+    approval_timeout_seconds: float = Field(
+        3600, gt=0, le=7 * 86400, description="How long the batch form waits."
+    )
 
     @field_validator("inputs")
     @classmethod
@@ -231,6 +239,14 @@ class StepCommon(BaseModel):
     )
     timeout_seconds: float | None = Field(
         None, gt=0, le=86400, description="Fail the attempt when it runs longer."
+    )
+    approval: Literal["none", "required"] = Field(
+        "none",
+        description="required: a billable step waits for a reviewer (UI form or "
+        "`fetchflow approve`) before its provider call. Free steps never ask.",
+    )
+    approval_timeout_seconds: float = Field(
+        3600, gt=0, le=7 * 86400, description="A step not approved by then fails."
     )
 
     @field_validator("needs", mode="before")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "CostEstimate",
     "Progress",
     "RuleViolation",
     "Step",
@@ -54,6 +55,21 @@ TEMPLATED_CONTEXT_KEY = "fetchflow_templated"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 OutputT = TypeVar("OutputT")
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What running a step is expected to cost, from published prices.
+
+    Attributes:
+        cost_usd: The expected cost; 0 for free work, None when no price is published.
+        images: How many images it will make, when it makes images.
+        detail: How the estimate was made (``2 x gpt-image-2 high 1024x1024``).
+    """
+
+    cost_usd: float | None
+    images: int | None = None
+    detail: str = ""
 
 
 class StepConfig(BaseModel):
@@ -177,6 +193,8 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         produces_files: Whether the step writes through the asset store (pre-flight).
         template_file_fields: Config fields that name a file under ``templates/``; the
             file's references are checked statically like inline templates.
+        approval_fields: Config fields a reviewer may edit when the step waits for
+            approval (``approval: required``), in the order the form shows them.
     """
 
     config_model: ClassVar[type[BaseModel]]
@@ -184,6 +202,7 @@ class Step(ABC, Generic[ConfigT, OutputT]):
     billable: ClassVar[bool] = False
     produces_files: ClassVar[bool] = False
     template_file_fields: ClassVar[tuple[str, ...]] = ()
+    approval_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def run(self, config: ConfigT, ctx: StepContext) -> OutputT:
@@ -198,6 +217,14 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         endpoint is an error before anything billable runs. Raise a ``StepError``.
         """
         return
+
+    @classmethod
+    def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
+        """What running the step with ``config`` is expected to cost (None: nothing).
+
+        Billable steps override it; an approval form and ``--dry-run`` show the result.
+        """
+        return None
 
     @classmethod
     def summary(cls) -> str:

@@ -143,8 +143,8 @@ def test_partial_run_json_document(run_cli: Callable[..., CliResult]) -> None:
 
 
 @pytest.mark.prefect
-def test_failed_run_exits_1(run_cli: Callable[..., CliResult]) -> None:
-    done = run_cli(str(RUNS / "terminate.yaml"), "--json")
+def test_failed_run_exits_1(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    done = run_cli(str(RUNS / "terminate.yaml"), "--json", "--input", f"state_dir={tmp_path}")
 
     assert done.code == 1, done.stderr
     document = json.loads(done.stdout)

@@ -163,12 +163,15 @@ def test_outputs_flow_downstream(run_workflow: Callable[..., Ran]) -> None:
 
 
 @pytest.mark.prefect
-def test_independent_steps_run_at_the_same_time(run_workflow: Callable[..., Ran]) -> None:
-    ran = run_workflow("parallel")
+def test_independent_steps_run_at_the_same_time(
+    run_workflow: Callable[..., Ran], tmp_path: Path
+) -> None:
+    ran = run_workflow("parallel", state_dir=str(tmp_path))
 
     assert ran.report.status == "completed", ran.report.message
     left, right = ran.step("left").output, ran.step("right").output
     assert isinstance(left, dict) and isinstance(right, dict)
+    assert left["found_after_file"] and right["found_after_file"], "one waited for the other"
     overlap = min(left["finished"], right["finished"]) - max(left["started"], right["started"])
     assert overlap > 0, f"the two 0.5 s steps ran one after the other ({overlap:.2f} s apart)"
     assert ran.step("both").output == ["L", "R"]
@@ -176,9 +179,9 @@ def test_independent_steps_run_at_the_same_time(run_workflow: Callable[..., Ran]
 
 @pytest.mark.prefect
 def test_terminate_stops_the_run_and_names_the_failing_step(
-    run_workflow: Callable[..., Ran],
+    run_workflow: Callable[..., Ran], tmp_path: Path
 ) -> None:
-    ran = run_workflow("terminate")
+    ran = run_workflow("terminate", state_dir=str(tmp_path))
     report = ran.report
 
     assert report.status == "failed"
@@ -191,6 +194,7 @@ def test_terminate_stops_the_run_and_names_the_failing_step(
     # Running when "bad" failed: it finishes and keeps its output.
     assert ran.step("slow").status == "completed"
     assert ran.step("slow").output["marker"] == "still running"  # type: ignore[index]
+    assert ran.step("slow").output["found_after_file"] is True  # type: ignore[index]
     for step_id in ("after_slow", "after_bad"):
         skipped = ran.step(step_id)
         assert skipped.status == "skipped"

@@ -11,7 +11,9 @@ third-party plugin.
   value: [1, 2, 3]              # output: the value itself, native
 - id: nap
   type: sleep
-  seconds: 0.5                  # output: {"marker", "started", "finished"}
+  seconds: 0.5                  # output: {"marker", "started", "finished", ...}
+  started_file: /tmp/nap-up     # created when the step starts
+  after_file: /tmp/other-up     # first wait (at most wait_limit_seconds) for this file
 - id: flaky
   type: fail
   message: provider said no
@@ -23,18 +25,25 @@ third-party plugin.
 - id: files
   type: list_output
   count: 2                      # output: [{"file_url", "file_name"}, ...]
+- id: poster
+  type: priced                  # billable: price x count, approval edits prompt and count
+  prompt: a poster
+  count: 2
+  price: 0.04
 ```
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, model_validator
 
 from fetchflow import RuleViolation, Step, StepConfig, StepContext, StepError, deferred
+from fetchflow.step import CostEstimate
 
 __all__ = [
     "CrashStep",
@@ -42,6 +51,7 @@ __all__ = [
     "FailStep",
     "Item",
     "ListOutputStep",
+    "PricedStep",
     "SleepOutput",
     "SleepStep",
 ]
@@ -67,11 +77,23 @@ class EchoStep(Step[EchoConfig, JsonValue]):
         return config.value
 
 
+def sleep_until(done: Callable[[], bool], deadline: float) -> bool:
+    """Sleep in short slices until ``done()`` or the deadline; return ``done()``."""
+    while not done() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(SLEEP_SLICE_SECONDS, left))
+    return done()
+
+
 class SleepConfig(StepConfig):
     """Fields of a ``sleep`` step."""
 
     seconds: float = Field(ge=0, description="How long to sleep.")
     marker: str = Field("", description="Copied to the output, to tell steps apart.")
+    started_file: str | None = Field(None, description="Created as soon as the step starts.")
+    after_file: str | None = Field(
+        None, description="Wait until this file exists (at most wait_limit_seconds) first."
+    )
+    wait_limit_seconds: float = Field(10, gt=0, description="How long after_file may take.")
 
 
 class SleepOutput(BaseModel):
@@ -82,6 +104,7 @@ class SleepOutput(BaseModel):
     marker: str
     started: float
     finished: float
+    found_after_file: bool
 
 
 class SleepStep(Step[SleepConfig, SleepOutput]):
@@ -91,12 +114,22 @@ class SleepStep(Step[SleepConfig, SleepOutput]):
     output_type = SleepOutput
 
     def run(self, config: SleepConfig, ctx: StepContext) -> SleepOutput:
-        """Sleep ``seconds`` and say when."""
+        """Wait for ``after_file`` if given, sleep ``seconds`` and say when."""
         started = time.monotonic()
-        deadline = started + config.seconds
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(SLEEP_SLICE_SECONDS, left))
-        return SleepOutput(marker=config.marker, started=started, finished=time.monotonic())
+        if config.started_file:
+            Path(config.started_file).touch()
+        found = True
+        if config.after_file:
+            found = sleep_until(
+                lambda: Path(config.after_file or "").exists(), started + config.wait_limit_seconds
+            )
+        sleep_until(lambda: False, time.monotonic() + config.seconds)
+        return SleepOutput(
+            marker=config.marker,
+            started=started,
+            finished=time.monotonic(),
+            found_after_file=found,
+        )
 
 
 class FailConfig(StepConfig):
@@ -145,9 +178,7 @@ class FailStep(Step[FailConfig, str]):
                 hint="this is the test suite's fail step doing its job",
                 retryable=config.retryable,
             )
-        deadline = time.monotonic() + config.then_sleep_seconds
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(SLEEP_SLICE_SECONDS, left))
+        sleep_until(lambda: False, time.monotonic() + config.then_sleep_seconds)
         return "ok"
 
 
@@ -196,3 +227,32 @@ class ListOutputStep(Step[ListOutputConfig, list[Item]]):
             )
             for n in range(config.count)
         ]
+
+
+class PricedConfig(StepConfig):
+    """Fields of a ``priced`` step: a billable step with a published price."""
+
+    prompt: str = Field(description="What it makes.")
+    count: int = Field(1, ge=1, le=10, description="How many items.")
+    price: float = Field(0.01, ge=0, description="Price of one item in USD (0: free).")
+
+
+class PricedStep(Step[PricedConfig, JsonValue]):
+    """A billable step: costs ``price`` per item, so approval forms and estimates see it."""
+
+    config_model = PricedConfig
+    output_type = JsonValue
+    billable = True
+    approval_fields = ("prompt", "count")
+
+    @classmethod
+    def estimate(cls, config: BaseModel, settings: object) -> CostEstimate | None:  # type: ignore[override]
+        assert isinstance(config, PricedConfig)
+        return CostEstimate(
+            cost_usd=config.price * config.count,
+            images=config.count,
+            detail=f"{config.count} x ${config.price}",
+        )
+
+    def run(self, config: PricedConfig, ctx: StepContext) -> JsonValue:
+        return {"prompt": config.prompt, "count": config.count}

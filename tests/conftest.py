@@ -31,6 +31,7 @@ TEST_STEP_ENTRY_POINTS = {
     "fail": "fetchflow_teststeps:FailStep",
     "crash": "fetchflow_teststeps:CrashStep",
     "list_output": "fetchflow_teststeps:ListOutputStep",
+    "priced": "fetchflow_teststeps:PricedStep",
 }
 
 #: Prefect settings for every test session: quiet console, no analytics, a patient start.

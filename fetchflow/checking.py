@@ -193,7 +193,13 @@ class _Checker(TemplateChecks):
         inputs = self._inputs(data.get("inputs", {}))
         raw = {
             key: data[key]
-            for key in ("name", "description", "approval", "approval_timeout_seconds")
+            for key in (
+                "name",
+                "description",
+                "budget_usd",
+                "approval",
+                "approval_timeout_seconds",
+            )
             if key in data
         }
         try:

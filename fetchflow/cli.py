@@ -52,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print one JSON document, no progress")
     run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved plan and its cost estimate; call nothing",
+    )
+    run.add_argument(
+        "--budget",
+        type=float,
+        metavar="USD",
+        help="stop before any billable call when the estimate is over this (overrides budget_usd)",
+    )
+    run.add_argument(
         "--verbose", "-v", action="store_true", help="also show Prefect's own log lines"
     )
 
@@ -113,6 +124,7 @@ def _validate(files: Sequence[Path]) -> int:
 def _run(args: argparse.Namespace) -> int:
     from fetchflow.checking import check_file
     from fetchflow.console import ConsoleProgress, format_summary
+    from fetchflow.cost import check_budget, estimate_plan, format_estimate
     from fetchflow.inputs import parse_input_args, resolve_inputs
     from fetchflow.prefect_env import prepare_prefect_environment
     from fetchflow.preflight import preflight
@@ -122,7 +134,17 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     plan = check_file(args.file, _registry())
     inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
+    budget = args.budget if args.budget is not None else plan.header.budget_usd
+    estimate = estimate_plan(plan, inputs, settings)
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(_estimate_json(plan.name, estimate, budget), indent=2))
+        else:
+            print(format_estimate(plan, estimate, budget))
+        check_budget(estimate, budget)
+        return EXIT_OK
     try:
+        check_budget(estimate, budget)
         store = preflight(plan, settings)
     except RunError as error:
         if args.json:  # scripts reading --json get a document for this failure too
@@ -171,6 +193,24 @@ def _push() -> int:
         print(f"{record.file_name}  {record.storage_uri}")
     print(f"pushed {len(records)} file(s) from {settings.spool_dir} to {store.describe()}")
     return EXIT_OK
+
+
+def _estimate_json(workflow: str, estimate: Any, budget: float | None) -> dict[str, object]:
+    return {
+        "workflow": workflow,
+        "dry_run": True,
+        "budget_usd": budget,
+        "estimated_total_usd": estimate.total_usd,
+        "steps": {
+            row.step.id: {
+                "type": row.step.type,
+                "after": list(row.step.depends_on),
+                "estimated_cost_usd": row.cost_usd,
+                "detail": row.estimate.detail if row.estimate else row.note,
+            }
+            for row in estimate.steps
+        },
+    }
 
 
 def _answer(args: argparse.Namespace) -> int:

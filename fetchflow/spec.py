@@ -195,6 +195,12 @@ class WorkflowHeader(BaseModel):
     inputs: dict[str, InputSpec] = Field(
         default_factory=dict, description="Values a run can be given: `inputs.<name>`."
     )
+    budget_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Stop a run before its first billable call when its estimate is over "
+        "this (USD). `fetchflow run --budget` overrides it.",
+    )
     approval: Literal["none", "batch"] = Field(
         "none",
         description="batch: before anything runs, one form lists every billable step "

@@ -93,6 +93,20 @@ class Case:
 
     first: str
     hint: str
+    exact: bool = True
+
+
+def expected_stderr(path: Path, case: Case, lines: list[str], *, summary: bool) -> list[str]:
+    """The lines ``case`` expects; an inexact case (a bug whose fix will choose the words)
+    takes the actual first line when it starts with ``case.first`` and any non-empty hint.
+    """
+    first, hint = f"{path}:{case.first}", f"  hint: {case.hint}"
+    if not case.exact:
+        if len(lines) >= 2 and lines[0].startswith(first):
+            first = lines[0]
+        if len(lines) >= 2 and lines[1].startswith("  hint: ") and lines[1][8:].strip():
+            hint = lines[1]
+    return [first, hint, f"{path}: 1 problem"] if summary else [first, hint]
 
 
 # -- the file cases: file stem -> first line after "path:", hint -----------------------------
@@ -228,6 +242,7 @@ ENGINE_CASES = {
         "scanning a plain scalar)",
         SYNTAX_HINT,
     ),
+    "yaml_recursive_alias": Case("3:", "", exact=False),
     "yaml_undefined_alias": Case("6:9: YAML syntax error: found undefined alias", SYNTAX_HINT),
     "duplicate_key_in_step": Case(
         '7:5: field "steps.0.model": duplicate key "model" (first at line 6)',
@@ -301,6 +316,7 @@ ENGINE_CASES = {
         f'6:9: {HERO} field "id": duplicate step id "hero" (first used at line 3)',
         "give every step its own id",
     ),
+    "empty_step_type": Case('4:11: step "hero" field "type": ', "", exact=False),
     "unknown_step_type": Case(
         '4:11: step "hero" (image_generaton) field "type": unknown step type '
         '"image_generaton"; did you mean "image_generation"?',
@@ -371,11 +387,17 @@ FILE_CASES = {**IMAGE_RULE_CASES, **ENGINE_CASES}
 #: Cases where fetchflow is wrong today: the tables say what it should print.
 BUGS = {
     "prompt_as_mapping": "BUG: a literal YAML mapping (or list) as prompt is accepted and sent "
-    "as JSON text: ImageGenerationConfig._values_read_as_text (steps/image_generation.py:99) "
+    "as JSON text: ImageGenerationConfig._values_read_as_text (steps/image_generation.py:108) "
     "stringifies any value, not only the rendered value of a template",
     "yaml_unclosed_quote": "BUG: an unclosed quote is reported at the end of the file (7:1, "
     "past the last line) instead of where the quote opens: fetchflow/loading.py:227 prefers "
     "problem_mark over context_mark",
+    "empty_step_type": 'BUG: type: "" is reported as nothing at all (exit 2, stderr \'FILE: '
+    "0 problems'): fetchflow/checking.py:311-312 test `if step_type` where an empty string "
+    "is falsy, and StepCommon accepts an empty type",
+    "yaml_recursive_alias": "BUG: an alias inside its own anchor (&hero [*hero]) crashes "
+    "the loader with RecursionError (exit 1, 'internal error'): _Builder.build "
+    "(fetchflow/loading.py:128) follows aliases without noticing a node it is still building",
     "private_attribute_via_attr_filter": "BUG: << x | attr('__class__') >> passes the static "
     "check (the sandbox refuses it only when rendering, inside the run): unsafe_attributes "
     "(fetchflow/references.py:189) looks at Getattr/Getitem nodes, not at attr()'s argument",
@@ -583,11 +605,8 @@ def test_validate_reports_one_problem_and_does_nothing(
 
     assert outcome.code == 2, outcome.stderr
     assert outcome.stdout == ""
-    assert outcome.stderr.splitlines() == [
-        f"{path}:{case.first}",
-        f"  hint: {case.hint}",
-        f"{path}: 1 problem",
-    ]
+    lines = outcome.stderr.splitlines()
+    assert lines == expected_stderr(path, case, lines, summary=True)
     sandbox.assert_nothing_happened(outcome)
 
 
@@ -616,7 +635,8 @@ def test_run_of_a_broken_file_exits_2_before_anything_billable(
 
     assert outcome.code == 2, outcome.stderr
     assert outcome.stdout == ""
-    assert outcome.stderr.splitlines() == [f"{path}:{case.first}", f"  hint: {case.hint}"]
+    lines = outcome.stderr.splitlines()
+    assert lines == expected_stderr(path, case, lines, summary=False)
     assert outcome.seconds < 10
     sandbox.assert_nothing_happened(outcome)
 

@@ -1,0 +1,260 @@
+"""The Prefect UI in a real browser: a run's page and its image gallery, as a user sees them.
+
+``fetchflow server`` runs as a subprocess (a temp ``FETCHFLOW_HOME``), ``fetchflow run
+flows/product_shot.yaml`` sends a run to it, and headless Chromium (Debian's
+``/usr/bin/chromium``, driven by Playwright's Python package; Playwright never downloads a
+browser here) opens the run's page and the gallery artifact of the ``hero`` step. The gallery's
+thumbnails are inline ``data:`` images: each must have decoded (``naturalWidth > 0``), one per
+image the step made.
+
+Routes in Prefect 3.8's default UI (``/v2``): the flow run page lists its artifacts under the
+*Artifacts* tab, each card linking to the artifact's *key* page (every version of the key,
+across runs); the content itself renders on the artifact's own page
+``/artifacts/artifact/{id}``, reached here with the id read from the REST API.
+
+The screenshots land in the test's temp folder; with ``FETCHFLOW_UPDATE_SCREENSHOTS=1`` they
+also replace ``docs/run-page.png`` and ``docs/gallery.png`` (the README's pictures).
+``scripts/ci-browser-deps`` installs Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from fetchflow.server import run_url
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+CHROMIUM = Path(os.environ.get("FETCHFLOW_CHROMIUM", "/usr/bin/chromium"))
+#: Chromium on a machine with a closed network: no sandbox as root, no GPU, and none of the
+#: background connections that would be refused (or wait for DNS) at every start.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WORKFLOW = REPO / "flows" / "product_shot.yaml"
+GALLERY_KEY = "product-shot-hero-output"
+#: Generous on a cold 2-core machine: the server's first start creates its database (~20 s).
+SERVER_TIMEOUT = 120.0
+#: How long the UI may take to show something (the default 5 s is tight on a busy machine).
+UI_TIMEOUT_MS = 30_000
+MAX_SCREENSHOT_BYTES = 300_000
+
+pytestmark = [
+    pytest.mark.prefect,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (scripts/ci-browser-deps)"
+    ),
+]
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def api(url: str, body: object | None = None) -> Any:
+    """GET (or POST ``body`` as JSON) a Prefect API URL; the decoded answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with _DIRECT.open(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def poll(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
+    """``probe()`` until it returns something truthy; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass(frozen=True)
+class UiServer:
+    """A running ``fetchflow server``."""
+
+    home: Path
+    env: dict[str, str]
+    api_url: str
+    ui_url: str
+
+
+@pytest.fixture
+def ui_server(tmp_path: Path) -> Iterator[UiServer]:
+    """``fetchflow server`` on a free port with a temp home; stopped with SIGTERM after."""
+    home = tmp_path / "home"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PREFECT_", "FETCHFLOW_", "AWS_", "COV_CORE_"))
+    }
+    # The repository first: the venv's editable install may map ``fetchflow`` elsewhere.
+    env["PYTHONPATH"] = str(REPO)
+    env["FETCHFLOW_HOME"] = str(home)
+    env["NO_COLOR"] = "1"
+    state = home / "server.json"
+    log = tmp_path / "fetchflow-server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fetchflow.cli", "server", "--port", str(free_port())],
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def started() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"fetchflow server exited ({process.returncode}):\n{log.read_text()}")
+            return state.is_file()
+
+        poll("fetchflow server to write server.json", started, SERVER_TIMEOUT)
+        info = json.loads(state.read_text(encoding="utf-8"))
+        yield UiServer(home, env, info["api_url"], info["ui_url"])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+        assert not state.exists(), "the stopped server left server.json behind"
+    finally:
+        if process.poll() is None:  # a failure above: never leave servers behind
+            process.kill()
+            process.wait()
+        if state.is_file():  # the Prefect server runs in its own session
+            pid = json.loads(state.read_text(encoding="utf-8")).get("pid")
+            if isinstance(pid, int):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+
+def graph_is_drawn(canvas: Locator) -> bool:
+    """Whether the run graph's canvas shows the (green, completed) task run bars yet."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(canvas.screenshot(animations="disabled"))).convert("RGB")
+    colors = image.getcolors(image.width * image.height) or []
+    green = sum(n for n, (r, g, b) in colors if g > r + 60 and g > b + 30)
+    return green > 500
+
+
+def save_screenshot(page: Page, name: str, folder: Path) -> Path:
+    """A viewport PNG in ``folder``; copied to ``docs/`` with FETCHFLOW_UPDATE_SCREENSHOTS=1."""
+    path = folder / name
+    page.screenshot(path=str(path), animations="disabled")
+    assert path.stat().st_size < MAX_SCREENSHOT_BYTES, f"{name}: {path.stat().st_size} bytes"
+    if os.environ.get("FETCHFLOW_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS / name)
+    return path
+
+
+def test_the_run_page_and_its_gallery_render_in_chromium(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchflow.cli", "run", str(WORKFLOW), "--json"],
+        env=ui_server.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["status"] == "completed"
+    run_id = document["run_id"]
+    images = document["steps"]["hero"]["output"]
+    assert len(images) == 2  # the workflow's count
+    page_url = run_url(ui_server.ui_url, run_id)
+    if "url" in document:
+        assert document["url"] == page_url
+    run_name = api(f"{ui_server.api_url}/flow_runs/{run_id}")["name"]
+    found = api(
+        f"{ui_server.api_url}/artifacts/filter",
+        {"artifacts": {"flow_run_id": {"any_": [run_id]}, "key": {"any_": [GALLERY_KEY]}}},
+    )
+    assert len(found) == 1, found
+    gallery_url = f"{ui_server.ui_url}/artifacts/artifact/{found[0]['id']}"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            wait = UI_TIMEOUT_MS
+
+            # The run page: its name, state, task runs and graph.
+            page.goto(page_url, wait_until="domcontentloaded")
+            expect(page.get_by_text(run_name, exact=True).first).to_be_visible(timeout=wait)
+            page.get_by_role("tab", name="Task Runs").click()
+            completed = page.get_by_text(f"{len(document['steps'])} Completed")
+            expect(completed).to_be_visible(timeout=wait)
+            for step in document["steps"]:
+                task_run = page.get_by_role("link", name=step, exact=True).first
+                expect(task_run).to_be_visible(timeout=wait)
+            canvas = page.locator("canvas").first
+            poll("the run graph to be drawn", lambda: graph_is_drawn(canvas), 30)
+            save_screenshot(page, "run-page.png", tmp_path)
+
+            # Its Artifacts tab lists the gallery (the card links to the key's page).
+            page.get_by_role("tab", name="Artifacts").click()
+            card = page.locator(f'a[href$="/artifacts/key/{GALLERY_KEY}"]')
+            expect(card).to_have_count(1, timeout=wait)
+
+            # The gallery: one decoded thumbnail per image, named after its file.
+            page.goto(gallery_url, wait_until="domcontentloaded")
+            thumbnails = page.locator('[data-testid="markdown-display"] img')
+            expect(thumbnails).to_have_count(len(images), timeout=wait)
+            page.wait_for_function(
+                "n => [...document.querySelectorAll('[data-testid=\"markdown-display\"] img')]"
+                ".filter(img => img.complete).length === n",
+                arg=len(images),
+            )
+            loaded = thumbnails.evaluate_all(
+                "imgs => imgs.map(img => ({alt: img.alt, width: img.naturalWidth,"
+                " height: img.naturalHeight, src: img.src.slice(0, 16)}))"
+            )
+            assert [shown["alt"] for shown in loaded] == [i["file_name"] for i in images]
+            assert all(shown["src"].startswith("data:image/") for shown in loaded), loaded
+            assert all(shown["width"] > 0 and shown["height"] > 0 for shown in loaded), loaded
+            save_screenshot(page, "gallery.png", tmp_path)
+        finally:
+            browser.close()

@@ -393,7 +393,7 @@ BUGS = {
     "past the last line) instead of where the quote opens: fetchflow/loading.py:227 prefers "
     "problem_mark over context_mark",
     "empty_step_type": 'BUG: type: "" is reported as nothing at all (exit 2, stderr \'FILE: '
-    "0 problems'): fetchflow/checking.py:311-312 test `if step_type` where an empty string "
+    "0 problems'): fetchflow/checking.py:317-318 test `if step_type` where an empty string "
     "is falsy, and StepCommon accepts an empty type",
     "yaml_recursive_alias": "BUG: an alias inside its own anchor (&hero [*hero]) crashes "
     "the loader with RecursionError (exit 1, 'internal error'): _Builder.build "

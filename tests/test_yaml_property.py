@@ -141,7 +141,7 @@ TEMPLATE_BITS = [
 #: Known bugs (each a strict xfail below); generated inputs that hit them are skipped so the
 #: properties keep guarding everything else.
 EMPTY_STEP_TYPE = (
-    'BUG: type: "" gives WorkflowInvalid with no problem at all: fetchflow/checking.py:311-312 '
+    'BUG: type: "" gives WorkflowInvalid with no problem at all: fetchflow/checking.py:317-318 '
     "test `if step_type`, and an empty string is falsy"
 )
 RECURSIVE_ALIAS = (

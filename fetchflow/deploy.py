@@ -6,7 +6,8 @@ inputs (:func:`deployment_schema`): the UI's Run form shows each input with its 
 default and its description, and the API refuses parameters of the wrong type.
 
 How Prefect 3.8 runs a served deployment, and why a flow built from YAML works: a
-``Runner`` registers each deployment and keeps the ``Flow`` object it was given in memory;
+``Runner`` registers each flow with ``add_flow``, which keeps the ``Flow`` object in memory
+(``add_deployment`` does not: its runs would import the entrypoint, and fail);
 it polls the API for scheduled runs of those deployments (``PREFECT_RUNNER_POLL_FREQUENCY``,
 set to :data:`POLL_SECONDS` here unless the user set it), claims a run by proposing
 ``Pending`` (the server refuses a second claim, so several serving processes never run the
@@ -15,7 +16,9 @@ cloudpickled into a fresh ``spawn`` process. The flow's entrypoint is never impo
 closure :func:`fetchflow.runner.build_flow` returns (plan, settings and its generated
 signature included) runs as it is, in a child process that imports fetchflow and the step
 plugins again. A run from the UI therefore executes the same engine as ``fetchflow run``,
-with the pre-run checks at the start of each flow run.
+with the pre-run checks at the start of each flow run. Because the child is spawned, the
+program that calls :func:`serve_workflows` needs the usual ``if __name__ == "__main__":``
+guard (console scripts and ``python -m`` have it).
 
 Work-pool workers (``prefect worker start``) are a different mechanism: they load a flow
 from the deployment's entrypoint, which a workflow built from YAML does not have; several

@@ -315,7 +315,15 @@ class _Checker(TemplateChecks):
                 self.add_issue(issue, base, step=who)
             common = None
         step_cls = self.registry.get(step_type) if step_type else None
-        if step_type and step_cls is None:
+        if step_type == "":
+            self.add(
+                self.source.value((*base, "type")),
+                "the step type is empty",
+                f"step types: {', '.join(self.registry.names())} (see fetchflow steps)",
+                step=who,
+                field="type",
+            )
+        elif step_type is not None and step_cls is None:
             suggestion = closest(step_type, self.registry.names())
             self.add(
                 self.source.value((*base, "type")),

@@ -112,6 +112,9 @@ class _Builder:
         self.source = source
         self.problems: list[Problem] = []
         self._scalars = SafeConstructor()
+        self._building: set[int] = set()
+        self.endless = False  # an alias inside its own anchor: the data is unusable
+        self._built: dict[int, object] = {}
 
     def problem(self, span: Span, message: str, hint: str, field: str | None = None) -> None:
         self.problems.append(
@@ -127,10 +130,31 @@ class _Builder:
 
     def build(self, node: Node, path: DataPath) -> object:
         self.source.values.setdefault(path, _span(node.start_mark))
-        if isinstance(node, MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, MappingNode | SequenceNode):
+            key = id(node)
+            if key in self._building:
+                self.endless = True
+                self.problem(
+                    _span(node.start_mark),
+                    "an alias refers to the anchor it is inside of (the value would be endless)",
+                    "anchor a value that does not contain the alias",
+                    field=path_text(path) or None,
+                )
+                return None
+            if key in self._built:  # an alias: the same value again, built once
+                return self._built[key]
+            self._building.add(key)
+            try:
+                if isinstance(node, MappingNode):
+                    value: object = self._mapping(node, path)
+                else:
+                    value = [
+                        self.build(item, (*path, index)) for index, item in enumerate(node.value)
+                    ]
+            finally:
+                self._building.discard(key)
+            self._built[key] = value
+            return value
         if isinstance(node, ScalarNode) and node.style in ("|", ">"):
             self.source.block_scalars.add(path)
         try:
@@ -224,7 +248,9 @@ def load_yaml(text: str, file: str) -> Loaded:
     try:
         node = yaml.compose(text, Loader=_Composer)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
+        # At the end of the stream, the problem is where the unclosed thing opened.
+        at_end = "end of stream" in (error.problem or "")
+        mark = (error.context_mark if at_end else None) or error.problem_mark or error.context_mark
         span = _span(mark) if mark is not None else Span(1, 1)
         what = error.problem or "invalid YAML"
         if error.context:
@@ -248,4 +274,4 @@ def load_yaml(text: str, file: str) -> Loaded:
         return Loaded(None, source, [])
     builder = _Builder(source)
     data = builder.build(node, ())
-    return Loaded(data, source, builder.problems)
+    return Loaded(None if builder.endless else data, source, builder.problems)

@@ -191,11 +191,18 @@ def unsafe_attributes(ast: nodes.Template) -> list[tuple[str, int]]:
     from jinja2 import nodes
 
     found: list[tuple[str, int]] = []
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
         if isinstance(node, nodes.Getattr):
             name: object = node.attr
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             name = node.arg.value
+        elif (
+            isinstance(node, nodes.Filter)
+            and node.name == "attr"
+            and node.args
+            and isinstance(node.args[0], nodes.Const)
+        ):
+            name = node.args[0].value  # << x | attr("__class__") >>
         else:
             continue
         if isinstance(name, str) and name.startswith("_"):

@@ -136,15 +136,18 @@ class RunScheduler:
                 if isinstance(error, RunError):
                     logger.error("%s", error.format())
                 raise
-            # Outside the try: a display problem is a warning, never the step's error.
-            publish_step_output(
-                workflow=self.plan.name,
-                step_id=step.id,
-                step_title=step.title,
-                step_type=step.type,
-                output=output,
-                read_bytes=self._read_bytes,
-            )
+            # Outside the try: a display problem is a warning, never the step's error. Only
+            # steps that make files get an Output artifact (gallery and table): an API call
+            # per trivial step would cost more than the step itself.
+            if step.step_cls.produces_files:
+                publish_step_output(
+                    workflow=self.plan.name,
+                    step_id=step.id,
+                    step_title=step.title,
+                    step_type=step.type,
+                    output=output,
+                    read_bytes=self._read_bytes,
+                )
             return output
 
         delays = [common.retry_delay_seconds * 2**n for n in range(common.retries)]

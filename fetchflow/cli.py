@@ -89,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
                 help="edit a value before approving (STEP.FIELD=VALUE in a batch)",
             )
 
+    serve = commands.add_parser(
+        "serve", help="serve workflows as Prefect deployments (typed run forms in the UI)"
+    )
+    serve.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="workflow files or folders of *.yaml"
+    )
+    serve.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most flow runs at the same time on this machine (default 5)",
+    )
+
     steps = commands.add_parser("steps", help="list the step types and their fields")
     steps.add_argument("--json", action="store_true", help="as JSON")
 
@@ -213,6 +227,25 @@ def _estimate_json(workflow: str, estimate: Any, budget: float | None) -> dict[s
     }
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from fetchflow.deploy import check_workflows, serve_target
+    from fetchflow.prefect_env import prepare_prefect_environment
+    from fetchflow.settings import load_settings
+
+    settings = load_settings()
+    registry = _registry()
+    check_workflows(args.paths, registry)  # every problem of every file, before Prefect
+    target = serve_target(settings)
+    os.environ["PREFECT_API_URL"] = target.api_url
+    prepare_prefect_environment(settings, verbose=True)
+    from fetchflow.deploy import serve_workflows
+
+    serve_workflows(
+        args.paths, settings=settings, registry=registry, limit=args.limit, ui_url=target.ui_url
+    )
+    return EXIT_OK
+
+
 def _answer(args: argparse.Namespace) -> int:
     from fetchflow.prefect_env import prepare_prefect_environment
     from fetchflow.server import running_server
@@ -288,7 +321,7 @@ def _schema() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchflow`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.command != "run":
+    if args.command not in ("run", "serve"):
         # Pydantic looks for its own plugins (scanning every installed distribution, ~40 ms)
         # when the first model is built; checking a file needs none of them.
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
@@ -301,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _push()
         if args.command in ("approve", "deny"):
             return _answer(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "server":
             from fetchflow.server import serve_forever
             from fetchflow.settings import load_settings

@@ -66,6 +66,7 @@ MAX_SCREENSHOT_BYTES = 300_000
 
 pytestmark = [
     pytest.mark.prefect,
+    pytest.mark.browser,
     pytest.mark.skipif(
         not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (scripts/ci-browser-deps)"
     ),

@@ -304,10 +304,9 @@ def _steps(as_json: bool) -> int:
             flag = "required" if spec["required"] else f"default {json.dumps(spec.get('default'))}"
             print(f"  {field:<22} {spec['description']} ({flag})")
         print()
-    print(
-        "Every step also takes: id, type, name, needs, on_failure, retries, "
-        "retry_delay_seconds, timeout_seconds."
-    )
+    from fetchflow.spec import STEP_COMMON_KEYS
+
+    print(f"Every step also takes: {', '.join(STEP_COMMON_KEYS)}.")
     return EXIT_OK
 
 

@@ -139,7 +139,7 @@ def call_with_retries(
     as it is, at once. Before retry ``n`` the loop waits ``max(retry_after, backoff)``,
     capped at ``max_delay``, where ``backoff`` is :func:`backoff_delay` and ``retry_after``
     what a :class:`RateLimited` error asked for. Each retry is logged at WARNING
-    (``attempt 2/4 after 429 from openai https://...: waiting 1.3 s (image 1 of 1)``).
+    (``attempt 2/4 after 429 from openai https://...: waiting 1.25 s (image 1 of 1)``).
 
     Args:
         call: One attempt: a provider call raising :class:`ProviderError`.
@@ -197,12 +197,12 @@ def call_with_retries(
                 max_delay,
             )
             logger.warning(
-                "attempt %d/%d after %s from %s: waiting %.1f s%s",
+                "attempt %d/%d after %s from %s: waiting %s s%s",
                 attempt + 1,
                 attempts,
                 _failure(error),
                 _source(error),
-                wait,
+                f"{round(wait, 2):g}",  # 0.25, 1.3, 60: as precise as a short wait needs
                 suffix,
             )
             sleep(wait)

@@ -151,16 +151,18 @@ def test_a_429_waits_what_retry_after_asks_and_logs_the_attempt(
     assert script.calls == 2
     assert fake.slept == [3.0]  # Retry-After beats the 0.5 s backoff
     assert retry_lines(caplog) == [
-        f"attempt 2/4 after 429 from openai {ENDPOINT}: waiting 3.0 s (image 1 of 1)",
+        f"attempt 2/4 after 429 from openai {ENDPOINT}: waiting 3 s (image 1 of 1)",
         "attempt 2/4 succeeded after 3.0 s (image 1 of 1)",
     ]
     assert caplog.records[0].levelno == logging.WARNING
 
 
-def test_a_short_retry_after_still_waits_the_backoff() -> None:
+def test_a_short_retry_after_still_waits_the_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
     script, fake = Script([rate_limited(0.2)]), FakeTime()
     run(script, fake, jitter=0.5)
     assert fake.slept == [0.75]  # max(0.2, 1 s * (0.5 + 0.5 * 0.5))
+    assert "waiting 0.75 s (image 1 of 1)" in retry_lines(caplog)[0]
 
 
 @pytest.mark.parametrize(

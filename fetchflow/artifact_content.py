@@ -189,7 +189,18 @@ def render_gallery(
     images = sum(1 for record in records if _is_image(record))
     count = f"{images} image{'s' * (images != 1)}" if images else f"{len(records)} file(s)"
     head = [f"### {_md(step_title)} · {_md(step_type)}", ""]
-    head += [f"Step `{step_id}` made {count}. Click a thumbnail for the full file.", ""]
+    local = [
+        str(r.get("file_url", ""))
+        for r in records
+        if str(r.get("file_url", "")).startswith("file://")
+    ]
+    if local:
+        # Browsers do not open file:// links from a web page (the UI drops them): say where.
+        folder = local[0].removeprefix("file://").rsplit("/", 2)[0]
+        where = f"The files are in the local store, under `{folder}`."
+    else:
+        where = "Click a thumbnail for the full file."
+    head += [f"Step `{step_id}` made {count}. {where}", ""]
     gallery = [" ".join(thumbs), ""] if thumbs else []
     return "\n".join([*head, *gallery, *lines, ""])
 

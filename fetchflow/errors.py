@@ -137,12 +137,16 @@ class RunError(FetchflowError):
         hint: What the user can do about it.
         step_id: The step that failed, filled in by the runner when the step raised it.
         retryable: Whether trying again could help (a moderation block cannot).
+        partial_output: What the step made and kept before it failed (paid-for images), as
+            the JSON data its output would hold; the run keeps it in the step's result and
+            summary, and never retries the step (that would pay for it again).
     """
 
     message: str
     hint: str = ""
     step_id: str | None = None
     retryable: bool = True
+    partial_output: object = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

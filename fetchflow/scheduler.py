@@ -135,6 +135,15 @@ class RunScheduler:
                 record.error = error
                 if isinstance(error, RunError):
                     logger.error("%s", error.format())
+                    if error.partial_output is not None and step.step_cls.produces_files:
+                        publish_step_output(  # what was paid for shows in the UI too
+                            workflow=self.plan.name,
+                            step_id=step.id,
+                            step_title=step.title,
+                            step_type=step.type,
+                            output=error.partial_output,
+                            read_bytes=self._read_bytes,
+                        )
                 raise
             # Outside the try: a display problem is a warning, never the step's error. Only
             # steps that make files get an Output artifact (gallery and table): an API call
@@ -335,7 +344,8 @@ class RunScheduler:
             found = state.result(raise_on_failure=False)
             error = found if isinstance(found, BaseException) else None
         message = error_text(error) if error is not None else (state.message or state.name)
-        return StepResult("failed", None, message, seconds, record.attempts)
+        kept = error.partial_output if isinstance(error, RunError) else None
+        return StepResult("failed", kept, message, seconds, record.attempts)
 
     def _final_state(self, terminated_by: str | None, failed: list[str]) -> State:
         steps = self.report.steps
@@ -386,4 +396,8 @@ def _skipped(reason: str) -> State:
 def _retry_wanted(task: Any, task_run: Any, state: State) -> bool:
     """Prefect's retry condition: never retry what cannot succeed (refusals, bad config)."""
     error = state.result(raise_on_failure=False)
-    return not (isinstance(error, RunError) and not error.retryable)
+    if isinstance(error, RunError):
+        # Never retry what cannot succeed, nor a step that kept paid-for work: a retry would
+        # make (and pay for) it again.
+        return error.retryable and error.partial_output is None
+    return True

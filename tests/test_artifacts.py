@@ -157,6 +157,13 @@ def test_gallery_links_every_thumbnail_to_its_file(store: LocalStore) -> None:
     assert "### Hero shot · image" in markdown
     assert "1\\. " not in markdown and "1. [hero-1.png](file://" in markdown
     assert "800×600 · " in markdown
+    # Local files: the UI cannot open file:// links, so the gallery says where they are.
+    folder = records[0]["file_url"].removeprefix("file://").rsplit("/", 2)[0]
+    assert f"made 3 images. The files are in the local store, under `{folder}`." in markdown
+    https = [
+        {**record, "file_url": f"https://cdn.example/{i}.png"} for i, record in enumerate(records)
+    ]
+    assert "made 3 images. Click a thumbnail for the full file." in render(https, store.read)
 
 
 def test_unreadable_files_keep_their_link_and_say_why(store: LocalStore) -> None:

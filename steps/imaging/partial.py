@@ -44,3 +44,8 @@ class PartialImages(StepError):
 
     kept: list[dict[str, object]] = field(default_factory=list)
     asked: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The engine keeps any step's partial output; for images, that is what was kept.
+        self.partial_output = list(self.kept)

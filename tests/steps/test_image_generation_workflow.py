@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from fakes import fixtures
+from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
 
 from fetchflow.checking import check_file
@@ -33,6 +34,7 @@ from steps.image_generation import PREVIEW_NOTICE
 pytestmark = pytest.mark.prefect
 
 fake_openai = fixtures.fake_openai
+fake_gemini = fixtures.fake_gemini
 
 FLOWS = Path(__file__).resolve().parents[1] / "data" / "image_flows"
 REGISTRY = StepRegistry.from_entry_points()
@@ -186,3 +188,42 @@ def test_a_rejected_key_is_not_in_the_logs_prefect_stored(rejected_run: Rejected
     assert any("Traceback (most recent call last)" in log.message for log in rejected_run.logs)
     leaked = [log.message for log in rejected_run.logs if KEY in log.message]
     assert leaked == []
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [("gemini_partial", "partial"), ("gemini_partial_terminate", "failed")],
+)
+def test_images_paid_for_before_a_failure_stay_in_the_run(
+    name: str,
+    status: str,
+    prefect_api: str,
+    fake_gemini: FakeGemini,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    clean_environment(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    fake_gemini.queue(fake_gemini.answer, fake_gemini.answer)
+    fake_gemini.queue_safety_stop()
+
+    report, store = run_workflow(name, tmp_path / "home")
+
+    assert report.status == status
+    hero = report.steps["hero"]
+    assert hero.status == "failed"
+    assert hero.attempts == 1  # retries: 2, but a retry would pay for the kept images again
+    assert hero.error is not None and "2 of 3 images were made and kept" in hero.error
+    kept = hero.output
+    assert isinstance(kept, list) and [record["index"] for record in kept] == [0, 1]
+    for record in kept:  # the records are real: their bytes are in the store
+        data = store.read(record["storage_uri"])
+        assert hashlib.sha256(data).hexdigest() == record["sha256"]
+    assert len(fake_gemini.requests) == 3
+    assert json.loads(json.dumps(report.to_json()))["steps"]["hero"]["output"] == kept
+    if status == "partial":
+        assert report.steps["note"].status == "skipped"
+        assert report.steps["other"].output == "unrelated branch"
+    else:
+        assert 'step "hero" failed' in report.message

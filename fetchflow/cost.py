@@ -156,7 +156,7 @@ def format_estimate(plan: Plan, estimate: PlanEstimate, budget_usd: float | None
         if not step.step_cls.billable:
             cost = "free"
         elif row.cost_usd is None:
-            cost = f"unknown ({row.note})"
+            cost = "unknown" if row.estimate and row.estimate.detail else f"unknown ({row.note})"
         else:
             cost = f"${row.cost_usd:.4f}"
         detail = f"  {row.estimate.detail}" if row.estimate and row.estimate.detail else ""

@@ -42,9 +42,16 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import RuleViolation, Step, StepConfig, StepContext, deferred
+from fetchflow.step import (
+    CostEstimate,
+    RuleViolation,
+    Step,
+    StepConfig,
+    StepContext,
+    deferred,
+)
 from fetchflow.templating import is_template, to_text
 from steps.imaging import rules
 from steps.imaging.assets import ChargeType, ImageAsset, record_hosted_usage, store_image
@@ -105,8 +112,20 @@ class ImageGenerationConfig(StepConfig):
 
     @field_validator("prompt", mode="before")
     @classmethod
-    def _values_read_as_text(cls, value: object) -> object:
-        return value if value is None or isinstance(value, str) else to_text(value)
+    def _values_read_as_text(cls, value: object, info: ValidationInfo) -> object:
+        # A template that is exactly one expression renders a native value (a list, a
+        # mapping): the prompt reads it as JSON text. A mapping written as the prompt in the
+        # file is a YAML slip (a colon in a plain multi-line prompt) and is an error.
+        if value is None or isinstance(value, str):
+            return value
+        if info.context is not None:  # the static check: the value is as written
+            raise RuleViolation(
+                f"prompt must be text, got {type(value).__name__} {to_text(value)[:60]}",
+                fields=("prompt",),
+                hint="a colon makes YAML read the prompt as a mapping: quote the prompt, "
+                "or write it as a block (prompt: |)",
+            )
+        return to_text(value)
 
     @field_validator("model")
     @classmethod
@@ -242,6 +261,15 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
     output_type = list[ImageAsset]
     billable = True
     produces_files = True
+    approval_fields = ("prompt", "model", "count", "size", "aspect_ratio", "resolution", "style")
+
+    @classmethod
+    def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
+        """``count`` images of the model that would run, priced from the catalog."""
+        from steps.imaging.estimate import estimate_request
+
+        assert isinstance(config, ImageGenerationConfig)
+        return estimate_request(config, settings)
 
     @classmethod
     def preflight(

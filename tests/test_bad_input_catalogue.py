@@ -222,9 +222,10 @@ IMAGE_RULE_CASES = {
         "name the model, e.g. model: gpt-image-2",
     ),
     "prompt_as_mapping": Case(
-        f'6:5: {HERO} field "prompt": must be a valid string; got {{"A blue vase": "on a white '
-        'table"}',
-        'write text, e.g. "hello" (quote it if YAML reads it as something else)',
+        f'6:5: {HERO} field "prompt": prompt must be text, got dict {{"A blue vase": "on a '
+        'white table"}',
+        "a colon makes YAML read the prompt as a mapping: quote the prompt, or write it as a "
+        "block (prompt: |)",
     ),
 }
 
@@ -392,11 +393,7 @@ ENGINE_CASES = {
 FILE_CASES = {**IMAGE_RULE_CASES, **ENGINE_CASES}
 
 #: Cases where fetchflow is wrong today: the tables say what it should print.
-BUGS = {
-    "prompt_as_mapping": "BUG: a literal YAML mapping (or list) as prompt is accepted and sent "
-    "as JSON text: ImageGenerationConfig._values_read_as_text (steps/image_generation.py:108) "
-    "stringifies any value, not only the rendered value of a template",
-}
+BUGS: dict[str, str] = {}
 
 
 def file_params(stems: list[str] | None = None) -> list[object]:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fetchflow.errors import ProviderError, StepError
-from steps.imaging.catalog import ModelSpec, SizeChoice, closest_size, parse_size, size_to_ratio
+from steps.imaging.catalog import ModelSpec, SizeChoice
+from steps.imaging.estimate import size_choice
 from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.postprocess import FinishedImage, finish_image, inspect_image
 from steps.imaging.providers.base import ImageProvider, ImageRequest, ProviderResult
@@ -102,20 +103,11 @@ def plan_job(
     seed: int | None,
 ) -> ImageJob:
     """Resolve sizes for ``spec``: ratios map to its closest size, sizes to its ratio."""
-    dimensions = parse_size(size or "auto")
-    if aspect_ratio is not None or (resolution is not None and dimensions is None):
-        choice = closest_size(spec, aspect_ratio or "1:1", resolution)
-    elif dimensions is not None and spec.takes_ratio:
-        choice = size_to_ratio(*dimensions, spec)
-    elif dimensions is not None:
-        choice = SizeChoice(*dimensions)
-    else:
-        choice = SizeChoice(None, None)
     return ImageJob(
         spec=spec,
         prompt=prompt,
         count=count,
-        size=choice,
+        size=size_choice(spec, size, aspect_ratio, resolution),
         quality=quality,
         background=background,
         moderation=moderation,

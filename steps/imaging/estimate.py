@@ -1,0 +1,135 @@
+"""What an image request is expected to cost, from the catalog's published prices."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol
+
+from fetchflow.errors import StepError
+from fetchflow.step import CostEstimate
+from steps.imaging.catalog import (
+    AUTO,
+    ModelSpec,
+    SizeChoice,
+    closest_size,
+    parse_size,
+    price_for,
+    size_to_ratio,
+)
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+
+__all__ = ["ImageOptions", "estimate_images", "estimate_request", "size_choice"]
+
+#: The size prices are looked up at when a request leaves it to the provider ("auto").
+AUTO_PRICE_SIZE = (1024, 1024)
+
+
+def size_choice(
+    spec: ModelSpec, size: str | None, aspect_ratio: str | None, resolution: str | None
+) -> SizeChoice:
+    """What to ask ``spec`` for: ratios map to its closest size, sizes to its ratio."""
+    dimensions = parse_size(size or "auto")
+    if aspect_ratio is not None or (resolution is not None and dimensions is None):
+        return closest_size(spec, aspect_ratio or "1:1", resolution)
+    if dimensions is not None and spec.takes_ratio:
+        return size_to_ratio(*dimensions, spec)
+    if dimensions is not None:
+        return SizeChoice(*dimensions)
+    return SizeChoice(None, None)
+
+
+def estimate_images(
+    spec: ModelSpec,
+    *,
+    count: int,
+    size: str | None,
+    aspect_ratio: str | None,
+    resolution: str | None,
+    quality: str,
+) -> CostEstimate:
+    """``count`` images of ``spec`` at the requested size and quality.
+
+    The cost is None when the provider publishes no price for that model, size and quality.
+    """
+    if spec.provider == "preview":
+        return CostEstimate(cost_usd=0.0, images=count, detail=f"{count} x preview (free)")
+    choice = size_choice(spec, size, aspect_ratio, resolution)
+    if choice.width is not None and choice.height is not None:
+        width, height = choice.width, choice.height
+        shape = f"{width}x{height}"
+    else:
+        width, height = AUTO_PRICE_SIZE
+        shape = choice.aspect_ratio or "auto size"
+    price = price_for(spec, quality, width, height)
+    detail = f"{count} x {spec.name} {quality} {shape}"
+    if price is None:
+        return CostEstimate(cost_usd=None, images=count, detail=f"{detail}, no published price")
+    return CostEstimate(cost_usd=price * count, images=count, detail=f"{detail} at ${price}")
+
+
+class ImageOptions(Protocol):
+    """The fields of an image step's config an estimate reads."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def charge_type(self) -> str: ...
+
+    @property
+    def size(self) -> str | None: ...
+
+    @property
+    def aspect_ratio(self) -> str | None: ...
+
+    @property
+    def resolution(self) -> str | None: ...
+
+    @property
+    def quality(self) -> str: ...
+
+    @property
+    def background(self) -> str: ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def api_key_secret(self) -> str | None: ...
+
+
+def estimate_request(options: ImageOptions, settings: Settings) -> CostEstimate:
+    """The images of one step: ``auto`` resolved with the keys configured now.
+
+    When the model cannot be chosen yet (no key: the run says so before any call), the cost
+    is unknown.
+    """
+    from steps.imaging.credentials import choose_model
+
+    try:
+        spec = choose_model(
+            options.model,
+            charge_type=options.charge_type,
+            size=options.size or AUTO,
+            quality=options.quality,
+            background=options.background,
+            settings=settings,
+            environ=os.environ,
+            secret_name=options.api_key_secret,
+        )
+    except StepError as error:
+        return CostEstimate(
+            cost_usd=None,
+            images=options.count,
+            detail=f"{options.count} x {options.model} ({error.message})",
+        )
+    return estimate_images(
+        spec,
+        count=options.count,
+        size=options.size,
+        aspect_ratio=options.aspect_ratio,
+        resolution=options.resolution,
+        quality=options.quality,
+    )

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         help="print the resolved plan and its cost estimate; call nothing",
     )
     run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="re-run a failed or partial run, reusing the outputs of every step that "
+        "completed (no provider call); its inputs unless given again",
+    )
+    run.add_argument(
         "--budget",
         type=float,
         metavar="USD",
@@ -142,14 +148,20 @@ def _run(args: argparse.Namespace) -> int:
     from fetchflow.inputs import parse_input_args, resolve_inputs
     from fetchflow.prefect_env import prepare_prefect_environment
     from fetchflow.preflight import preflight
+    from fetchflow.reuse import Reused, outputs_to_resume
     from fetchflow.server import running_server
     from fetchflow.settings import load_settings
 
     settings = load_settings()
     plan = check_file(args.file, _registry())
-    inputs = resolve_inputs(plan.header, parse_input_args(plan.header, args.input))
+    given = parse_input_args(plan.header, args.input)
+    reuse: dict[str, Reused] = {}
+    if args.resume:
+        earlier, reuse = outputs_to_resume(settings.home, args.resume, plan)
+        given = {**earlier, **given}
+    inputs = resolve_inputs(plan.header, given)
     budget = args.budget if args.budget is not None else plan.header.budget_usd
-    estimate = estimate_plan(plan, inputs, settings)
+    estimate = estimate_plan(plan, inputs, settings, reused=set(reuse))
     if args.dry_run:
         if args.json:
             print(json.dumps(_estimate_json(plan.name, estimate, budget), indent=2))
@@ -187,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         observer=observer,
         open_store=store,
         ui_url=server.ui_url if server is not None else None,
+        reuse=reuse,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))

@@ -48,7 +48,9 @@ class ConsoleProgress:
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
         """A step completed, failed or was skipped."""
         mark = _MARKS[result.status]
-        if result.status == "completed":
+        if result.status == "completed" and result.reused:
+            detail = result.reused
+        elif result.status == "completed":
             detail = f"completed in {result.seconds:.2f}s"
         else:
             detail = (result.error or result.status).replace("\n", "\n      ")

@@ -9,7 +9,7 @@ depend on (model, count, size, quality). Nothing here calls a provider or writes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
@@ -90,8 +90,16 @@ def _estimation_config(
     return step.step_cls.config_model.model_validate(values)
 
 
-def estimate_plan(plan: Plan, inputs: Mapping[str, object], settings: Settings) -> PlanEstimate:
-    """Estimate every step of a plan with the given inputs, calling nothing."""
+def estimate_plan(
+    plan: Plan,
+    inputs: Mapping[str, object],
+    settings: Settings,
+    reused: Collection[str] = (),
+) -> PlanEstimate:
+    """Estimate every step of a plan with the given inputs, calling nothing.
+
+    Steps in ``reused`` (their output comes from an earlier run) cost nothing.
+    """
     scope: dict[str, object] = {
         "inputs": dict(inputs),
         "run": {"id": "(dry run)", "name": "(dry run)", "started_at": ""},
@@ -99,6 +107,9 @@ def estimate_plan(plan: Plan, inputs: Mapping[str, object], settings: Settings) 
     rows: list[StepEstimate] = []
     for step_id in plan.order():
         step = plan.steps[step_id]
+        if step_id in reused:
+            rows.append(StepEstimate(step, CostEstimate(0.0, detail="reused")))
+            continue
         if not step.step_cls.billable:
             rows.append(StepEstimate(step, None))
             continue

@@ -17,7 +17,7 @@ from fetchflow.step import StepContext
 from fetchflow.templating import Templates
 from fetchflow.validation import describe_value, translate_errors
 
-__all__ = ["execute_step", "render_config", "validated_config"]
+__all__ = ["execute_step", "render_config", "run_config", "validated_config"]
 
 
 def render_config(
@@ -107,7 +107,15 @@ def execute_step(
     Raises:
         RunError: Any failure, with the step id filled in.
     """
-    config = validated_config(step, templates, ctx.scope, overrides)
+    return run_config(step, validated_config(step, templates, ctx.scope, overrides), ctx)
+
+
+def run_config(step: PlannedStep, config: BaseModel, ctx: StepContext) -> object:
+    """Run a step with its validated config; return its output as JSON data.
+
+    Raises:
+        RunError: Any failure, with the step id filled in.
+    """
     try:
         output = step.step_cls().run(config, ctx)
     except RunError as error:

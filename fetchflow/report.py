@@ -24,6 +24,7 @@ class StepResult:
         error: Why it failed or was skipped.
         seconds: How long it ran (0 when it never started).
         attempts: How many times it was tried.
+        reused: Where its output came from when it did not run (resume, cache hit).
     """
 
     status: StepStatus
@@ -31,10 +32,18 @@ class StepResult:
     error: str | None = None
     seconds: float = 0.0
     attempts: int = 0
+    reused: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        """The ``--json`` shape of one step."""
-        return {"status": self.status, "output": self.output, "error": self.error}
+        """The ``--json`` shape of one step (``reused`` only when the output was reused)."""
+        document: dict[str, object] = {
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+        }
+        if self.reused is not None:
+            document["reused"] = self.reused
+        return document
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from inspect import Parameter, Signature
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, get_run_context
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -26,6 +26,7 @@ from fetchflow.inputs import resolve_inputs
 from fetchflow.plan import Plan
 from fetchflow.preflight import preflight
 from fetchflow.report import RunReport
+from fetchflow.reuse import GenerationCache, Reused, save_run
 from fetchflow.scheduler import RunObserver, RunScheduler, error_text
 from fetchflow.server import run_url
 from fetchflow.settings import Settings
@@ -77,6 +78,7 @@ def build_flow(
     open_store: Callable[[], Any] | None = None,
     ui_url: str | None = None,
     on_report: Callable[[RunReport], None] | None = None,
+    reuse: Mapping[str, Reused] | None = None,
 ) -> Any:
     """The Prefect flow of a checked plan: one flow run per call, one task run per step.
 
@@ -93,6 +95,8 @@ def build_flow(
             (:func:`fetchflow.preflight.preflight`) run at the start of each flow run.
         ui_url: The Prefect UI's address, to put the run's link in the report.
         on_report: Receives each run's report.
+        reuse: Outputs of an earlier run to reuse instead of running those steps
+            (``--resume``, see :func:`fetchflow.reuse.outputs_to_resume`).
     """
 
     def body(**given: object) -> State:
@@ -107,6 +111,8 @@ def build_flow(
         inputs = resolve_inputs(plan.header, {k: v for k, v in given.items() if v is not None})
         opener = open_store if open_store is not None else preflight(plan, settings)
         run = RunScheduler(plan, settings, inputs, report, observer, opener)
+        run.reused = dict(reuse or {})
+        run.cache = GenerationCache(settings.home / "cache")
         run.run_info = {
             "id": str(flow_run.id),
             "name": flow_run.name,
@@ -122,6 +128,10 @@ def build_flow(
             step_types={sid: step.type for sid, step in plan.steps.items()},
             seconds=time.monotonic() - started,
         )
+        try:
+            save_run(settings.home, plan, inputs, report)
+        except OSError as error:  # the run itself is done: a warning, not its failure
+            get_run_logger().warning("could not save the run for --resume: %s", error)
         return final
 
     body.__signature__ = _signature(plan)  # type: ignore[attr-defined]
@@ -147,6 +157,7 @@ def run_plan(
     open_store: Callable[[], Any] | None = None,
     drain: bool = True,
     ui_url: str | None = None,
+    reuse: Mapping[str, Reused] | None = None,
 ) -> RunReport:
     """Run a checked plan as one Prefect flow run, in this process.
 
@@ -161,6 +172,7 @@ def run_plan(
         drain: Flush Prefect's event and log workers before returning (so the run's
             history is complete even if the process exits right after).
         ui_url: The Prefect UI's address, to put the run's link in the report.
+        reuse: Outputs of an earlier run to reuse (``--resume``).
 
     Returns:
         The run's report; ``report.status`` says how it ended.
@@ -175,6 +187,7 @@ def run_plan(
         open_store=open_store,
         ui_url=ui_url,
         on_report=reports.append,
+        reuse=reuse,
     )
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         state = workflow_flow(**inputs, return_state=True)

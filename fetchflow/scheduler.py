@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from prefect import get_run_logger, task
@@ -30,9 +31,10 @@ from prefect.utilities.annotations import allow_failure
 from fetchflow.approval import ApprovalDecision, ApprovalRequest, ask_for_approval
 from fetchflow.artifacts import StepProgress, publish_step_output
 from fetchflow.errors import RunError, StepError
-from fetchflow.execution import execute_step, validated_config
+from fetchflow.execution import execute_step, run_config, validated_config
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.report import RunReport, StepResult
+from fetchflow.reuse import GenerationCache, Reused, fresh_links
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
 
@@ -67,6 +69,7 @@ class _StepState:
     attempts: int = 0
     started: float = 0.0
     error: BaseException | None = None
+    reused: str | None = None
 
 
 @dataclass
@@ -86,6 +89,8 @@ class RunScheduler:
     states: dict[str, _StepState] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     decisions: dict[str, ApprovalDecision] = field(default_factory=dict)
+    reused: dict[str, Reused] = field(default_factory=dict)
+    cache: GenerationCache = field(default_factory=lambda: GenerationCache(Path()))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- a step as a Prefect task --------------------------------------------------------
@@ -128,7 +133,7 @@ class RunScheduler:
                 progress=StepProgress(workflow=self.plan.name, step_id=step.id),
             )
             try:
-                output = execute_step(step, self.plan.templates, ctx, overrides)
+                output = self._execute(step, ctx, overrides, record, logger)
             except Exception as error:
                 # Only real failures: a timeout arrives as a cancellation Prefect injects into
                 # this thread and turns into its own TaskRunTimeoutError, read in _settle.
@@ -174,6 +179,45 @@ class RunScheduler:
             log_prints=False,
         )(run_step)
 
+    def _execute(
+        self,
+        step: PlannedStep,
+        ctx: StepContext,
+        overrides: dict[str, object],
+        record: _StepState,
+        logger: Any,
+    ) -> object:
+        """Run the step, or reuse a cached output of exactly the same rendered request."""
+        if not step.common.cache:
+            return execute_step(step, self.plan.templates, ctx, overrides)
+        config = validated_config(step, self.plan.templates, ctx.scope, overrides)
+        key = self.cache.key(step, config)
+        hit = self.cache.get(key)
+        if hit is not None:
+            record.reused = hit.note
+            logger.info("%s: the same request ran before, its output is reused", hit.note)
+            return fresh_links(hit.output, self.open_store)
+        output = run_config(step, config, ctx)
+        self.cache.put(key, output, self.run_info["id"])
+        return output
+
+    def _submit_reused(self, step: PlannedStep, reused: Reused) -> None:
+        """A step whose output an earlier run made: a task run that says so, no call."""
+        self.states.setdefault(step.id, _StepState()).reused = reused.note
+        shown = task(
+            name=step.id,
+            task_run_name=step.id,
+            description=f"{step.title} ({step.type})",
+            tags=[step.type, "reused"],
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )(_reused)
+        future = shown.submit(
+            reused.note, return_state=False, wait_for=self._upstream_futures(step.id)
+        )
+        self.futures[step.id] = future
+        future.add_done_callback(lambda _: self.done.put(step.id))
+
     def _read_bytes(self, storage_uri: str) -> bytes:
         if self.open_store is None:
             raise RuntimeError("this run has no asset store")
@@ -185,6 +229,9 @@ class RunScheduler:
         return [allow_failure(self.futures[up]) for up in step.depends_on if up in self.futures]
 
     def _submit(self, step: PlannedStep) -> None:
+        if step.id in self.reused:
+            self._submit_reused(step, self.reused[step.id])
+            return
         decision = self.decisions.get(step.id)
         if decision is None and step.common.approval == "required":
             try:
@@ -336,9 +383,15 @@ class RunScheduler:
         seconds = time.monotonic() - record.started if record.started else 0.0
         state = future.state
         if state.is_completed():
-            output = future.result()
+            reused = self.reused.get(step.id)
+            if reused is not None:
+                output = fresh_links(reused.output, self.open_store)
+            else:
+                output = future.result()
             self.outputs[step.id] = output
-            return StepResult("completed", output, None, seconds, record.attempts)
+            return StepResult(
+                "completed", output, None, seconds, record.attempts, reused=record.reused
+            )
         error = record.error
         if error is None:
             found = state.result(raise_on_failure=False)
@@ -383,6 +436,10 @@ def _read_secret(name: str) -> str:
         ) from None
     value = block.get()
     return value if isinstance(value, str) else str(value)
+
+
+def _reused(note: str) -> State:
+    return Completed(message=note)
 
 
 def _refused(message: str) -> State:

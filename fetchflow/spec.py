@@ -246,6 +246,11 @@ class StepCommon(BaseModel):
     timeout_seconds: float | None = Field(
         None, gt=0, le=86400, description="Fail the attempt when it runs longer."
     )
+    cache: bool = Field(
+        False,
+        description="Reuse the output of an earlier run that made exactly the same rendered "
+        "request (prompt, model, every parameter, seed, reference images).",
+    )
     approval: Literal["none", "required"] = Field(
         "none",
         description="required: a billable step waits for a reviewer (UI form or "

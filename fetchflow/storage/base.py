@@ -76,6 +76,15 @@ class AssetStore(Protocol):
         """
         ...
 
+    def file_url(self, storage_uri: str) -> str:
+        """A fresh ``file_url`` for a stored file (presigned links expire; reused records
+        get new ones).
+
+        Raises:
+            StorageError: Not this store's URI.
+        """
+        ...
+
     def put(
         self,
         data: bytes,
@@ -140,6 +149,10 @@ class BaseStore(ABC):
     @abstractmethod
     def preflight(self) -> None:
         """Check the store is usable; raise :class:`StorageError` if not."""
+
+    @abstractmethod
+    def file_url(self, storage_uri: str) -> str:
+        """A fresh ``file_url`` for one of this store's ``storage_uri``."""
 
     @abstractmethod
     def read(self, storage_uri: str) -> bytes:

@@ -116,6 +116,10 @@ class LocalStore(BaseStore):
             )
         return path
 
+    def file_url(self, storage_uri: str) -> str:
+        """The ``file://`` URL of a file in this store (it never expires)."""
+        return self.path_of(storage_uri).as_uri()
+
     def read(self, storage_uri: str) -> bytes:
         """The bytes of a file in this store, checked against the sha256 in its name.
 

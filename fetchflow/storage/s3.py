@@ -247,6 +247,10 @@ class S3Store(BaseStore):
             ExpiresIn=self.presign_expiry_seconds,
         )
 
+    def file_url(self, storage_uri: str) -> str:
+        """A fresh ``file_url`` (a new presigned link, or the public URL) for a stored file."""
+        return self.url_for(self.key_of(storage_uri))
+
     def key_of(self, storage_uri: str) -> str:
         """The key behind one of this store's ``s3://`` URIs.
 

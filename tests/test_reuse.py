@@ -1,0 +1,143 @@
+"""Never pay twice: ``--resume`` reuses what a run already made; ``cache: true`` reuses an
+earlier run's output for the same rendered request. Real Prefect runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from fetchflow.checking import check_file
+from fetchflow.inputs import resolve_inputs
+from fetchflow.report import RunReport
+from fetchflow.reuse import ResumeError, outputs_to_resume
+from fetchflow.settings import Settings
+
+if TYPE_CHECKING:
+    from fetchflow.step import StepRegistry
+
+FLOWS = Path(__file__).resolve().parent / "data" / "reuse"
+
+
+def counter(path: Path) -> int:
+    return int(path.read_text(encoding="utf-8")) if path.exists() else 0
+
+
+@pytest.fixture
+def run(
+    plugin_registry: StepRegistry, prefect_api: str, tmp_path: Path
+) -> Callable[..., RunReport]:
+    home = tmp_path / "home"
+
+    def run_it(name: str, resume: str | None = None, **given: object) -> RunReport:
+        from fetchflow.runner import run_plan
+
+        plan = check_file(FLOWS / f"{name}.yaml", plugin_registry)
+        reuse = {}
+        if resume is not None:
+            earlier, reuse = outputs_to_resume(home, resume, plan)
+            given = {**earlier, **given}
+        return run_plan(
+            plan,
+            resolve_inputs(plan.header, given),
+            settings=Settings(home=home),
+            drain=False,
+            reuse=reuse,
+        )
+
+    return run_it
+
+
+@pytest.mark.prefect
+def test_resume_reuses_what_completed_and_runs_the_rest(
+    run: Callable[..., RunReport], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    first = run("resume", state=str(state))
+    assert (first.status, first.steps["flaky"].status) == ("failed", "failed")
+    assert counter(state / "counted") == 1
+
+    second = run("resume", resume=first.run_id)  # the inputs come from the first run
+
+    assert second.status == "completed"
+    assert second.run_id != first.run_id
+    counted = second.steps["counted"]
+    assert (counted.output, counted.reused) == ("ok", f"reused from run {first.run_id}")
+    assert counter(state / "counted") == 1  # not run again
+    assert second.steps["flaky"].reused is None and second.steps["flaky"].output == "ok"
+    assert second.steps["after"].output == "ok then ok"
+    assert second.to_json()["steps"]["counted"] == {  # type: ignore[index]
+        "status": "completed",
+        "output": "ok",
+        "error": None,
+        "reused": f"reused from run {first.run_id}",
+    }
+
+
+@pytest.mark.prefect
+def test_the_same_rendered_request_is_a_cache_hit_across_runs(
+    run: Callable[..., RunReport], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+
+    first = run("cached", state=str(state))
+    second = run("cached", state=str(state))
+    third = run("cached", state=str(state), word="different")
+
+    assert first.steps["made"].reused is None
+    assert second.steps["made"].reused == f"cache hit (made by run {first.run_id})"
+    assert second.steps["made"].output == first.steps["made"].output == "ok"
+    assert third.steps["made"].reused is None  # another rendered request: it ran
+    assert counter(state / "made") == 2
+
+
+@pytest.mark.prefect
+def test_resume_refuses_unknown_runs_and_other_workflows(
+    run: Callable[..., RunReport], plugin_registry: StepRegistry, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    done = run("cached", state=str(state))
+    plan = check_file(FLOWS / "resume.yaml", plugin_registry)
+
+    with pytest.raises(
+        ResumeError,
+        match=r"run .* was a run of workflow 'cached', not "
+        r"'resume_me'\n  hint: resume it with its own workflow file",
+    ):
+        outputs_to_resume(tmp_path / "home", done.run_id, plan)
+    with pytest.raises(
+        ResumeError,
+        match=r"no saved run 'nope' in .*runs\n  hint: resume a run "
+        r"made on this machine",
+    ):
+        outputs_to_resume(tmp_path / "home", "nope", plan)
+
+
+def test_an_edited_step_is_not_reused(plugin_registry: StepRegistry, tmp_path: Path) -> None:
+    import json
+
+    from fetchflow.report import StepResult
+    from fetchflow.reuse import save_run, step_fingerprint
+
+    plan = check_file(FLOWS / "resume.yaml", plugin_registry)
+    report = RunReport(workflow="resume_me", run_id="r1", status="failed")
+    report.steps = {
+        "counted": StepResult("completed", "ok"),
+        "flaky": StepResult("failed", None, "boom"),
+        "after": StepResult("skipped", None, "skipped"),
+    }
+    path = save_run(tmp_path, plan, {"state": "/tmp/x"}, report)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved["fingerprints"]["counted"] = "edited since"
+    path.write_text(json.dumps(saved), encoding="utf-8")
+
+    inputs, reuse = outputs_to_resume(tmp_path, "r1", plan)
+
+    assert inputs == {"state": "/tmp/x"}
+    assert reuse == {}  # counted changed since: it runs again
+    assert step_fingerprint(plan.steps["counted"]) != "edited since"

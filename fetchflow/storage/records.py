@@ -32,7 +32,8 @@ class AssetRecord(BaseModel):
     bytes live and where they came from.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built on first use: `fetchflow validate` loads step modules that declare records.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: str = Field(
         description="Content id: the first 16 hex digits of sha256 (equal bytes, equal id)."

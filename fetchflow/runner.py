@@ -4,7 +4,7 @@ The runner is the only part of fetchflow that imports Prefect: this module (the 
 :mod:`fetchflow.scheduler` (the scheduling loop in the flow body, one task run per step),
 :mod:`fetchflow.approval` and :mod:`fetchflow.artifacts` (what the UI shows). One flow run
 per workflow run, named after the workflow; one task run per step, named after the step id,
-tagged with its type.
+tagged with its type when it is billable.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from uuid import UUID
 
-from fetchflow.errors import FetchflowError, Problem, WorkflowInvalid
+from fetchflow.errors import CommandError, Problem, WorkflowInvalid
 from fetchflow.plan import Plan
 from fetchflow.settings import Settings
 from fetchflow.spec import InputSpec
@@ -65,18 +65,8 @@ POLL_SECONDS = 2.0
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
 
 
-class ServeError(FetchflowError):
-    """Workflows cannot be served (no Prefect API to serve them to).
-
-    Attributes:
-        message: What went wrong.
-        hint: How to fix it.
-    """
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(f"{message}\n  hint: {hint}")
-        self.message = message
-        self.hint = hint
+class ServeError(CommandError):
+    """Workflows cannot be served (no Prefect API to serve them to)."""
 
 
 @dataclass(frozen=True)

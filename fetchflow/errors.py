@@ -4,6 +4,7 @@
 
     FetchflowError                 the root: catch this to catch everything of ours
     ├── WorkflowInvalid            a workflow file (or its inputs) cannot run; holds Problems
+    ├── CommandError               a command cannot do what was asked (no server, port taken)
     ├── PluginError                a step plugin is broken or registered twice (start-up)
     ├── SettingsInvalid            a FETCHFLOW_* setting (environment or .env) is invalid
     └── RunError                   something failed while a run was going
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "CommandError",
     "FetchflowError",
     "PluginError",
     "Problem",
@@ -118,6 +120,20 @@ class WorkflowInvalid(FetchflowError):
     def format(self) -> str:
         """Every problem, one or two lines each, in file order."""
         return "\n".join(problem.format() for problem in self.problems)
+
+
+class CommandError(FetchflowError):
+    """A command cannot do what was asked (no server to reach, port taken, unknown run).
+
+    Attributes:
+        message: What went wrong.
+        hint: How to fix it (its own ``hint:`` line).
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
+        self.message = message
+        self.hint = hint
 
 
 class PluginError(FetchflowError):

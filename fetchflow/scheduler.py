@@ -204,21 +204,29 @@ class RunScheduler:
         self.cache.put(key, output, self.run_info["id"])
         return output
 
-    def _submit_reused(self, step: PlannedStep, reused: Reused) -> None:
-        """A step whose output an earlier run made: a task run that says so, no call."""
-        self.states.setdefault(step.id, _StepState()).reused = reused.note
-        shown = task(
+    def _marker(
+        self, step: PlannedStep, state: Callable[[str], State], note: str, tag: str
+    ) -> PrefectFuture[Any]:
+        """A task run that records a step which did not run: skipped, reused or refused.
+
+        It ends in the ``state`` made from ``note``, so the UI says why.
+        """
+        marker = task(
             name=step.id,
             task_run_name=step.id,
             description=f"{step.title} ({step.type})",
-            tags=[step.type, "reused"],
+            tags=[step.type, tag],
             cache_policy=NO_CACHE,
             persist_result=False,
-        )(_reused)
-        future = shown.submit(
-            reused.note, return_state=False, wait_for=self._upstream_futures(step.id)
-        )
+        )(state)
+        future = marker.submit(note, return_state=False, wait_for=self._upstream_futures(step.id))
         self.futures[step.id] = future
+        return future
+
+    def _submit_reused(self, step: PlannedStep, reused: Reused) -> None:
+        """A step whose output an earlier run made: a task run that says so, no call."""
+        self.states.setdefault(step.id, _StepState()).reused = reused.note
+        future = self._marker(step, _reused, reused.note, "reused")
         future.add_done_callback(lambda _: self.done.put(step.id))
 
     def _read_bytes(self, storage_uri: str) -> bytes:
@@ -300,35 +308,14 @@ class RunScheduler:
         """Fail a step without running it (denied, not approved in time, invalid values)."""
         error.step_id = error.step_id or step.id
         self.states.setdefault(step.id, _StepState()).error = error
-        refused = task(
-            name=step.id,
-            task_run_name=step.id,
-            description=f"{step.title} ({step.type})",
-            tags=[step.type, "not-run"],
-            cache_policy=NO_CACHE,
-            persist_result=False,
-        )(_refused)
-        future = refused.submit(
-            error.format(), return_state=False, wait_for=self._upstream_futures(step.id)
-        )
-        self.futures[step.id] = future
+        future = self._marker(step, _refused, error.format(), "not-run")
         future.add_done_callback(lambda _: self.done.put(step.id))
 
     def _skip(self, step_id: str, reason: str) -> None:
         step = self.plan.steps[step_id]
         result = StepResult(status="skipped", error=reason)
         self.report.steps[step_id] = result
-        skipped = task(
-            name=step.id,
-            task_run_name=step.id,
-            description=f"{step.title} ({step.type})",
-            tags=[step.type, "skipped"],
-            cache_policy=NO_CACHE,
-            persist_result=False,
-        )(_skipped)
-        self.futures[step_id] = skipped.submit(
-            reason, return_state=False, wait_for=self._upstream_futures(step_id)
-        )
+        self._marker(step, _skipped, reason, "skipped")
         if self.observer is not None:
             self.observer.step_finished(step, result)
 

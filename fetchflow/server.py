@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from fetchflow.errors import FetchflowError
+from fetchflow.errors import CommandError
 from fetchflow.settings import Settings
 
 __all__ = [
@@ -57,18 +57,8 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class ServerError(FetchflowError):
-    """The local Prefect server cannot be started (port taken, already running, crashed).
-
-    Attributes:
-        message: What went wrong.
-        hint: How to fix it.
-    """
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(f"{message}\n  hint: {hint}")
-        self.message = message
-        self.hint = hint
+class ServerError(CommandError):
+    """The local Prefect server cannot be started (port taken, already running, crashed)."""
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,20 @@ class Settings(BaseSettings):
         "seconds; a provider that asks (Retry-After) to wait longer is not retried.",
     )
 
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Whether reference image URLs may point at loopback, private, link-local "
+        "(cloud metadata included), multicast or reserved addresses. Off by default so a "
+        "workflow cannot make fetchflow read from its own network.",
+    )
+    max_reference_bytes: int = Field(
+        default=50 * _MIB,
+        ge=1024,
+        le=500 * _MIB,
+        description="The largest reference image fetched from a URL, in bytes (1 KiB to "
+        "500 MiB); a larger one is refused before or while it is read.",
+    )
+
     hosted_openai_api_key: SecretStr | None = Field(
         default=None,
         description="The operator's OpenAI key, used by image steps with charge_type: hosted "

@@ -337,7 +337,12 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
                 secret_name=config.api_key_secret,
                 read_secret=ctx.secret,
             )
-            provider = make_provider(spec.provider, credential.api_key, credential.base_url)
+            provider = make_provider(
+                spec.provider,
+                credential.api_key,
+                credential.base_url,
+                key_source=credential.source,
+            )
         prompt = final_prompt(config.prompt, config.style)
         job = plan_job(
             spec,

@@ -370,13 +370,6 @@ def test_each_place_holds_what_it_should(canary_run: CanaryRun) -> None:
     assert canary_run.settings.hosted_gemini_api_key.get_secret_value() == HOSTED_GEMINI_KEY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 401/403 hint always names OPENAI_API_KEY / GEMINI_API_KEY "
-    "(steps/imaging/providers/openai_images.py:313, google_images.py:400), not where the "
-    "rejected key came from (FETCHFLOW_HOSTED_GEMINI_API_KEY, a Secret block): the provider "
-    "error should name Credential.source",
-)
 def test_a_rejected_key_error_says_where_that_key_came_from(canary_run: CanaryRun) -> None:
     steps = canary_run.report.steps
     sources = {

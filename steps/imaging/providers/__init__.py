@@ -29,7 +29,11 @@ PROVIDER_CLASSES = {
 
 
 def make_provider(
-    name: str, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0
+    name: str,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float = 120.0,
+    key_source: str | None = None,
 ) -> ImageProvider:
     """A provider by the catalog's name (``openai``, ``google`` or ``preview``).
 
@@ -38,6 +42,7 @@ def make_provider(
         api_key: Its key (unused by ``preview``).
         base_url: Another endpoint than the provider's default, or None.
         timeout: Seconds one call may take.
+        key_source: Where the key came from, for error hints (``OPENAI_API_KEY``, ...).
 
     Raises:
         KeyError: ``name`` is not a provider.
@@ -49,4 +54,7 @@ def make_provider(
         return cast(ImageProvider, provider_class())
     if not api_key:
         raise ValueError(f"the {name} provider needs an API key")
-    return cast(ImageProvider, provider_class(api_key=api_key, base_url=base_url, timeout=timeout))
+    return cast(
+        ImageProvider,
+        provider_class(api_key=api_key, base_url=base_url, timeout=timeout, key_source=key_source),
+    )

@@ -78,11 +78,18 @@ class GeminiProvider:
 
     name = PROVIDER
 
-    def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        key_source: str | None = None,
+    ) -> None:
         from google import genai
         from google.genai import types
 
         self._api_key = api_key
+        self._key_source = key_source or API_KEY_ENV
         self._timeout = timeout
         root = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         self._root = root.rstrip("/")
@@ -128,7 +135,11 @@ class GeminiProvider:
                 )
             except (errors.APIError, httpx2.HTTPError) as exc:
                 raise google_error(
-                    exc, api_key=self._api_key, endpoint=endpoint, timeout=self._timeout
+                    exc,
+                    api_key=self._api_key,
+                    endpoint=endpoint,
+                    timeout=self._timeout,
+                    key_source=self._key_source,
                 ) from sanitized(exc, [self._api_key])
             images.extend(_images(response, endpoint, self._api_key))
             for key, value in _usage(response).items():
@@ -298,7 +309,14 @@ def _reasons(entries: list[Mapping[str, object]]) -> set[str]:
     return {str(e.get("reason")) for e in entries if _detail_type(e) == "ErrorInfo"}
 
 
-def google_error(exc: Exception, *, api_key: str, endpoint: str, timeout: float) -> ProviderError:
+def google_error(
+    exc: Exception,
+    *,
+    api_key: str,
+    endpoint: str,
+    timeout: float,
+    key_source: str = API_KEY_ENV,
+) -> ProviderError:
     """Translate a ``google-genai`` or transport exception into a :class:`ProviderError`.
 
     ==========================================  =========  ==================================
@@ -397,8 +415,8 @@ def google_error(exc: Exception, *, api_key: str, endpoint: str, timeout: float)
     if status in (401, 403) or "API_KEY_INVALID" in _reasons(entries):
         return fail(
             f"the API key was rejected: {said}",
-            f"check the Gemini key in {API_KEY_ENV} (or the secret the step's charge_type "
-            "uses); 403 also means the key's project may not use this model",
+            f"check the Gemini key in {key_source} (where this step's charge_type took it "
+            "from); 403 also means the key's project may not use this model",
             retryable=False,
         )
     if status >= 500 or status == 408:

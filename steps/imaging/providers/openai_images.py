@@ -87,10 +87,17 @@ class OpenAIProvider:
 
     name = PROVIDER
 
-    def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        key_source: str | None = None,
+    ) -> None:
         import openai
 
         self._api_key = api_key
+        self._key_source = key_source or API_KEY_ENV
         self._timeout = timeout
         self._client: openai.OpenAI = openai.OpenAI(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
@@ -127,7 +134,11 @@ class OpenAIProvider:
             response = generate(**generation_params(request))
         except openai.OpenAIError as exc:
             raise openai_error(
-                exc, api_key=self._api_key, endpoint=self.endpoint, timeout=self._timeout
+                exc,
+                api_key=self._api_key,
+                endpoint=self.endpoint,
+                timeout=self._timeout,
+                key_source=self._key_source,
             ) from sanitized(exc, [self._api_key])
         return ProviderResult(
             images=self._images(response),
@@ -204,7 +215,12 @@ def _usage(response: ImagesResponse) -> dict[str, int] | None:
 
 
 def openai_error(
-    exc: openai.OpenAIError, *, api_key: str, endpoint: str, timeout: float
+    exc: openai.OpenAIError,
+    *,
+    api_key: str,
+    endpoint: str,
+    timeout: float,
+    key_source: str = API_KEY_ENV,
 ) -> ProviderError:
     """Translate an ``openai`` SDK exception into a :class:`ProviderError`.
 
@@ -310,8 +326,8 @@ def openai_error(
         reason = "the API key was rejected" if status == 401 else "the key may not do this"
         return fail(
             f"{reason}: {said}",
-            f"check the OpenAI key in {API_KEY_ENV} (or the secret the step's charge_type "
-            "uses); 403 also means no access to this model, project or region",
+            f"check the OpenAI key in {key_source} (where this step's charge_type took it "
+            "from); 403 also means no access to this model, project or region",
             retryable=False,
         )
     if status >= 500 or status in (408, 409):

@@ -312,6 +312,17 @@ def _status_error(response: http.client.HTTPResponse, target: _Target) -> StepEr
     return _refused(target.shown, detail, hint, retryable=retryable)
 
 
+def _connection(
+    target: _Target, addresses: list[str], timeout: float
+) -> http.client.HTTPConnection:
+    if target.scheme == "https":
+        tls = ssl.create_default_context()
+        return _PinnedHTTPSConnection(
+            target.host, target.port, addresses=addresses, timeout=timeout, tls=tls
+        )
+    return _PinnedHTTPConnection(target.host, target.port, addresses=addresses, timeout=timeout)
+
+
 def fetch_reference(url: str, *, settings: Settings, timeout: float = 30.0) -> FetchedImage:
     """Fetch the image at an http(s) URL, refusing anything hostile (see the module doc).
 
@@ -338,20 +349,7 @@ def fetch_reference(url: str, *, settings: Settings, timeout: float = 30.0) -> F
             shown = f"{shown} (redirected from {origin})"
         target = _check_url(current, shown)
         addresses = _vetted_addresses(target, allow_private=settings.allow_private_urls)
-        remaining = max(deadline - time.monotonic(), 0.001)
-        connection: http.client.HTTPConnection
-        if target.scheme == "https":
-            connection = _PinnedHTTPSConnection(
-                target.host,
-                target.port,
-                addresses=addresses,
-                timeout=remaining,
-                tls=ssl.create_default_context(),
-            )
-        else:
-            connection = _PinnedHTTPConnection(
-                target.host, target.port, addresses=addresses, timeout=remaining
-            )
+        connection = _connection(target, addresses, max(deadline - time.monotonic(), 0.001))
         response: http.client.HTTPResponse | None = None
         try:
             connection.request(
@@ -367,15 +365,10 @@ def fetch_reference(url: str, *, settings: Settings, timeout: float = 30.0) -> F
             if response.status in _REDIRECT_STATUSES:
                 location = response.getheader("Location")
                 if not location:
-                    raise _refused(
-                        shown, f"HTTP {response.status} without a Location", "fix the server"
-                    )
+                    raise _refused(shown, f"HTTP {response.status} without Location", "")
                 if hop == MAX_REDIRECTS:
-                    raise _refused(
-                        shown,
-                        f"more than {MAX_REDIRECTS} redirects",
-                        "use the image's final URL",
-                    )
+                    hint = "use the image's final URL"
+                    raise _refused(shown, f"more than {MAX_REDIRECTS} redirects", hint)
                 current = urljoin(current, location.strip())
                 continue
             if response.status != 200:

@@ -210,14 +210,18 @@ def _vetted_addresses(target: _Target, *, allow_private: bool) -> list[str]:
         text = str(sockaddr[0])
         address = ipaddress.ip_address(text.split("%", 1)[0])
         refused_as = address_class(address)
-        if refused_as and not allow_private:
+        # Cloud metadata endpoints hand out credentials: refused even on a private network.
+        metadata = refused_as is not None and "metadata" in refused_as
+        if refused_as and (metadata or not allow_private):
             literal = _is_literal(target.host)
             shown_host = target.host if literal else f"{target.host} ({address})"
             article = "an" if refused_as[0] in "aeiouIU" else "a"
             raise _refused(
                 target.shown,
                 f"{shown_host} is {article} {refused_as} address; fetching from it is refused",
-                "use a public URL, or set "
+                "cloud metadata endpoints are never fetched"
+                if metadata
+                else "use a public URL, or set "
                 f"{_ALLOW_SETTING}=true if fetchflow may reach your private network",
             )
         if text not in addresses:

@@ -302,12 +302,15 @@ def test_other_schemes_refused(url: str, scheme: str) -> None:
     assert not error.retryable
 
 
-def test_name_resolving_to_cloud_metadata_refused(network: Network) -> None:
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_name_resolving_to_cloud_metadata_refused(network: Network, allow_private: bool) -> None:
     network.answers["metadata.test"] = [["169.254.169.254"]]
-    error = refused("http://metadata.test/latest/meta-data/")
+    error = refused("http://metadata.test/latest/meta-data/", allow_private=allow_private)
     assert (
         "metadata.test (169.254.169.254) is a link-local (cloud metadata) address" in error.message
     )
+    # Even where private addresses are allowed: metadata endpoints hand out credentials.
+    assert error.hint == "cloud metadata endpoints are never fetched"
     assert network.connections == []
 
 

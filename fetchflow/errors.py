@@ -162,7 +162,8 @@ class RunError(FetchflowError):
     hint: str = ""
     step_id: str | None = None
     retryable: bool = True
-    partial_output: object = None
+    # Out of repr: Prefect logs an exception's repr, and records hold presigned links.
+    partial_output: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

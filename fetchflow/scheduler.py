@@ -131,6 +131,7 @@ class RunScheduler:
                 open_store=self.open_store,
                 read_secret=_read_secret,
                 progress=StepProgress(workflow=self.plan.name, step_id=step.id),
+                timeout_seconds=step.common.timeout_seconds,
             )
             try:
                 output = self._execute(step, ctx, overrides, record, logger)

@@ -138,6 +138,8 @@ class StepContext:
         read_secret: Reads a named secret (a Prefect Secret block during a run); the value
             is never logged, templated or stored by the engine.
         progress: Reports progress of a multi-item step, when the run shows it.
+        timeout_seconds: The step's ``timeout_seconds``: network calls should not wait
+            longer (the engine can only interrupt Python code, not a blocked socket read).
     """
 
     step_id: str
@@ -153,6 +155,7 @@ class StepContext:
     open_store: Callable[[], AssetStore] | None = field(default=None, repr=False)
     read_secret: Callable[[str], str] | None = field(default=None, repr=False)
     progress: Progress | None = field(default=None, repr=False)
+    timeout_seconds: float | None = None
 
     @property
     def store(self) -> AssetStore:

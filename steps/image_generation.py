@@ -37,6 +37,7 @@ the run.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Mapping
@@ -68,6 +69,9 @@ Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
 
 #: Seconds before the first retry of a failed provider call (doubled for each further one).
 _FIRST_RETRY_SECONDS = 1.0
+
+#: How long one provider call may take (less when the step's timeout_seconds is shorter).
+PROVIDER_TIMEOUT_SECONDS = 120.0
 
 PREVIEW_NOTICE = (
     "no image provider configured: using the offline preview provider (images are marked PREVIEW)"
@@ -341,6 +345,9 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
                 spec.provider,
                 credential.api_key,
                 credential.base_url,
+                # A blocked socket read cannot be interrupted: never wait past the step's
+                # own timeout.
+                timeout=min(PROVIDER_TIMEOUT_SECONDS, ctx.timeout_seconds or math.inf),
                 key_source=credential.source,
             )
         prompt = final_prompt(config.prompt, config.style)

@@ -258,13 +258,6 @@ def test_a_provider_slower_than_the_step_timeout_fails_the_step(
     assert stored(store) == []  # the answer that came too late was not kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: timeout_seconds does not bound a blocking provider call: Prefect's timeout "
-    "is an exception injected into the step's thread, which lands only when the SDK's socket "
-    "read returns; the provider is made with its 120 s default (steps/image_generation.py:340 "
-    "make_provider(...) without timeout), so a hung provider holds the step ~120 s x attempts",
-)
 def test_a_step_timeout_ends_the_step_while_the_provider_still_hangs(
     prefect_api: str, openai: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -514,12 +507,6 @@ def test_s3_down_between_two_image_steps_spools_then_push_lands_each_object_once
 
 
 @pytest.mark.s3server
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: steps/imaging/production.py:257 catches only ProviderError and StepError; a "
-    "StorageError (not a StepError) from keep() for image 1 of a call ends produce() at once, "
-    "so image 2 of that paid call is neither uploaded nor spooled: it is lost",
-)
 def test_every_paid_image_of_a_call_whose_upload_failed_is_spooled(
     prefect_api: str, openai: FakeOpenAI, rclone: RcloneS3, tmp_path: Path
 ) -> None:
@@ -534,12 +521,6 @@ def test_every_paid_image_of_a_call_whose_upload_failed_is_spooled(
 
 
 @pytest.mark.s3server
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: steps/imaging/production.py:257 does not turn a StorageError after kept "
-    "images into PartialImages, so the record of the image already uploaded is not the "
-    "step's output under continue (the report loses where the paid image is)",
-)
 def test_s3_down_after_the_first_of_three_calls_keeps_the_uploaded_record(
     prefect_api: str, gemini: FakeGemini, rclone: RcloneS3, tmp_path: Path
 ) -> None:
@@ -562,12 +543,6 @@ def test_s3_down_after_the_first_of_three_calls_keeps_the_uploaded_record(
 
 
 @pytest.mark.s3server
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: fetchflow/scheduler.py:449 (_retry_wanted) retries a step whose upload "
-    "failed after the provider call (StorageError, retryable, no partial_output), so "
-    "retries: 1 pays for the same image twice although its bytes are in the spool",
-)
 def test_a_step_whose_paid_image_could_not_be_uploaded_is_not_retried(
     prefect_api: str, openai: FakeOpenAI, rclone: RcloneS3, tmp_path: Path
 ) -> None:

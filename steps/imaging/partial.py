@@ -42,7 +42,7 @@ class PartialImages(StepError):
         asked: How many images the step asked for in all.
     """
 
-    kept: list[dict[str, object]] = field(default_factory=list)
+    kept: list[dict[str, object]] = field(default_factory=list, repr=False)
     asked: int = 0
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fetchflow.errors import ProviderError, StepError
+from fetchflow.errors import ProviderError, StepError, StorageError
 from steps.imaging.catalog import ModelSpec, SizeChoice
 from steps.imaging.estimate import size_choice
 from steps.imaging.partial import KeptImage, PartialImages
@@ -237,6 +237,7 @@ def produce(
                 describe=describe_call(first, request, job.count),
             )
             images = result.images[: request.count]
+            unstored: list[StorageError] = []
             for position, answer in enumerate(images):
                 finished = _verify(job, request, answer.data, answer.mime_type, result.model)
                 made = MadeImage(
@@ -246,7 +247,12 @@ def produce(
                     usage=share_usage(result.usage, len(images), position),
                     model=result.model,
                 )
-                kept.append(keep(made))
+                try:
+                    kept.append(keep(made))
+                except StorageError as error:  # spooled: go on, every paid image is kept
+                    unstored.append(error)
+            if unstored:
+                raise _not_stored(unstored)
             if len(images) < request.count:
                 raise StepError(
                     message=f"model {result.model} ({provider.name}) returned "
@@ -254,7 +260,7 @@ def produce(
                     hint="the provider may have filtered some; try again or change the prompt",
                     retryable=True,
                 )
-    except (ProviderError, StepError) as error:
+    except (ProviderError, StepError, StorageError) as error:
         if not kept:
             raise
         raise PartialImages(
@@ -265,6 +271,24 @@ def produce(
             kept=[image.record for image in kept],
             asked=job.count,
         ) from error
+
+
+def _not_stored(errors: list[StorageError]) -> StorageError:
+    """One error for the images of an answer the store refused (their bytes are spooled).
+
+    Not retryable: the images were paid for and are in the spool; running the step again
+    would pay for them again. ``fetchflow push`` stores them once the store is back.
+    """
+    first = errors[0]
+    spooled = [path for error in errors for path in error.spooled]
+    return StorageError(
+        message=f"{len(errors)} paid image(s) could not be stored: {first.message}",
+        hint=f"{first.hint}; the step is not retried, so they are not paid for twice",
+        target=first.target,
+        endpoint=first.endpoint,
+        spooled=spooled,
+        retryable=False,
+    )
 
 
 def _call(

@@ -1,0 +1,190 @@
+"""Reference images an image step reads: upstream asset records, http(s) URLs, project files.
+
+A step field such as ``images`` holds, once rendered, one reference or a list of them:
+
+- an asset record (``<< hero.output.0 >>``, or a whole ``<< hero.output >>`` list): a mapping
+  with a ``storage_uri``, read back through the run's asset store (no HTTP, no expiry);
+- an ``http://`` or ``https://`` URL, fetched by
+  :func:`steps.imaging.fetching.fetch_reference` (address, size and type limits);
+- a relative path to a file under the project folder (the folder holding ``templates/``);
+  absolute paths and ``..`` escapes are refused.
+
+:func:`resolve_references` turns any of these into :class:`Reference` values whose
+``sha256`` a step puts in its provenance; :func:`check_images_value` is the static check
+of the field's shape, for config validators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import urlsplit
+
+from fetchflow.errors import StepError
+from fetchflow.step import RuleViolation, StepContext
+
+__all__ = [
+    "ImagesValue",
+    "Reference",
+    "check_images_value",
+    "project_root_of",
+    "resolve_references",
+]
+
+#: What an ``images``-like field holds: one reference or a list of them.
+ImagesValue = str | dict[str, object] | list[str | dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference image's bytes and where they came from.
+
+    Attributes:
+        data: The file's bytes.
+        sha256: Hex SHA-256 of ``data`` (for provenance).
+        source: Where it came from, for messages and provenance: the record's
+            ``storage_uri``, the redacted URL, or ``file:<relative path>``.
+        file_name: A file name for it (the record's, the URL's last segment, the file's).
+    """
+
+    data: bytes
+    sha256: str
+    source: str
+    file_name: str
+
+
+def _refused(message: str, hint: str) -> StepError:
+    return StepError(message=message, hint=hint, retryable=False)
+
+
+def check_images_value(value: object, field: str = "images") -> None:
+    """Check the shape of a reference field as written (static check).
+
+    Args:
+        value: The field's value: a string, a record-shaped mapping, or a non-empty list.
+        field: The field's name, for messages.
+
+    Raises:
+        RuleViolation: An empty list or string, a mapping without a ``storage_uri``, or
+            another kind of value.
+    """
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise RuleViolation(
+            f"{field} is an empty list",
+            fields=(field,),
+            hint=f"give at least one image: {field}: << hero.output >>",
+        )
+    for item in items:
+        if isinstance(item, str):
+            if not item.strip():
+                raise RuleViolation(
+                    f"{field} holds an empty string",
+                    fields=(field,),
+                    hint="give an asset record, an http(s) URL or a file under the project",
+                )
+            continue
+        if isinstance(item, Mapping):
+            if not isinstance(item.get("storage_uri"), str):
+                raise RuleViolation(
+                    f"{field} holds a mapping without storage_uri (keys: "
+                    f"{', '.join(sorted(map(str, item))) or 'none'})",
+                    fields=(field,),
+                    hint="reference an image step's output, e.g. << hero.output.0 >>",
+                )
+            continue
+        raise RuleViolation(
+            f"{field} must be an image reference or a list of them, got "
+            f"{type(item).__name__} {str(item)[:60]}",
+            fields=(field,),
+            hint="give an asset record (<< hero.output >>), an http(s) URL or a file path",
+        )
+
+
+def project_root_of(ctx: StepContext) -> Path:
+    """The project folder of a run: the folder above its ``templates/``, else the cwd."""
+    for folder in ctx.templates.search_path:
+        if folder.name == "templates":
+            return folder.resolve().parent
+    return Path.cwd().resolve()
+
+
+def resolve_references(value: object, *, ctx: StepContext, project_root: Path) -> list[Reference]:
+    """The bytes of every reference ``value`` holds, in order.
+
+    Args:
+        value: The rendered field: a record mapping, a URL or path string, or a list of
+            those (a whole ``<< step.output >>`` list included).
+        ctx: The step's context: its store reads records, its settings limit fetches.
+        project_root: The folder relative file paths are read under.
+
+    Raises:
+        StepError: A reference cannot be read: refused URL or path, missing file, a file
+            over ``max_reference_bytes``, a record the store does not hold (StorageError).
+    """
+    _check_rendered(value)
+    items: Sequence[object] = value if isinstance(value, list) else [value]
+    return [_resolve_one(item, ctx=ctx, project_root=project_root) for item in items]
+
+
+def _check_rendered(value: object) -> None:
+    try:
+        check_images_value(value)
+    except RuleViolation as error:
+        raise _refused(error.message, error.hint) from None
+
+
+def _resolve_one(item: object, *, ctx: StepContext, project_root: Path) -> Reference:
+    if isinstance(item, Mapping):
+        uri = str(item["storage_uri"])
+        data = ctx.store.read(uri)
+        name = item.get("file_name")
+        file_name = name if isinstance(name, str) and name else uri.rsplit("/", 1)[-1]
+        return Reference(data, hashlib.sha256(data).hexdigest(), uri, file_name)
+    text = str(item).strip()
+    scheme = urlsplit(text).scheme.lower()
+    if scheme in ("http", "https"):
+        from steps.imaging.fetching import fetch_reference
+
+        fetched = fetch_reference(text, settings=ctx.settings, timeout=ctx.timeout_seconds or 30.0)
+        file_name = urlsplit(fetched.url).path.rsplit("/", 1)[-1] or "reference"
+        return Reference(fetched.data, fetched.sha256, fetched.url, file_name)
+    if "://" in text or scheme == "data":
+        raise _refused(
+            f'reference "{text[:80]}" has scheme {scheme}: only http(s) URLs, asset records '
+            "and files under the project are read",
+            "use an http(s) URL, an image step's output, or a relative file path",
+        )
+    return _read_project_file(text, project_root=project_root, cap=ctx.settings.max_reference_bytes)
+
+
+def _read_project_file(text: str, *, project_root: Path, cap: int) -> Reference:
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute():
+        raise _refused(
+            f'reference "{text}" is an absolute path; files are read only under the '
+            f"project folder {project_root}",
+            "give the path relative to the project folder, e.g. assets/logo.png",
+        )
+    root = project_root.resolve()
+    path = (root / text).resolve()
+    if not path.is_relative_to(root):
+        raise _refused(
+            f'reference "{text}" leaves the project folder {root}',
+            "give a path inside the project folder, without ..",
+        )
+    if not path.is_file():
+        raise _refused(
+            f'reference "{text}" is not a file under the project folder {root}',
+            "check the path (it is relative to the folder holding templates/)",
+        )
+    size = path.stat().st_size
+    if size > cap:
+        raise _refused(
+            f'reference "{text}" is {size:,} bytes, over the {cap:,}-byte limit',
+            "use a smaller image, or raise FETCHFLOW_MAX_REFERENCE_BYTES",
+        )
+    data = path.read_bytes()
+    relative = path.relative_to(root).as_posix()
+    return Reference(data, hashlib.sha256(data).hexdigest(), f"file:{relative}", path.name)

@@ -6,6 +6,10 @@ colours drawn from a hash of those, a large "PREVIEW" across the middle and the 
 of the prompt at the bottom. With ``background: transparent`` the backdrop is transparent
 and only the shapes and text are opaque. Same inputs, same PNG bytes (for one Pillow
 version).
+
+``edit`` draws from the reference images instead (:func:`draw_edit_preview`): the first
+one tinted, the others as insets, a mask's transparent area striped, and an "EDIT" label
+besides the PREVIEW marking.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import random
 from typing import TYPE_CHECKING
 
 from steps.imaging.catalog import PREVIEW
-from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
+from steps.imaging.providers.base import (
+    EditRequest,
+    ImageRequest,
+    ProviderImage,
+    ProviderResult,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["DEFAULT_SIZE", "PreviewProvider", "draw_preview"]
+__all__ = ["DEFAULT_SIZE", "PreviewProvider", "draw_edit_preview", "draw_preview"]
 
 #: What ``size: auto`` draws.
 DEFAULT_SIZE = (1024, 1024)
@@ -100,6 +109,88 @@ def _mark(draw: object, width: int, height: int, prompt: str) -> None:
         )
 
 
+def _open_rgba(data: bytes) -> Image:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGBA")
+
+
+def draw_edit_preview(
+    prompt: str,
+    references: list[bytes],
+    *,
+    size: tuple[int, int] | None = None,
+    mask: bytes | None = None,
+    seed: int = 0,
+    index: int = 0,
+    transparent: bool = False,
+) -> Image:
+    """Draw one edit preview from the references (RGBA when ``transparent``, else RGB).
+
+    The first reference, resized to ``size`` (or kept at its own), is tinted with a colour
+    drawn from the prompt, seed and index; the other references are pasted as small insets
+    along the bottom; where the mask is fully transparent (alpha 0, resized to the picture)
+    a striped pattern fills the area; then "PREVIEW", the prompt's first words and an "EDIT"
+    label are drawn. ``transparent`` keeps the first reference's alpha; otherwise the
+    picture is flattened onto the tint colour.
+
+    Args:
+        prompt: The edit prompt.
+        references: Image bytes, at least one.
+        size: ``(width, height)`` of the result, or ``None`` for the first reference's.
+        mask: A mask PNG (alpha 0 = edited area), or ``None``.
+        seed: Varies the colours.
+        index: The image's index in its request.
+        transparent: Keep transparency instead of flattening.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    base = _open_rgba(references[0])
+    width, height = size or base.size
+    rng = _rng(prompt, width, height, seed, index)
+    tint = _colour(rng)
+    picture = base.resize((width, height), Image.Resampling.BILINEAR)
+    alpha = picture.getchannel("A")
+    picture = Image.blend(picture, Image.new("RGBA", (width, height), tint), 0.3)
+    picture.putalpha(alpha)
+    inset = max(8, min(width, height) // 5)
+    margin = max(2, inset // 8)
+    for number, data in enumerate(references[1:]):
+        thumb = _open_rgba(data)
+        thumb.thumbnail((inset, inset))
+        x = margin + number * (inset + margin)
+        if x + thumb.width > width:
+            break
+        picture.alpha_composite(thumb, (x, height - inset - margin))
+    if mask is not None:
+        area = _open_rgba(mask).getchannel("A").resize((width, height), Image.Resampling.NEAREST)
+        edited = area.point(lambda value: 255 if value == 0 else 0)
+        pattern = Image.new("RGBA", (width, height), tint)
+        stripes = ImageDraw.Draw(pattern)
+        step = max(4, min(width, height) // 16)
+        for offset in range(-height, width, step * 2):
+            stripes.line(
+                [(offset, 0), (offset + height, height)], fill=(255, 255, 255, 255), width=step
+            )
+        picture.paste(pattern, (0, 0), edited)
+    if not transparent:
+        backdrop = Image.new("RGBA", (width, height), tint)
+        picture = Image.alpha_composite(backdrop, picture)
+    draw = ImageDraw.Draw(picture)
+    _mark(draw, width, height, prompt)
+    label = ImageFont.load_default(size=max(8, height // 12))
+    draw.text(
+        (margin, margin),
+        "EDIT",
+        font=label,
+        fill=(255, 255, 0, 255),
+        stroke_width=1,
+        stroke_fill=(0, 0, 0, 255),
+    )
+    return picture if transparent else picture.convert("RGB")
+
+
 def _png(image: Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
@@ -114,6 +205,8 @@ class PreviewProvider:
     """
 
     name = "preview"
+    #: :meth:`edit` draws a mask's transparent area as a striped pattern.
+    supports_mask = True
 
     def generate(self, request: ImageRequest) -> ProviderResult:
         """Draw ``request.count`` images."""
@@ -132,6 +225,40 @@ class PreviewProvider:
                         seed=request.seed or 0,
                         index=index,
                         transparent=transparent,
+                    )
+                ),
+                mime_type="image/png",
+            )
+            for index in range(request.count)
+        ]
+        return ProviderResult(images=images, usage=None, model=PREVIEW)
+
+    def edit(self, request: EditRequest) -> ProviderResult:
+        """Draw ``request.count`` edit previews from the references (:func:`draw_edit_preview`).
+
+        The size is the request's, else the first reference's; ``background: transparent``
+        keeps the first reference's transparency. Same inputs, same PNG bytes.
+
+        Raises:
+            ValueError: ``request.images`` is empty.
+        """
+        if not request.images:
+            raise ValueError("an edit needs at least one reference image")
+        size = None
+        if request.width is not None and request.height is not None:
+            size = (request.width, request.height)
+        references = [image.data for image in request.images]
+        images = [
+            ProviderImage(
+                data=_png(
+                    draw_edit_preview(
+                        request.prompt,
+                        references,
+                        size=size,
+                        mask=request.mask.data if request.mask is not None else None,
+                        seed=request.seed or 0,
+                        index=index,
+                        transparent=request.background == "transparent",
                     )
                 ),
                 mime_type="image/png",

@@ -11,10 +11,17 @@ Providers raise :class:`fetchflow.errors.ProviderError` (``message``, ``hint``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ImageProvider", "ImageRequest", "ProviderImage", "ProviderResult"]
+__all__ = [
+    "EditRequest",
+    "ImageEditor",
+    "ImageProvider",
+    "ImageRequest",
+    "ProviderImage",
+    "ProviderResult",
+]
 
 
 @dataclass(frozen=True)
@@ -100,4 +107,46 @@ class ImageProvider(Protocol):
 
     def close(self) -> None:
         """Release the provider's connections (the step calls it when it is done)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EditRequest(ImageRequest):
+    """One edit call: an :class:`ImageRequest` plus the images to start from.
+
+    ``moderation`` is kept for a uniform shape but no edit API takes it (OpenAI's
+    ``images.edit`` has no such parameter), so providers do not send it.
+
+    Attributes:
+        images: The reference images, in order; the first is the one a mask applies to.
+        mask: A PNG whose fully transparent pixels (alpha 0) mark where to edit, the same
+            width and height as ``images[0]``; ``None`` edits the whole picture.
+        input_fidelity: ``"high" | "low"`` for models that take it (OpenAI
+            ``gpt-image-1.5``; ``gpt-image-1-mini`` only ``low``), else ``None``.
+    """
+
+    images: list[ProviderImage] = field(default_factory=list)
+    mask: ProviderImage | None = None
+    input_fidelity: str | None = None
+
+
+@runtime_checkable
+class ImageEditor(Protocol):
+    """A provider that can also edit images (``openai``, ``google``, ``preview``).
+
+    Attributes:
+        name: The provider's name.
+        supports_mask: Whether :meth:`edit` takes ``EditRequest.mask``; a step refuses a
+            mask statically when it is ``False`` (Gemini).
+    """
+
+    name: str
+    supports_mask: bool
+
+    def edit(self, request: EditRequest) -> ProviderResult:
+        """Make ``request.count`` images from the prompt and the reference images.
+
+        Raises:
+            ProviderError: The provider refused or could not be reached.
+        """
         ...

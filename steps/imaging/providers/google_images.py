@@ -22,7 +22,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import ProviderError
-from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
+from steps.imaging.providers.base import (
+    EditRequest,
+    ImageRequest,
+    ProviderImage,
+    ProviderResult,
+)
 from steps.imaging.providers.errors import (
     RateLimited,
     image_from_bytes,
@@ -32,6 +37,7 @@ from steps.imaging.providers.errors import (
     sanitized,
     trim_body,
 )
+from steps.imaging.providers.google_edits import edit_contents
 
 if TYPE_CHECKING:
     from google import genai
@@ -77,6 +83,8 @@ class GeminiProvider:
     """
 
     name = PROVIDER
+    #: ``generateContent`` has no mask: a step refuses ``mask`` for Gemini models.
+    supports_mask = False
 
     def __init__(
         self,
@@ -120,6 +128,20 @@ class GeminiProvider:
             ProviderError: A call failed (see :func:`google_error`) or answered without
                 an image; images of earlier calls are dropped with it.
         """
+        return self._run(request, request.prompt)
+
+    def edit(self, request: EditRequest) -> ProviderResult:
+        """Like :meth:`generate`, each call also sending the references (no mask).
+
+        Raises:
+            ProviderError: As for :meth:`generate`; not retryable when a mask is given.
+        """
+        return self._run(request, edit_contents(request, self.endpoint(request.model)))
+
+    def _run(
+        self, request: ImageRequest, contents: str | list[types.PartUnionDict]
+    ) -> ProviderResult:
+        """``request.count`` calls of ``generate_content`` with ``contents``."""
         import httpx2
         from google.genai import errors
 
@@ -131,7 +153,7 @@ class GeminiProvider:
             seed = None if request.seed is None else request.seed + index
             try:
                 response = self._client.models.generate_content(
-                    model=request.model, contents=request.prompt, config=_config(request, seed)
+                    model=request.model, contents=contents, config=_config(request, seed)
                 )
             except (errors.APIError, httpx2.HTTPError) as exc:
                 raise google_error(

@@ -19,7 +19,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import ProviderError
-from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
+from steps.imaging.providers.base import (
+    EditRequest,
+    ImageRequest,
+    ProviderImage,
+    ProviderResult,
+)
 from steps.imaging.providers.errors import (
     RateLimited,
     image_from_bytes,
@@ -29,6 +34,7 @@ from steps.imaging.providers.errors import (
     sanitized,
     trim_body,
 )
+from steps.imaging.providers.openai_edits import edit_params
 
 if TYPE_CHECKING:
     import openai
@@ -86,6 +92,8 @@ class OpenAIProvider:
     """
 
     name = PROVIDER
+    #: ``images.edit`` takes a mask (alpha 0 = edit here; PNG, same size as the first image).
+    supports_mask = True
 
     def __init__(
         self,
@@ -125,29 +133,55 @@ class OpenAIProvider:
             ProviderError: The API refused or failed (see :func:`openai_error`), or it
                 answered without usable images (retryable).
         """
-        import openai
-
         # The SDK types each argument as a Literal; the values were checked by the step's
         # rules before any call, so the dict goes through as is.
         generate: Callable[..., ImagesResponse] = self._client.images.generate
+        return self._call(generate, generation_params(request), request.model, self.endpoint)
+
+    def edit(self, request: EditRequest) -> ProviderResult:
+        """Make ``request.count`` images from the references in one ``images/edits`` call.
+
+        The parameters are :func:`~steps.imaging.providers.openai_edits.edit_params`'s;
+        errors are mapped as for :meth:`generate`.
+
+        Args:
+            request: The edit to make (at least one reference image).
+
+        Returns:
+            The decoded images, in the order returned, with the call's token usage.
+
+        Raises:
+            ProviderError: As for :meth:`generate`.
+        """
+        edit: Callable[..., ImagesResponse] = self._client.images.edit
+        endpoint = public_endpoint(f"{self._client.base_url}images/edits")
+        return self._call(edit, edit_params(request), request.model, endpoint)
+
+    def _call(
+        self,
+        method: Callable[..., ImagesResponse],
+        params: dict[str, object],
+        model: str,
+        endpoint: str,
+    ) -> ProviderResult:
+        """One SDK call, its errors mapped (:func:`openai_error`) and its images decoded."""
+        import openai
+
         try:
-            response = generate(**generation_params(request))
+            response = method(**params)
         except openai.OpenAIError as exc:
             raise openai_error(
                 exc,
                 api_key=self._api_key,
-                endpoint=self.endpoint,
+                endpoint=endpoint,
                 timeout=self._timeout,
                 key_source=self._key_source,
             ) from sanitized(exc, [self._api_key])
         return ProviderResult(
-            images=self._images(response),
-            usage=_usage(response),
-            model=request.model,
+            images=self._images(response, endpoint), usage=_usage(response), model=model
         )
 
-    def _images(self, response: ImagesResponse) -> list[ProviderImage]:
-        endpoint = self.endpoint
+    def _images(self, response: ImagesResponse, endpoint: str) -> list[ProviderImage]:
         data = response.data or []
         if not data:
             raise ProviderError(

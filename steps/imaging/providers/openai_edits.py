@@ -1,0 +1,97 @@
+"""The parameters of OpenAI's ``images.edit`` (``POST {base_url}/images/edits``, multipart).
+
+:meth:`~steps.imaging.providers.openai_images.OpenAIProvider.edit` makes the call; this
+module only turns an :class:`~steps.imaging.providers.base.EditRequest` into the SDK's
+keyword arguments:
+
+- ``image``: every reference as an ``(filename, bytes, mime type)`` tuple, in order (the
+  SDK sends them as repeated ``image[]`` parts); ``mask`` likewise when there is one;
+- ``model``, ``prompt``, ``n``, ``size``, ``quality``, ``background``, ``output_format``,
+  and ``output_compression`` only with jpeg or webp (as for generations);
+- never ``moderation`` (edits take none), ``response_format`` or ``style``;
+- ``input_fidelity`` only where the model takes that value (PROVIDERS.md §1 and rule 15):
+  ``high``/``low`` on ``gpt-image-1.5`` (and the older ``gpt-image-1`` and
+  ``chatgpt-image-latest``), ``low`` only on ``gpt-image-1-mini``, nothing on
+  ``gpt-image-2`` and later. The step's rules refuse a value the model cannot take before
+  any call; here a value the model would refuse is simply not sent.
+"""
+
+from __future__ import annotations
+
+from steps.imaging.providers.base import EditRequest, ProviderImage
+
+__all__ = ["edit_params", "input_fidelity_for"]
+
+_COMPRESSIBLE = frozenset({"jpeg", "webp"})
+#: Models taking ``input_fidelity`` and the values each takes.
+_FIDELITY: dict[str, frozenset[str]] = {
+    "gpt-image-1": frozenset({"high", "low"}),
+    "gpt-image-1.5": frozenset({"high", "low"}),
+    "chatgpt-image-latest": frozenset({"high", "low"}),
+    "gpt-image-1-mini": frozenset({"low"}),
+}
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+#: What the SDK takes as one file: ``(filename, content, content type)``.
+FileTuple = tuple[str, bytes, str]
+
+
+def input_fidelity_for(model: str, value: str | None) -> str | None:
+    """``value`` when ``model`` takes it as ``input_fidelity``, else ``None`` (not sent).
+
+    Dated snapshots (``gpt-image-1.5-2025-12-16``) count as their model.
+    """
+    if value is None:
+        return None
+    for name, values in _FIDELITY.items():
+        if model == name or model.startswith(f"{name}-20"):
+            return value if value in values else None
+    return None
+
+
+def _file(image: ProviderImage, stem: str) -> FileTuple:
+    extension = _EXTENSIONS.get(image.mime_type, "png")
+    return (f"{stem}.{extension}", image.data, image.mime_type)
+
+
+def edit_params(request: EditRequest) -> dict[str, object]:
+    """The keyword arguments of ``images.edit`` for one request.
+
+    Args:
+        request: The edit to make; ``request.images`` must hold at least one image.
+
+    Returns:
+        ``model``, ``image`` (a list of file tuples), ``mask`` when set, ``prompt``, ``n``,
+        ``size`` (``"WxH"`` or ``"auto"``), ``quality``, ``background``, ``output_format``,
+        ``output_compression`` (jpeg/webp only) and ``input_fidelity`` (models that take
+        it only).
+
+    Raises:
+        ValueError: ``request.images`` is empty (the step never sends such a request).
+    """
+    if not request.images:
+        raise ValueError("an edit needs at least one reference image")
+    if request.width is None or request.height is None:
+        size = "auto"
+    else:
+        size = f"{request.width}x{request.height}"
+    params: dict[str, object] = {
+        "model": request.model,
+        "image": [
+            _file(image, f"image-{number}") for number, image in enumerate(request.images, 1)
+        ],
+        "prompt": request.prompt,
+        "n": request.count,
+        "size": size,
+        "quality": request.quality,
+        "background": request.background,
+        "output_format": request.output_format,
+    }
+    if request.mask is not None:
+        params["mask"] = _file(request.mask, "mask")
+    if request.output_format in _COMPRESSIBLE and request.output_compression is not None:
+        params["output_compression"] = request.output_compression
+    fidelity = input_fidelity_for(request.model, request.input_fidelity)
+    if fidelity is not None:
+        params["input_fidelity"] = fidelity
+    return params

@@ -28,13 +28,17 @@ from fetchflow.step import RuleViolation, StepContext
 __all__ = [
     "ImagesValue",
     "Reference",
+    "ReferenceValue",
     "check_images_value",
     "project_root_of",
     "resolve_references",
 ]
 
-#: What an ``images``-like field holds: one reference or a list of them.
-ImagesValue = str | dict[str, object] | list[str | dict[str, object]]
+#: One reference as a field holds it: a URL or path, or an asset record.
+ReferenceValue = str | dict[str, object]
+#: What an ``images``-like field holds: one reference or a list of them, where an item may
+#: itself be a list (a whole ``<< step.output >>`` among other references).
+ImagesValue = ReferenceValue | list[ReferenceValue | list[ReferenceValue]]
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,15 @@ def check_images_value(value: object, field: str = "images") -> None:
     """Check the shape of a reference field as written (static check).
 
     Args:
-        value: The field's value: a string, a record-shaped mapping, or a non-empty list.
+        value: The field's value: a string, a record-shaped mapping, or a non-empty list
+            of those (lists inside it expanded one level).
         field: The field's name, for messages.
 
     Raises:
         RuleViolation: An empty list or string, a mapping without a ``storage_uri``, or
             another kind of value.
     """
-    items = value if isinstance(value, list) else [value]
+    items = _flattened(value)
     if not items:
         raise RuleViolation(
             f"{field} is an empty list",
@@ -103,6 +108,16 @@ def check_images_value(value: object, field: str = "images") -> None:
         )
 
 
+def _flattened(value: object) -> list[object]:
+    """``value`` as a list of references, lists inside the list expanded (one level)."""
+    if not isinstance(value, list):
+        return [value]
+    items: list[object] = []
+    for item in value:
+        items.extend(item if isinstance(item, list) else [item])
+    return items
+
+
 def project_root_of(ctx: StepContext) -> Path:
     """The project folder of a run: the folder above its ``templates/``, else the cwd."""
     for folder in ctx.templates.search_path:
@@ -116,7 +131,7 @@ def resolve_references(value: object, *, ctx: StepContext, project_root: Path) -
 
     Args:
         value: The rendered field: a record mapping, a URL or path string, or a list of
-            those (a whole ``<< step.output >>`` list included).
+            those; a list inside the list (a whole ``<< step.output >>``) is expanded.
         ctx: The step's context: its store reads records, its settings limit fetches.
         project_root: The folder relative file paths are read under.
 
@@ -125,7 +140,7 @@ def resolve_references(value: object, *, ctx: StepContext, project_root: Path) -
             over ``max_reference_bytes``, a record the store does not hold (StorageError).
     """
     _check_rendered(value)
-    items: Sequence[object] = value if isinstance(value, list) else [value]
+    items: Sequence[object] = _flattened(value)
     return [_resolve_one(item, ctx=ctx, project_root=project_root) for item in items]
 
 

@@ -100,8 +100,9 @@ def put_record(store: LocalStore, data: bytes = PNG, name: str = "hero-1.png") -
         "https://example.com/a.png",
         {"storage_uri": "file:///x.png"},
         ["a.png", {"storage_uri": "s3://b/k.png"}],
+        [[{"storage_uri": "s3://b/1.png"}, {"storage_uri": "s3://b/2.png"}], "a.png"],
     ],
-    ids=["path", "url", "record", "list"],
+    ids=["path", "url", "record", "list", "step-output-in-a-list"],
 )
 def test_images_value_shapes_accepted(value: object) -> None:
     check_images_value(value)
@@ -114,7 +115,7 @@ def test_images_value_shapes_accepted(value: object) -> None:
         ("  ", "images holds an empty string"),
         ({"file_url": "x"}, "images holds a mapping without storage_uri \\(keys: file_url\\)"),
         (42, "images must be an image reference or a list of them, got int 42"),
-        ([["a.png"]], "images must be an image reference or a list of them, got list"),
+        ([[["a.png"]]], "images must be an image reference or a list of them, got list"),
     ],
     ids=["empty-list", "empty-string", "mapping-without-uri", "number", "nested-list"],
 )
@@ -136,16 +137,17 @@ def test_a_record_is_read_through_the_store(tmp_path: Path, store: LocalStore) -
     assert ref.file_name == "hero-1.png"
 
 
-def test_a_list_of_records_and_a_file_keeps_the_order(tmp_path: Path, store: LocalStore) -> None:
+def test_a_step_output_and_a_file_keep_their_order(tmp_path: Path, store: LocalStore) -> None:
     other = image_bytes(color=(0, 0, 255))
     (tmp_path / "art").mkdir()
     (tmp_path / "art" / "logo.png").write_bytes(other)
-    records = [put_record(store), "art/logo.png"]
+    third = image_bytes(color=(0, 255, 0))
+    records = [[put_record(store), put_record(store, third)], "art/logo.png"]
     refs = resolve_references(records, ctx=context(tmp_path, store), project_root=tmp_path)
-    assert [r.data for r in refs] == [PNG, other]
-    assert refs[1].source == "file:art/logo.png"
-    assert refs[1].file_name == "logo.png"
-    assert refs[1].sha256 == hashlib.sha256(other).hexdigest()
+    assert [r.data for r in refs] == [PNG, third, other]
+    assert refs[2].source == "file:art/logo.png"
+    assert refs[2].file_name == "logo.png"
+    assert refs[2].sha256 == hashlib.sha256(other).hexdigest()
 
 
 def test_a_record_the_store_does_not_hold_is_an_error(tmp_path: Path, store: LocalStore) -> None:
@@ -345,6 +347,16 @@ def test_bad_images_values_are_reported(images: str, message: str) -> None:
     text = FLOW_HEAD.replace('"<< hero.output >>"', images)
     with pytest.raises(WorkflowInvalid, match=message):
         check_text(text, "t.yaml", StepRegistry.from_entry_points(), Templates())
+
+
+def test_a_step_output_inside_a_list_checks_and_validates_once_rendered(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    text = FLOW_HEAD.replace('"<< hero.output >>"', '["<< hero.output >>", art/logo.png]')
+    assert check_text(text, "t.yaml", StepRegistry.from_entry_points(), Templates()).steps
+    rendered = [[put_record(store), put_record(store)], "art/logo.png"]
+    config = ImageTransformConfig.model_validate({"images": rendered, "width": 8})
+    assert config.images == rendered
 
 
 def test_a_rule_on_a_templated_field_waits_for_rendering() -> None:

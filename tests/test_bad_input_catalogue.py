@@ -37,6 +37,11 @@ from fakes import fixtures  # noqa: E402
 from fakes.fake_gemini import FakeGemini  # noqa: E402
 from fakes.fake_openai import FakeOpenAI  # noqa: E402
 
+from fetchflow.step import StepRegistry  # noqa: E402
+
+#: The installed step types, as the "unknown step type" hint lists them.
+STEP_TYPES = StepRegistry.from_entry_points().names()
+
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
 
@@ -323,7 +328,7 @@ ENGINE_CASES = {
     ),
     "empty_step_type": Case(
         '4:11: step "hero" field "type": the step type is empty',
-        "step types: image_generation, template (see fetchflow steps)",
+        f"step types: {', '.join(STEP_TYPES)} (see fetchflow steps)",
     ),
     "unknown_step_type": Case(
         '4:11: step "hero" (image_generaton) field "type": unknown step type '

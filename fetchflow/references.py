@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jinja2 import nodes
 
+from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES
+
 __all__ = [
     "Reference",
     "check_path",
@@ -89,9 +91,6 @@ def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
     return node, path
 
 
-_IMPLICIT = frozenset({"loop", "caller", "varargs", "kwargs", "self"})
-
-
 def _walk(node: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
     from jinja2 import nodes
 
@@ -115,7 +114,7 @@ def _context_names(ast: nodes.Template) -> frozenset[str]:
     stored: set[str] = set()
     for name in ast.find_all(nodes.Name):
         (loaded if name.ctx == "load" else stored).add(name.name)
-    return frozenset(loaded - stored - _IMPLICIT)
+    return frozenset(loaded - stored - IMPLICIT_NAMES)
 
 
 def find_references(ast: nodes.Template, ignore: frozenset[str]) -> list[Reference]:
@@ -137,28 +136,7 @@ _SIMPLE_EXPR = re.compile(
     r"<<\s*([A-Za-z][A-Za-z0-9_]*(?:\.(?:[A-Za-z][A-Za-z0-9_]*|0|[1-9][0-9]*))*)\s*>>"
 )
 _NOT_SIMPLE = re.compile(r"<<|>>|<%|%>|<#|#>|\{\{|\{%|\{#")
-_KEYWORDS = frozenset(
-    {
-        "and",
-        "or",
-        "not",
-        "in",
-        "is",
-        "if",
-        "else",
-        "true",
-        "false",
-        "none",
-        "True",
-        "False",
-        "None",
-        "loop",
-        "caller",
-        "varargs",
-        "kwargs",
-        "self",
-    }
-)
+_KEYWORDS = EXPRESSION_KEYWORDS | IMPLICIT_NAMES
 
 
 def simple_references(source: str, ignore: frozenset[str]) -> list[Reference] | None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from fetchflow.step import RuleViolation
+from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES, JINJA_GLOBALS
 
 __all__ = [
     "RESERVED_IDS",
@@ -29,42 +30,11 @@ InputType = Literal["string", "integer", "number", "boolean", "list", "object"]
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-RESERVED_IDS = frozenset(
-    {
-        "inputs",
-        "run",
-        "loop",
-        "self",
-        "super",
-        "varargs",
-        "kwargs",
-        "caller",
-        "range",
-        "dict",
-        "namespace",
-        "lipsum",
-        "cycler",
-        "joiner",
-        "true",
-        "false",
-        "none",
-        "True",
-        "False",
-        "None",
-        "and",
-        "or",
-        "not",
-        "in",
-        "is",
-        "if",
-        "else",
-        "for",
-        "with",
-        "import",
-        "include",
-        "block",
-        "set",
-    }
+RESERVED_IDS = (
+    frozenset({"inputs", "run", "super", "for", "with", "import", "include", "block", "set"})
+    | EXPRESSION_KEYWORDS
+    | IMPLICIT_NAMES
+    | JINJA_GLOBALS
 )
 """Names a step id cannot take: they mean something else inside templates."""
 

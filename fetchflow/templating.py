@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from jinja2 import nodes
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["JINJA_GLOBALS", "TEMPLATE_MARKERS", "Templates", "is_template", "to_text"]
+__all__ = [
+    "EXPRESSION_KEYWORDS",
+    "IMPLICIT_NAMES",
+    "JINJA_GLOBALS",
+    "TEMPLATE_MARKERS",
+    "Templates",
+    "is_template",
+    "to_text",
+]
 
 TEMPLATE_MARKERS = ("<<", "<%", "<#", "{{", "{%", "{#")
 
@@ -72,6 +80,13 @@ def _concat(values: Iterable[Any]) -> Any:
 
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+IMPLICIT_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self"})
+"""Names Jinja defines inside loops, macros and blocks (never the scope's)."""
+EXPRESSION_KEYWORDS = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none"}
+    | {"True", "False", "None"}
+)
+"""Words an expression reads as operators or constants, not as names."""
 """The names Jinja's environment provides by itself (kept equal to ``env.globals`` by a test,
 so the static check can know them without importing Jinja)."""
 

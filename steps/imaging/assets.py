@@ -3,6 +3,7 @@ asset store, and the hosted-usage line billing reads."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError
@@ -48,8 +49,12 @@ def store_image(
     quality: str,
     background: str,
     output_format: str,
+    extra_provenance: Mapping[str, str] | None = None,
 ) -> ImageAsset:
-    """Store one verified image through the run's store; return its :class:`ImageAsset`."""
+    """Store one verified image through the run's store; return its :class:`ImageAsset`.
+
+    ``extra_provenance`` adds step-specific entries (an edit's reference hashes).
+    """
 
     image = made.image
     extension = output_format.replace("jpeg", "jpg")
@@ -66,6 +71,7 @@ def store_image(
     }
     if made.seed is not None:
         provenance["seed"] = str(made.seed)
+    provenance.update(extra_provenance or {})
     record = ctx.store.put(
         image.data,
         file_name=f"{ctx.step_id}-{made.index + 1}.{extension}",

@@ -44,6 +44,11 @@ RESOLUTIONS = ("1K", "2K", "4K")
 #: Every ``quality`` some model accepts (``xhigh``/``max``: GPT Image 2.5 only).
 QUALITIES = ("auto", "low", "medium", "high", "xhigh", "max")
 
+#: OpenAI edits: each reference under 50 MB (PROVIDERS.md §1, rule 13).
+_OPENAI_EDIT_MAX_BYTES = 50 * 1024 * 1024 - 1
+#: Gemini: a request with inline images must stay under 20 MB in all.
+_GEMINI_REQUEST_MAX_BYTES = 20 * 1024 * 1024 - 1
+
 _LONG_EDGE = {"1K": 1024, "2K": 2048, "4K": 4096}
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
@@ -130,6 +135,12 @@ class ModelSpec:
         prices: USD per image by ``(quality, "WxH")``; ``"*"`` matches any. Empty when no
             price is published.
         note: Shown in messages about this model.
+        edit_max_images: Most reference images one edit call takes.
+        edit_max_image_bytes: Largest reference file an edit takes (bytes, inclusive).
+        edit_max_request_bytes: Most bytes of references one edit call may carry, or None.
+        edit_formats: Reference file formats an edit takes.
+        mask: Whether edits take a mask (inpainting, outpainting).
+        input_fidelity: ``input_fidelity`` values edits take (empty: none).
     """
 
     name: str
@@ -147,6 +158,12 @@ class ModelSpec:
     seed: bool = False
     prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
     note: str = ""
+    edit_max_images: int = 16
+    edit_max_image_bytes: int = _OPENAI_EDIT_MAX_BYTES
+    edit_max_request_bytes: int | None = None
+    edit_formats: tuple[str, ...] = ("png", "jpeg", "webp")
+    mask: bool = True
+    input_fidelity: tuple[str, ...] = ()
 
     @property
     def takes_ratio(self) -> bool:
@@ -202,8 +219,15 @@ _GPT_FIXED = ((1024, 1024), (1536, 1024), (1024, 1536))
 _GEMINI_NOTE = "Gemini image models have no background setting"
 
 
-def _gpt_fixed(name: str, prices: Mapping[tuple[str, str], float] | None = None) -> ModelSpec:
-    return ModelSpec(name, "openai", sizes=_GPT_FIXED, prices=prices or {})
+def _gpt_fixed(
+    name: str,
+    prices: Mapping[tuple[str, str], float] | None = None,
+    *,
+    input_fidelity: tuple[str, ...] = ("high", "low"),
+) -> ModelSpec:
+    return ModelSpec(
+        name, "openai", sizes=_GPT_FIXED, prices=prices or {}, input_fidelity=input_fidelity
+    )
 
 
 def _gpt_free(name: str, *, extra_qualities: tuple[str, ...] = (), transparent: bool) -> ModelSpec:
@@ -217,7 +241,9 @@ def _gpt_free(name: str, *, extra_qualities: tuple[str, ...] = (), transparent: 
     )
 
 
-def _gemini(name: str, resolutions: tuple[str, ...], price: float | None = None) -> ModelSpec:
+def _gemini(
+    name: str, resolutions: tuple[str, ...], references: int, price: float | None = None
+) -> ModelSpec:
     return ModelSpec(
         name,
         "google",
@@ -230,6 +256,10 @@ def _gemini(name: str, resolutions: tuple[str, ...], price: float | None = None)
         seed=True,  # GenerateContentConfig.seed
         prices={("*", "*"): price} if price is not None else {},
         note=_GEMINI_NOTE,
+        edit_max_images=references,
+        edit_max_image_bytes=_GEMINI_REQUEST_MAX_BYTES,
+        edit_max_request_bytes=_GEMINI_REQUEST_MAX_BYTES,
+        mask=False,  # edits are instructions only: no mask parameter
     )
 
 
@@ -239,6 +269,7 @@ _SPECS = (
     _gpt_fixed(
         "gpt-image-1-mini",
         {("low", "1024x1024"): 0.005, ("medium", "1024x1024"): 0.011, ("high", "1024x1024"): 0.036},
+        input_fidelity=("low",),  # PROVIDERS.md rule 15: mini takes only low
     ),
     _gpt_fixed("gpt-image-1.5"),
     _gpt_fixed("chatgpt-image-latest"),
@@ -258,9 +289,11 @@ _SPECS = (
     _gpt_free("gpt-image-2.6-sunburst", transparent=True),
     _gpt_free("gpt-image-2.6-flare", transparent=True),
     # Google's published price: 1290 output tokens at $30/1M ≈ $0.039 per 1K image.
-    _gemini("gemini-2.5-flash-image", ("1K",), price=0.039),
-    _gemini("gemini-3-pro-image-preview", ("1K", "2K", "4K")),
-    _gemini("gemini-3.1-flash-image-preview", ("1K",)),
+    # References per edit: Google documents up to 3 for 2.5 Flash Image, up to 14 for the
+    # Gemini 3 image models.
+    _gemini("gemini-2.5-flash-image", ("1K",), 3, price=0.039),
+    _gemini("gemini-3-pro-image-preview", ("1K", "2K", "4K"), 14),
+    _gemini("gemini-3.1-flash-image-preview", ("1K",), 14),
     ModelSpec(
         PREVIEW,
         "preview",
@@ -270,6 +303,7 @@ _SPECS = (
         seed=True,
         prices={("*", "*"): 0.0},
         note="offline drawings marked PREVIEW",
+        input_fidelity=("high", "low"),
     ),
 )
 

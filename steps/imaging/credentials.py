@@ -151,8 +151,12 @@ def choose_model(
     settings: Settings,
     environ: Mapping[str, str],
     secret_name: str | None = None,
+    mask: bool = False,
 ) -> ModelSpec:
     """The model to run: ``model`` itself, or what ``auto`` picks.
+
+    ``mask`` says the request sends a mask (an edit's inpainting or outpainting): ``auto``
+    then only picks a model that takes one.
 
     ``auto`` takes the first of :data:`AUTO_CANDIDATES` whose provider has a key for the
     charge type and that can make the request; with no key at all it is the preview
@@ -175,7 +179,7 @@ def choose_model(
         candidate = CATALOG[name]
         if not key_sources(candidate.provider, charge_type, settings, environ, secret_name):
             continue
-        why = unsupported(candidate, size=size, quality=quality, background=background)
+        why = unsupported(candidate, size=size, quality=quality, background=background, mask=mask)
         if why is None:
             return candidate
         reasons.append(f"{name}: {why}")

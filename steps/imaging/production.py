@@ -19,11 +19,19 @@ from steps.imaging.catalog import ModelSpec, SizeChoice
 from steps.imaging.estimate import size_choice
 from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.postprocess import FinishedImage, finish_image, inspect_image
-from steps.imaging.providers.base import ImageProvider, ImageRequest, ProviderResult
+from steps.imaging.providers.base import (
+    EditRequest,
+    ImageEditor,
+    ImageProvider,
+    ImageRequest,
+    ProviderImage,
+    ProviderResult,
+)
 from steps.imaging.retrying import ProviderGate, RetryPolicy, StepLogger
 
 __all__ = [
     "SINGLE_ATTEMPT",
+    "EditInputs",
     "ImageJob",
     "MadeImage",
     "describe_call",
@@ -40,13 +48,28 @@ _LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class EditInputs:
+    """What one edit starts from: the references sent together, and the mask.
+
+    Attributes:
+        images: The reference images, in order (the first is the one a mask applies to).
+        mask: The mask PNG, or None.
+        input_fidelity: ``input_fidelity`` to send, or None.
+    """
+
+    images: tuple[ProviderImage, ...]
+    mask: ProviderImage | None = None
+    input_fidelity: str | None = None
+
+
+@dataclass(frozen=True)
 class ImageJob:
     """Everything one step asks of one model, resolved.
 
     Attributes:
         spec: The model.
         prompt: The final prompt (style applied).
-        count: How many images in all.
+        count: How many images per edit (or in all, for a generation).
         size: The size (or ratio) to ask for.
         quality: ``quality`` as configured.
         background: ``background`` as configured.
@@ -54,6 +77,8 @@ class ImageJob:
         output_format: The format to output.
         output_compression: 0-100 or None.
         seed: The seed, when the model takes one.
+        edits: Empty for a generation; for an edit, one :class:`EditInputs` per separate
+            edit, each making ``count`` images.
     """
 
     spec: ModelSpec
@@ -66,6 +91,12 @@ class ImageJob:
     output_format: str
     output_compression: int | None
     seed: int | None
+    edits: tuple[EditInputs, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """How many images the job makes in all."""
+        return self.count * max(1, len(self.edits))
 
 
 @dataclass(frozen=True)
@@ -101,6 +132,7 @@ def plan_job(
     output_format: str,
     output_compression: int | None,
     seed: int | None,
+    edits: tuple[EditInputs, ...] = (),
 ) -> ImageJob:
     """Resolve sizes for ``spec``: ratios map to its closest size, sizes to its ratio."""
     return ImageJob(
@@ -114,6 +146,7 @@ def plan_job(
         output_format=output_format,
         output_compression=output_compression,
         seed=seed if spec.seed else None,
+        edits=edits,
     )
 
 
@@ -121,30 +154,39 @@ def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
     """The provider calls for ``job``, each with the index of its first image.
 
     A seeded job gives call ``k`` (starting at image ``i``) the seed ``seed + i``, so
-    one-image-per-call models do not draw the same picture ``count`` times.
+    one-image-per-call models do not draw the same picture ``count`` times. An edit job
+    makes ``count`` images from each of its :class:`EditInputs` in turn, as
+    :class:`EditRequest` calls.
     """
-    calls = []
-    for first in range(0, job.count, job.spec.per_request):
-        calls.append(
-            (
-                first,
-                ImageRequest(
-                    model=job.spec.name,
-                    prompt=job.prompt,
-                    width=job.size.width,
-                    height=job.size.height,
-                    aspect_ratio=job.size.aspect_ratio,
-                    resolution=job.size.resolution,
-                    count=min(job.spec.per_request, job.count - first),
-                    quality=job.quality,
-                    background=job.background,
-                    moderation=job.moderation,
-                    output_format=job.output_format,
-                    output_compression=job.output_compression,
-                    seed=None if job.seed is None else job.seed + first,
-                ),
+    calls: list[tuple[int, ImageRequest]] = []
+    groups: tuple[EditInputs | None, ...] = job.edits or (None,)
+    for number, inputs in enumerate(groups):
+        start = number * job.count
+        for offset in range(0, job.count, job.spec.per_request):
+            first = start + offset
+            request = ImageRequest(
+                model=job.spec.name,
+                prompt=job.prompt,
+                width=job.size.width,
+                height=job.size.height,
+                aspect_ratio=job.size.aspect_ratio,
+                resolution=job.size.resolution,
+                count=min(job.spec.per_request, job.count - offset),
+                quality=job.quality,
+                background=job.background,
+                moderation=job.moderation,
+                output_format=job.output_format,
+                output_compression=job.output_compression,
+                seed=None if job.seed is None else job.seed + first,
             )
-        )
+            if inputs is not None:
+                request = EditRequest(
+                    **vars(request),
+                    images=list(inputs.images),
+                    mask=inputs.mask,
+                    input_fidelity=inputs.input_fidelity,
+                )
+            calls.append((first, request))
     return calls
 
 
@@ -234,7 +276,7 @@ def produce(
                 retry=retry,
                 gate=gate,
                 logger=logger,
-                describe=describe_call(first, request, job.count),
+                describe=describe_call(first, request, job.total),
             )
             images = result.images[: request.count]
             unstored: list[StorageError] = []
@@ -264,12 +306,12 @@ def produce(
         if not kept:
             raise
         raise PartialImages(
-            message=f"{error.message}; {len(kept)} of {job.count} images were made and kept "
+            message=f"{error.message}; {len(kept)} of {job.total} images were made and kept "
             f"before that: {', '.join(image.where for image in kept)}",
             hint=error.hint,
             retryable=error.retryable,
             kept=[image.record for image in kept],
-            asked=job.count,
+            asked=job.total,
         ) from error
 
 
@@ -302,10 +344,17 @@ def _call(
 ) -> ProviderResult:
     """One provider call, through the gate and the retry loop."""
 
+    def send() -> ProviderResult:
+        if isinstance(request, EditRequest):
+            if not isinstance(provider, ImageEditor):  # pragma: no cover - every provider edits
+                raise TypeError(f"provider {provider.name} cannot edit images")
+            return provider.edit(request)
+        return provider.generate(request)
+
     def attempt() -> ProviderResult:
         if gate is None:
-            return provider.generate(request)
+            return send()
         with gate.slot():
-            return provider.generate(request)
+            return send()
 
     return retry.call(attempt, logger=logger, describe=describe)

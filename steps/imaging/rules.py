@@ -18,8 +18,11 @@ from steps.imaging.catalog import AUTO, CATALOG, PREVIEW, RETIRED, ModelSpec, pa
 __all__ = [
     "check_background",
     "check_count",
+    "check_input_fidelity",
+    "check_mask_support",
     "check_prompt_length",
     "check_quality",
+    "check_reference_count",
     "check_seed",
     "check_size",
     "lookup_model",
@@ -146,15 +149,62 @@ def check_seed(spec: ModelSpec, seed: int | None) -> None:
         )
 
 
-def unsupported(spec: ModelSpec, *, size: str, quality: str, background: str) -> str | None:
+def check_reference_count(spec: ModelSpec, count: int) -> None:
+    """An edit sends at most ``spec.edit_max_images`` references in one call."""
+    if count > spec.edit_max_images:
+        raise _violation(
+            f"images: {count} references; model {spec.name} takes at most "
+            f"{spec.edit_max_images} in one edit",
+            ("images", "model"),
+            f"give at most {spec.edit_max_images} images, or use a model that takes more "
+            "(OpenAI GPT image models take 16)",
+        )
+
+
+def check_mask_support(spec: ModelSpec, field: str) -> None:
+    """``mask`` or ``outpaint`` (which sends a mask) only where ``spec`` takes a mask."""
+    if not spec.mask:
+        raise _violation(
+            f"{field} needs a model that takes a mask; model {spec.name} edits from the "
+            "prompt alone",
+            (field, "model"),
+            "use an OpenAI model (gpt-image-1.5, gpt-image-2) or preview, or leave "
+            f"{field} out and say in the prompt what to change",
+        )
+
+
+def check_input_fidelity(spec: ModelSpec, value: str | None) -> None:
+    """``input_fidelity`` only with a value ``spec`` takes (PROVIDERS.md rule 15)."""
+    if value is None or value in spec.input_fidelity:
+        return
+    if not spec.input_fidelity:
+        raise _violation(
+            f"input_fidelity: {value} is not taken by model {spec.name}",
+            ("input_fidelity", "model"),
+            "remove input_fidelity (gpt-image-2 and later keep details without it; "
+            "gpt-image-1.5 takes high or low)",
+        )
+    raise _violation(
+        f"input_fidelity: {value} is not taken by model {spec.name} "
+        f"(it takes {', '.join(spec.input_fidelity)})",
+        ("input_fidelity", "model"),
+        f"use input_fidelity: {spec.input_fidelity[0]}, or gpt-image-1.5 for high",
+    )
+
+
+def unsupported(
+    spec: ModelSpec, *, size: str, quality: str, background: str, mask: bool = False
+) -> str | None:
     """Why ``spec`` cannot serve a ``model: auto`` request, or None when it can.
 
     Ratio-only models serve any pixel size (it maps to their nearest ratio); a seed never
-    excludes a model (models without one ignore it).
+    excludes a model (models without one ignore it). ``mask`` says the request sends one.
     """
     checks = [(check_quality, quality), (check_background, background)]
     if not spec.takes_ratio:
         checks.append((check_size, size))
+    if mask:
+        checks.append((check_mask_support, "mask"))
     for check, value in checks:
         try:
             check(spec, value)

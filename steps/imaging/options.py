@@ -1,0 +1,180 @@
+"""The output options every image-making step shares, with their rules.
+
+:class:`ImageOutputConfig` holds what ``image_generation`` and ``image_edit`` both take:
+the model, the size (``size``, or ``aspect_ratio`` with ``resolution``), ``count``,
+``quality``, ``background``, ``output_format``, ``output_compression``, ``seed`` and who
+pays (``charge_type``, ``api_key_secret``). Each rule is its own validator, deferred while
+one of its fields is a template (then checked after rendering, still before any call).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from fetchflow.step import RuleViolation, StepConfig, deferred
+from fetchflow.templating import to_text
+from steps.imaging import rules
+from steps.imaging.assets import ChargeType
+from steps.imaging.catalog import AUTO, parse_size
+
+__all__ = ["AspectRatio", "ImageOutputConfig", "Quality", "prompt_as_text"]
+
+AspectRatio = Literal["1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3"]
+Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
+
+
+def prompt_as_text(value: object, info: ValidationInfo) -> object:
+    """A ``prompt`` value as text; a mapping written in the file is a YAML slip.
+
+    A template that is exactly one expression renders a native value (a list, a mapping):
+    the prompt reads it as JSON text. A mapping written as the prompt in the file is a
+    YAML slip (a colon in a plain multi-line prompt) and is an error.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if info.context is not None:  # the static check: the value is as written
+        raise RuleViolation(
+            f"prompt must be text, got {type(value).__name__} {to_text(value)[:60]}",
+            fields=("prompt",),
+            hint="a colon makes YAML read the prompt as a mapping: quote the prompt, "
+            "or write it as a block (prompt: |)",
+        )
+    return to_text(value)
+
+
+class ImageOutputConfig(StepConfig):
+    """Fields every image-making step takes: the model, the output, who pays."""
+
+    model: str = Field(AUTO, description="A catalog model, preview, or auto.")
+    size: str | None = Field(None, description="WxH (e.g. 1536x1024) or auto.")
+    aspect_ratio: AspectRatio | None = Field(
+        None, description="Instead of size: mapped to the model's closest size."
+    )
+    resolution: Literal["1K", "2K", "4K"] | None = Field(
+        None, description="With aspect_ratio: long edge about 1024, 2048 or 4096 pixels."
+    )
+    count: int = Field(1, ge=1, le=10, description="How many images (several calls if needed).")
+    quality: Quality = Field("auto", description="auto, low, medium, high (xhigh, max: 2.5).")
+    background: Literal["auto", "opaque", "transparent"] = Field("auto", description="Backdrop.")
+    output_format: Literal["png", "jpeg", "webp"] = Field("png", description="File format.")
+    output_compression: int | None = Field(
+        None, ge=0, le=100, description="0-100 (100 = least loss); jpeg or webp only."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="For models that take one (Gemini, preview)."
+    )
+    charge_type: ChargeType = Field(
+        "personal", description="personal: your key; hosted: the operator's keys."
+    )
+    api_key_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block holding your key (personal only)."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_in_catalog(cls, value: str, info: ValidationInfo) -> str:
+        if not deferred(info, "model"):
+            rules.lookup_model(value)
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size_is_wxh(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value == AUTO or deferred(info, "size") or parse_size(value):
+            return value
+        raise RuleViolation(
+            f'size: "{value}" is not WxH or auto',
+            fields=("size",),
+            hint="write size: 1536x1024 (width x height in pixels) or size: auto",
+        )
+
+    @model_validator(mode="after")
+    def _transparent_needs_alpha_format(self, info: ValidationInfo) -> Self:
+        if deferred(info, "background", "output_format"):
+            return self
+        if self.background == "transparent" and self.output_format == "jpeg":
+            raise RuleViolation(
+                "background: transparent needs output_format png or webp, got jpeg "
+                "(JPEG has no transparency)",
+                fields=("background", "output_format"),
+                hint="use output_format png or webp, or background opaque",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _compression_needs_lossy_format(self, info: ValidationInfo) -> Self:
+        if deferred(info, "output_compression", "output_format"):
+            return self
+        if self.output_compression is not None and self.output_format == "png":
+            raise RuleViolation(
+                "output_compression only applies to jpeg and webp, got output_format png",
+                fields=("output_compression", "output_format"),
+                hint="remove output_compression or use output_format webp (or jpeg)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _size_or_aspect_ratio(self, info: ValidationInfo) -> Self:
+        if deferred(info, "size", "aspect_ratio", "resolution"):
+            return self
+        if self.size is not None and (self.aspect_ratio or self.resolution):
+            other = "aspect_ratio" if self.aspect_ratio else "resolution"
+            raise RuleViolation(
+                f"size and {other} are exclusive, got size: {self.size} and "
+                f"{other}: {self.aspect_ratio or self.resolution}",
+                fields=(other, "size"),
+                hint="give size (WxH), or aspect_ratio with resolution, not both",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secret_is_personal(self, info: ValidationInfo) -> Self:
+        if deferred(info, "api_key_secret", "charge_type", "model"):
+            return self
+        if self.api_key_secret is not None and self.charge_type == "hosted":
+            raise RuleViolation(
+                "api_key_secret names your own key, but charge_type is hosted (the "
+                "operator's keys)",
+                fields=("api_key_secret", "charge_type"),
+                hint="remove api_key_secret, or use charge_type: personal",
+            )
+        if self.api_key_secret is not None and self.model == AUTO:
+            raise RuleViolation(
+                "api_key_secret needs a named model: with model auto the provider the key "
+                "is for is not known",
+                fields=("api_key_secret", "model"),
+                hint="name the model, e.g. model: gpt-image-2",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _size_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "size", "model") and self.size is not None:
+            rules.check_size(rules.rules_spec(self.model), self.size)
+        return self
+
+    @model_validator(mode="after")
+    def _count_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "count", "model"):
+            rules.check_count(rules.rules_spec(self.model), self.count)
+        return self
+
+    @model_validator(mode="after")
+    def _quality_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "quality", "model"):
+            rules.check_quality(rules.rules_spec(self.model), self.quality)
+        return self
+
+    @model_validator(mode="after")
+    def _background_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "background", "model"):
+            rules.check_background(rules.rules_spec(self.model), self.background)
+        return self
+
+    @model_validator(mode="after")
+    def _seed_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "seed", "model"):
+            rules.check_seed(rules.rules_spec(self.model), self.seed)
+        return self

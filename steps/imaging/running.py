@@ -1,0 +1,212 @@
+"""What every billable image step does at run time, once its job is planned.
+
+:func:`pick_model` chooses the model and key (``auto`` resolved, the preview notice said
+once per run), :func:`open_provider` makes its client with a timeout bounded by the step's,
+and :func:`make_images` runs :func:`~steps.imaging.production.produce` with the settings'
+retry policy and provider gate, storing each verified image as an
+:class:`~steps.imaging.assets.ImageAsset` as soon as it arrives, and logging hosted usage
+(also for the images a failed step kept).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from steps.imaging.assets import ImageAsset, record_hosted_usage, store_image
+from steps.imaging.catalog import AUTO, PREVIEW, ModelSpec
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+    from fetchflow.step import StepContext
+    from steps.imaging.options import ImageOutputConfig
+    from steps.imaging.production import ImageJob, MadeImage
+    from steps.imaging.providers.base import ImageProvider
+
+__all__ = [
+    "PREVIEW_NOTICE",
+    "PROVIDER_TIMEOUT_SECONDS",
+    "make_images",
+    "open_provider",
+    "pick_model",
+    "preflight_key",
+]
+
+#: Seconds before the first retry of a failed provider call (doubled for each further one).
+_FIRST_RETRY_SECONDS = 1.0
+
+#: How long one provider call may take (less when the step's timeout_seconds is shorter).
+PROVIDER_TIMEOUT_SECONDS = 120.0
+
+PREVIEW_NOTICE = (
+    "no image provider configured: using the offline preview provider (images are marked PREVIEW)"
+)
+
+_announced: set[str] = set()
+_announced_lock = threading.Lock()
+
+
+def _announce_preview_once(ctx: StepContext) -> None:
+    with _announced_lock:
+        if ctx.run_id in _announced:
+            return
+        _announced.add(ctx.run_id)
+    ctx.logger.warning(PREVIEW_NOTICE)
+
+
+def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig, settings: Settings) -> None:
+    """Check that the key the step's ``charge_type`` needs is there, before the run.
+
+    Fields still holding templates are not known yet; their checks wait for ``run``.
+
+    Raises:
+        StepError: The named model's key is missing for this charge type.
+    """
+    from fetchflow.step import StepConfig
+    from fetchflow.templating import is_template
+    from steps.imaging.credentials import choose_model
+
+    raw = raw_config.model_dump() if isinstance(raw_config, StepConfig) else raw_config
+    fields = ("model", "charge_type", "api_key_secret")
+    if any(isinstance(raw.get(name), str) and is_template(str(raw[name])) for name in fields):
+        return
+    model, charge_type = str(raw.get("model", AUTO)), str(raw.get("charge_type", "personal"))
+    if model == AUTO:
+        return  # auto never fails for want of a key: it falls back to preview
+    secret = raw.get("api_key_secret")
+    choose_model(
+        model,
+        charge_type=charge_type,
+        size="auto",
+        quality="auto",
+        background="auto",
+        settings=settings,
+        environ=os.environ,
+        secret_name=secret if isinstance(secret, str) else None,
+    )
+
+
+def pick_model(config: ImageOutputConfig, ctx: StepContext, *, mask: bool = False) -> ModelSpec:
+    """The model the step runs: ``config.model``, or what ``auto`` picks with today's keys.
+
+    Raises:
+        StepError: The named model's key is missing, or ``auto`` finds keys but no model
+            that serves the request.
+    """
+    from steps.imaging.credentials import choose_model
+
+    spec = choose_model(
+        config.model,
+        charge_type=config.charge_type,
+        size=config.size or AUTO,
+        quality=config.quality,
+        background=config.background,
+        settings=ctx.settings,
+        environ=os.environ,
+        secret_name=config.api_key_secret,
+        mask=mask,
+    )
+    if spec.name == PREVIEW and config.model == AUTO:
+        _announce_preview_once(ctx)
+    if config.seed is not None and not spec.seed:
+        ctx.logger.info("model %s takes no seed: seed %s is not used", spec.name, config.seed)
+    return spec
+
+
+def open_provider(spec: ModelSpec, config: ImageOutputConfig, ctx: StepContext) -> ImageProvider:
+    """The provider client for ``spec``, with the key ``config.charge_type`` names."""
+    from steps.imaging.credentials import resolve_credential
+    from steps.imaging.providers import make_provider
+
+    if spec.provider == "preview":
+        return make_provider("preview")
+    credential = resolve_credential(
+        spec,
+        config.charge_type,
+        ctx.settings,
+        os.environ,
+        secret_name=config.api_key_secret,
+        read_secret=ctx.secret,
+    )
+    return make_provider(
+        spec.provider,
+        credential.api_key,
+        credential.base_url,
+        # A blocked socket read cannot be interrupted: never wait past the step's own
+        # timeout.
+        timeout=min(PROVIDER_TIMEOUT_SECONDS, ctx.timeout_seconds or math.inf),
+        key_source=credential.source,
+    )
+
+
+def make_images(
+    job: ImageJob,
+    provider: ImageProvider,
+    config: ImageOutputConfig,
+    ctx: StepContext,
+    *,
+    prompt_sha256: str,
+    provenance: Callable[[MadeImage], Mapping[str, str]] | None = None,
+) -> list[ImageAsset]:
+    """Make every image of ``job`` and store each one as soon as it is verified.
+
+    Args:
+        job: What to make.
+        provider: Who makes it (closed when done).
+        config: The step's output options (quality, background, format, who pays).
+        ctx: The step's context: store, settings, logger, progress.
+        prompt_sha256: SHA-256 of the final prompt, in each record.
+        provenance: More provenance for one image (what it was made from), or None.
+
+    Raises:
+        ProviderError, StepError, StorageError: As :func:`~.production.produce` raises.
+        PartialImages: Some images were made and stored before a later failure.
+    """
+    from steps.imaging.partial import KeptImage, PartialImages
+    from steps.imaging.production import produce
+    from steps.imaging.retrying import ProviderGate, RetryPolicy
+
+    assets: list[ImageAsset] = []
+
+    def keep(made: MadeImage) -> KeptImage:
+        asset = store_image(
+            ctx,
+            made,
+            provider=job.spec.provider,
+            prompt_sha256=prompt_sha256,
+            charge_type=config.charge_type,
+            quality=config.quality,
+            background=config.background,
+            output_format=config.output_format,
+            extra_provenance=provenance(made) if provenance is not None else None,
+        )
+        assets.append(asset)
+        if ctx.progress is not None:
+            ctx.progress.advance()
+        # The JSON record is what the step outputs for this image; a later failure hands
+        # these on (PartialImages.kept) so images paid for are not lost.
+        return KeptImage(asset.storage_uri, asset.model_dump(mode="json"))
+
+    settings = ctx.settings
+    retry = RetryPolicy(
+        attempts=settings.provider_attempts,
+        base_delay=min(_FIRST_RETRY_SECONDS, settings.provider_max_delay_seconds),
+        max_delay=settings.provider_max_delay_seconds,
+    )
+    gate = ProviderGate(job.spec.provider, settings.provider_concurrency, ctx.logger)
+    if ctx.progress is not None:
+        ctx.progress.start(job.total)
+    try:
+        produce(job, provider, keep, retry=retry, gate=gate, logger=ctx.logger)
+    except PartialImages:
+        if config.charge_type == "hosted":
+            record_hosted_usage(ctx, assets)  # the kept images were paid for
+        raise
+    finally:
+        provider.close()
+    if config.charge_type == "hosted":
+        record_hosted_usage(ctx, assets)
+    return assets

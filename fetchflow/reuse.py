@@ -157,8 +157,12 @@ class GenerationCache:
 
     @staticmethod
     def key(step: PlannedStep, config: BaseModel) -> str:
-        """The cache key of a rendered, validated request."""
-        request = {"type": step.type, "config": config.model_dump(mode="json")}
+        """The cache key of a rendered, validated request.
+
+        An asset record in the config (an edit's input) counts by its content, not its
+        ``file_url``: a presigned link changes every run, the stored object does not.
+        """
+        request = {"type": step.type, "config": _without_links(config.model_dump(mode="json"))}
         text = json.dumps(request, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -176,6 +180,21 @@ class GenerationCache:
     def put(self, key: str, output: object, run_id: str) -> None:
         """Keep an output for later runs."""
         _write_json(self.folder / f"{key}.json", {"run_id": run_id, "output": output})
+
+
+def _without_links(value: object) -> object:
+    """``value`` with ``file_url`` left out of every asset record (a mapping with a
+    ``storage_uri``) inside it."""
+    if isinstance(value, dict):
+        record = isinstance(value.get("storage_uri"), str)
+        return {
+            key: _without_links(item)
+            for key, item in value.items()
+            if not (record and key == "file_url")
+        }
+    if isinstance(value, list):
+        return [_without_links(item) for item in value]
+    return value
 
 
 def fresh_links(output: object, open_store: Callable[[], AssetStore] | None) -> object:

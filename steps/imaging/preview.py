@@ -132,8 +132,9 @@ def draw_edit_preview(
     drawn from the prompt, seed and index; the other references are pasted as small insets
     along the bottom; where the mask is fully transparent (alpha 0, resized to the picture)
     a striped pattern fills the area; then "PREVIEW", the prompt's first words and an "EDIT"
-    label are drawn. ``transparent`` keeps the first reference's alpha; otherwise the
-    picture is flattened onto the tint colour.
+    label are drawn. ``transparent`` keeps the first reference's alpha (an opaque one
+    gets a centred oval cut-out, as a background removal would); otherwise the picture is
+    flattened onto the tint colour.
 
     Args:
         prompt: The edit prompt.
@@ -152,6 +153,14 @@ def draw_edit_preview(
     tint = _colour(rng)
     picture = base.resize((width, height), Image.Resampling.BILINEAR)
     alpha = picture.getchannel("A")
+    if transparent and alpha.getextrema()[0] == 255:
+        # An opaque picture asked for a transparent result (background removal): keep a
+        # centred oval as "the subject", so the cut-out is visible.
+        alpha = Image.new("L", (width, height), 0)
+        inset_x, inset_y = width // 10, height // 10
+        ImageDraw.Draw(alpha).ellipse(
+            (inset_x, inset_y, width - inset_x, height - inset_y), fill=255
+        )
     picture = Image.blend(picture, Image.new("RGBA", (width, height), tint), 0.3)
     picture.putalpha(alpha)
     inset = max(8, min(width, height) // 5)

@@ -30,6 +30,7 @@ __all__ = [
     "Reference",
     "ReferenceValue",
     "check_images_value",
+    "count_references",
     "project_root_of",
     "resolve_references",
 ]
@@ -116,6 +117,11 @@ def _flattened(value: object) -> list[object]:
     for item in value:
         items.extend(item if isinstance(item, list) else [item])
     return items
+
+
+def count_references(value: object) -> int:
+    """How many references a field holds (a list inside the list counted item by item)."""
+    return len(_flattened(value))
 
 
 def project_root_of(ctx: StepContext) -> Path:

@@ -1,0 +1,324 @@
+"""Image edit step: change images with a prompt (OpenAI edits, Gemini, or the offline preview).
+
+```yaml
+- id: warmer
+  type: image_edit
+  images: "<< hero.output.0 >>"  # records, http(s) URLs or files under the project; a list
+  prompt: make the background warmer, keep the subject
+  model: gpt-image-1.5           # or auto / gemini-2.5-flash-image / preview
+  mask: masks/sky.png            # optional: transparent pixels mark what to change
+  outpaint: "16:9"               # optional, instead of mask: extend the canvas to a ratio
+  input_fidelity: high           # optional: keep faces and logos (models that take it)
+  each: false                    # true: one edit per image instead of one taking them all
+  count: 2                       # images per edit
+  # and the output options of image_generation: size or aspect_ratio + resolution,
+  # quality, background, output_format, output_compression, seed, charge_type,
+  # api_key_secret
+```
+
+Modes (provenance ``edit`` says which one made an image):
+
+- **edit** one image: one reference and a prompt;
+- **compose** several references into one scene (or the style of one onto another): a
+  list of images, one edit taking them all, the first being the one edited;
+- **inpaint**: a ``mask`` PNG the size of the first image, fully transparent (alpha 0)
+  where to change it;
+- **outpaint**: ``outpaint: "16:9"`` builds the larger canvas (the picture centred) and its
+  mask, and asks for an image of that ratio;
+- **remove_background**: no ``prompt`` and ``background: transparent``: a built-in
+  instruction cuts the subject out, on models with transparent output (gpt-image-1.5);
+- multi-step refinement: chain edits (``images: << v1.output.0 >>``); each version is its
+  own record.
+
+``each`` defaults to true for outpainting and background removal (one result per input
+image) and to false otherwise (one edit taking every reference).
+
+Output: one :class:`~steps.imaging.assets.ImageAsset` per image, like image_generation's;
+the provenance adds ``edit`` (the mode), ``source_sha256`` and ``source`` (the edited
+image), ``references`` (how many) and ``references_sha256`` (every reference's SHA-256, in
+order). Records are read back through the run's store (no HTTP, no expiry); URLs are
+fetched with the limits of :func:`~steps.imaging.fetching.fetch_reference`.
+
+Checked before anything is paid for: statically, every rule of the output options, the
+mask or outpaint against models without masks (Gemini), ``input_fidelity`` against the
+model, the number of references when the list is written out; at run time, once the
+references are read and ``auto`` has picked its model, their number, format (PNG, JPEG,
+WEBP) and size, Gemini's 20 MB request limit, and the mask (an RGBA PNG under 4 MB the
+size of the first image, with some fully transparent pixel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, Self
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from fetchflow.step import CostEstimate, RuleViolation, Step, StepContext, deferred
+from steps.imaging import rules
+from steps.imaging.assets import ImageAsset
+from steps.imaging.options import AspectRatio, ImageOutputConfig, prompt_as_text
+from steps.imaging.references import (
+    ImagesValue,
+    ReferenceValue,
+    check_images_value,
+    count_references,
+)
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+    from steps.imaging.editing import EditGroup
+    from steps.imaging.production import MadeImage
+
+__all__ = ["ImageEditConfig", "ImageEditStep"]
+
+
+class ImageEditConfig(ImageOutputConfig):
+    """Fields of an ``image_edit`` step."""
+
+    images: ImagesValue = Field(
+        description="The image(s) to edit: asset records (<< hero.output.0 >>), http(s) "
+        "URLs, or files relative to the project folder; the first is the one edited."
+    )
+    prompt: str | None = Field(
+        None,
+        description="What to change (Jinja-templated); leave out with background: "
+        "transparent to remove the background.",
+    )
+    mask: ReferenceValue | None = Field(
+        None,
+        description="A PNG the size of the first image: fully transparent where to edit.",
+    )
+    outpaint: AspectRatio | None = Field(
+        None, description="Extend the canvas to this aspect ratio (the step builds the mask)."
+    )
+    input_fidelity: Literal["high", "low"] | None = Field(
+        None, description="How closely to keep the references' details (gpt-image-1.5: both)."
+    )
+    each: bool | None = Field(
+        None,
+        description="true: one edit per image; false: one edit taking them all. Default: "
+        "true for outpaint and background removal, else false.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moderation(cls, data: object) -> object:
+        if isinstance(data, Mapping) and "moderation" in data:
+            raise RuleViolation(
+                "moderation does not apply to edits (OpenAI's image edits take no "
+                "moderation setting)",
+                fields=("moderation",),
+                hint="remove moderation from this step",
+            )
+        return data
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _values_read_as_text(cls, value: object, info: ValidationInfo) -> object:
+        return prompt_as_text(value, info)
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_are_references(cls, value: object, info: ValidationInfo) -> object:
+        # Before the union is tried: one message naming what was found, not one per member.
+        if not deferred(info, "images"):
+            check_images_value(value)
+        return value
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _mask_is_one_reference(cls, value: object, info: ValidationInfo) -> object:
+        if value is None or deferred(info, "mask"):
+            return value
+        if isinstance(value, list):
+            raise RuleViolation(
+                f"mask is one PNG, got a list of {len(value)}",
+                fields=("mask",),
+                hint="give one mask, e.g. mask: << masks.output.0 >> or mask: masks/sky.png",
+            )
+        check_images_value(value, "mask")
+        return value
+
+    @property
+    def removes_background(self) -> bool:
+        """No prompt: the edit removes the background with the built-in instruction."""
+        return not (self.prompt and self.prompt.strip())
+
+    @property
+    def edits_each(self) -> bool:
+        """Whether every image is edited on its own (``each``, or its default)."""
+        if self.each is not None:
+            return self.each
+        return self.outpaint is not None or self.removes_background
+
+    @model_validator(mode="after")
+    def _prompt_or_background_removal(self, info: ValidationInfo) -> Self:
+        if deferred(info, "prompt", "background"):
+            return self
+        if self.removes_background and self.background != "transparent":
+            raise RuleViolation(
+                "prompt is missing: an edit says what to change"
+                + (" (prompt is empty)" if self.prompt is not None else ""),
+                fields=("prompt",),
+                hint="add prompt: <what to change>, or background: transparent (and no "
+                "prompt) to remove the background",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _prompt_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "prompt", "model") and self.prompt is not None:
+            rules.check_prompt_length(rules.rules_spec(self.model), len(self.prompt))
+        return self
+
+    @model_validator(mode="after")
+    def _mask_or_outpaint(self, info: ValidationInfo) -> Self:
+        if deferred(info, "mask", "outpaint"):
+            return self
+        if self.mask is not None and self.outpaint is not None:
+            raise RuleViolation(
+                f"mask and outpaint are exclusive, got both (outpaint: {self.outpaint}); "
+                "outpaint builds its own mask",
+                fields=("mask", "outpaint"),
+                hint="give mask to repaint an area, or outpaint to extend the canvas",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _outpaint_sets_the_ratio(self, info: ValidationInfo) -> Self:
+        if deferred(info, "outpaint", "size", "aspect_ratio") or self.outpaint is None:
+            return self
+        other = "size" if self.size is not None else "aspect_ratio"
+        value = self.size if self.size is not None else self.aspect_ratio
+        if value is not None:
+            raise RuleViolation(
+                f"outpaint: {self.outpaint} sets the output's aspect ratio, but {other}: "
+                f"{value} is given too",
+                fields=(other, "outpaint"),
+                hint="remove " + other + " (use resolution for a larger image)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mask_fits_model(self, info: ValidationInfo) -> Self:
+        for field in ("mask", "outpaint"):
+            if getattr(self, field) is not None and not deferred(info, field, "model"):
+                rules.check_mask_support(rules.rules_spec(self.model), field)
+        return self
+
+    @model_validator(mode="after")
+    def _input_fidelity_fits_model(self, info: ValidationInfo) -> Self:
+        if not deferred(info, "input_fidelity", "model"):
+            rules.check_input_fidelity(rules.rules_spec(self.model), self.input_fidelity)
+        return self
+
+    @model_validator(mode="after")
+    def _references_fit_model(self, info: ValidationInfo) -> Self:
+        if deferred(info, "images", "model", "each", "outpaint", "prompt", "background"):
+            return self
+        if not self.edits_each:
+            rules.check_reference_count(rules.rules_spec(self.model), count_references(self.images))
+        return self
+
+
+class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
+    """Edit images with a prompt: refine, compose, inpaint, outpaint, remove backgrounds."""
+
+    config_model = ImageEditConfig
+    output_type = list[ImageAsset]
+    billable = True
+    produces_files = True
+    approval_fields = ("prompt", "model", "count", "size", "aspect_ratio", "outpaint")
+
+    @classmethod
+    def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
+        """``count`` images per edit, priced from the catalog (references not counted).
+
+        With ``each``, a list written out gives the number of edits; a templated one (an
+        upstream output) is counted when the step runs, so only a free model has a cost.
+        """
+        from fetchflow.templating import is_template
+        from steps.imaging.estimate import estimate_request
+
+        assert isinstance(config, ImageEditConfig)
+        per_edit = estimate_request(config, settings)
+        images = config.images
+        if not config.edits_each:
+            return per_edit
+        if isinstance(images, str) and is_template(images):
+            cost = 0.0 if per_edit.cost_usd == 0 else None
+            return CostEstimate(cost, None, f"one edit per image of {images}: {per_edit.detail}")
+        edits = count_references(images)
+        cost = None if per_edit.cost_usd is None else per_edit.cost_usd * edits
+        images_made = None if per_edit.images is None else per_edit.images * edits
+        return CostEstimate(cost, images_made, f"{edits} edit(s) of {per_edit.detail}")
+
+    @classmethod
+    def preflight(
+        cls, raw_config: Mapping[str, object] | ImageEditConfig, settings: Settings
+    ) -> None:
+        """Check that the key the step's ``charge_type`` needs is there, before the run.
+
+        Raises:
+            StepError: The named model's key is missing for this charge type.
+        """
+        from steps.imaging.running import preflight_key
+
+        preflight_key(raw_config, settings)
+
+    def run(self, config: ImageEditConfig, ctx: StepContext) -> list[ImageAsset]:
+        """Read the references, check them, make ``count`` images per edit, store each."""
+        from steps.imaging.editing import BACKGROUND_REMOVAL_PROMPT, plan_edits
+        from steps.imaging.production import plan_job
+        from steps.imaging.references import project_root_of, resolve_references
+        from steps.imaging.running import make_images, open_provider, pick_model
+
+        self.preflight(config, ctx.settings)
+        root = project_root_of(ctx)
+        references = resolve_references(config.images, ctx=ctx, project_root=root)
+        mask = None
+        if config.mask is not None:
+            mask = resolve_references(config.mask, ctx=ctx, project_root=root)[0]
+        needs_mask = mask is not None or config.outpaint is not None
+        spec = pick_model(config, ctx, mask=needs_mask)
+        groups = plan_edits(
+            spec,
+            references,
+            each=config.edits_each,
+            mask=mask,
+            outpaint=config.outpaint,
+            background_removal=config.removes_background,
+            input_fidelity=config.input_fidelity,
+        )
+        prompt = BACKGROUND_REMOVAL_PROMPT if config.removes_background else str(config.prompt)
+        provider = open_provider(spec, config, ctx)
+        job = plan_job(
+            spec,
+            prompt=prompt,
+            count=config.count,
+            size=config.size,
+            aspect_ratio=config.aspect_ratio or config.outpaint,
+            resolution=config.resolution,
+            quality=config.quality,
+            background=config.background,
+            moderation="auto",  # not sent: edits take none
+            output_format=config.output_format,
+            output_compression=config.output_compression,
+            seed=config.seed,
+            edits=tuple(group.inputs for group in groups),
+        )
+
+        def provenance(made: MadeImage) -> dict[str, str]:
+            group: EditGroup = groups[made.index // config.count]
+            return group.provenance()
+
+        return make_images(
+            job,
+            provider,
+            config,
+            ctx,
+            prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest(),
+            provenance=provenance,
+        )

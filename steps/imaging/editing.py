@@ -1,0 +1,199 @@
+"""Turning an edit step's references into provider inputs, with every limit checked first.
+
+:func:`plan_edits` takes the references (and mask) a step read, checks them against the
+model (how many, each file's format and size, the request's total for Gemini, the mask's
+format and dimensions), builds the outpainting canvas and mask when asked, and returns one
+:class:`~steps.imaging.production.EditInputs` per provider edit. Nothing here calls a
+provider: every error is raised before anything is paid for, and none is retryable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fetchflow.errors import StepError
+from steps.imaging.catalog import ModelSpec
+from steps.imaging.production import EditInputs
+from steps.imaging.providers.base import ProviderImage
+from steps.imaging.references import Reference
+
+__all__ = [
+    "BACKGROUND_REMOVAL_PROMPT",
+    "EditGroup",
+    "edit_mode",
+    "plan_edits",
+    "sniff_format",
+]
+
+#: The instruction an edit without a prompt sends with ``background: transparent``.
+BACKGROUND_REMOVAL_PROMPT = (
+    "Remove the background completely and make it fully transparent. Keep the main subject "
+    "exactly as it is: same shape, proportions, colours, text and fine edges (hair, fur, "
+    "glass). Do not add, move or restyle anything, and add no shadow or outline."
+)
+
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``png``, ``jpeg``, ``webp`` or ``gif`` from a file's first bytes, else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return None
+
+
+def edit_mode(*, outpaint: bool, mask: bool, background_removal: bool, references: int) -> str:
+    """What kind of edit a call is, as provenance says it.
+
+    ``outpaint``, ``inpaint`` (a mask), ``remove_background``, ``compose`` (several
+    references in one call) or ``edit``.
+    """
+    if outpaint:
+        return "outpaint"
+    if mask:
+        return "inpaint"
+    if background_removal:
+        return "remove_background"
+    return "compose" if references > 1 else "edit"
+
+
+@dataclass(frozen=True)
+class EditGroup:
+    """One provider edit: its inputs and the references it was made from.
+
+    Attributes:
+        inputs: What the provider receives.
+        references: The references, in order (the first is the edited one).
+        mode: :func:`edit_mode`'s word for it.
+    """
+
+    inputs: EditInputs
+    references: tuple[Reference, ...]
+    mode: str
+
+    def provenance(self) -> dict[str, str]:
+        """What each image of this edit records of its sources."""
+        first = self.references[0]
+        return {
+            "edit": self.mode,
+            "source_sha256": first.sha256,
+            "source": first.source,
+            "references": str(len(self.references)),
+            "references_sha256": ",".join(ref.sha256 for ref in self.references),
+        }
+
+
+def _refused(message: str, hint: str) -> StepError:
+    return StepError(message=message, hint=hint, retryable=False)
+
+
+def _check_reference(spec: ModelSpec, number: int, reference: Reference) -> str:
+    found = sniff_format(reference.data)
+    where = f"images[{number}] ({reference.source})"
+    if found not in spec.edit_formats:
+        kind = found or "not a PNG, JPEG or WEBP image"
+        raise _refused(
+            f"{where} is {kind}; model {spec.name} edits {', '.join(spec.edit_formats)} only",
+            "convert it first with an image_transform step (output_format: png)",
+        )
+    size = len(reference.data)
+    if size > spec.edit_max_image_bytes:
+        raise _refused(
+            f"{where} is {size:,} bytes; model {spec.name} takes references up to "
+            f"{spec.edit_max_image_bytes:,} bytes",
+            "make it smaller first with an image_transform step (width, or output_format "
+            "webp with output_compression)",
+        )
+    return found
+
+
+def _check_group(spec: ModelSpec, references: Sequence[Reference]) -> None:
+    if len(references) > spec.edit_max_images:
+        raise _refused(
+            f"images: {len(references)} references; model {spec.name} takes at most "
+            f"{spec.edit_max_images} in one edit",
+            f"give at most {spec.edit_max_images} images, or each: true to edit them one by one",
+        )
+    total = sum(len(ref.data) for ref in references)
+    limit = spec.edit_max_request_bytes
+    if limit is not None and total > limit:
+        raise _refused(
+            f"images: {len(references)} references of {total:,} bytes in all; model "
+            f"{spec.name} takes at most {limit:,} bytes in one request",
+            "send fewer or smaller images (an image_transform step can shrink them)",
+        )
+
+
+def _image(reference: Reference, image_format: str) -> ProviderImage:
+    return ProviderImage(data=reference.data, mime_type=_MIME[image_format])
+
+
+def plan_edits(
+    spec: ModelSpec,
+    references: Sequence[Reference],
+    *,
+    each: bool,
+    mask: Reference | None = None,
+    outpaint: str | None = None,
+    background_removal: bool = False,
+    input_fidelity: str | None = None,
+) -> list[EditGroup]:
+    """The provider edits of one step, every limit checked before any call.
+
+    Args:
+        spec: The model that will run.
+        references: The images read, in order.
+        each: One edit per reference (True) or one edit taking them all (False).
+        mask: The mask, applying to the first image of each edit, or None.
+        outpaint: Extend the first image of each edit to this ratio (``"16:9"``): the
+            canvas and its mask are built here.
+        background_removal: The edit has no prompt: the built-in instruction is sent.
+        input_fidelity: Sent only where the model takes the value.
+
+    Raises:
+        StepError: Not retryable: too many references, a reference in a format or of a
+            size the model refuses, a request over the model's byte limit, a mask that is
+            not an RGBA PNG of the first image's size, a mask or outpaint on a model
+            without masks.
+    """
+    from steps.imaging.canvas import check_mask, outpaint_canvas
+
+    if (mask is not None or outpaint is not None) and not spec.mask:
+        field = "mask" if mask is not None else "outpaint"
+        raise _refused(
+            f"{field} needs a model that takes a mask; model {spec.name} edits from the "
+            "prompt alone",
+            f"use an OpenAI model (gpt-image-1.5, gpt-image-2) or leave {field} out",
+        )
+    formats = [_check_reference(spec, number, ref) for number, ref in enumerate(references)]
+    batches = [[i] for i in range(len(references))] if each else [list(range(len(references)))]
+    fidelity = input_fidelity if input_fidelity in spec.input_fidelity else None
+    groups: list[EditGroup] = []
+    for batch in batches:
+        chosen = [references[i] for i in batch]
+        _check_group(spec, chosen)
+        images = [_image(references[i], formats[i]) for i in batch]
+        mask_image: ProviderImage | None = None
+        if outpaint is not None:
+            canvas, canvas_mask = outpaint_canvas(chosen[0].data, outpaint)
+            images[0] = ProviderImage(data=canvas, mime_type="image/png")
+            mask_image = ProviderImage(data=canvas_mask, mime_type="image/png")
+        elif mask is not None:
+            check_mask(mask.data, chosen[0].data)
+            mask_image = ProviderImage(data=mask.data, mime_type="image/png")
+        mode = edit_mode(
+            outpaint=outpaint is not None,
+            mask=mask is not None,
+            background_removal=background_removal,
+            references=len(chosen),
+        )
+        inputs = EditInputs(tuple(images), mask_image, fidelity)
+        groups.append(EditGroup(inputs, tuple(chosen), mode))
+    return groups

@@ -1,0 +1,384 @@
+"""The image_edit step run end to end through ``run``: real SDKs against the fake APIs.
+
+References are read the way a run reads them: an asset record through a real LocalStore
+and a file under a project folder (the one holding ``templates/``). What the fakes
+received (multipart parts and fields, Gemini ``inlineData`` parts) is compared with the
+source bytes, and every output record with the file the store holds. No Prefect.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import RecordedRequest, fixtures
+from fakes.fake_gemini import FakeGemini
+from fakes.fake_openai import FakeOpenAI
+from PIL import Image
+
+from fetchflow.settings import Settings
+from fetchflow.step import StepContext
+from fetchflow.storage import LocalStore
+from fetchflow.templating import Templates
+from steps.image_edit import ImageEditConfig, ImageEditStep
+from steps.imaging.assets import ImageAsset
+from steps.imaging.editing import BACKGROUND_REMOVAL_PROMPT
+from steps.imaging.partial import PartialImages
+
+fake_openai = fixtures.fake_openai
+fake_gemini = fixtures.fake_gemini
+
+KEY = "sk-fetchflow-edit-run-KEY-0123456789"
+KEY_VARIABLES = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def png(width: int, height: int, colour: tuple[int, int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (width, height), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def jpeg(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+def hole_mask(width: int, height: int) -> bytes:
+    """Opaque everywhere but a fully transparent top-left quarter (the area to edit)."""
+    mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, width // 2, height // 2))
+    out = io.BytesIO()
+    mask.save(out, "PNG")
+    return out.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def fields_of(request: RecordedRequest) -> dict[str, str]:
+    return {name: values[-1] for name, values in request.fields.items()}
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project folder with ``templates/``, the run's store, and the step's context."""
+
+    root: Path
+    store: LocalStore
+    ctx: StepContext
+
+    def stored(self, data: bytes, name: str) -> dict[str, Any]:
+        """An upstream step's asset record for ``data`` (as ``<< hero.output.0 >>`` renders)."""
+        image = decode(data)
+        record = self.store.put(
+            data,
+            file_name=name,
+            file_type="image/png",
+            step_id="hero",
+            run_id="run-0",
+            width=image.width,
+            height=image.height,
+            model="preview",
+        )
+        return record.model_dump(mode="json")
+
+    def file(self, relative: str, data: bytes) -> str:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return relative
+
+
+@pytest.fixture(autouse=True)
+def no_provider_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No key or FETCHFLOW_* setting from the machine; no developer's ``.env`` read."""
+    for name in list(os.environ):
+        if name in KEY_VARIABLES or name.startswith("FETCHFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "project"
+    (root / "templates").mkdir(parents=True)
+    store = LocalStore(tmp_path / "assets", spool_dir=tmp_path / "spool")
+    ctx = StepContext(
+        step_id="edit",
+        step_type="image_edit",
+        run_id="run-1",
+        run_name="r",
+        workflow="wf",
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        logger=logging.getLogger("fetchflow.test.image_edit"),
+        # One attempt: a failed call is not retried into a success behind the test's back.
+        settings=Settings(home=tmp_path, provider_attempts=1),  # type: ignore[arg-type]
+        templates=Templates([root / "templates"]),
+        scope={},
+        open_store=lambda: store,
+    )
+    return Project(root, store, ctx)
+
+
+@pytest.fixture
+def openai_env(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    return fake_openai
+
+
+def run(project: Project, **fields: object) -> list[ImageAsset]:
+    return ImageEditStep().run(ImageEditConfig(**fields), project.ctx)  # type: ignore[arg-type]
+
+
+def assert_stored(project: Project, asset: ImageAsset, output_format: str) -> Image.Image:
+    """The record's file is in the store, holds its bytes, and is in ``output_format``."""
+    assert project.store.path_of(asset.storage_uri).is_file()
+    data = project.store.read(asset.storage_uri)
+    assert sha256(data) == asset.sha256
+    image = decode(data)
+    assert image.format == PILLOW_FORMATS[output_format]
+    assert (image.width, image.height) == (asset.width, asset.height)
+    return image
+
+
+HERO = png(1024, 1024, (200, 40, 40, 255))
+LOGO = jpeg(256, 256, (30, 160, 60))
+MASK = hole_mask(1024, 1024)
+BASE = {"model": "gpt-image-1.5", "prompt": "put a straw hat on the fox", "quality": "high"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "options", "sent"),
+    [
+        pytest.param(
+            "edit",
+            {"output_format": "jpeg", "output_compression": 60, "size": "1024x1536"},
+            {"output_format": "jpeg", "output_compression": "60", "size": "1024x1536"},
+            id="edit-jpeg",
+        ),
+        pytest.param(
+            "compose",
+            {"output_format": "png", "size": "1536x1024", "count": 2, "input_fidelity": "high"},
+            {"output_format": "png", "size": "1536x1024", "n": "2", "input_fidelity": "high"},
+            id="compose-png",
+        ),
+        pytest.param(
+            "inpaint",
+            {"output_format": "webp", "output_compression": 80, "input_fidelity": "high"},
+            {"output_format": "webp", "output_compression": "80", "input_fidelity": "high"},
+            id="inpaint-webp",
+        ),
+    ],
+)
+def test_openai_edit_sends_the_references_and_stores_the_images(
+    mode: str,
+    options: dict[str, object],
+    sent: dict[str, str],
+    project: Project,
+    openai_env: FakeOpenAI,
+) -> None:
+    hero = project.stored(HERO, "hero-1.png")
+    images: list[object] = [hero] if mode == "edit" else [hero, project.file("refs/logo.jpg", LOGO)]
+    sources = [HERO] if mode == "edit" else [HERO, LOGO]
+    if mode == "inpaint":
+        options = {**options, "mask": project.file("masks/hole.png", MASK)}
+
+    assets = run(project, images=images, background="opaque", **BASE, **options)
+
+    [request] = openai_env.requests
+    assert request.path == "/v1/images/edits" and request.credential == KEY
+    parts = request.files["image[]"]
+    assert [part.data for part in parts] == sources
+    assert [part.content_type for part in parts] == ["image/png", "image/jpeg"][: len(sources)]
+    if mode == "inpaint":
+        [mask] = request.files["mask"]
+        assert mask.data == MASK and mask.content_type == "image/png"
+    else:
+        assert "mask" not in request.files
+    expected = {
+        "model": "gpt-image-1.5",
+        "prompt": "put a straw hat on the fox",
+        "n": "1",
+        "size": "auto",
+        "quality": "high",
+        "background": "opaque",
+        **sent,
+    }
+    assert fields_of(request) == expected  # exactly these: no moderation, nothing else
+    assert "moderation" not in request.fields
+
+    output_format = str(options["output_format"])
+    assert len(assets) == int(expected["n"])
+    # With size left out, "auto" is sent and the fake answers its default 1024x1024.
+    width, height = (int(side) for side in expected["size"].replace("auto", "1024x1024").split("x"))
+    for index, asset in enumerate(assets):
+        assert (asset.index, asset.model, asset.provider) == (index, "gpt-image-1.5", "openai")
+        assert asset.file_name == f"edit-{index + 1}.{output_format.replace('jpeg', 'jpg')}"
+        assert asset.prompt_sha256 == sha256(b"put a straw hat on the fox")
+        provenance = asset.provenance
+        assert provenance["edit"] == mode
+        assert provenance["source_sha256"] == sha256(HERO)
+        assert provenance["source"] == hero["storage_uri"]
+        assert provenance["references"] == str(len(sources))
+        assert provenance["references_sha256"] == ",".join(sha256(s) for s in sources)
+        image = assert_stored(project, asset, output_format)
+        assert image.size == (width, height)
+
+
+def alpha_extrema(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[int, int]:
+    low, high = image.convert("RGBA").getchannel("A").crop(box).getextrema()  # type: ignore[misc]
+    return int(low), int(high)
+
+
+def test_outpaint_sends_a_16_9_canvas_and_a_mask_of_the_new_borders(
+    project: Project, openai_env: FakeOpenAI
+) -> None:
+    hero = project.stored(HERO, "hero-1.png")
+
+    [asset] = run(
+        project, images=hero, model="gpt-image-2", prompt="extend the beach", outpaint="16:9"
+    )
+
+    [request] = openai_env.requests
+    [image_part] = request.files["image[]"]
+    [mask_part] = request.files["mask"]
+    assert image_part.content_type == mask_part.content_type == "image/png"
+    canvas, mask = decode(image_part.data), decode(mask_part.data)
+    assert canvas.format == mask.format == "PNG"
+    width, height = canvas.size
+    assert height == 1024 and abs(width - 1024 * 16 / 9) <= 1
+    assert mask.size == canvas.size
+    left = (width - 1024) // 2
+    assert alpha_extrema(mask, (0, 0, left, height)) == (0, 0)
+    assert alpha_extrema(mask, (left, 0, left + 1024, height)) == (255, 255)
+    assert alpha_extrema(mask, (left + 1024, 0, width, height)) == (0, 0)
+    # The original picture sits unchanged in the middle of the canvas.
+    middle = canvas.convert("RGBA").crop((left, 0, left + 1024, height))
+    assert middle.tobytes() == decode(HERO).convert("RGBA").tobytes()
+
+    fields = fields_of(request)
+    assert fields["model"] == "gpt-image-2"
+    assert "input_fidelity" not in fields and "moderation" not in fields
+    size_w, size_h = (int(side) for side in fields["size"].split("x"))
+    assert size_w % 16 == 0 and size_h % 16 == 0
+    assert abs(size_w / size_h - 16 / 9) < 0.02
+    assert asset.provenance["edit"] == "outpaint"
+    assert asset.provenance["source_sha256"] == sha256(HERO)  # the source, not the canvas
+    assert assert_stored(project, asset, "png").size == (size_w, size_h)
+
+
+def test_background_removal_edits_each_image_with_the_built_in_prompt(
+    project: Project, openai_env: FakeOpenAI
+) -> None:
+    first, second = png(1024, 1024, (10, 90, 200, 255)), png(1024, 1024, (250, 200, 0, 255))
+    records = [project.stored(first, "a.png"), project.stored(second, "b.png")]
+
+    assets = run(project, images=records, model="gpt-image-1.5", background="transparent")
+
+    assert len(openai_env.requests) == 2
+    for request, source in zip(openai_env.requests, (first, second), strict=True):
+        assert [part.data for part in request.files["image[]"]] == [source]
+        fields = fields_of(request)
+        assert fields["prompt"] == BACKGROUND_REMOVAL_PROMPT
+        assert fields["background"] == "transparent" and fields["output_format"] == "png"
+        assert "moderation" not in fields and "mask" not in request.files
+    assert [asset.index for asset in assets] == [0, 1]
+    for asset, source in zip(assets, (first, second), strict=True):
+        assert asset.provenance["edit"] == "remove_background"
+        assert asset.provenance["source_sha256"] == sha256(source)
+        assert asset.provenance["references_sha256"] == sha256(source)
+        assert asset.prompt_sha256 == sha256(BACKGROUND_REMOVAL_PROMPT.encode())
+        image = assert_stored(project, asset, "png")
+        assert image.mode == "RGBA" and alpha_extrema(image, (0, 0, *image.size))[0] == 0
+
+
+def inline(part: dict[str, Any]) -> tuple[str, bytes]:
+    """``(mime type, bytes)`` of an ``inlineData`` part (google-genai sends snake case and
+    URL-safe base64, which the API's JSON mapping accepts)."""
+    blob = part["inlineData"]
+    return str(blob.get("mimeType", blob.get("mime_type"))), base64.urlsafe_b64decode(blob["data"])
+
+
+def test_gemini_edit_sends_the_prompt_then_every_reference_once_per_image(
+    project: Project, fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    hero = project.stored(HERO, "hero-1.png")
+    logo = project.file("refs/logo.jpg", LOGO)
+
+    assets = run(
+        project,
+        images=[hero, logo],
+        model="gemini-2.5-flash-image",
+        prompt="the fox wears the logo on a cap",
+        aspect_ratio="16:9",
+        count=2,
+    )
+
+    assert len(fake_gemini.requests) == 2
+    for request in fake_gemini.requests:
+        assert request.path == "/v1/models/gemini-2.5-flash-image:generateContent"
+        assert request.credential == KEY and request.json is not None
+        [content] = request.json["contents"]
+        text, first, second = content["parts"]
+        assert text == {"text": "the fox wears the logo on a cap"}
+        assert inline(first) == ("image/png", HERO)
+        assert inline(second) == ("image/jpeg", LOGO)
+        assert request.json["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9"
+    assert [asset.index for asset in assets] == [0, 1]
+    for asset in assets:
+        assert (asset.model, asset.provider) == ("gemini-2.5-flash-image", "google")
+        assert asset.provenance["edit"] == "compose"
+        assert asset.provenance["references_sha256"] == f"{sha256(HERO)},{sha256(LOGO)}"
+        assert assert_stored(project, asset, "png").size == (1344, 768)
+
+
+@pytest.mark.parametrize(
+    "fail",
+    [
+        pytest.param(lambda fake: fake.queue_server_error(500), id="500"),
+        pytest.param(lambda fake: fake.queue_moderation_blocked(), id="400-moderation"),
+    ],
+)
+def test_a_failed_second_edit_keeps_the_first_image(
+    fail: Any, project: Project, openai_env: FakeOpenAI
+) -> None:
+    first, second = png(1024, 1024, (10, 90, 200, 255)), png(1024, 1024, (250, 200, 0, 255))
+    records = [project.stored(first, "a.png"), project.stored(second, "b.png")]
+    openai_env.queue(openai_env.answer)
+    fail(openai_env)
+
+    with pytest.raises(
+        PartialImages, match=r"1 of 2 images were made and kept before that: file://"
+    ) as caught:
+        run(project, images=records, model="gpt-image-1.5", prompt="add snow", each=True)
+
+    assert len(openai_env.requests) == 2
+    assert openai_env.requests[1].files["image[]"][0].data == second
+    error = caught.value
+    assert error.asked == 2 and error.partial_output == error.kept
+    [kept] = error.kept
+    assert kept["index"] == 0
+    assert kept["provenance"]["source_sha256"] == sha256(first)  # type: ignore[index]
+    assert kept["storage_uri"] in error.message
+    asset = ImageAsset.model_validate(kept)
+    assert assert_stored(project, asset, "png").size == (1024, 1024)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from fetchflow.checking import check_file
 from fetchflow.inputs import resolve_inputs
@@ -66,3 +68,100 @@ def test_image_example_runs_offline(
         assert first["file_url"] in text
         path = Path(first["storage_uri"].removeprefix("file://"))
         assert path.is_file() and path.stat().st_size == first["file_size"]
+
+
+def _run_example(name: str, registry: StepRegistry, home: Path) -> dict[str, object]:
+    from fetchflow.runner import run_plan
+
+    plan = check_file(FLOWS / f"{name}.yaml", registry)
+    report = run_plan(plan, resolve_inputs(plan.header, {}), settings=Settings(home=home))
+    assert report.status == "completed", report.message
+    return {step_id: result.output for step_id, result in report.steps.items()}
+
+
+def _records(outputs: dict[str, object], step_id: str) -> list[dict[str, object]]:
+    records = outputs[step_id]
+    assert isinstance(records, list) and records
+    for record in records:
+        path = Path(str(record["storage_uri"]).removeprefix("file://"))
+        assert path.is_file() and path.stat().st_size == record["file_size"]
+    return records
+
+
+def _open(record: dict[str, object]) -> Image.Image:
+    with Image.open(str(record["storage_uri"]).removeprefix("file://")) as image:
+        image.load()
+        return image
+
+
+@pytest.mark.prefect
+def test_refine_keeps_every_version(
+    registry: StepRegistry, prefect_api: str, tmp_path: Path
+) -> None:
+    outputs = _run_example("refine", registry, tmp_path)
+    v1, v2, v3 = (_records(outputs, step)[0] for step in ("v1", "v2", "v3"))
+    assert len({v1["sha256"], v2["sha256"], v3["sha256"]}) == 3
+    assert v2["provenance"]["source_sha256"] == v1["sha256"]  # type: ignore[index]
+    assert v3["provenance"]["source_sha256"] == v2["sha256"]  # type: ignore[index]
+    assert v2["provenance"]["edit"] == v3["provenance"]["edit"] == "edit"  # type: ignore[index]
+    (thumb,) = _records(outputs, "thumb")
+    assert (thumb["width"], thumb["height"], thumb["file_type"]) == (480, 360, "image/webp")
+    assert str(v3["file_url"]) in str(outputs["versions"])
+
+
+@pytest.mark.prefect
+def test_compose_sends_every_reference(
+    registry: StepRegistry, prefect_api: str, tmp_path: Path
+) -> None:
+    outputs = _run_example("compose", registry, tmp_path)
+    mug, plant = _records(outputs, "mug")[0], _records(outputs, "plant")[0]
+    (scene,) = _records(outputs, "scene")
+    assert scene["provenance"] == {  # type: ignore[comparison-overlap]
+        **scene["provenance"],  # type: ignore[dict-item]
+        "edit": "compose",
+        "references": "2",
+        "references_sha256": f"{mug['sha256']},{plant['sha256']}",
+    }
+    width, height = _open(scene).size
+    assert (width, abs(width / height - 3 / 2) < 0.01) == (1024, True)  # 3:2 at 1K
+    styled = _records(outputs, "styled")
+    linen = hashlib.sha256((FLOWS / "assets" / "linen.png").read_bytes()).hexdigest()
+    assert len(styled) == 2
+    for record in styled:
+        provenance = record["provenance"]
+        assert provenance["references_sha256"] == f"{scene['sha256']},{linen}"  # type: ignore[index]
+        assert provenance["source"] == scene["storage_uri"]  # type: ignore[index]
+
+
+@pytest.mark.prefect
+def test_repaint_inpaints_then_outpaints(
+    registry: StepRegistry, prefect_api: str, tmp_path: Path
+) -> None:
+    outputs = _run_example("repaint", registry, tmp_path)
+    (shot,) = _records(outputs, "shot")
+    (backdrop,) = _records(outputs, "backdrop")
+    (banner,) = _records(outputs, "banner")
+    assert backdrop["provenance"]["edit"] == "inpaint"  # type: ignore[index]
+    assert (backdrop["width"], backdrop["height"]) == (shot["width"], shot["height"])
+    assert banner["provenance"]["edit"] == "outpaint"  # type: ignore[index]
+    assert banner["provenance"]["source_sha256"] == backdrop["sha256"]  # type: ignore[index]
+    width, height = _open(banner).size
+    assert abs(width / height - 16 / 9) < 0.01
+
+
+@pytest.mark.prefect
+def test_cutout_removes_each_background(
+    registry: StepRegistry, prefect_api: str, tmp_path: Path
+) -> None:
+    outputs = _run_example("cutout", registry, tmp_path)
+    shots = _records(outputs, "shots")
+    cutouts = _records(outputs, "cutouts")
+    assert [c["provenance"]["source_sha256"] for c in cutouts] == [  # type: ignore[index]
+        s["sha256"] for s in shots
+    ]
+    for record in [*cutouts, *_records(outputs, "squares")]:
+        image = _open(record)
+        assert image.mode == "RGBA"
+        low, high = image.getchannel("A").getextrema()
+        assert (low, high) == (0, 255)  # a transparent backdrop around an opaque subject
+    assert {(r["width"], r["height"]) for r in _records(outputs, "squares")} == {(512, 512)}

@@ -9,6 +9,7 @@ provider: every error is raised before anything is paid for, and none is retryab
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,6 +132,13 @@ def _check_group(spec: ModelSpec, references: Sequence[Reference]) -> None:
         )
 
 
+def _size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
 def _image(reference: Reference, image_format: str) -> ProviderImage:
     return ProviderImage(data=reference.data, mime_type=_MIME[image_format])
 
@@ -183,6 +191,12 @@ def plan_edits(
         mask_image: ProviderImage | None = None
         if outpaint is not None:
             canvas, canvas_mask = outpaint_canvas(chosen[0].data, outpaint)
+            if _size(canvas) == _size(chosen[0].data):  # no new area to paint
+                raise _refused(
+                    f"images[{batch[0]}] ({chosen[0].source}) is already {outpaint}: "
+                    "outpaint would add nothing",
+                    "remove outpaint, or give a ratio the image does not have yet",
+                )
             images[0] = ProviderImage(data=canvas, mime_type="image/png")
             mask_image = ProviderImage(data=canvas_mask, mime_type="image/png")
         elif mask is not None:

@@ -64,6 +64,7 @@ from steps.imaging.references import (
     ReferenceValue,
     check_images_value,
     count_references,
+    flatten_references,
 )
 
 if TYPE_CHECKING:
@@ -223,6 +224,12 @@ class ImageEditConfig(ImageOutputConfig):
         return self
 
 
+def _is_template(value: object) -> bool:
+    from fetchflow.templating import is_template
+
+    return isinstance(value, str) and is_template(value)
+
+
 class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
     """Edit images with a prompt: refine, compose, inpaint, outpaint, remove backgrounds."""
 
@@ -239,17 +246,21 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         With ``each``, a list written out gives the number of edits; a templated one (an
         upstream output) is counted when the step runs, so only a free model has a cost.
         """
-        from fetchflow.templating import is_template
         from steps.imaging.estimate import estimate_request
 
         assert isinstance(config, ImageEditConfig)
+        if config.outpaint is not None:  # the run asks for the outpaint ratio
+            config = config.model_copy(update={"aspect_ratio": config.outpaint})
         per_edit = estimate_request(config, settings)
         images = config.images
         if not config.edits_each:
             return per_edit
-        if isinstance(images, str) and is_template(images):
+        templated = [item for item in flatten_references(images) if _is_template(item)]
+        if templated:  # an upstream output holds any number of images
             cost = 0.0 if per_edit.cost_usd == 0 else None
-            return CostEstimate(cost, None, f"one edit per image of {images}: {per_edit.detail}")
+            return CostEstimate(
+                cost, None, f"one edit per image of {templated[0]}: {per_edit.detail}"
+            )
         edits = count_references(images)
         cost = None if per_edit.cost_usd is None else per_edit.cost_usd * edits
         images_made = None if per_edit.images is None else per_edit.images * edits

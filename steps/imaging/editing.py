@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fetchflow.errors import StepError
+from fetchflow.step import RuleViolation
 from steps.imaging.catalog import ModelSpec
 from steps.imaging.production import EditInputs
 from steps.imaging.providers.base import ProviderImage
 from steps.imaging.references import Reference
+from steps.imaging.rules import check_mask_support, check_reference_count
 
 __all__ = [
     "BACKGROUND_REMOVAL_PROMPT",
@@ -116,12 +118,10 @@ def _check_reference(spec: ModelSpec, number: int, reference: Reference) -> str:
 
 
 def _check_group(spec: ModelSpec, references: Sequence[Reference]) -> None:
-    if len(references) > spec.edit_max_images:
-        raise _refused(
-            f"images: {len(references)} references; model {spec.name} takes at most "
-            f"{spec.edit_max_images} in one edit",
-            f"give at most {spec.edit_max_images} images, or each: true to edit them one by one",
-        )
+    try:
+        check_reference_count(spec, len(references))
+    except RuleViolation as error:
+        raise _refused(error.message, error.hint) from None
     total = sum(len(ref.data) for ref in references)
     limit = spec.edit_max_request_bytes
     if limit is not None and total > limit:
@@ -173,13 +173,11 @@ def plan_edits(
     """
     from steps.imaging.canvas import check_mask, outpaint_canvas
 
-    if (mask is not None or outpaint is not None) and not spec.mask:
-        field = "mask" if mask is not None else "outpaint"
-        raise _refused(
-            f"{field} needs a model that takes a mask; model {spec.name} edits from the "
-            "prompt alone",
-            f"use an OpenAI model (gpt-image-1.5, gpt-image-2) or leave {field} out",
-        )
+    if mask is not None or outpaint is not None:
+        try:
+            check_mask_support(spec, "mask" if mask is not None else "outpaint")
+        except RuleViolation as error:
+            raise _refused(error.message, error.hint) from None
     formats = [_check_reference(spec, number, ref) for number, ref in enumerate(references)]
     batches = [[i] for i in range(len(references))] if each else [list(range(len(references)))]
     fidelity = input_fidelity if input_fidelity in spec.input_fidelity else None
@@ -196,6 +194,13 @@ def plan_edits(
                     f"images[{batch[0]}] ({chosen[0].source}) is already {outpaint}: "
                     "outpaint would add nothing",
                     "remove outpaint, or give a ratio the image does not have yet",
+                )
+            if len(canvas) > spec.edit_max_image_bytes:
+                raise _refused(
+                    f"images[{batch[0]}] ({chosen[0].source}): its {outpaint} outpainting "
+                    f"canvas is {len(canvas):,} bytes; model {spec.name} takes references up "
+                    f"to {spec.edit_max_image_bytes:,} bytes",
+                    "make the image smaller first with an image_transform step (width)",
                 )
             images[0] = ProviderImage(data=canvas, mime_type="image/png")
             mask_image = ProviderImage(data=canvas_mask, mime_type="image/png")

@@ -31,6 +31,7 @@ __all__ = [
     "ReferenceValue",
     "check_images_value",
     "count_references",
+    "flatten_references",
     "project_root_of",
     "resolve_references",
 ]
@@ -117,6 +118,11 @@ def _flattened(value: object) -> list[object]:
     for item in value:
         items.extend(item if isinstance(item, list) else [item])
     return items
+
+
+def flatten_references(value: object) -> list[object]:
+    """The references a field holds, a list inside the list expanded (one level)."""
+    return _flattened(value)
 
 
 def count_references(value: object) -> int:

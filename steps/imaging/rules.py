@@ -151,14 +151,20 @@ def check_seed(spec: ModelSpec, seed: int | None) -> None:
 
 def check_reference_count(spec: ModelSpec, count: int) -> None:
     """An edit sends at most ``spec.edit_max_images`` references in one call."""
-    if count > spec.edit_max_images:
-        raise _violation(
-            f"images: {count} references; model {spec.name} takes at most "
-            f"{spec.edit_max_images} in one edit",
-            ("images", "model"),
-            f"give at most {spec.edit_max_images} images, or use a model that takes more "
-            "(OpenAI GPT image models take 16)",
-        )
+    if count <= spec.edit_max_images:
+        return
+    roomier = [
+        m.name
+        for m in sorted(CATALOG.values(), key=lambda m: m.provider != spec.provider)
+        if m.edit_max_images >= count and m.provider != "preview"
+    ]
+    other = f", or a model that takes {count} ({', '.join(roomier[:3])})" if roomier else ""
+    raise _violation(
+        f"images: {count} references; model {spec.name} takes at most "
+        f"{spec.edit_max_images} in one edit",
+        ("images", "model"),
+        f"give at most {spec.edit_max_images} images, or each: true to edit them one by one{other}",
+    )
 
 
 def check_mask_support(spec: ModelSpec, field: str) -> None:

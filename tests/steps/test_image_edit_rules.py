@@ -88,14 +88,15 @@ REFUSED = {
         "5:5",
         "images",
         "images: 17 references; model gpt-image-1.5 takes at most 16 in one edit",
-        "give at most 16 images, or use a model that takes more (OpenAI GPT image models take 16)",
+        "give at most 16 images, or each: true to edit them one by one",
     ),
     "four-gemini": Refused(
         step("images: [a.png, b.png, c.png, d.png]", "prompt: x", "model: gemini-2.5-flash-image"),
         "5:5",
         "images",
         "images: 4 references; model gemini-2.5-flash-image takes at most 3 in one edit",
-        "give at most 3 images, or use a model that takes more (OpenAI GPT image models take 16)",
+        "give at most 3 images, or each: true to edit them one by one, or a model that takes "
+        "4 (gemini-3-pro-image-preview, gemini-3.1-flash-image-preview, gpt-image-1-mini)",
     ),
     "each-false-background-removal": Refused(
         # Background removal edits each image alone by default; each: false asks for one call.
@@ -105,7 +106,7 @@ REFUSED = {
         "5:5",
         "images",
         "images: 17 references; model gpt-image-1.5 takes at most 16 in one edit",
-        "give at most 16 images, or use a model that takes more (OpenAI GPT image models take 16)",
+        "give at most 16 images, or each: true to edit them one by one",
     ),
     "mask-list": Refused(
         step("images: a.png", "prompt: x", "mask: [m.png, n.png]"),
@@ -244,12 +245,6 @@ steps:
     model: gpt-imag-2
 """
 
-#: Known bugs: what ``validate`` should print and does not (strict: fixing one fails here).
-HINT_OFFERS_EACH = (
-    "the static hint for too many references on gpt-image-1.5 suggests a model that takes "
-    "more than 16 (none does) and never mentions each: true, which the run-time hint does"
-)
-
 
 @dataclass(frozen=True)
 class Validation:
@@ -354,7 +349,6 @@ def test_refused_files_exit_2_without_a_traceback(validation: Validation) -> Non
     ), lines
 
 
-@pytest.mark.xfail(strict=True, reason=HINT_OFFERS_EACH)
 def test_the_hint_for_too_many_references_offers_each(validation: Validation) -> None:
     hint = validation.blocks["seventeen-openai"][1]
 

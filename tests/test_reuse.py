@@ -141,3 +141,37 @@ def test_an_edited_step_is_not_reused(plugin_registry: StepRegistry, tmp_path: P
     assert inputs == {"state": "/tmp/x"}
     assert reuse == {}  # counted changed since: it runs again
     assert step_fingerprint(plan.steps["counted"]) != "edited since"
+
+
+def test_a_cache_key_counts_an_input_record_by_its_content_not_its_link(tmp_path: Path) -> None:
+    from fetchflow.reuse import GenerationCache
+    from fetchflow.step import StepRegistry
+    from steps.image_edit import ImageEditConfig
+
+    workflow = tmp_path / "edit.yaml"
+    workflow.write_text(
+        "name: edit\nsteps:\n  - id: warmer\n    type: image_edit\n"
+        "    images: a.png\n    prompt: warmer\n    model: preview\n",
+        encoding="utf-8",
+    )
+    step = check_file(workflow, StepRegistry.from_entry_points()).steps["warmer"]
+    record = {
+        "storage_uri": "s3://bucket/ab/abc.png",
+        "sha256": "abc",
+        "file_url": "https://x?X-Amz-Signature=1",
+    }
+
+    def key(**changed: object) -> str:
+        config = ImageEditConfig(images=[{**record, **changed}], prompt="warmer", model="preview")
+        return GenerationCache.key(step, config)
+
+    # A presigned link is renewed every run: the same object must hit the cache.
+    assert key(file_url="https://x?X-Amz-Signature=2") == key()
+    # Another object, or another prompt, is another request.
+    assert key(storage_uri="s3://bucket/cd/cde.png", sha256="cde") != key()
+    assert (
+        GenerationCache.key(
+            step, ImageEditConfig(images=[record], prompt="cooler", model="preview")
+        )
+        != key()
+    )

@@ -13,6 +13,7 @@ the other. Keys never appear in messages: only where a key was looked for.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,8 +24,9 @@ from steps.imaging.rules import lookup_model, unsupported
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
+    from steps.imaging.estimate import ImageOptions
 
-__all__ = ["Credential", "choose_model", "key_sources", "resolve_credential"]
+__all__ = ["Credential", "choose_for", "choose_model", "key_sources", "resolve_credential"]
 
 #: The SDKs' own key variables, in the order the SDK prefers them.
 ENV_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -190,4 +192,23 @@ def choose_model(
         "step: " + "; ".join(reasons),
         hint="name a model that supports these settings, or change them",
         retryable=False,
+    )
+
+
+def choose_for(options: ImageOptions, settings: Settings, *, mask: bool = False) -> ModelSpec:
+    """:func:`choose_model` for a step's options (model, charge type, size, quality, ...).
+
+    Raises:
+        StepError: As :func:`choose_model`.
+    """
+    return choose_model(
+        options.model,
+        charge_type=options.charge_type,
+        size=options.size or AUTO,
+        quality=options.quality,
+        background=options.background,
+        settings=settings,
+        environ=os.environ,
+        secret_name=options.api_key_secret,
+        mask=mask,
     )

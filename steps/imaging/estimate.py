@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Protocol
 
 from fetchflow.errors import StepError
 from fetchflow.step import CostEstimate
 from steps.imaging.catalog import (
-    AUTO,
     ModelSpec,
     SizeChoice,
     closest_size,
@@ -106,19 +104,10 @@ def estimate_request(options: ImageOptions, settings: Settings) -> CostEstimate:
     When the model cannot be chosen yet (no key: the run says so before any call), the cost
     is unknown.
     """
-    from steps.imaging.credentials import choose_model
+    from steps.imaging.credentials import choose_for
 
     try:
-        spec = choose_model(
-            options.model,
-            charge_type=options.charge_type,
-            size=options.size or AUTO,
-            quality=options.quality,
-            background=options.background,
-            settings=settings,
-            environ=os.environ,
-            secret_name=options.api_key_secret,
-        )
+        spec = choose_for(options, settings)
     except StepError as error:
         return CostEstimate(
             cost_usd=None,

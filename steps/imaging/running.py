@@ -96,19 +96,9 @@ def pick_model(config: ImageOutputConfig, ctx: StepContext, *, mask: bool = Fals
         StepError: The named model's key is missing, or ``auto`` finds keys but no model
             that serves the request.
     """
-    from steps.imaging.credentials import choose_model
+    from steps.imaging.credentials import choose_for
 
-    spec = choose_model(
-        config.model,
-        charge_type=config.charge_type,
-        size=config.size or AUTO,
-        quality=config.quality,
-        background=config.background,
-        settings=ctx.settings,
-        environ=os.environ,
-        secret_name=config.api_key_secret,
-        mask=mask,
-    )
+    spec = choose_for(config, ctx.settings, mask=mask)
     if spec.name == PREVIEW and config.model == AUTO:
         _announce_preview_once(ctx)
     if config.seed is not None and not spec.seed:

@@ -7,15 +7,11 @@ holds the prompt then one ``inlineData`` part per reference. Errors map as for g
 
 from __future__ import annotations
 
-import base64
-import io
-from typing import Any
-
 import pytest
 from fakes import fixtures
 from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
-from PIL import Image
+from fakes.images import decode, hole_mask, inline, jpeg, png
 
 from fetchflow.errors import ProviderError
 from steps.imaging.preview import PreviewProvider
@@ -34,27 +30,6 @@ fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
 
 KEY = "sk-fetchflow-edit-KEY-0123456789abcdef"
-
-
-def png(width: int, height: int, colour: tuple[int, int, int, int]) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGBA", (width, height), colour).save(out, "PNG")
-    return out.getvalue()
-
-
-def jpeg(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(out, "JPEG")
-    return out.getvalue()
-
-
-def hole_mask(width: int, height: int) -> bytes:
-    """Opaque everywhere except a transparent square in the top-left quarter."""
-    mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (0, 0, width // 2, height // 2))
-    out = io.BytesIO()
-    mask.save(out, "PNG")
-    return out.getvalue()
 
 
 REF_A = ProviderImage(png(64, 64, (200, 30, 30, 255)), "image/png")
@@ -79,12 +54,6 @@ EDIT = EditRequest(
     mask=MASK,
     input_fidelity="high",
 )
-
-
-def decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 # -- OpenAI ----------------------------------------------------------------------------
@@ -257,17 +226,6 @@ GEMINI_EDIT = EditRequest(
         "input_fidelity": None,
     }
 )
-
-
-def inline(part: dict[str, Any]) -> tuple[str, bytes]:
-    """``(mime type, bytes)`` of an ``inlineData`` part as google-genai 3.4 sends it.
-
-    The SDK writes the blob's ``mime_type`` in snake case and its ``data`` as URL-safe
-    base64 (the API's JSON mapping accepts both spellings and both alphabets).
-    """
-    blob = part["inlineData"]
-    mime_type = blob.get("mimeType", blob.get("mime_type"))
-    return str(mime_type), base64.urlsafe_b64decode(blob["data"])
 
 
 def test_gemini_edit_sends_prompt_then_inline_images_once_per_image(

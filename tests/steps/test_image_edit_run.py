@@ -8,9 +8,7 @@ source bytes, and every output record with the file the store holds. No Prefect.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import pytest
 from fakes import RecordedRequest, fixtures
 from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
+from fakes.images import decode, hole_mask, inline, jpeg, png
 from PIL import Image
 
 from fetchflow.settings import Settings
@@ -43,33 +42,6 @@ PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def png(width: int, height: int, colour: tuple[int, int, int, int]) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGBA", (width, height), colour).save(out, "PNG")
-    return out.getvalue()
-
-
-def jpeg(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(out, "JPEG")
-    return out.getvalue()
-
-
-def hole_mask(width: int, height: int) -> bytes:
-    """Opaque everywhere but a fully transparent top-left quarter (the area to edit)."""
-    mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (0, 0, width // 2, height // 2))
-    out = io.BytesIO()
-    mask.save(out, "PNG")
-    return out.getvalue()
-
-
-def decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def fields_of(request: RecordedRequest) -> dict[str, str]:
@@ -308,13 +280,6 @@ def test_background_removal_edits_each_image_with_the_built_in_prompt(
         assert asset.prompt_sha256 == sha256(BACKGROUND_REMOVAL_PROMPT.encode())
         image = assert_stored(project, asset, "png")
         assert image.mode == "RGBA" and alpha_extrema(image, (0, 0, *image.size))[0] == 0
-
-
-def inline(part: dict[str, Any]) -> tuple[str, bytes]:
-    """``(mime type, bytes)`` of an ``inlineData`` part (google-genai sends snake case and
-    URL-safe base64, which the API's JSON mapping accepts)."""
-    blob = part["inlineData"]
-    return str(blob.get("mimeType", blob.get("mime_type"))), base64.urlsafe_b64decode(blob["data"])
 
 
 def test_gemini_edit_sends_the_prompt_then_every_reference_once_per_image(

@@ -56,13 +56,7 @@ GEMINI_KEY = "AIzaTestSECRETrunfaults0123456789"
 PREFIX = "prefix"
 #: Tries per provider call in these runs (the 500 case sends exactly this many).
 ATTEMPTS = 3
-PROVIDER_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-)
+PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fakes import fixtures
 from PIL import Image
 
 from fetchflow.checking import check_file
@@ -27,13 +28,7 @@ pytestmark = pytest.mark.prefect
 
 FLOWS = Path(__file__).resolve().parents[1] / "data" / "image_flows"
 REGISTRY = StepRegistry.from_entry_points()
-PROVIDER_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-)
+PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 
 
 def run_workflow(name: str, home: Path) -> tuple[RunReport, LocalStore]:

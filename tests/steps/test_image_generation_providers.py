@@ -59,13 +59,7 @@ GEMINI_KEY = "AIzaTestSECRETgemini0123456789"
 HOSTED_KEY = "sk-hosted-OPERATOR-9876543210"
 
 #: Variables a developer's shell may hold that would change what these tests see.
-PROVIDER_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-)
+PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 LOGGER = "fetchflow.test.image_providers"
 
 

@@ -39,13 +39,7 @@ fake_gemini = fixtures.fake_gemini
 FLOWS = Path(__file__).resolve().parents[1] / "data" / "image_flows"
 REGISTRY = StepRegistry.from_entry_points()
 KEY = "sk-test-SECRET-0123456789"
-PROVIDER_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-)
+PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:

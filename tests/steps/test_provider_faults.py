@@ -47,13 +47,7 @@ fake_gemini = fixtures.fake_gemini
 OPENAI_KEY = "sk-test-SECRET-faults-0123456789"
 GEMINI_KEY = "AIzaTestSECRETfaults0123456789"
 LOGGER = "fetchflow.test.provider_faults"
-PROVIDER_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-)
+PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 #: One image from each provider; Gemini makes one image per call.
 OPENAI_STEP = {"prompt": "a paper crane", "model": "gpt-image-2", "size": "1024x1024"}
 GEMINI_STEP = {"prompt": "a paper crane", "model": "gemini-2.5-flash-image", "aspect_ratio": "1:1"}

@@ -20,6 +20,14 @@ from .fake_openai import FakeOpenAI
 
 __all__ = ["fake_gemini", "fake_openai"]
 
+#: Every variable that points the SDKs at a provider: tests clear them first.
+PROVIDER_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
+)
 _BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL")
 
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import CostEstimate, RuleViolation, Step, StepContext, deferred
+from fetchflow.step import CostEstimate, RuleViolation, Step, StepConfig, StepContext, deferred
 from steps.imaging import rules
 from steps.imaging.assets import ImageAsset
 from steps.imaging.options import AspectRatio, ImageOutputConfig, prompt_as_text
@@ -75,8 +75,8 @@ if TYPE_CHECKING:
 __all__ = ["ImageEditConfig", "ImageEditStep"]
 
 
-class ImageEditConfig(ImageOutputConfig):
-    """Fields of an ``image_edit`` step."""
+class _EditSubject(StepConfig):
+    """The fields listed first (``fetchflow steps``, forms): what to edit and how."""
 
     images: ImagesValue = Field(
         description="The image(s) to edit: asset records (<< hero.output.0 >>), http(s) "
@@ -87,6 +87,11 @@ class ImageEditConfig(ImageOutputConfig):
         description="What to change (Jinja-templated); leave out with background: "
         "transparent to remove the background.",
     )
+
+
+class ImageEditConfig(ImageOutputConfig, _EditSubject):
+    """Fields of an ``image_edit`` step."""
+
     mask: ReferenceValue | None = Field(
         None,
         description="A PNG the size of the first image: fully transparent where to edit.",

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import CostEstimate, Step, StepContext, deferred
+from fetchflow.step import CostEstimate, Step, StepConfig, StepContext, deferred
 from steps.imaging import rules
 from steps.imaging.assets import ImageAsset
 from steps.imaging.options import ImageOutputConfig, prompt_as_text
@@ -66,10 +66,15 @@ def final_prompt(prompt: str, style: str | None) -> str:
     return f"{prompt.rstrip()}\n\nStyle: {style.strip()}" if style and style.strip() else prompt
 
 
-class ImageGenerationConfig(ImageOutputConfig):
-    """Fields of an ``image_generation`` step."""
+class _Prompt(StepConfig):
+    """The field listed first (``fetchflow steps``, forms)."""
 
     prompt: str = Field(min_length=1, description="What to draw (Jinja-templated).")
+
+
+class ImageGenerationConfig(ImageOutputConfig, _Prompt):
+    """Fields of an ``image_generation`` step."""
+
     moderation: Literal["auto", "low"] = Field("auto", description="OpenAI moderation level.")
     style: str | None = Field(None, description="A style phrase added to the prompt.")
 

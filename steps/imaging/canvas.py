@@ -14,6 +14,7 @@ import re
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
+from steps.imaging.formats import PNG_SIGNATURE
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -24,7 +25,6 @@ __all__ = ["MASK_MAX_BYTES", "TRANSPARENT", "check_mask", "outpaint_canvas", "pa
 MASK_MAX_BYTES = 4 * 1024 * 1024
 #: The default fill of the new area of an outpainting canvas.
 TRANSPARENT = (0, 0, 0, 0)
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")
 
 
@@ -133,7 +133,7 @@ def check_mask(mask_bytes: bytes, first_image_bytes: bytes) -> None:
             f"mask: {size:,} bytes; it must be under {MASK_MAX_BYTES:,} (4 MB)",
             "save the mask as a smaller PNG (a mask compresses well: keep it to two colours)",
         )
-    if not mask_bytes.startswith(_PNG_MAGIC):
+    if not mask_bytes.startswith(PNG_SIGNATURE):
         raise _error(
             "mask: not a PNG file (masks must be PNG with an alpha channel)",
             "export the mask as PNG with transparency: transparent where to edit",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fetchflow.errors import StepError
 from fetchflow.step import RuleViolation
 from steps.imaging.catalog import ModelSpec
+from steps.imaging.formats import MIME_TYPES, sniff_format
 from steps.imaging.production import EditInputs
 from steps.imaging.providers.base import ProviderImage
 from steps.imaging.references import Reference
@@ -26,7 +27,6 @@ __all__ = [
     "EditGroup",
     "edit_mode",
     "plan_edits",
-    "sniff_format",
 ]
 
 #: The instruction an edit without a prompt sends with ``background: transparent``.
@@ -35,21 +35,6 @@ BACKGROUND_REMOVAL_PROMPT = (
     "exactly as it is: same shape, proportions, colours, text and fine edges (hair, fur, "
     "glass). Do not add, move or restyle anything, and add no shadow or outline."
 )
-
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
-def sniff_format(data: bytes) -> str | None:
-    """``png``, ``jpeg``, ``webp`` or ``gif`` from a file's first bytes, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    return None
 
 
 def edit_mode(*, outpaint: bool, mask: bool, background_removal: bool, references: int) -> str:
@@ -140,7 +125,7 @@ def _size(data: bytes) -> tuple[int, int]:
 
 
 def _image(reference: Reference, image_format: str) -> ProviderImage:
-    return ProviderImage(data=reference.data, mime_type=_MIME[image_format])
+    return ProviderImage(data=reference.data, mime_type=MIME_TYPES[image_format])
 
 
 def plan_edits(

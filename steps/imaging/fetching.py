@@ -34,6 +34,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from fetchflow.errors import StepError
 from fetchflow.settings import Settings
+from steps.imaging.formats import sniff_mime_type
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -41,7 +42,6 @@ __all__ = [
     "address_class",
     "fetch_reference",
     "redact_url",
-    "sniff_image_type",
 ]
 
 #: How many redirects one fetch follows.
@@ -92,19 +92,6 @@ def redact_url(url: str) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     return shown if len(shown) <= _SHOWN_URL_MAX else shown[: _SHOWN_URL_MAX - 1] + "…"
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The MIME type the bytes' signature proves, or None when they are no image we take."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def address_class(address: IPAddress) -> str | None:
@@ -402,7 +389,7 @@ def fetch_reference(url: str, *, settings: Settings, timeout: float = 30.0) -> F
             if response is not None:
                 response.close()
             connection.close()
-        mime = sniff_image_type(data)
+        mime = sniff_mime_type(data)
         if mime is None:
             content_type = (response.getheader("Content-Type") or "none")[:60]
             raise _refused(

@@ -31,8 +31,8 @@ from steps.imaging.fetching import (
     address_class,
     fetch_reference,
     redact_url,
-    sniff_image_type,
 )
+from steps.imaging.formats import sniff_mime_type
 
 CAP = 1024
 PUBLIC_IP = "93.184.216.34"
@@ -248,7 +248,7 @@ def test_address_class(address: str, expected: str | None) -> None:
     ids=["png", "jpeg", "webp", "gif", "html", "empty", "riff-wave"],
 )
 def test_sniff_image_type(data: bytes, expected: str | None) -> None:
-    assert sniff_image_type(data) == expected
+    assert sniff_mime_type(data) == expected
 
 
 def test_redact_url_drops_credentials_query_and_fragment() -> None:

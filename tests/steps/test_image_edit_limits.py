@@ -18,7 +18,8 @@ from fetchflow.errors import StepError
 from fetchflow.settings import Settings
 from steps.image_edit import ImageEditConfig, ImageEditStep
 from steps.imaging.catalog import CATALOG, ModelSpec
-from steps.imaging.editing import edit_mode, plan_edits, sniff_format
+from steps.imaging.editing import edit_mode, plan_edits
+from steps.imaging.formats import sniff_format
 from steps.imaging.references import Reference
 
 OPENAI = CATALOG["gpt-image-1.5"]

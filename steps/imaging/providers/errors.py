@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from fetchflow.errors import ProviderError
+from steps.imaging.formats import sniff_mime_type
 from steps.imaging.providers.base import ProviderImage
 
 __all__ = [
@@ -47,14 +48,6 @@ _KEY_LIKE = re.compile(
     r"sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{12,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{6,}"
 )
 _REDACTED = "[redacted]"
-
-#: Leading bytes of the image formats providers return, and their MIME types.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 
 
 @dataclass
@@ -171,16 +164,6 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
-
-
-def sniff_mime_type(data: bytes) -> str | None:
-    """The MIME type the leading bytes announce (PNG, JPEG, WEBP, GIF), else ``None``."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    for magic, mime_type in _MAGIC:
-        if data.startswith(magic):
-            return mime_type
-    return None
 
 
 def image_from_bytes(

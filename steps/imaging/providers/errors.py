@@ -32,10 +32,13 @@ __all__ = [
     "BODY_LIMIT",
     "RateLimited",
     "image_from_bytes",
+    "not_reached",
     "public_endpoint",
+    "rate_limited",
     "redact",
     "retry_after_seconds",
     "sniff_mime_type",
+    "timed_out",
     "trim_body",
 ]
 
@@ -60,6 +63,50 @@ class RateLimited(ProviderError):
     """
 
     retry_after: float | None = None
+
+
+def timed_out(provider: str, endpoint: str, timeout: float) -> ProviderError:
+    """A call that got no answer in time (retryable)."""
+    return ProviderError(
+        message=f"{provider} {endpoint}: no answer within {timeout:g} s",
+        hint="the provider is slow or unreachable; the step's retries try again, or "
+        "give the provider a longer timeout",
+        provider=provider,
+        endpoint=endpoint,
+    )
+
+
+def not_reached(provider: str, endpoint: str, cause: str, base_url_variable: str) -> ProviderError:
+    """A call that could not connect (retryable); ``cause`` already redacted."""
+    return ProviderError(
+        message=f"{provider} {endpoint}: could not connect ({cause})",
+        hint=f"check the network, and {base_url_variable} if it is set (calling {endpoint})",
+        provider=provider,
+        endpoint=endpoint,
+    )
+
+
+def rate_limited(
+    head: str,
+    said: str,
+    *,
+    provider: str,
+    endpoint: str,
+    status: int,
+    body: str,
+    wait: float | None,
+) -> RateLimited:
+    """A 429 for a rate limit: retryable after ``wait`` seconds when the server said."""
+    after = f"wait {wait:g} s" if wait is not None else "wait a little"
+    return RateLimited(
+        message=f"{head}: rate limited: {said}",
+        hint=f"{after} and try again, or run fewer image steps at once",
+        provider=provider,
+        endpoint=endpoint,
+        status=status,
+        body=body,
+        retry_after=wait,
+    )
 
 
 def public_endpoint(url: object) -> str:

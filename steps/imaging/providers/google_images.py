@@ -29,12 +29,14 @@ from steps.imaging.providers.base import (
     ProviderResult,
 )
 from steps.imaging.providers.errors import (
-    RateLimited,
     image_from_bytes,
+    not_reached,
     public_endpoint,
+    rate_limited,
     redact,
     retry_after_seconds,
     sanitized,
+    timed_out,
     trim_body,
 )
 from steps.imaging.providers.google_edits import edit_contents
@@ -370,20 +372,9 @@ def google_error(
         with contextlib.suppress(RuntimeError):  # raised before a request was built
             endpoint = public_endpoint(exc.request.url)
         if isinstance(exc, httpx2.TimeoutException):
-            return ProviderError(
-                message=f"{PROVIDER} {endpoint}: no answer within {timeout:g} s",
-                hint="the provider is slow or unreachable; the step's retries try again, or "
-                "give the provider a longer timeout",
-                provider=PROVIDER,
-                endpoint=endpoint,
-            )
+            return timed_out(PROVIDER, endpoint, timeout)
         cause = redact(str(exc) or type(exc).__name__, secrets)
-        return ProviderError(
-            message=f"{PROVIDER} {endpoint}: could not connect ({cause})",
-            hint=f"check the network, and GOOGLE_GEMINI_BASE_URL if it is set (calling {endpoint})",
-            provider=PROVIDER,
-            endpoint=endpoint,
-        )
+        return not_reached(PROVIDER, endpoint, cause, "GOOGLE_GEMINI_BASE_URL")
     if not isinstance(exc, errors.APIError):
         return ProviderError(
             message=f"{PROVIDER} {endpoint}: unexpected error: {redact(str(exc), secrets)[:200]}",
@@ -424,15 +415,8 @@ def google_error(
         wait = _retry_delay(entries)
         if wait is None and isinstance(headers, Mapping):
             wait = retry_after_seconds(headers)
-        after = f"wait {wait:g} s" if wait is not None else "wait a little"
-        return RateLimited(
-            message=f"{head}: rate limited: {said}",
-            hint=f"{after} and try again, or run fewer image steps at once",
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=status,
-            body=body,
-            retry_after=wait,
+        return rate_limited(
+            head, said, provider=PROVIDER, endpoint=endpoint, status=status, body=body, wait=wait
         )
     if status in (401, 403) or "API_KEY_INVALID" in _reasons(entries):
         return fail(

@@ -26,12 +26,14 @@ from steps.imaging.providers.base import (
     ProviderResult,
 )
 from steps.imaging.providers.errors import (
-    RateLimited,
     image_from_bytes,
+    not_reached,
     public_endpoint,
+    rate_limited,
     redact,
     retry_after_seconds,
     sanitized,
+    timed_out,
     trim_body,
 )
 from steps.imaging.providers.openai_edits import edit_params
@@ -287,21 +289,10 @@ def openai_error(
     if request is not None:
         endpoint = public_endpoint(request.url)
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(
-            message=f"{PROVIDER} {endpoint}: no answer within {timeout:g} s",
-            hint="the provider is slow or unreachable; the step's retries try again, or "
-            "give the provider a longer timeout",
-            provider=PROVIDER,
-            endpoint=endpoint,
-        )
+        return timed_out(PROVIDER, endpoint, timeout)
     if isinstance(exc, openai.APIConnectionError):
         cause = redact(str(exc.__cause__ or exc), secrets)
-        return ProviderError(
-            message=f"{PROVIDER} {endpoint}: could not connect ({cause})",
-            hint=f"check the network, and OPENAI_BASE_URL if it is set (calling {endpoint})",
-            provider=PROVIDER,
-            endpoint=endpoint,
-        )
+        return not_reached(PROVIDER, endpoint, cause, "OPENAI_BASE_URL")
     if not isinstance(exc, openai.APIStatusError):
         what = redact(str(exc), secrets)[:200]
         return ProviderError(
@@ -340,15 +331,14 @@ def openai_error(
         )
     if status == 429:
         wait = retry_after_seconds(exc.response.headers)
-        after = f"wait {wait:g} s" if wait is not None else "wait a little"
-        return RateLimited(
-            message=f"{head}: rate limited: {said}",
-            hint=f"{after} and try again, or run fewer image steps at once",
+        return rate_limited(
+            head,
+            said,
             provider=PROVIDER,
             endpoint=endpoint,
             status=status,
             body=body_text,
-            retry_after=wait,
+            wait=wait,
         )
     if code in _MODERATION_CODES:
         return fail(

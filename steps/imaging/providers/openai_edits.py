@@ -6,30 +6,24 @@ keyword arguments:
 
 - ``image``: every reference as an ``(filename, bytes, mime type)`` tuple, in order (the
   SDK sends them as repeated ``image[]`` parts); ``mask`` likewise when there is one;
-- ``model``, ``prompt``, ``n``, ``size``, ``quality``, ``background``, ``output_format``,
-  and ``output_compression`` only with jpeg or webp (as for generations);
+- what a generation sends (:func:`~.openai_images.generation_params`: ``model``,
+  ``prompt``, ``n``, ``size``, ``quality``, ``background``, ``output_format``, and
+  ``output_compression`` only with jpeg or webp);
 - never ``moderation`` (edits take none), ``response_format`` or ``style``;
-- ``input_fidelity`` only where the model takes that value (PROVIDERS.md §1 and rule 15):
-  ``high``/``low`` on ``gpt-image-1.5`` (and the older ``gpt-image-1`` and
-  ``chatgpt-image-latest``), ``low`` only on ``gpt-image-1-mini``, nothing on
-  ``gpt-image-2`` and later. The step's rules refuse a value the model cannot take before
+- ``input_fidelity`` only where the catalog says the model takes that value
+  (PROVIDERS.md §1 and rule 15: ``high``/``low`` on ``gpt-image-1.5`` and
+  ``chatgpt-image-latest``, ``low`` only on ``gpt-image-1-mini``, nothing on
+  ``gpt-image-2`` and later). The step's rules refuse a value the model cannot take before
   any call; here a value the model would refuse is simply not sent.
 """
 
 from __future__ import annotations
 
+from steps.imaging.catalog import CATALOG
 from steps.imaging.providers.base import EditRequest, ProviderImage
 
 __all__ = ["edit_params", "input_fidelity_for"]
 
-_COMPRESSIBLE = frozenset({"jpeg", "webp"})
-#: Models taking ``input_fidelity`` and the values each takes.
-_FIDELITY: dict[str, frozenset[str]] = {
-    "gpt-image-1": frozenset({"high", "low"}),
-    "gpt-image-1.5": frozenset({"high", "low"}),
-    "chatgpt-image-latest": frozenset({"high", "low"}),
-    "gpt-image-1-mini": frozenset({"low"}),
-}
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 #: What the SDK takes as one file: ``(filename, content, content type)``.
@@ -37,16 +31,11 @@ FileTuple = tuple[str, bytes, str]
 
 
 def input_fidelity_for(model: str, value: str | None) -> str | None:
-    """``value`` when ``model`` takes it as ``input_fidelity``, else ``None`` (not sent).
-
-    Dated snapshots (``gpt-image-1.5-2025-12-16``) count as their model.
-    """
-    if value is None:
+    """``value`` when the catalog says ``model`` takes it as ``input_fidelity``, else None."""
+    spec = CATALOG.get(model)
+    if value is None or spec is None or value not in spec.input_fidelity:
         return None
-    for name, values in _FIDELITY.items():
-        if model == name or model.startswith(f"{name}-20"):
-            return value if value in values else None
-    return None
+    return value
 
 
 def _file(image: ProviderImage, stem: str) -> FileTuple:
@@ -69,28 +58,18 @@ def edit_params(request: EditRequest) -> dict[str, object]:
     Raises:
         ValueError: ``request.images`` is empty (the step never sends such a request).
     """
+    # openai_images imports this module for its edit call: import its builder here.
+    from steps.imaging.providers.openai_images import generation_params
+
     if not request.images:
         raise ValueError("an edit needs at least one reference image")
-    if request.width is None or request.height is None:
-        size = "auto"
-    else:
-        size = f"{request.width}x{request.height}"
-    params: dict[str, object] = {
-        "model": request.model,
-        "image": [
-            _file(image, f"image-{number}") for number, image in enumerate(request.images, 1)
-        ],
-        "prompt": request.prompt,
-        "n": request.count,
-        "size": size,
-        "quality": request.quality,
-        "background": request.background,
-        "output_format": request.output_format,
-    }
+    params = generation_params(request)
+    del params["moderation"]  # edits take none
+    params["image"] = [
+        _file(image, f"image-{number}") for number, image in enumerate(request.images, 1)
+    ]
     if request.mask is not None:
         params["mask"] = _file(request.mask, "mask")
-    if request.output_format in _COMPRESSIBLE and request.output_compression is not None:
-        params["output_compression"] = request.output_compression
     fidelity = input_fidelity_for(request.model, request.input_fidelity)
     if fidelity is not None:
         params["input_fidelity"] = fidelity

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 __all__ = [
     "MAX_PIXELS",
     "CheckedImage",
     "FinishedImage",
+    "encode",
     "finish_image",
     "inspect_image",
     "mime_type",
@@ -190,21 +195,34 @@ def convert(data: bytes, *, output_format: str, output_compression: int | None) 
 
     with Image.open(io.BytesIO(data)) as source:
         image = source.convert("RGBA") if _has_alpha(source) else source.convert("RGB")
+    return encode(image, output_format, output_compression)
+
+
+def encode(image: PILImage, output_format: str, output_compression: int | None) -> bytes:
+    """Encode an RGB or RGBA image as ``output_format``, from its pixels alone.
+
+    No EXIF, ICC profile or text chunk survives. JPEG has no alpha: a transparent image is
+    flattened onto white. ``output_compression`` (0-100, 100 = least loss) is JPEG's or
+    WebP's quality; WebP without it is lossless, JPEG without it is quality 95.
+    """
+    from PIL import Image
+
+    if output_format == "jpeg" and image.mode == "RGBA":
+        flat = Image.new("RGB", image.size, _FLATTEN_ON)
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+    clean = Image.frombytes(image.mode, image.size, image.tobytes())
     out = io.BytesIO()
     if output_format == "jpeg":
-        if image.mode == "RGBA":
-            flat = Image.new("RGB", image.size, _FLATTEN_ON)
-            flat.paste(image, mask=image.getchannel("A"))
-            image = flat
         quality = 95 if output_compression is None else max(1, output_compression)
-        image.save(out, "JPEG", quality=quality, optimize=True)
+        clean.save(out, "JPEG", quality=quality, optimize=True)
     elif output_format == "webp":
         if output_compression is None:
-            image.save(out, "WEBP", lossless=True)
+            clean.save(out, "WEBP", lossless=True)
         else:
-            image.save(out, "WEBP", quality=output_compression)
+            clean.save(out, "WEBP", quality=output_compression)
     else:
-        image.save(out, "PNG", optimize=False)
+        clean.save(out, "PNG")
     return out.getvalue()
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
+from steps.imaging.postprocess import encode
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -38,7 +39,6 @@ MAX_OUTPUT_PIXELS = 40_000_000
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _SAVE_AS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-_WHITE = (255, 255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -194,29 +194,6 @@ def _to_ratio(image: PILImage, size: tuple[int, int], spec: TransformSpec) -> PI
     return canvas
 
 
-def _encode(image: PILImage, output_format: str, compression: int | None) -> bytes:
-    from PIL import Image
-
-    if output_format == "jpeg" and image.mode == "RGBA":
-        flat = Image.new("RGB", image.size, _WHITE[:3])
-        flat.paste(image, mask=image.getchannel("A"))
-        image = flat
-    # A fresh image from the pixels alone: no EXIF, ICC profile or text chunk survives.
-    clean = Image.frombytes(image.mode, image.size, image.tobytes())
-    out = io.BytesIO()
-    if output_format == "jpeg":
-        quality = 95 if compression is None else max(1, compression)
-        clean.save(out, "JPEG", quality=quality, optimize=True)
-    elif output_format == "webp":
-        if compression is None:
-            clean.save(out, "WEBP", lossless=True)
-        else:
-            clean.save(out, "WEBP", quality=compression)
-    else:
-        clean.save(out, "PNG")
-    return out.getvalue()
-
-
 def transform_image(data: bytes, spec: TransformSpec, *, source: str) -> TransformedImage:
     """Apply ``spec`` to the image in ``data``.
 
@@ -248,7 +225,7 @@ def transform_image(data: bytes, spec: TransformSpec, *, source: str) -> Transfo
         output_format = source_format if source_format in _SAVE_AS else "png"
         if output_format == "jpeg" and image.mode == "RGBA":
             output_format = "png"  # transparency asked of a JPEG source: keep it
-    encoded = _encode(image, output_format, spec.output_compression)
+    encoded = encode(image, output_format, spec.output_compression)
     return TransformedImage(
         data=encoded,
         format=output_format,

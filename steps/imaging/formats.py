@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-__all__ = ["MIME_TYPES", "PNG_SIGNATURE", "sniff_format", "sniff_mime_type"]
+__all__ = [
+    "MIME_TYPES",
+    "OUTPUT_FORMATS",
+    "PIL_NAMES",
+    "PNG_SIGNATURE",
+    "sniff_format",
+    "sniff_mime_type",
+]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Every format told apart here, and its MIME type.
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+#: The formats image steps write.
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+#: Pillow's format names, as ours.
+PIL_NAMES = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (PNG_SIGNATURE, "png"),
     (b"\xff\xd8\xff", "jpeg"),

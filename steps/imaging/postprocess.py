@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
+from steps.imaging.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -36,14 +37,12 @@ MAX_PIXELS = 40_000_000
 #: tables round, e.g. 16:9 is 1344x768).
 RATIO_TOLERANCE = 0.08
 
-_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _FLATTEN_ON = (255, 255, 255)
 
 
 def mime_type(output_format: str) -> str:
     """``"webp"`` → ``"image/webp"``."""
-    return _MIME[output_format]
+    return MIME_TYPES[output_format]
 
 
 def _format_of_mime(mime: str) -> str | None:
@@ -127,7 +126,8 @@ def inspect_image(
                     f"{MAX_PIXELS:,}-pixel safety limit",
                     "ask for a smaller size",
                 )
-            found = _PIL_FORMATS.get(image.format or "")
+            named = PIL_NAMES.get(image.format or "")
+            found = named if named in OUTPUT_FORMATS else None
             image.load()
             has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
+from steps.imaging.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
 from steps.imaging.postprocess import encode
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ __all__ = [
 MAX_OUTPUT_SIDE = 8192
 #: The most pixels an output may have (and an input: a decompression-bomb guard).
 MAX_OUTPUT_PIXELS = 40_000_000
-
-_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-_SAVE_AS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 @dataclass(frozen=True)
@@ -157,7 +154,7 @@ def _decode(data: bytes, source: str) -> tuple[PILImage, str]:
                     "safety limit",
                     "use a smaller image",
                 )
-            found = _PIL_FORMATS.get(opened.format or "", (opened.format or "unknown").lower())
+            found = PIL_NAMES.get(opened.format or "", (opened.format or "unknown").lower())
             opened.seek(0)
             image = ImageOps.exif_transpose(opened)
             image.load()
@@ -222,14 +219,14 @@ def transform_image(data: bytes, spec: TransformSpec, *, source: str) -> Transfo
         image = image.resize((width, height), Image.Resampling.LANCZOS)
     output_format = spec.output_format
     if output_format is None:
-        output_format = source_format if source_format in _SAVE_AS else "png"
+        output_format = source_format if source_format in OUTPUT_FORMATS else "png"
         if output_format == "jpeg" and image.mode == "RGBA":
             output_format = "png"  # transparency asked of a JPEG source: keep it
     encoded = encode(image, output_format, spec.output_compression)
     return TransformedImage(
         data=encoded,
         format=output_format,
-        file_type=_MIME[output_format],
+        file_type=MIME_TYPES[output_format],
         width=width,
         height=height,
         source_format=source_format,

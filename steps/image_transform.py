@@ -27,11 +27,10 @@ import hashlib
 import json
 from typing import Literal, Self
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.errors import StepError
 from fetchflow.step import RuleViolation, Step, StepConfig, StepContext, deferred
-from steps.imaging.assets import ImageAsset
+from steps.imaging.assets import ImageAsset, store_asset
 from steps.imaging.references import ImagesValue, check_images_value
 from steps.imaging.transform import MAX_OUTPUT_SIDE
 
@@ -193,13 +192,11 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
         assets: list[ImageAsset] = []
         for index, reference in enumerate(references):
             image = transform_image(reference.data, spec, source=f"image {reference.source}")
-            extension = image.format.replace("jpeg", "jpg")
-            record = ctx.store.put(
+            asset = store_asset(
+                ctx,
                 image.data,
-                file_name=f"{ctx.step_id}-{index + 1}.{extension}",
                 file_type=image.file_type,
-                step_id=ctx.step_id,
-                run_id=ctx.run_id,
+                output_format=image.format,
                 width=image.width,
                 height=image.height,
                 model="pillow",
@@ -211,20 +208,14 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
                     "index": str(index),
                     "output_format": image.format,
                 },
+                prompt_sha256=digest,
+                seed=None,
+                index=index,
+                usage=None,
+                cost_usd=0.0,
+                charge_type="personal",
+                provider="pillow",
             )
-            try:
-                asset = ImageAsset(
-                    **record.model_dump(),
-                    prompt_sha256=digest,
-                    seed=None,
-                    index=index,
-                    usage=None,
-                    cost_usd=0.0,
-                    charge_type="personal",
-                    provider="pillow",
-                )
-            except ValidationError as error:  # pragma: no cover - a bug, not a user error
-                raise StepError(message=f"cannot describe the stored image: {error}") from error
             assets.append(asset)
             if ctx.progress is not None:
                 ctx.progress.advance()

@@ -16,7 +16,7 @@ from steps.imaging.catalog import CATALOG, price_for
 if TYPE_CHECKING:
     from steps.imaging.production import MadeImage
 
-__all__ = ["ChargeType", "ImageAsset", "record_hosted_usage", "store_image"]
+__all__ = ["ChargeType", "ImageAsset", "record_hosted_usage", "store_asset", "store_image"]
 
 ChargeType = Literal["personal", "hosted"]
 
@@ -57,7 +57,6 @@ def store_image(
     """
 
     image = made.image
-    extension = output_format.replace("jpeg", "jpg")
     spec = CATALOG.get(made.model)
     cost = price_for(spec, quality, image.width, image.height) if spec else None
     provenance = {
@@ -72,25 +71,64 @@ def store_image(
     if made.seed is not None:
         provenance["seed"] = str(made.seed)
     provenance.update(extra_provenance or {})
-    record = ctx.store.put(
+    return store_asset(
+        ctx,
         image.data,
-        file_name=f"{ctx.step_id}-{made.index + 1}.{extension}",
         file_type=image.file_type,
-        step_id=ctx.step_id,
-        run_id=ctx.run_id,
+        output_format=output_format,
         width=image.width,
         height=image.height,
         model=made.model,
+        provenance=provenance,
+        prompt_sha256=prompt_sha256,
+        seed=made.seed,
+        index=made.index,
+        usage=made.usage,
+        cost_usd=cost,
+        charge_type=charge_type,
+        provider=provider,
+    )
+
+
+def store_asset(
+    ctx: StepContext,
+    data: bytes,
+    *,
+    file_type: str,
+    output_format: str,
+    width: int,
+    height: int,
+    model: str,
+    provenance: Mapping[str, str],
+    prompt_sha256: str,
+    seed: int | None,
+    index: int,
+    usage: dict[str, int] | None,
+    cost_usd: float | None,
+    charge_type: ChargeType,
+    provider: str,
+) -> ImageAsset:
+    """Store one finished image as ``<step>-<index + 1>.<ext>``; return its ImageAsset."""
+    extension = output_format.replace("jpeg", "jpg")
+    record = ctx.store.put(
+        data,
+        file_name=f"{ctx.step_id}-{index + 1}.{extension}",
+        file_type=file_type,
+        step_id=ctx.step_id,
+        run_id=ctx.run_id,
+        width=width,
+        height=height,
+        model=model,
         provenance=provenance,
     )
     try:
         return ImageAsset(
             **record.model_dump(),
             prompt_sha256=prompt_sha256,
-            seed=made.seed,
-            index=made.index,
-            usage=made.usage,
-            cost_usd=cost,
+            seed=seed,
+            index=index,
+            usage=usage,
+            cost_usd=cost_usd,
             charge_type=charge_type,
             provider=provider,
         )

@@ -279,7 +279,22 @@ def test_an_outpainting_canvas_over_the_size_limit_is_refused() -> None:
     original = encode(noise, "JPEG")
     spec = replace(OPENAI, edit_max_image_bytes=len(original))
 
-    refusal(spec, [reference(original)], each=False, outpaint="16:9")
+    error = refusal(spec, [reference(original)], each=False, outpaint="16:9")
+
+    assert error.message.startswith("images[0] (file:shots/a.png): its 16:9 outpainting canvas is ")
+    assert error.message.endswith(
+        f"bytes; model gpt-image-1.5 takes references up to {len(original):,} bytes"
+    )
+    assert error.hint == "make the image smaller first with an image_transform step (width)"
+
+
+def test_an_outpaint_to_the_ratio_the_image_has_is_refused_before_any_call() -> None:
+    error = refusal(OPENAI, [reference(picture((160, 90)))], each=False, outpaint="16:9")
+
+    assert (
+        error.message == "images[0] (file:shots/a.png) is already 16:9: outpaint would add nothing"
+    )
+    assert error.hint == "remove outpaint, or give a ratio the image does not have yet"
 
 
 @pytest.mark.parametrize(

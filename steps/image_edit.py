@@ -291,14 +291,13 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         from steps.imaging.references import project_root_of, resolve_references
         from steps.imaging.running import make_images, open_provider, pick_model
 
-        self.preflight(config, ctx.settings)
+        # The model first: a missing key is said before any reference is fetched.
+        spec = pick_model(config, ctx, mask=config.mask is not None or config.outpaint is not None)
         root = project_root_of(ctx)
         references = resolve_references(config.images, ctx=ctx, project_root=root)
         mask = None
         if config.mask is not None:
             mask = resolve_references(config.mask, ctx=ctx, project_root=root)[0]
-        needs_mask = mask is not None or config.outpaint is not None
-        spec = pick_model(config, ctx, mask=needs_mask)
         groups = plan_edits(
             spec,
             references,

@@ -128,7 +128,6 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
         from steps.imaging.production import plan_job
         from steps.imaging.running import make_images, open_provider, pick_model
 
-        self.preflight(config, ctx.settings)
         spec = pick_model(config, ctx)
         provider = open_provider(spec, config, ctx)
         prompt = final_prompt(config.prompt, config.style)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fetchflow.errors import Problem, WorkflowInvalid
-from fetchflow.graph import find_cycles
+from fetchflow.graph import cycle_text, find_cycles
 from fetchflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.references import (
@@ -287,7 +287,7 @@ class _Checker(TemplateChecks):
             first = min(cycle[:-1], key=lambda sid: self.step_ids[sid])
             self.add(
                 self.source.key(("steps", self.step_ids[first], "id")),
-                "steps depend on each other in a cycle: " + " -> ".join(cycle),
+                "steps depend on each other in a cycle: " + cycle_text(cycle),
                 "remove one of these references or needs so the steps can run in order",
                 step=(first, planned[first].type),
             )

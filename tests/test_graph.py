@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from fetchflow.graph import downstream_of, find_cycles, topological_order
+from fetchflow.graph import cycle_text, downstream_of, find_cycles, topological_order
 
 Edges = Mapping[str, Sequence[str]]
 
@@ -76,3 +76,67 @@ def test_downstream_of(start: str, downstream: list[str]) -> None:
     edges = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 
     assert downstream_of(edges, start) == downstream
+
+
+# -- deep graphs: every walk is iterative ----------------------------------------------------
+
+DEEP = 10_000
+
+
+def _chain(length: int, *, consumer_first: bool = False) -> dict[str, list[str]]:
+    """``s1 <- s2 <- ... <- sN`` (each step reads the one before)."""
+    edges = {f"s{i}": [f"s{i - 1}"] if i > 1 else [] for i in range(1, length + 1)}
+    return dict(reversed(edges.items())) if consumer_first else edges
+
+
+def _ring(length: int) -> dict[str, list[str]]:
+    """``s1 <- s2 <- ... <- sN <- s1``."""
+    return {f"s{i}": [f"s{i - 1 if i > 1 else length}"] for i in range(1, length + 1)}
+
+
+@pytest.mark.parametrize("consumer_first", [False, True], ids=["producer-first", "consumer-first"])
+def test_a_deep_chain_has_no_cycle_and_a_full_order(consumer_first: bool) -> None:
+    edges = _chain(DEEP, consumer_first=consumer_first)
+
+    assert find_cycles(edges) == []
+    assert topological_order(edges) == [f"s{i}" for i in range(1, DEEP + 1)]
+    assert downstream_of(edges, "s1") == [sid for sid in edges if sid != "s1"]
+
+
+def test_a_deep_cycle_is_found_whole() -> None:
+    cycles = find_cycles(_ring(DEEP))
+
+    assert len(cycles) == 1
+    assert cycles[0] == [*(f"s{i}" for i in range(2, DEEP + 1)), "s1", "s2"]
+
+
+def test_a_wide_graph_orders_in_file_order() -> None:
+    edges: dict[str, list[str]] = {"root": [], **{f"s{i}": ["root"] for i in range(DEEP)}}
+
+    assert topological_order(edges) == list(edges)
+
+
+@pytest.mark.parametrize(
+    ("cycle", "text"),
+    [
+        pytest.param(["a", "a"], "a -> a", id="self-loop"),
+        pytest.param(["b", "a", "b"], "b -> a -> b", id="short-whole"),
+        pytest.param(
+            [*(f"s{i}" for i in range(1, 12)), "s1"],
+            "s1 -> s2 -> s3 -> s4 -> s5 -> s6 -> s7 -> s8 -> s9 -> s10 -> s11 -> s1",
+            id="eleven-steps-whole",
+        ),
+        pytest.param(
+            [*(f"s{i}" for i in range(1, 13)), "s1"],
+            "s1 -> s2 -> s3 -> ... (7 more) ... -> s11 -> s12 -> s1",
+            id="twelve-steps-shortened",
+        ),
+        pytest.param(
+            [*(f"s{i}" for i in range(2, DEEP + 1)), "s1", "s2"],
+            "s2 -> s3 -> s4 -> ... (9995 more) ... -> s10000 -> s1 -> s2",
+            id="ten-thousand",
+        ),
+    ],
+)
+def test_cycle_text_leaves_out_the_middle_of_a_long_cycle(cycle: list[str], text: str) -> None:
+    assert cycle_text(cycle) == text

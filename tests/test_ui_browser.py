@@ -7,10 +7,11 @@ browser here) opens the run's page and the gallery artifact of the ``hero`` step
 thumbnails are inline ``data:`` images: each must have decoded (``naturalWidth > 0``), one per
 image the step made.
 
-Routes in Prefect 3.8's default UI (``/v2``): the flow run page lists its artifacts under the
-*Artifacts* tab, each card linking to the artifact's *key* page (every version of the key,
-across runs); the content itself renders on the artifact's own page
-``/artifacts/artifact/{id}``, reached here with the id read from the REST API.
+The test navigates as a user does and checks what the user sees, not a route: the run page's
+*Artifacts* tab lists a card per artifact, showing its key; clicking the gallery's card opens a
+page where the thumbnails render, and clicking the run summary's card opens the summary table
+(one row per step, with its status). Prefect 3.8 and 3.9 link the cards differently
+(``/artifacts/key/<key>`` against ``/artifacts/artifact/<id>``); the test does not care.
 
 The screenshots land in the test's temp folder; with ``FETCHFLOW_UPDATE_SCREENSHOTS=1`` they
 also replace ``docs/run-page.png`` and ``docs/gallery.png`` (the README's pictures).
@@ -23,6 +24,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +60,7 @@ CHROMIUM_FLAGS = [
 ]
 WORKFLOW = REPO / "flows" / "product_shot.yaml"
 GALLERY_KEY = "product-shot-hero-output"
+SUMMARY_KEY = "product-shot-run-summary"
 #: Generous on a cold 2-core machine: the server's first start creates its database (~20 s).
 SERVER_TIMEOUT = 120.0
 #: How long the UI may take to show something (the default 5 s is tight on a busy machine).
@@ -160,6 +163,18 @@ def ui_server(tmp_path: Path) -> Iterator[UiServer]:
                     os.kill(pid, signal.SIGTERM)
 
 
+def open_card(page: Page, key: str) -> None:
+    """Click the artifact card that shows ``key`` (on a run's Artifacts tab) and wait for its
+    content to render."""
+    from playwright.sync_api import expect
+
+    card = page.get_by_role("link").filter(has_text=key)
+    expect(card).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    card.click()
+    content = page.locator('[data-testid="markdown-display"]').first
+    expect(content).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
 def graph_is_drawn(canvas: Locator) -> bool:
     """Whether the run graph's canvas shows the (green, completed) task run bars yet."""
     from PIL import Image
@@ -206,12 +221,6 @@ def test_the_run_page_and_its_gallery_render_in_chromium(
     if "url" in document:
         assert document["url"] == page_url
     run_name = api(f"{ui_server.api_url}/flow_runs/{run_id}")["name"]
-    found = api(
-        f"{ui_server.api_url}/artifacts/filter",
-        {"artifacts": {"flow_run_id": {"any_": [run_id]}, "key": {"any_": [GALLERY_KEY]}}},
-    )
-    assert len(found) == 1, found
-    gallery_url = f"{ui_server.ui_url}/artifacts/artifact/{found[0]['id']}"
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -235,13 +244,11 @@ def test_the_run_page_and_its_gallery_render_in_chromium(
             poll("the run graph to be drawn", lambda: graph_is_drawn(canvas), 30)
             save_screenshot(page, "run-page.png", tmp_path)
 
-            # Its Artifacts tab lists the gallery (the card links to the key's page).
+            # Its Artifacts tab lists a card per artifact; the gallery's card opens the gallery.
             page.get_by_role("tab", name="Artifacts").click()
-            card = page.locator(f'a[href$="/artifacts/key/{GALLERY_KEY}"]')
-            expect(card).to_have_count(1, timeout=wait)
+            open_card(page, GALLERY_KEY)
 
             # The gallery: one decoded thumbnail per image, named after its file.
-            page.goto(gallery_url, wait_until="domcontentloaded")
             thumbnails = page.locator('[data-testid="markdown-display"] img')
             expect(thumbnails).to_have_count(len(images), timeout=wait)
             page.wait_for_function(
@@ -257,5 +264,19 @@ def test_the_run_page_and_its_gallery_render_in_chromium(
             assert all(shown["src"].startswith("data:image/") for shown in loaded), loaded
             assert all(shown["width"] > 0 and shown["height"] > 0 for shown in loaded), loaded
             save_screenshot(page, "gallery.png", tmp_path)
+
+            # Back on the run page, the summary's card opens the run summary: a row per step.
+            page.go_back(wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Artifacts").click()
+            open_card(page, SUMMARY_KEY)
+            summary = page.locator('[data-testid="markdown-display"]').first
+            expect(summary).to_contain_text("product_shot: completed", timeout=wait)
+            for step in document["steps"]:
+                name = page.locator("code", has_text=re.compile(f"^{re.escape(step)}$"))
+                row = summary.locator("tr").filter(has=name)
+                expect(row).to_have_count(1, timeout=wait)
+                expect(row).to_contain_text("completed")
+            steps, made = len(document["steps"]), len(images)
+            expect(summary).to_contain_text(f"{steps} step(s) · {made} image(s)")
         finally:
             browser.close()

@@ -21,8 +21,14 @@ _TEMPLATE = {
 }
 
 
+#: Keywords that leave any text valid: a field whose schema holds only these takes a template
+#: as it is. Any other keyword (``enum``, ``pattern``, a number type...) would refuse one.
+_FREE_TEXT_KEYWORDS = frozenset({"type", "title", "description", "default", "minLength"})
+
+
 def _templatable(schema: dict[str, Any]) -> dict[str, Any]:
-    if schema.get("type") == "string":
+    """``schema``, or that or a template string: every config field may hold a template."""
+    if schema.get("type") == "string" and set(schema) <= _FREE_TEXT_KEYWORDS:
         return schema
     return {"anyOf": [schema, _TEMPLATE], **{k: schema[k] for k in ("description",) if k in schema}}
 

@@ -215,6 +215,12 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
         return self
 
     @model_validator(mode="after")
+    def _outpaint_ratio_fits_model(self, info: ValidationInfo) -> Self:
+        if self.outpaint is not None and not deferred(info, "outpaint", "model", "resolution"):
+            rules.check_outpaint_ratio(rules.rules_spec(self.model), self.outpaint, self.resolution)
+        return self
+
+    @model_validator(mode="after")
     def _input_fidelity_fits_model(self, info: ValidationInfo) -> Self:
         if not deferred(info, "input_fidelity", "model"):
             rules.check_input_fidelity(rules.rules_spec(self.model), self.input_fidelity)
@@ -304,6 +310,7 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
             each=config.edits_each,
             mask=mask,
             outpaint=config.outpaint,
+            resolution=config.resolution,
             background_removal=config.removes_background,
             input_fidelity=config.input_fidelity,
         )

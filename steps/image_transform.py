@@ -31,6 +31,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fetchflow.step import RuleViolation, Step, StepConfig, StepContext, deferred
 from steps.imaging.assets import ImageAsset, store_asset
+from steps.imaging.options import refuse_booleans
 from steps.imaging.references import ImagesValue, check_images_value
 from steps.imaging.transform import MAX_OUTPUT_SIDE
 
@@ -64,6 +65,11 @@ class ImageTransformConfig(StepConfig):
     output_compression: int | None = Field(
         None, ge=0, le=100, description="0-100 (100 = least loss); jpeg or webp only."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: object) -> object:
+        return refuse_booleans(cls, data)
 
     @field_validator("images", mode="before")
     @classmethod
@@ -191,7 +197,8 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
             ctx.progress.start(len(references))
         assets: list[ImageAsset] = []
         for index, reference in enumerate(references):
-            image = transform_image(reference.data, spec, source=f"image {reference.source}")
+            where = f"images[{index}] ({reference.source})"
+            image = transform_image(reference.data, spec, source=where)
             asset = store_asset(
                 ctx,
                 image.data,

@@ -156,3 +156,69 @@ def test_template_strings_are_accepted_for_non_string_fields(
     document = workflow({"id": "a", "type": "count", **fields})
 
     assert count_validator.is_valid(document) is valid
+
+
+# -- templates: the schema takes one wherever validate does ----------------------------------
+
+#: The least each step type needs besides the field under test.
+_REQUIRED: dict[str, dict[str, object]] = {
+    "image_generation": {"prompt": "a blue vase"},
+    "image_edit": {"images": "assets/vase.png", "prompt": "make it red"},
+    "image_transform": {"images": "assets/vase.png"},
+    "template": {"template": "hello"},
+}
+_TEMPLATES = ("<< inputs.value >>", "{{ inputs.value }}")
+
+
+def _field_cases() -> list[object]:
+    registry = StepRegistry.from_entry_points()
+    cases = []
+    for step_type, step_cls in registry.items():
+        for field in step_cls.config_model.model_fields:
+            for template in _TEMPLATES:
+                style = "angle" if template.startswith("<<") else "curly"
+                cases.append(
+                    pytest.param(step_type, field, template, id=f"{step_type}-{field}-{style}")
+                )
+    return cases
+
+
+def _templated_workflow(step_type: str, field: str, template: str) -> dict[str, Any]:
+    step = {"id": "a", "type": step_type, **_REQUIRED.get(step_type, {}), field: template}
+    if step_type == "template" and field == "file":
+        del step["template"]  # template and file are exclusive
+    return {"name": "w", "inputs": {"value": {"type": "string", "default": "x"}}, "steps": [step]}
+
+
+@pytest.mark.parametrize(("step_type", "field", "template"), _field_cases())
+def test_every_field_validate_accepts_as_a_template_the_schema_accepts(
+    validator: Draft202012Validator, step_type: str, field: str, template: str
+) -> None:
+    from fetchflow.checking import check_text
+    from fetchflow.errors import WorkflowInvalid
+    from fetchflow.templating import Templates
+
+    document = _templated_workflow(step_type, field, template)
+    text = yaml.safe_dump(document, sort_keys=False)
+    try:
+        check_text(text, "w.yaml", StepRegistry.from_entry_points(), Templates())
+    except WorkflowInvalid as invalid:  # validate refuses it: the schema must too
+        assert not validator.is_valid(document), [p.message for p in invalid.problems]
+    else:
+        assert errors(validator, document) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("output_format", "gif", id="enum"),
+        pytest.param("count", True, id="boolean-count"),
+        pytest.param("count", 0, id="count-zero"),
+        pytest.param("output_compression", "eighty", id="text-in-number"),
+    ],
+)
+def test_schema_still_refuses_bad_plain_values(
+    validator: Draft202012Validator, field: str, value: object
+) -> None:
+    step = {"id": "a", "type": "image_generation", "prompt": "a vase", field: value}
+    assert not validator.is_valid(workflow(step))

@@ -53,17 +53,9 @@ def parse_ratio(ratio: str | float) -> float:
 
 
 def _open(data: bytes, what: str) -> Image:
-    from PIL import Image, UnidentifiedImageError
+    from steps.imaging.decoding import open_image
 
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise _error(
-            f"{what} is not a readable image ({len(data)} bytes: {exc})",
-            "give a PNG, JPEG or WEBP file",
-        ) from exc
-    return image
+    return open_image(data, what=what, hint="give a PNG, JPEG or WEBP file")
 
 
 def _png(image: Image) -> bytes:
@@ -77,6 +69,7 @@ def outpaint_canvas(
     target_ratio: str | float,
     *,
     fill: tuple[int, int, int, int] = TRANSPARENT,
+    what: str = "the image to outpaint",
 ) -> tuple[bytes, bytes]:
     """Extend an image to a new aspect ratio, centred, with a mask of the new area.
 
@@ -89,6 +82,7 @@ def outpaint_canvas(
         image_bytes: The picture (any format Pillow reads).
         target_ratio: The wanted width / height: ``"16:9"`` or a number.
         fill: RGBA of the new pixels on the canvas (transparent by default).
+        what: The field and source of ``image_bytes``, for messages.
 
     Returns:
         ``(canvas_png, mask_png)``, both RGBA PNGs of the canvas size. The mask is opaque
@@ -101,7 +95,7 @@ def outpaint_canvas(
     from PIL import Image
 
     ratio = parse_ratio(target_ratio)
-    original = _open(image_bytes, "the image to outpaint").convert("RGBA")
+    original = _open(image_bytes, what).convert("RGBA")
     width, height = original.size
     if width / height < ratio:
         new_width, new_height = max(width, round(height * ratio)), height
@@ -115,12 +109,20 @@ def outpaint_canvas(
     return _png(canvas), _png(mask)
 
 
-def check_mask(mask_bytes: bytes, first_image_bytes: bytes) -> None:
+def check_mask(
+    mask_bytes: bytes,
+    first_image_bytes: bytes,
+    *,
+    mask_source: str = "",
+    first_image: str = "the first image",
+) -> None:
     """Refuse a mask OpenAI's edits would refuse (rule 14), with the way out.
 
     Args:
         mask_bytes: The mask file.
         first_image_bytes: The first reference image (the one the mask applies to).
+        mask_source: Where the mask came from (file, URL or record), for messages.
+        first_image: The first image's field and source, for messages.
 
     Raises:
         StepError: Not retryable: the mask is 4 MB or more, not a PNG, has no alpha
@@ -138,7 +140,7 @@ def check_mask(mask_bytes: bytes, first_image_bytes: bytes) -> None:
             "mask: not a PNG file (masks must be PNG with an alpha channel)",
             "export the mask as PNG with transparency: transparent where to edit",
         )
-    mask = _open(mask_bytes, "mask")
+    mask = _open(mask_bytes, f"mask ({mask_source})" if mask_source else "mask")
     has_alpha = mask.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in mask.info
     if not has_alpha:
         raise _error(
@@ -152,7 +154,7 @@ def check_mask(mask_bytes: bytes, first_image_bytes: bytes) -> None:
             f"mask: no fully transparent pixel (lowest alpha {low}); nothing would be edited",
             "make the area to change fully transparent (alpha 0)",
         )
-    image = _open(first_image_bytes, "the first image")
+    image = _open(first_image_bytes, first_image)
     if mask.size != image.size:
         raise _error(
             f"mask: {mask.width}x{mask.height} but the first image is "

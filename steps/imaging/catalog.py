@@ -37,8 +37,9 @@ __all__ = [
 AUTO = "auto"
 PREVIEW = "preview"
 
-#: Every ``aspect_ratio`` the step accepts (Gemini's ImageConfig set).
-ASPECT_RATIOS = ("1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3")
+#: Every ``aspect_ratio`` the step accepts (the ratios every Gemini image model takes,
+#: 4:5 and 5:4 included: Google's size table for 2.5 Flash Image lists them).
+ASPECT_RATIOS = ("1:1", "16:9", "4:3", "3:2", "5:4", "21:9", "9:16", "3:4", "2:3", "4:5")
 #: Every ``resolution``; the long edge is about 1024, 2048 or 4096 pixels.
 RESOLUTIONS = ("1K", "2K", "4K")
 #: Every ``quality`` some model accepts (``xhigh``/``max``: GPT Image 2.5 only).
@@ -87,6 +88,8 @@ class SizeRule:
 
     def problem(self, width: int, height: int) -> str | None:
         """Why ``width x height`` breaks the rule, or None when it is fine."""
+        if min(width, height) < 1:
+            return "both sides must be at least 1 pixel"
         if width % self.multiple or height % self.multiple:
             return f"both sides must be multiples of {self.multiple}"
         if max(width, height) / min(width, height) > self.max_ratio:
@@ -293,7 +296,7 @@ _SPECS = (
     # Gemini 3 image models.
     _gemini("gemini-2.5-flash-image", ("1K",), 3, price=0.039),
     _gemini("gemini-3-pro-image-preview", ("1K", "2K", "4K"), 14),
-    _gemini("gemini-3.1-flash-image-preview", ("1K",), 14),
+    _gemini("gemini-3.1-flash-image-preview", ("1K", "2K", "4K"), 14),
     ModelSpec(
         PREVIEW,
         "preview",

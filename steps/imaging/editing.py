@@ -9,18 +9,18 @@ provider: every error is raised before anything is paid for, and none is retryab
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fetchflow.errors import StepError
 from fetchflow.step import RuleViolation
-from steps.imaging.catalog import ModelSpec
+from steps.imaging.catalog import ModelSpec, closest_size
+from steps.imaging.decoding import open_image
 from steps.imaging.formats import MIME_TYPES, sniff_format
 from steps.imaging.production import EditInputs
 from steps.imaging.providers.base import ProviderImage
 from steps.imaging.references import Reference
-from steps.imaging.rules import check_mask_support, check_reference_count
+from steps.imaging.rules import check_mask_support, check_outpaint_ratio, check_reference_count
 
 __all__ = [
     "BACKGROUND_REMOVAL_PROMPT",
@@ -82,9 +82,13 @@ def _refused(message: str, hint: str) -> StepError:
     return StepError(message=message, hint=hint, retryable=False)
 
 
+def _where(number: int, reference: Reference) -> str:
+    return f"images[{number}] ({reference.source})"
+
+
 def _check_reference(spec: ModelSpec, number: int, reference: Reference) -> str:
     found = sniff_format(reference.data)
-    where = f"images[{number}] ({reference.source})"
+    where = _where(number, reference)
     if found not in spec.edit_formats:
         kind = found or "not a PNG, JPEG or WEBP image"
         raise _refused(
@@ -99,6 +103,9 @@ def _check_reference(spec: ModelSpec, number: int, reference: Reference) -> str:
             "make it smaller first with an image_transform step (width, or output_format "
             "webp with output_compression)",
         )
+    # Decoded once here: a truncated file or a decompression bomb is refused before it
+    # is sent (and paid for), naming the field and the file.
+    open_image(reference.data, what=where)
     return found
 
 
@@ -117,11 +124,9 @@ def _check_group(spec: ModelSpec, references: Sequence[Reference]) -> None:
         )
 
 
-def _size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
+def _size(data: bytes, what: str) -> tuple[int, int]:
+    size: tuple[int, int] = open_image(data, what=what).size
+    return size
 
 
 def _image(reference: Reference, image_format: str) -> ProviderImage:
@@ -135,6 +140,7 @@ def plan_edits(
     each: bool,
     mask: Reference | None = None,
     outpaint: str | None = None,
+    resolution: str | None = None,
     background_removal: bool = False,
     input_fidelity: str | None = None,
 ) -> list[EditGroup]:
@@ -146,7 +152,10 @@ def plan_edits(
         each: One edit per reference (True) or one edit taking them all (False).
         mask: The mask, applying to the first image of each edit, or None.
         outpaint: Extend the first image of each edit to this ratio (``"16:9"``): the
-            canvas and its mask are built here.
+            canvas and its mask are built here, at the exact ratio of the size the model
+            is asked for (a model that cannot make that ratio is refused).
+        resolution: The step's ``resolution``, which picks the size asked with
+            ``outpaint``.
         background_removal: The edit has no prompt: the built-in instruction is sent.
         input_fidelity: Sent only where the model takes the value.
 
@@ -161,8 +170,15 @@ def plan_edits(
     if mask is not None or outpaint is not None:
         try:
             check_mask_support(spec, "mask" if mask is not None else "outpaint")
+            if outpaint is not None:
+                check_outpaint_ratio(spec, outpaint, resolution)
         except RuleViolation as error:
             raise _refused(error.message, error.hint) from None
+    canvas_ratio: str | float | None = outpaint
+    if outpaint is not None:
+        asked = closest_size(spec, outpaint, resolution)
+        if asked.width and asked.height:  # the canvas has the ratio of the size asked
+            canvas_ratio = asked.width / asked.height
     formats = [_check_reference(spec, number, ref) for number, ref in enumerate(references)]
     batches = [[i] for i in range(len(references))] if each else [list(range(len(references)))]
     fidelity = input_fidelity if input_fidelity in spec.input_fidelity else None
@@ -172,9 +188,10 @@ def plan_edits(
         _check_group(spec, chosen)
         images = [_image(references[i], formats[i]) for i in batch]
         mask_image: ProviderImage | None = None
-        if outpaint is not None:
-            canvas, canvas_mask = outpaint_canvas(chosen[0].data, outpaint)
-            if _size(canvas) == _size(chosen[0].data):  # no new area to paint
+        if outpaint is not None and canvas_ratio is not None:
+            where = _where(batch[0], chosen[0])
+            canvas, canvas_mask = outpaint_canvas(chosen[0].data, canvas_ratio, what=where)
+            if _size(canvas, "the canvas") == _size(chosen[0].data, where):  # nothing to paint
                 raise _refused(
                     f"images[{batch[0]}] ({chosen[0].source}) is already {outpaint}: "
                     "outpaint would add nothing",
@@ -190,7 +207,12 @@ def plan_edits(
             images[0] = ProviderImage(data=canvas, mime_type="image/png")
             mask_image = ProviderImage(data=canvas_mask, mime_type="image/png")
         elif mask is not None:
-            check_mask(mask.data, chosen[0].data)
+            check_mask(
+                mask.data,
+                chosen[0].data,
+                mask_source=mask.source,
+                first_image=_where(batch[0], chosen[0]),
+            )
             mask_image = ProviderImage(data=mask.data, mime_type="image/png")
         mode = edit_mode(
             outpaint=outpaint is not None,

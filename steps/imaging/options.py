@@ -9,9 +9,11 @@ one of its fields is a template (then checked after rendering, still before any 
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import types
+from collections.abc import Mapping
+from typing import Literal, Self, Union, get_args, get_origin
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from fetchflow.step import RuleViolation, StepConfig, deferred
 from fetchflow.templating import to_text
@@ -19,10 +21,60 @@ from steps.imaging import rules
 from steps.imaging.assets import ChargeType
 from steps.imaging.catalog import AUTO, parse_size
 
-__all__ = ["AspectRatio", "ImageOutputConfig", "Quality", "prompt_as_text"]
+__all__ = [
+    "AspectRatio",
+    "ImageOutputConfig",
+    "Quality",
+    "numeric_fields",
+    "prompt_as_text",
+    "refuse_booleans",
+]
 
-AspectRatio = Literal["1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3"]
+AspectRatio = Literal["1:1", "16:9", "4:3", "3:2", "5:4", "21:9", "9:16", "3:4", "2:3", "4:5"]
 Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
+
+
+def _leaf_types(annotation: object) -> set[object]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return {leaf for arg in get_args(annotation) for leaf in _leaf_types(arg)}
+    return {annotation}
+
+
+def numeric_fields(model: type[BaseModel]) -> dict[str, type]:
+    """The fields of ``model`` that hold a number and not a boolean: name → int or float."""
+    found: dict[str, type] = {}
+    for name, info in model.model_fields.items():
+        leaves = _leaf_types(info.annotation)
+        if bool in leaves:
+            continue
+        if float in leaves:
+            found[name] = float
+        elif int in leaves:
+            found[name] = int
+    return found
+
+
+def refuse_booleans(model: type[BaseModel], data: object) -> object:
+    """Refuse a boolean where ``model`` wants a number (pydantic would read true as 1).
+
+    YAML reads ``yes``, ``no``, ``on``, ``off``, ``true`` and ``false`` as booleans, so
+    ``count: yes`` would otherwise run as one image.
+
+    Raises:
+        RuleViolation: A numeric field holds a boolean.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    for name, kind in numeric_fields(model).items():
+        value = data.get(name)
+        if isinstance(value, bool):
+            raise RuleViolation(
+                f"{name} must be a number, got the boolean {str(value).lower()} (YAML reads "
+                "yes, no, on, off, true and false as booleans)",
+                fields=(name,),
+                hint="write a whole number, e.g. 3" if kind is int else "write a number, e.g. 1.5",
+            )
+    return data
 
 
 def prompt_as_text(value: object, info: ValidationInfo) -> object:
@@ -72,6 +124,11 @@ class ImageOutputConfig(StepConfig):
         None, description="Name of a Prefect Secret block holding your key (personal only)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: object) -> object:
+        return refuse_booleans(cls, data)
+
     @field_validator("model")
     @classmethod
     def _model_is_in_catalog(cls, value: str, info: ValidationInfo) -> str:
@@ -82,7 +139,16 @@ class ImageOutputConfig(StepConfig):
     @field_validator("size")
     @classmethod
     def _size_is_wxh(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or value == AUTO or deferred(info, "size") or parse_size(value):
+        if value is None or value == AUTO or deferred(info, "size"):
+            return value
+        dimensions = parse_size(value)
+        if dimensions is not None and min(dimensions) == 0:
+            raise RuleViolation(
+                f"size: {value} has a side of 0 pixels",
+                fields=("size",),
+                hint="give both sides in pixels, e.g. size: 1024x1024, or size: auto",
+            )
+        if dimensions is not None:
             return value
         raise RuleViolation(
             f'size: "{value}" is not WxH or auto',

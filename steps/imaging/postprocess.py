@@ -12,6 +12,7 @@ Pillow is imported inside the functions: importing this module stays cheap.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -118,7 +119,10 @@ def inspect_image(
             f"{source} returned an empty image", "try again; if it persists, check the provider"
         )
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it: refused here all the same.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise _rejected(

@@ -11,15 +11,28 @@ must then support the request, or the next candidate is tried.
 
 from __future__ import annotations
 
+from math import gcd
+
 from fetchflow.references import closest
 from fetchflow.step import RuleViolation
-from steps.imaging.catalog import AUTO, CATALOG, PREVIEW, RETIRED, ModelSpec, parse_size
+from steps.imaging.catalog import (
+    ASPECT_RATIOS,
+    AUTO,
+    CATALOG,
+    PREVIEW,
+    RETIRED,
+    ModelSpec,
+    closest_size,
+    parse_size,
+    ratio_value,
+)
 
 __all__ = [
     "check_background",
     "check_count",
     "check_input_fidelity",
     "check_mask_support",
+    "check_outpaint_ratio",
     "check_prompt_length",
     "check_quality",
     "check_reference_count",
@@ -177,6 +190,43 @@ def check_mask_support(spec: ModelSpec, field: str) -> None:
             "use an OpenAI model (gpt-image-1.5, gpt-image-2) or preview, or leave "
             f"{field} out and say in the prompt what to change",
         )
+
+
+#: How far the size an outpaint asks for may stray from its ratio (free sizes round each
+#: side to a multiple of 16: 16:9 at 1K is 1088x608, 0.7% wider).
+OUTPAINT_RATIO_TOLERANCE = 0.01
+
+
+def _ratio_text(width: int, height: int) -> str:
+    divisor = gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
+
+
+def check_outpaint_ratio(spec: ModelSpec, outpaint: str, resolution: str | None) -> None:
+    """``outpaint`` only to a ratio ``spec`` can return (a fixed-size model has three).
+
+    The canvas is built at the ratio of the size asked for; a model whose closest size has
+    another ratio would return an image of that other ratio, so the step is refused.
+    """
+    if spec.takes_ratio or not spec.mask:
+        return  # ratio models take no mask: check_mask_support says so
+    asked = closest_size(spec, outpaint, resolution)
+    if asked.width is None or asked.height is None:
+        return
+    wanted = ratio_value(outpaint)
+    if abs(asked.width / asked.height / wanted - 1) <= OUTPAINT_RATIO_TOLERANCE:
+        return
+    made = [_ratio_text(width, height) for width, height in spec.sizes]
+    possible = [r for r in ASPECT_RATIOS if r in made]
+    nearest = min(possible or made, key=lambda r: abs(ratio_value(r) / wanted - 1))
+    sizes = ", ".join(f"{w}x{h}" for w, h in spec.sizes)
+    raise _violation(
+        f"outpaint: {outpaint} is not a ratio model {spec.name} can make (its sizes "
+        f"{sizes} are {', '.join(made)}); the result would be "
+        f"{_ratio_text(asked.width, asked.height)}",
+        ("outpaint", "model"),
+        f'use outpaint: "{nearest}", or a model with free sizes (gpt-image-2) for {outpaint}',
+    )
 
 
 def check_input_fidelity(spec: ModelSpec, value: str | None) -> None:

@@ -11,7 +11,6 @@ Pillow is imported inside the functions: importing this module stays cheap.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,7 @@ __all__ = [
 
 #: The largest side an output may have, in pixels.
 MAX_OUTPUT_SIDE = 8192
-#: The most pixels an output may have (and an input: a decompression-bomb guard).
+#: The most pixels an output may have (inputs: :data:`steps.imaging.decoding.MAX_PIXELS`).
 MAX_OUTPUT_PIXELS = 40_000_000
 
 
@@ -143,30 +142,18 @@ def _ratio_size(source: tuple[int, int], spec: TransformSpec) -> tuple[int, int]
 
 
 def _decode(data: bytes, source: str) -> tuple[PILImage, str]:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-            if width * height > MAX_OUTPUT_PIXELS:
-                raise _refused(
-                    f"{source} is {width}x{height}, over the {MAX_OUTPUT_PIXELS:,}-pixel "
-                    "safety limit",
-                    "use a smaller image",
-                )
-            found = PIL_NAMES.get(opened.format or "", (opened.format or "unknown").lower())
-            opened.seek(0)
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise _refused(
-            f"{source} is over Pillow's decompression-bomb limit", "use a smaller image"
-        ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise _refused(
-            f"{source}: {len(data)} bytes that are not a readable image ({type(error).__name__})",
-            "reference a PNG, JPEG, WebP or GIF image",
-        ) from error
+    from steps.imaging.decoding import open_image
+
+    opened = open_image(
+        data,
+        what=source,
+        hint="reference a PNG, JPEG, WebP or GIF image",
+        too_large_hint="use a smaller image",
+    )
+    found = PIL_NAMES.get(opened.format or "", (opened.format or "unknown").lower())
+    image = ImageOps.exif_transpose(opened)
     alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     return image.convert("RGBA" if alpha else "RGB"), found
 

@@ -258,16 +258,17 @@ def test_mask_and_outpaint_need_a_model_that_takes_a_mask(
 def test_outpaint_sends_a_centred_canvas_of_the_ratio_and_a_mask_of_the_new_border() -> None:
     original = picture((90, 90), "JPEG")
 
-    [group] = plan_edits(OPENAI, [reference(original)], each=False, outpaint="16:9")
+    # gpt-image-2 is asked for 1024x768 (4:3 exactly): the canvas has that ratio.
+    [group] = plan_edits(CATALOG["gpt-image-2"], [reference(original)], each=False, outpaint="4:3")
 
     [image], canvas_mask = group.inputs.images, group.inputs.mask
     assert canvas_mask is not None
     assert image.mime_type == canvas_mask.mime_type == "image/png"
     canvas, drawn = decode(image.data), decode(canvas_mask.data)
-    assert canvas.size == drawn.size == (160, 90)  # round(90 * 16 / 9)
+    assert canvas.size == drawn.size == (120, 90)  # 90 * 4 / 3
     alpha = drawn.getchannel("A")
-    left = (160 - 90) // 2
-    columns = (0, left - 1, left, left + 89, left + 90, 159)
+    left = (120 - 90) // 2
+    columns = (0, left - 1, left, left + 89, left + 90, 119)
     assert [alpha.getpixel((x, 45)) for x in columns] == [0, 0, 255, 255, 0, 0]
     assert canvas.getchannel("A").getpixel((0, 45)) == 0  # the new area starts empty
     assert group.mode == "outpaint"
@@ -279,9 +280,9 @@ def test_an_outpainting_canvas_over_the_size_limit_is_refused() -> None:
     original = encode(noise, "JPEG")
     spec = replace(OPENAI, edit_max_image_bytes=len(original))
 
-    error = refusal(spec, [reference(original)], each=False, outpaint="16:9")
+    error = refusal(spec, [reference(original)], each=False, outpaint="3:2")
 
-    assert error.message.startswith("images[0] (file:shots/a.png): its 16:9 outpainting canvas is ")
+    assert error.message.startswith("images[0] (file:shots/a.png): its 3:2 outpainting canvas is ")
     assert error.message.endswith(
         f"bytes; model gpt-image-1.5 takes references up to {len(original):,} bytes"
     )
@@ -289,10 +290,10 @@ def test_an_outpainting_canvas_over_the_size_limit_is_refused() -> None:
 
 
 def test_an_outpaint_to_the_ratio_the_image_has_is_refused_before_any_call() -> None:
-    error = refusal(OPENAI, [reference(picture((160, 90)))], each=False, outpaint="16:9")
+    error = refusal(OPENAI, [reference(picture((150, 100)))], each=False, outpaint="3:2")
 
-    assert (
-        error.message == "images[0] (file:shots/a.png) is already 16:9: outpaint would add nothing"
+    assert error.message == (
+        "images[0] (file:shots/a.png) is already 3:2: outpaint would add nothing"
     )
     assert error.hint == "remove outpaint, or give a ratio the image does not have yet"
 
@@ -420,7 +421,7 @@ def test_each_over_a_list_holding_an_upstream_output_has_no_cost_yet(
 
 def test_outpaint_is_estimated_at_the_size_it_asks_for(settings: Settings) -> None:
     config = ImageEditConfig(
-        images="a.png", outpaint="16:9", model="gpt-image-1-mini", quality="low", prompt="x"
+        images="a.png", outpaint="3:2", model="gpt-image-1-mini", quality="low", prompt="x"
     )
 
     found = ImageEditStep.estimate(config, settings)

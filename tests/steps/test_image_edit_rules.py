@@ -200,7 +200,7 @@ VALID = {
     ),
     # Outpainting edits each image alone by default: seventeen is fine.
     "outpaint-seventeen": (
-        step(f"images: {SEVENTEEN}", "prompt: x", "model: gpt-image-1.5", "outpaint: '16:9'"),
+        step(f"images: {SEVENTEEN}", "prompt: x", "model: gpt-image-1.5", "outpaint: '3:2'"),
         1,
     ),
     "remove-background-gpt-image-1.5": (

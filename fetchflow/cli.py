@@ -3,14 +3,18 @@
 ``validate``, ``steps``, ``schema`` and ``--help`` never import Prefect (they answer in a
 fraction of a second); ``run`` imports it only once the workflow and inputs are known to be
 valid. Exit codes: 0 done (a run that completed, ``continue`` failures included), 1 the run
-failed, 2 the workflow, its inputs or the configuration are invalid.
+failed, 2 the workflow, its inputs, the command line or the configuration are invalid (also
+an unknown ``--resume`` id, or a Prefect server or store that cannot be reached), 130 or 143
+the run was interrupted by Ctrl-C or SIGTERM (it is saved: ``--resume`` continues it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +23,8 @@ from typing import Any
 from fetchflow.errors import (
     FetchflowError,
     PluginError,
+    Problem,
+    ResumeError,
     RunError,
     SettingsInvalid,
     WorkflowInvalid,
@@ -33,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fetchflow",
         description="Check and run YAML image-production workflows on Prefect.",
-        epilog="Exit codes: 0 ok, 1 the run failed, 2 invalid workflow, inputs or settings.",
+        epilog="Exit codes: 0 ok, 1 the run failed, 2 invalid workflow, inputs, arguments or "
+        "settings, 130/143 interrupted (Ctrl-C/SIGTERM; resumable with --resume).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -64,7 +71,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--budget",
-        type=float,
         metavar="USD",
         help="stop before any billable call when the estimate is over this (overrides budget_usd)",
     )
@@ -141,18 +147,53 @@ def _validate(files: Sequence[Path]) -> int:
     return status
 
 
+def _budget(text: str | None) -> float | None:
+    """``--budget`` as a number of dollars: finite and above 0, like ``budget_usd``.
+
+    Raises:
+        WorkflowInvalid: Not a number, not finite (nan, inf) or not above 0: such a budget
+            would switch the guard off.
+    """
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+        found = "not a number"
+    else:
+        found = "not finite" if not math.isfinite(value) else "not above 0"
+    if math.isfinite(value) and value > 0:
+        return value
+    raise WorkflowInvalid(
+        [
+            Problem(
+                message=f"expected an amount of US dollars above 0, got {text!r} ({found})",
+                hint="give the most the run may cost, e.g. --budget 2.50 (or leave it out)",
+                file="--budget",
+            )
+        ]
+    )
+
+
+def _resume_command(file: Path, run_id: str) -> str:
+    return f"fetchflow run {shlex.quote(str(file))} --resume {run_id}"
+
+
 def _run(args: argparse.Namespace) -> int:
     from fetchflow.checking import check_file
     from fetchflow.console import ConsoleProgress, format_summary
     from fetchflow.cost import check_budget, estimate_plan, format_estimate
     from fetchflow.inputs import parse_input_args, resolve_inputs
+    from fetchflow.interrupt import exit_code_for, stop_on_interrupt, stop_requested, stop_signal
     from fetchflow.prefect_env import prepare_prefect_environment
     from fetchflow.preflight import preflight
     from fetchflow.reuse import Reused, outputs_to_resume
-    from fetchflow.server import running_server
+    from fetchflow.server import check_prefect_api, running_server
     from fetchflow.settings import load_settings
 
     settings = load_settings()
+    budget_flag = _budget(args.budget)
     plan = check_file(args.file, _registry())
     given = parse_input_args(plan.header, args.input)
     reuse: dict[str, Reused] = {}
@@ -160,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         earlier, reuse = outputs_to_resume(settings.home, args.resume, plan)
         given = {**earlier, **given}
     inputs = resolve_inputs(plan.header, given)
-    budget = args.budget if args.budget is not None else plan.header.budget_usd
+    budget = budget_flag if budget_flag is not None else plan.header.budget_usd
     estimate = estimate_plan(plan, inputs, settings, reused=set(reuse))
     if args.dry_run:
         if args.json:
@@ -172,14 +213,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         check_budget(estimate, budget)
         store = preflight(plan, settings)
-    except RunError as error:
+        if os.environ.get("PREFECT_API_URL"):
+            check_prefect_api(os.environ["PREFECT_API_URL"])
+    except (RunError, SettingsInvalid) as error:
         if args.json:  # scripts reading --json get a document for this failure too
             document: dict[str, object] = {
                 "workflow": plan.name,
                 "run_id": None,
                 "status": "failed",
                 "steps": {},
-                "error": error.format(),
+                "error": error.format() if isinstance(error, RunError) else str(error),
             }
             print(json.dumps(document, indent=2))
         raise
@@ -189,22 +232,36 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         os.environ["PREFECT_API_URL"] = server.api_url
     prepare_prefect_environment(settings, verbose=args.verbose)
-    from fetchflow.runner import run_plan  # Prefect is imported here, and only here
+    # From here on Ctrl-C and SIGTERM stop the run without spending more: nothing new
+    # starts, calls in flight finish and are kept, the run is saved for --resume.
+    restore_signals = stop_on_interrupt()
+    try:
+        from fetchflow.runner import run_plan  # Prefect is imported here, and only here
 
-    observer = None if args.json else ConsoleProgress(plan)
-    report = run_plan(
-        plan,
-        inputs,
-        settings=settings,
-        observer=observer,
-        open_store=store,
-        ui_url=server.ui_url if server is not None else None,
-        reuse=reuse,
-    )
+        if stop_requested():
+            print(
+                "fetchflow: interrupted before the run started; nothing was called", file=sys.stderr
+            )
+            return exit_code_for(stop_signal())
+        observer = None if args.json else ConsoleProgress(plan)
+        report = run_plan(
+            plan,
+            inputs,
+            settings=settings,
+            observer=observer,
+            open_store=store,
+            ui_url=server.ui_url if server is not None else None,
+            reuse=reuse,
+            stop_on_signals=True,
+        )
+    finally:
+        restore_signals()
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
         print(format_summary(report), file=sys.stderr)
+    if report.status == "interrupted" and report.run_id:
+        print(f"resume it: {_resume_command(args.file, report.run_id)}", file=sys.stderr)
     return report.exit_code
 
 
@@ -249,6 +306,10 @@ def _serve(args: argparse.Namespace) -> int:
     registry = _registry()
     check_workflows(args.paths, registry)  # every problem of every file, before Prefect
     target = serve_target(settings)
+    if os.environ.get("PREFECT_API_URL"):
+        from fetchflow.server import check_prefect_api
+
+        check_prefect_api(target.api_url)
     os.environ["PREFECT_API_URL"] = target.api_url
     prepare_prefect_environment(settings, verbose=True)
     from fetchflow.deploy import serve_workflows
@@ -261,11 +322,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _answer(args: argparse.Namespace) -> int:
     from fetchflow.prefect_env import prepare_prefect_environment
-    from fetchflow.server import running_server
+    from fetchflow.server import check_prefect_api, running_server
     from fetchflow.settings import load_settings
 
     settings = load_settings()
-    if "PREFECT_API_URL" not in os.environ:
+    if os.environ.get("PREFECT_API_URL"):
+        check_prefect_api(os.environ["PREFECT_API_URL"])
+    else:
         server = running_server(settings)
         if server is None:
             print(
@@ -359,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkflowInvalid as error:
         print(error.format(), file=sys.stderr)
         return EXIT_INVALID
-    except (PluginError, SettingsInvalid) as error:
+    except (PluginError, SettingsInvalid, ResumeError) as error:
         print(f"fetchflow: {error}", file=sys.stderr)
         return EXIT_INVALID
     except RunError as error:
@@ -369,8 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fetchflow: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        from fetchflow.interrupt import exit_code_for, stop_signal
+
         print("fetchflow: interrupted", file=sys.stderr)
-        return 130
+        return exit_code_for(stop_signal())
     except Exception as error:
         if os.environ.get("FETCHFLOW_DEBUG"):
             raise

@@ -5,10 +5,12 @@
     FetchflowError                 the root: catch this to catch everything of ours
     ├── WorkflowInvalid            a workflow file (or its inputs) cannot run; holds Problems
     ├── CommandError               a command cannot do what was asked (no server, port taken)
+    │   └── ResumeError            --resume names no saved run of this workflow
     ├── PluginError                a step plugin is broken or registered twice (start-up)
     ├── SettingsInvalid            a FETCHFLOW_* setting (environment or .env) is invalid
     └── RunError                   something failed while a run was going
         ├── StepError              a step failed in an expected way (bad answer, bad data)
+        │   └── Interrupted        a stop was requested (Ctrl-C, SIGTERM): nothing new starts
         ├── TemplateError          a template failed to render with the run's values
         ├── StorageError           the asset store refused or could not be reached
         └── ProviderError          an image provider refused or could not be reached
@@ -31,9 +33,11 @@ from pathlib import Path
 __all__ = [
     "CommandError",
     "FetchflowError",
+    "Interrupted",
     "PluginError",
     "Problem",
     "ProviderError",
+    "ResumeError",
     "RunError",
     "SettingsInvalid",
     "StepError",
@@ -136,6 +140,11 @@ class CommandError(FetchflowError):
         self.hint = hint
 
 
+class ResumeError(CommandError):
+    """``--resume`` cannot resume that run: unknown or malformed id, another workflow's run,
+    an unreadable record. A mistake on the command line: the CLI exits 2."""
+
+
 class PluginError(FetchflowError):
     """A step plugin cannot be loaded, or two plugins claim the same step type."""
 
@@ -180,6 +189,17 @@ class RunError(FetchflowError):
 @dataclass
 class StepError(RunError):
     """A step failed in a way it understands (bad data, a refused request, ...)."""
+
+
+@dataclass
+class Interrupted(StepError):
+    """A stop was requested (Ctrl-C, SIGTERM) before a step or a billable call started.
+
+    Never retried: the run is stopping. What the step made before it is kept (an image step
+    hands it on as its partial output) and ``fetchflow run --resume`` makes the rest.
+    """
+
+    retryable: bool = False
 
 
 @dataclass

@@ -3,7 +3,8 @@
 They need the machine's configuration rather than the file alone: the asset store must be
 reachable and writable when a step writes files, and each step type may check what it needs
 (an image step: that the API key its ``charge_type`` needs is there). A failure here is a
-clear error before anything billable runs.
+clear error before anything billable runs. A store that cannot be used is a settings
+problem (``FETCHFLOW_STORE``, the S3 endpoint): :class:`~fetchflow.errors.SettingsInvalid`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fetchflow.errors import RunError
+from fetchflow.errors import RunError, SettingsInvalid, StorageError
 from fetchflow.plan import Plan
 
 if TYPE_CHECKING:
@@ -43,12 +44,17 @@ def preflight(plan: Plan, settings: Settings) -> StoreOpener:
     """Check everything a run needs from this machine; return the run's store opener.
 
     Raises:
-        RunError: The store is unusable (StorageError) or a step type is not ready
-            (its error names the step).
+        SettingsInvalid: The store is unusable (malformed ``FETCHFLOW_STORE``, a folder that
+            cannot be written, an S3 endpoint or bucket that cannot be reached); the
+            :class:`~fetchflow.errors.StorageError` is chained.
+        RunError: A step type is not ready (its error names the step).
     """
     opener = _store_opener(settings)
     if plan.needs_store:
-        opener().preflight()
+        try:
+            opener().preflight()
+        except StorageError as error:
+            raise SettingsInvalid(error.format()) from error
     for step in plan.steps.values():
         try:
             step.step_cls.preflight(step.raw_config, settings)

@@ -11,7 +11,7 @@ from typing import Literal
 __all__ = ["RunReport", "RunStatus", "StepResult", "StepStatus"]
 
 StepStatus = Literal["completed", "failed", "skipped"]
-RunStatus = Literal["completed", "partial", "failed"]
+RunStatus = Literal["completed", "partial", "failed", "interrupted"]
 
 
 @dataclass
@@ -53,10 +53,12 @@ class RunReport:
     Attributes:
         workflow: The workflow's name.
         run_id: The Prefect flow run id.
-        status: completed (every step), partial (some failed under continue), failed.
+        status: completed (every step), partial (some failed under continue), failed,
+            interrupted (a stop was requested: Ctrl-C or SIGTERM; resumable).
         steps: Each step's result, in file order.
         message: The run's final message (the failing step's error when it failed).
         url: The run's page in the Prefect UI, when a server is running.
+        stop_signal: The signal that interrupted the run (``signal.SIGINT``: 2), if any.
     """
 
     workflow: str
@@ -65,6 +67,7 @@ class RunReport:
     steps: dict[str, StepResult] = field(default_factory=dict)
     message: str = ""
     url: str | None = None
+    stop_signal: int | None = None
 
     def to_json(self) -> dict[str, object]:
         """The document ``fetchflow run --json`` prints."""
@@ -77,5 +80,8 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when the run completed (continue failures included), 1 when it failed."""
+        """0 when the run completed (continue failures included), 1 when it failed, 128 +
+        the signal's number when it was interrupted (130 for Ctrl-C, 143 for SIGTERM)."""
+        if self.status == "interrupted":
+            return 128 + (self.stop_signal or 2)
         return 1 if self.status == "failed" else 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from fetchflow.errors import FetchflowError
+from fetchflow.errors import ResumeError
 from fetchflow.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ __all__ = [
     "save_run",
     "step_fingerprint",
 ]
-
-
-class ResumeError(FetchflowError):
-    """A run cannot be resumed (unknown id, another workflow)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +71,10 @@ def step_fingerprint(step: PlannedStep) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: What a run id may look like (Prefect's are UUIDs): never a path.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
 def _runs_dir(home: Path) -> Path:
     return home / "runs"
 
@@ -94,18 +95,39 @@ def save_run(home: Path, plan: Plan, inputs: Mapping[str, object], report: RunRe
     return path
 
 
-def _load_run(home: Path, run_id: str) -> dict[str, object]:
-    path = _runs_dir(home) / f"{run_id}.json"
-    if "/" in run_id or not path.is_file():
+def _recent_runs(home: Path) -> str:
+    try:
         saved = sorted(_runs_dir(home).glob("*.json"), key=lambda p: p.stat().st_mtime)
-        recent = ", ".join(p.stem for p in saved[-3:]) or "none yet"
+    except OSError:
+        saved = []
+    return ", ".join(p.stem for p in saved[-3:]) or "none yet"
+
+
+def _load_run(home: Path, run_id: str) -> dict[str, object]:
+    if not _RUN_ID.fullmatch(run_id):
         raise ResumeError(
-            f"no saved run {run_id!r} in {_runs_dir(home)}\n  hint: resume a run made on "
-            f"this machine with this FETCHFLOW_HOME (latest: {recent})"
+            f"--resume {run_id!r} is not a run id",
+            "give the id fetchflow run printed (▶ workflow · run <id>); latest saved runs: "
+            + _recent_runs(home),
         )
-    loaded = json.loads(path.read_text(encoding="utf-8"))
+    path = _runs_dir(home) / f"{run_id}.json"
+    if not path.is_file():
+        raise ResumeError(
+            f"no saved run {run_id!r} in {_runs_dir(home)}",
+            "resume a run made on this machine with this FETCHFLOW_HOME (latest: "
+            f"{_recent_runs(home)})",
+        )
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ResumeError(
+            f"saved run {path} cannot be read: {error}",
+            "delete it and run the workflow again (without --resume)",
+        ) from None
     if not isinstance(loaded, dict):
-        raise ResumeError(f"{path} is not a saved run\n  hint: delete it and run again")
+        raise ResumeError(
+            f"{path} is not a saved run", "delete it and run the workflow again (without --resume)"
+        )
     return loaded
 
 
@@ -123,8 +145,8 @@ def outputs_to_resume(
     saved = _load_run(home, run_id)
     if saved.get("workflow") != plan.name:
         raise ResumeError(
-            f"run {run_id} was a run of workflow {saved.get('workflow')!r}, not "
-            f"{plan.name!r}\n  hint: resume it with its own workflow file ({saved.get('file')})"
+            f"run {run_id} was a run of workflow {saved.get('workflow')!r}, not {plan.name!r}",
+            f"resume it with its own workflow file ({saved.get('file')})",
         )
     fingerprints = saved.get("fingerprints")
     steps = saved.get("steps")
@@ -132,7 +154,9 @@ def outputs_to_resume(
     if not (
         isinstance(fingerprints, dict) and isinstance(steps, dict) and isinstance(inputs, dict)
     ):
-        raise ResumeError(f"saved run {run_id} is incomplete\n  hint: run the workflow again")
+        raise ResumeError(
+            f"saved run {run_id} is incomplete", "run the workflow again (without --resume)"
+        )
     assert isinstance(inputs, dict)
     reused: dict[str, Reused] = {}
     for step_id, step in plan.steps.items():

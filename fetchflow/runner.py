@@ -9,6 +9,7 @@ tagged with its type when it is billable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fetchflow.artifacts import publish_run_summary
 from fetchflow.inputs import resolve_inputs
+from fetchflow.interrupt import handle_stop_signals, stop_signal
 from fetchflow.plan import Plan
 from fetchflow.preflight import preflight
 from fetchflow.report import RunReport
@@ -79,6 +81,7 @@ def build_flow(
     ui_url: str | None = None,
     on_report: Callable[[RunReport], None] | None = None,
     reuse: Mapping[str, Reused] | None = None,
+    stop_on_signals: bool = False,
 ) -> Any:
     """The Prefect flow of a checked plan: one flow run per call, one task run per step.
 
@@ -97,6 +100,8 @@ def build_flow(
         on_report: Receives each run's report.
         reuse: Outputs of an earlier run to reuse instead of running those steps
             (``--resume``, see :func:`fetchflow.reuse.outputs_to_resume`).
+        stop_on_signals: SIGINT and SIGTERM request a stop (:mod:`fetchflow.interrupt`)
+            while the flow body runs, instead of Prefect's SIGTERM handler crashing it.
     """
 
     def body(**given: object) -> State:
@@ -121,18 +126,35 @@ def build_flow(
         if observer is not None:
             observer.run_started(report)
         started = time.monotonic()
-        final = run.schedule()
+        signals = handle_stop_signals() if stop_on_signals else contextlib.nullcontext()
+        try:
+            with signals:
+                final = run.schedule()
+        except KeyboardInterrupt:
+            # A second Ctrl-C: stop waiting for the steps in flight, keep what is known.
+            report.status = "interrupted"
+            report.stop_signal = stop_signal()
+            report.message = (
+                "interrupted again: stopped without waiting for the steps in flight; kept "
+                f"{sum(r.status == 'completed' for r in report.steps.values())} completed "
+                "step(s)"
+            )
+            _save(plan, inputs, report)
+            raise
         publish_run_summary(
             report,
             step_titles={sid: step.title for sid, step in plan.steps.items()},
             step_types={sid: step.type for sid, step in plan.steps.items()},
             seconds=time.monotonic() - started,
         )
+        _save(plan, inputs, report)
+        return final
+
+    def _save(plan: Plan, inputs: Mapping[str, object], report: RunReport) -> None:
         try:
             save_run(settings.home, plan, inputs, report)
         except OSError as error:  # the run itself is done: a warning, not its failure
             get_run_logger().warning("could not save the run for --resume: %s", error)
-        return final
 
     body.__signature__ = _signature(plan)  # type: ignore[attr-defined]
     body.__name__ = body.__qualname__ = "fetchflow_" + "".join(
@@ -158,6 +180,7 @@ def run_plan(
     drain: bool = True,
     ui_url: str | None = None,
     reuse: Mapping[str, Reused] | None = None,
+    stop_on_signals: bool = False,
 ) -> RunReport:
     """Run a checked plan as one Prefect flow run, in this process.
 
@@ -173,6 +196,9 @@ def run_plan(
             history is complete even if the process exits right after).
         ui_url: The Prefect UI's address, to put the run's link in the report.
         reuse: Outputs of an earlier run to reuse (``--resume``).
+        stop_on_signals: SIGINT and SIGTERM request a stop during the run (the CLI's
+            behaviour, see :mod:`fetchflow.interrupt`); the report then says
+            ``interrupted``.
 
     Returns:
         The run's report; ``report.status`` says how it ended.
@@ -188,9 +214,15 @@ def run_plan(
         ui_url=ui_url,
         on_report=reports.append,
         reuse=reuse,
+        stop_on_signals=stop_on_signals,
     )
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        state = workflow_flow(**inputs, return_state=True)
+    try:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            state = workflow_flow(**inputs, return_state=True)
+    except KeyboardInterrupt:
+        if stop_on_signals and reports and reports[0].status == "interrupted":
+            return reports[0]  # saved by the flow body; the caller says how to resume
+        raise
     if drain:
         _drain_prefect_workers()
     report = reports[0] if reports else RunReport(workflow=plan.name, run_id="")

@@ -8,11 +8,16 @@ never hidden behind Prefect's "upstream task did not reach a COMPLETED state":
   the run ends Failed with the failing step's error as its message.
 - ``continue``: the step is failed, every step that depends on it is skipped (a Cancelled
   task run that says why), unrelated branches go on, the run ends Completed with a note.
+
+A stop request (:mod:`fetchflow.interrupt`: Ctrl-C, SIGTERM) is checked before any step
+starts: nothing new starts, steps already running finish (an image step starts no further
+call and hands on what it made), and the run ends Cancelled, ``interrupted`` in its report.
 """
 
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +35,9 @@ from prefect.utilities.annotations import allow_failure
 
 from fetchflow.approval import ApprovalDecision, ApprovalRequest, ask_for_approval
 from fetchflow.artifacts import StepProgress, publish_step_output
-from fetchflow.errors import RunError, StepError
+from fetchflow.errors import Interrupted, RunError, StepError
 from fetchflow.execution import execute_step, run_config, validated_config
+from fetchflow.interrupt import check_interrupt, stop_requested, stop_signal
 from fetchflow.plan import Plan, PlannedStep
 from fetchflow.report import RunReport, StepResult
 from fetchflow.reuse import GenerationCache, Reused, fresh_links
@@ -134,6 +140,7 @@ class RunScheduler:
                 timeout_seconds=step.common.timeout_seconds,
             )
             try:
+                check_interrupt()  # submitted before the stop request, not started yet
                 output = self._execute(step, ctx, overrides, record, logger)
             except Exception as error:
                 # Only real failures: a timeout arrives as a cancellation Prefect injects into
@@ -330,7 +337,7 @@ class RunScheduler:
         terminated_by: str | None = None
         failed: list[str] = []
         while True:
-            if terminated_by is None:
+            if terminated_by is None and not stop_requested():
                 for step_id in list(waiting):
                     step = self.plan.steps[step_id]
                     if all(up in self.outputs for up in step.depends_on):
@@ -349,6 +356,8 @@ class RunScheduler:
             if result.status == "completed":
                 continue
             failed.append(step_id)
+            if stop_requested():
+                continue  # everything still waiting is "not started", said once at the end
             if step.common.on_failure == "terminate":
                 terminated_by = terminated_by or step_id
                 continue
@@ -356,8 +365,10 @@ class RunScheduler:
                 if downstream in waiting:
                     waiting.remove(downstream)
                     self._skip(downstream, f'skipped: upstream step "{step_id}" failed')
-        if terminated_by is not None:
-            for step_id in waiting:
+        for step_id in waiting:
+            if stop_requested():
+                self._skip(step_id, _NOT_STARTED)
+            elif terminated_by is not None:
                 self._skip(
                     step_id,
                     f'not started: step "{terminated_by}" failed and its on_failure is terminate',
@@ -365,6 +376,8 @@ class RunScheduler:
         for future in self.futures.values():
             future.wait()
         self.report.steps = {sid: self.report.steps[sid] for sid in self.plan.steps}
+        if stop_requested():
+            return self._interrupted()
         return self._final_state(terminated_by, failed)
 
     def _settle(self, step: PlannedStep) -> StepResult:
@@ -389,7 +402,34 @@ class RunScheduler:
             error = found if isinstance(found, BaseException) else None
         message = error_text(error) if error is not None else (state.message or state.name)
         kept = error.partial_output if isinstance(error, RunError) else None
+        if isinstance(error, Interrupted) and kept is None:
+            return StepResult("skipped", None, _NOT_STARTED)  # it never started its work
         return StepResult("failed", kept, message, seconds, record.attempts)
+
+    def _interrupted(self) -> State:
+        """End a run whose stop was requested: say what was kept and what did not start."""
+        steps = self.report.steps
+        done = [sid for sid, result in steps.items() if result.status == "completed"]
+        partial = {
+            sid: result.output
+            for sid, result in steps.items()
+            if result.status == "failed" and result.output is not None
+        }
+        not_run = [sid for sid, result in steps.items() if result.status != "completed"]
+        kept = [f"{len(done)} step(s) completed" + (f" ({', '.join(done)})" if done else "")]
+        kept += [
+            f"{len(output) if isinstance(output, list) else 'the'} "
+            f'{"file(s)" if isinstance(output, list) else "partial output"} of step "{sid}"'
+            for sid, output in partial.items()
+        ]
+        number = stop_signal()
+        self.report.status = "interrupted"
+        self.report.stop_signal = number
+        self.report.message = (
+            f"interrupted ({_signal_name(number)}): kept {', '.join(kept)}; "
+            f"not finished: {', '.join(not_run) or 'none'}"
+        )
+        return Cancelled(message=self.report.message)
 
     def _final_state(self, terminated_by: str | None, failed: list[str]) -> State:
         steps = self.report.steps
@@ -410,6 +450,16 @@ class RunScheduler:
         self.report.status = "completed"
         self.report.message = f"{len(steps)} step(s) completed"
         return Completed(message=self.report.message)
+
+
+_NOT_STARTED = "not started: the run was interrupted"
+
+
+def _signal_name(number: int | None) -> str:
+    try:
+        return signal.Signals(number).name if number is not None else "stop requested"
+    except ValueError:
+        return f"signal {number}"
 
 
 def _read_secret(name: str) -> str:

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,12 +33,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from fetchflow.errors import CommandError
+from fetchflow.errors import CommandError, SettingsInvalid
 from fetchflow.settings import Settings
 
 __all__ = [
     "ServerError",
     "ServerInfo",
+    "check_prefect_api",
     "run_url",
     "running_server",
     "serve_forever",
@@ -134,6 +136,45 @@ def _healthy(api_url: str, timeout: float) -> bool | None:
         return False
     except (OSError, ValueError):
         return None
+
+
+def check_prefect_api(api_url: str, timeout: float = 5.0) -> None:
+    """Check, before anything runs, that ``PREFECT_API_URL`` is a URL that answers.
+
+    Only a URL that cannot work is refused: not http(s), no host, or nothing reachable
+    there (refused, unknown host, no answer in ``timeout``). Any HTTP answer passes, as a
+    Prefect Cloud workspace may answer the health check with 401 or 404 without a key.
+
+    Raises:
+        SettingsInvalid: The URL is malformed or nothing answers there.
+    """
+    parsed = urllib.parse.urlsplit(api_url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SettingsInvalid(
+            f"PREFECT_API_URL={api_url!r} is not an http(s) URL\n  hint: set it to the API "
+            "of a running Prefect server (http://127.0.0.1:4200/api), or unset it to use a "
+            "temporary one"
+        )
+    try:
+        with _DIRECT.open(f"{api_url.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # something answers: Prefect's own client says more if it is not an API
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        if isinstance(reason, ConnectionRefusedError):
+            what = "nothing listens there (connection refused)"
+        elif isinstance(reason, TimeoutError | socket.timeout):
+            what = f"no answer within {timeout:g} s"
+        elif isinstance(reason, socket.gaierror):
+            what = f"unknown host {parsed.hostname!r}"
+        else:
+            what = f"cannot connect ({reason})"
+        raise SettingsInvalid(
+            f"PREFECT_API_URL={api_url!r}: no Prefect server answers: {what}\n  hint: start "
+            "the server (fetchflow server, or prefect server start), or unset PREFECT_API_URL "
+            "to run on a temporary one"
+        ) from None
 
 
 def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | None:

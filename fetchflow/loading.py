@@ -4,10 +4,16 @@ PyYAML's composer (libyaml when available) gives nodes with marks; we build the 
 values ourselves so that duplicate keys are reported instead of silently overwritten, and so
 that every key and value keeps its position. Anchors, aliases and merge keys (``<<: *base``)
 work as in any YAML file.
+
+Aliases are bounded: a file whose aliases would expand it past :data:`MAX_EXPANDED_VALUES`
+values or :data:`MAX_EXPANDED_TEXT` characters (a "billion laughs") is refused before
+anything walks the data, with the place where the repeated value sits.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,14 +22,33 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fetchflow.errors import Problem
+from fetchflow.templating import canonical
 
-__all__ = ["DataPath", "Loaded", "SourceMap", "Span", "load_yaml", "path_text"]
+__all__ = [
+    "MAX_EXPANDED_TEXT",
+    "MAX_EXPANDED_VALUES",
+    "DataPath",
+    "Loaded",
+    "SourceMap",
+    "Span",
+    "load_yaml",
+    "path_text",
+]
 
 DataPath = tuple[str | int, ...]
 """Where a value sits in the loaded document: ``("steps", 0, "prompt")``."""
 
 _Composer: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+MAX_EXPANDED_VALUES = 100_000
+"""How many values (every list item, mapping entry and scalar) a file may hold once its
+aliases are expanded. A large workflow holds a few thousand."""
+MAX_EXPANDED_TEXT = 10_000_000
+"""How many characters of scalar text a file may hold once its aliases are expanded."""
+
+_QUOTED_STYLES = ("'", '"')
+_UNQUOTED_BRACE = re.compile(r"(?:^|[:\-?,\[]\s*)\{[{%#]")
 
 
 @dataclass(frozen=True)
@@ -101,8 +126,92 @@ def path_text(path: DataPath) -> str:
     return ".".join(str(part) for part in path)
 
 
+def _is_braced_template(node: MappingNode) -> bool:
+    """Whether ``node`` is ``{{ ... }}`` written unquoted: a flow mapping whose keys are
+    flow mappings."""
+    return (
+        bool(node.flow_style)
+        and bool(node.value)
+        and all(isinstance(key, MappingNode) and key.flow_style for key, _ in node.value)
+    )
+
+
 def _span(mark: yaml.Mark) -> Span:
     return Span(mark.line + 1, mark.column + 1)
+
+
+class _Expansion:
+    """How big each node is once its aliases are expanded (each node measured once)."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self._active: set[int] = set()
+
+    def size(self, node: Node) -> tuple[int, int]:
+        """``(values, characters)`` of ``node`` with every alias inside it expanded."""
+        key = id(node)
+        known = self._sizes.get(key)
+        if known is not None:
+            return known
+        if isinstance(node, ScalarNode):
+            return 1, len(str(node.value))
+        if key in self._active:  # an endless alias: the builder reports it
+            return 1, 0
+        self._active.add(key)
+        values, chars = 1, 0
+        children = (
+            [part for pair in node.value for part in pair]
+            if isinstance(node, MappingNode)
+            else list(node.value)
+        )
+        for child in children:
+            child_values, child_chars = self.size(child)
+            values += child_values
+            chars += child_chars
+        self._active.discard(key)
+        self._sizes[key] = (values, chars)
+        return values, chars
+
+    def too_big(self, node: Node) -> bool:
+        values, chars = self.size(node)
+        return values > MAX_EXPANDED_VALUES or chars > MAX_EXPANDED_TEXT
+
+    def culprit(self, root: Node) -> tuple[DataPath, Span] | None:
+        """Where an oversized document grows too big, or None when it is within the limits.
+
+        That is the first oversized mapping entry, going down through oversized mappings
+        (and the mappings in lists, such as steps), whose value is not itself a mapping of
+        oversized entries: the field that holds the bomb, not a list deep inside it.
+        """
+        if not self.too_big(root):
+            return None
+        node, span = root, _span(root.start_mark)
+        path: DataPath = ()
+        while True:
+            entries: list[tuple[str | int, Span, Node]]
+            if isinstance(node, MappingNode):
+                entries = [
+                    (
+                        str(key.value) if isinstance(key, ScalarNode) else "?",
+                        _span(key.start_mark),
+                        value,
+                    )
+                    for key, value in node.value
+                ]
+            elif isinstance(node, SequenceNode):
+                entries = [
+                    (index, _span(item.start_mark), item)
+                    for index, item in enumerate(node.value)
+                    if isinstance(item, MappingNode)
+                ]
+            else:
+                break
+            over = next((entry for entry in entries if self.too_big(entry[2])), None)
+            if over is None:
+                break
+            name, span, node = over
+            path = (*path, name)
+        return path, span
 
 
 class _Builder:
@@ -168,7 +277,24 @@ class _Builder:
             )
             return None
 
-    def _mapping(self, node: MappingNode, path: DataPath) -> dict[str, object]:
+    def _mapping(self, node: MappingNode, path: DataPath) -> object:
+        if _is_braced_template(node):
+            # ``key: {{ a.output }}`` unquoted: YAML reads a mapping whose key is a mapping.
+            start, end = node.start_mark, node.end_mark
+            lines = self.source.lines[start.line : end.line + 1]
+            written = " ".join(
+                (line[: end.column] if number == end.line else line)[
+                    start.column if number == start.line else 0 :
+                ].strip()
+                for number, line in enumerate(lines, start.line)
+            )
+            self.problem(
+                _span(node.start_mark),
+                f"{written} is read as a YAML mapping, not as a template",
+                _brace_hint(written),
+                field=path_text(path) or None,
+            )
+            return written
         result: dict[str, object] = {}
         seen: dict[str, Span] = {}
         merged: list[tuple[Node, Node]] = []
@@ -233,6 +359,81 @@ class _Builder:
         return None
 
 
+_SYNTAX_HINT = (
+    "check the indentation and quoting on this line and the one before; "
+    "template expressions are written << expr >>"
+)
+_TEMPLATE_TEXT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
+
+
+def _brace_hint(text: str) -> str:
+    """How to write a template value YAML read as a mapping (``{{ a.output }}``)."""
+    found = _TEMPLATE_TEXT.search(text)
+    written = found.group(0) if found else text.strip()
+    safe = canonical(written) if found else "<< expr >>"
+    return (
+        "a value that starts with { is read as a YAML mapping: quote it "
+        f"({json.dumps(written, ensure_ascii=False)}) or write {safe}"
+    )
+
+
+def _unclosed_quote(text: str, problem: yaml.Mark) -> yaml.Mark | None:
+    """Where a quoted value opened when it swallowed the lines after it.
+
+    A quote left open on its line runs on until the next quote of its kind, often lines
+    below, where the leftovers make the syntax error; so when the error stands on the line
+    where a multi-line quoted value ended, the quote's opening is the place to show.
+    """
+    opened: yaml.Mark | None = None
+    try:
+        for token in yaml.scan(text, Loader=_Composer):
+            if token.start_mark.index > problem.index:
+                break
+            if (
+                isinstance(token, yaml.ScalarToken)
+                and token.style in _QUOTED_STYLES
+                and token.end_mark.line > token.start_mark.line
+            ):
+                opened = token.start_mark if token.end_mark.line == problem.line else None
+    except yaml.YAMLError:
+        pass
+    return opened
+
+
+def _syntax_problem(error: yaml.MarkedYAMLError, text: str, source: SourceMap) -> Problem:
+    """One located problem for a YAML syntax error, with the likely cause as its hint."""
+    # At the end of the stream, the problem is where the unclosed thing opened.
+    at_end = "end of stream" in (error.problem or "")
+    mark = (error.context_mark if at_end else None) or error.problem_mark or error.context_mark
+    what = error.problem or "invalid YAML"
+    if error.context:
+        what = f"{what} ({error.context})"
+    hint = _SYNTAX_HINT
+    quote = _unclosed_quote(text, error.problem_mark) if error.problem_mark and not at_end else None
+    if quote is not None:
+        mark = quote
+        closing = source.lines[quote.line][quote.column] if quote.line < len(source.lines) else '"'
+        end = error.problem_mark.line + 1 if error.problem_mark else quote.line + 1
+        what = f"this quote is not closed on its line: the value runs on to line {end}"
+        hint = (
+            f"close the quote ({closing}) on line {quote.line + 1}, "
+            "or write a long text as a block (key: |)"
+        )
+    span = _span(mark) if mark is not None else Span(1, 1)
+    if quote is None and 0 < span.line <= len(source.lines):
+        brace = _UNQUOTED_BRACE.search(source.lines[span.line - 1])
+        if brace is not None:
+            span = Span(span.line, brace.end() - 1)
+            hint = _brace_hint(source.lines[span.line - 1][brace.end() - 2 :])
+    return Problem(
+        message=f"YAML syntax error: {what}",
+        hint=hint,
+        file=source.file,
+        line=span.line,
+        column=span.column,
+    )
+
+
 def load_yaml(text: str, file: str) -> Loaded:
     """Parse one YAML document, keeping positions and reporting duplicate keys.
 
@@ -248,22 +449,7 @@ def load_yaml(text: str, file: str) -> Loaded:
     try:
         node = yaml.compose(text, Loader=_Composer)
     except yaml.MarkedYAMLError as error:
-        # At the end of the stream, the problem is where the unclosed thing opened.
-        at_end = "end of stream" in (error.problem or "")
-        mark = (error.context_mark if at_end else None) or error.problem_mark or error.context_mark
-        span = _span(mark) if mark is not None else Span(1, 1)
-        what = error.problem or "invalid YAML"
-        if error.context:
-            what = f"{what} ({error.context})"
-        problem = Problem(
-            message=f"YAML syntax error: {what}",
-            hint="check the indentation and quoting on this line and the one before; "
-            "template expressions are written << expr >>",
-            file=file,
-            line=span.line,
-            column=span.column,
-        )
-        return Loaded(None, source, [problem])
+        return Loaded(None, source, [_syntax_problem(error, text, source)])
     except yaml.YAMLError as error:  # composer errors without a mark
         return Loaded(
             None,
@@ -272,6 +458,20 @@ def load_yaml(text: str, file: str) -> Loaded:
         )
     if node is None:
         return Loaded(None, source, [])
+    bomb = _Expansion().culprit(node)
+    if bomb is not None:
+        path, span = bomb
+        problem = Problem(
+            message="aliases expand this value past the limit of "
+            f"{MAX_EXPANDED_VALUES} values or {MAX_EXPANDED_TEXT} characters "
+            '(an alias bomb, "billion laughs")',
+            hint="write the value out, or repeat a smaller anchor fewer times",
+            file=file,
+            line=span.line,
+            column=span.column,
+            field=path_text(path) or None,
+        )
+        return Loaded(None, source, [problem])
     builder = _Builder(source)
     data = builder.build(node, ())
     return Loaded(None if builder.endless else data, source, builder.problems)

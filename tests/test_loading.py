@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from fetchflow.errors import Problem
@@ -210,3 +212,170 @@ def test_unknown_yaml_tag_is_refused_not_constructed() -> None:
 )
 def test_path_text(path: tuple[str | int, ...], text: str) -> None:
     assert path_text(path) == text
+
+
+# -- resource bounds and the likely causes of syntax errors ----------------------------------
+
+
+def laughs(levels: int) -> str:
+    """A flow list of ``10 ** levels`` items in under 1 KB: each anchor repeated 10 times."""
+    text = "&a0 [" + ", ".join(["lol"] * 10) + "]"
+    for level in range(1, levels):
+        text = f"&a{level} [{text}, " + ", ".join([f"*a{level - 1}"] * 9) + "]"
+    return text
+
+
+BOMB_MESSAGE = (
+    "aliases expand this value past the limit of 100000 values or 10000000 characters "
+    '(an alias bomb, "billion laughs")'
+)
+BOMB_HINT = "write the value out, or repeat a smaller anchor fewer times"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "field"),
+    [
+        pytest.param(
+            f"name: x\ninputs:\n  p:\n    default: {laughs(9)}\n",
+            4,
+            5,
+            "inputs.p.default",
+            id="input-default",
+        ),
+        pytest.param(
+            f"steps:\n  - id: s\n    prompt: x\n  - id: t\n    images: {laughs(9)}\n",
+            5,
+            5,
+            "steps.1.images",
+            id="step-field",
+        ),
+        pytest.param(
+            "".join(
+                f"m{n}: &m{n} {{" + ", ".join(f"k{k}: *m{n - 1}" for k in range(10)) + "}\n"
+                for n in range(1, 9)
+            ).replace("*m0", "x"),
+            5,
+            1,
+            "m5",
+            id="mappings-at-top-level",
+        ),
+        pytest.param(
+            "text: &t " + "x" * 1000 + "\nt1: &t1 [" + ", ".join(["*t"] * 100) + "]\n"
+            "t2: &t2 [" + ", ".join(["*t1"] * 100) + "]\nbig: [" + ", ".join(["*t2"] * 2) + "]\n",
+            4,
+            1,
+            "big",
+            id="long-text-repeated",
+        ),
+    ],
+)
+def test_an_alias_bomb_is_refused_at_the_field_that_holds_it(
+    text: str, line: int, column: int, field: str
+) -> None:
+    started = time.monotonic()
+
+    loaded = load_yaml(text, "w.yaml")
+
+    assert time.monotonic() - started < 2
+    assert loaded.data is None
+    assert loaded.problems == [
+        Problem(
+            message=BOMB_MESSAGE,
+            hint=BOMB_HINT,
+            file="w.yaml",
+            line=line,
+            column=column,
+            field=field,
+        )
+    ]
+
+
+def test_aliases_within_the_limit_are_expanded() -> None:
+    loaded = load_yaml(f"a: {laughs(4)}\nb: [*a3, *a3, *a3, *a3]\n", "w.yaml")
+
+    assert loaded.problems == []
+    assert isinstance(loaded.data, dict)
+    assert len(loaded.data["b"]) == 4
+
+
+UNQUOTED_HINT = (
+    'a value that starts with { is read as a YAML mapping: quote it ("{{ a.output }}") or '
+    "write << a.output >>"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "field"),
+    [
+        pytest.param("prompt: {{ a.output }}\n", 9, "prompt", id="value"),
+        pytest.param("images:\n  - {{ a.output }}\n", 5, "images.0", id="list-item"),
+    ],
+)
+def test_an_unquoted_template_is_told_to_be_quoted(text: str, column: int, field: str) -> None:
+    loaded = load_yaml(text, "w.yaml")
+
+    assert [(p.line, p.column, p.field, p.message, p.hint) for p in loaded.problems] == [
+        (
+            text.count("\n"),
+            column,
+            field,
+            "{{ a.output }} is read as a YAML mapping, not as a template",
+            UNQUOTED_HINT,
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "message", "hint"),
+    [
+        pytest.param(
+            "prompt: {{ a.output }} on a table\n",
+            9,
+            "did not find expected key (while parsing a block mapping)",
+            UNQUOTED_HINT,
+            id="expression-then-text",
+        ),
+        pytest.param(
+            "prompt: {% if x %}a{% endif %}\n",
+            9,
+            "found character that cannot start any token (while scanning for the next token)",
+            'a value that starts with { is read as a YAML mapping: quote it ("{% if x %}") or '
+            "write <% if x %>",
+            id="statement",
+        ),
+    ],
+)
+def test_a_syntax_error_from_an_unquoted_template_says_to_quote_it(
+    text: str, column: int, message: str, hint: str
+) -> None:
+    loaded = load_yaml(text, "w.yaml")
+
+    assert loaded.problems == [
+        Problem(
+            message=f"YAML syntax error: {message}",
+            hint=hint,
+            file="w.yaml",
+            line=1,
+            column=column,
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("quote", "end"), [pytest.param('"', 4, id="double"), pytest.param("'", 4, id="single")]
+)
+def test_an_unclosed_quote_is_located_where_it_opens(quote: str, end: int) -> None:
+    text = f"steps:\n  - prompt: {quote}a vase\n    model: x\n  - prompt: {quote}b{quote}\n"
+
+    loaded = load_yaml(text, "w.yaml")
+
+    assert loaded.problems == [
+        Problem(
+            message="YAML syntax error: this quote is not closed on its line: the value runs "
+            f"on to line {end}",
+            hint=f"close the quote ({quote}) on line 2, or write a long text as a block (key: |)",
+            file="w.yaml",
+            line=2,
+            column=13,
+        )
+    ]

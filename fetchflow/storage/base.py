@@ -191,14 +191,7 @@ class BaseStore(ABC):
         extension = extension_for(file_name, file_type)
         name = safe_file_name(file_name, sha256=sha256, extension=extension)
         provenance = dict(provenance or {})
-        meta = metadata_for(
-            sha256=sha256,
-            file_name=name,
-            step_id=step_id,
-            run_id=run_id,
-            model=model,
-            provenance=provenance,
-        )
+        meta = metadata_for(sha256=sha256)
         try:
             stored = self._store(
                 content_key(sha256, extension), data, sha256=sha256, file_type=file_type, meta=meta

@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from collections.abc import Mapping
 from pathlib import PurePosixPath
-from urllib.parse import quote
 
 __all__ = [
     "content_key",
@@ -28,11 +26,6 @@ __all__ = [
 _EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SHA_FILE = re.compile(r"^([0-9a-f]{64})(?:\.[a-z0-9]{1,10})?$")
-_META_KEY_CHARS = re.compile(r"[^a-z0-9-]+")
-# Provenance keys that smell of credentials never reach object metadata (which anyone with
-# read access to the bucket can see).
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "apikey", "api-key", "authorization")
-_META_VALUE_MAX = 256
 # Well-known types first: mimetypes' tables differ between platforms (image/jpeg -> .jpe).
 _PREFERRED_EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -118,39 +111,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _meta_key(name: str) -> str:
-    return _META_KEY_CHARS.sub("-", name.lower()).strip("-")
+def metadata_for(*, sha256: str) -> dict[str, str]:
+    """The ``x-amz-meta-*`` of a content object (without the prefix): its ``sha256``.
 
-
-def _meta_value(value: str) -> str:
-    # Metadata travels as HTTP headers: ASCII only, so anything else is percent-encoded.
-    return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")[:_META_VALUE_MAX]
-
-
-def metadata_for(
-    *,
-    sha256: str,
-    file_name: str,
-    step_id: str,
-    run_id: str,
-    model: str | None,
-    provenance: Mapping[str, str],
-) -> dict[str, str]:
-    """The ``x-amz-meta-*`` provenance of an object (without the prefix).
-
-    Provenance keys become ``prov-<key>``; keys that look like credentials are left out.
+    Identical bytes share one object, written once by whichever step stores them first,
+    so an object holds only what is the same for every writer of those bytes. Who wrote
+    them, under which name, with which provenance is in each :class:`AssetRecord` (the
+    truth), never in the object: it would be the first writer's, and S3 caps metadata.
     """
-    meta = {
-        "sha256": sha256,
-        "file-name": file_name,
-        "step-id": step_id,
-        "run-id": run_id,
-    }
-    if model:
-        meta["model"] = model
-    for name, value in provenance.items():
-        key = _meta_key(name)
-        if not key or any(word in key.replace("_", "-") for word in _SECRET_WORDS):
-            continue
-        meta[f"prov-{key}"] = value
-    return {key: _meta_value(value) for key, value in meta.items()}
+    return {"sha256": sha256}

@@ -5,9 +5,11 @@ and the keys work untouched, so MinIO, R2, rclone or moto need no option of ours
 imported on first use, not at import time, so commands that never store start fast.
 
 Each object is written once: keys are ``<prefix>/<sha[:2]>/<sha>.<ext>``, and an existing
-key is not uploaded again. Uploads carry Content-Type, provenance as ``x-amz-meta-*`` and a
-SHA-256 the server verifies (per part for multipart uploads, whose full sha256 is in the
-metadata).
+key is not uploaded again. Uploads carry Content-Type, ``x-amz-meta-sha256`` and a SHA-256
+the server verifies (per part for multipart uploads). Object metadata holds only what is
+the same for every writer of those bytes (the sha256): identical bytes from two steps are
+one object, so who wrote them and how (step, run, file name, model, provenance) lives in
+each step's asset record, not on the object.
 """
 
 from __future__ import annotations

@@ -50,14 +50,31 @@ def test_put_lands_bytes_type_metadata_and_checksum(moto_store: S3Store, moto_s3
     assert got["Body"].read() == PNG
     assert got["ContentType"] == "image/png"
     assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(PNG).digest()).decode()
-    assert got["Metadata"] == {
-        "sha256": sha,
-        "file-name": "hero-1.png",
-        "step-id": "hero",
-        "run-id": "run-1",
-        "model": "gpt-image-1",
-        "prov-prompt-sha256": "abc",
-    }
+    assert got["Metadata"] == {"sha256": sha}
+
+
+def test_shared_bytes_carry_no_writer_in_their_metadata(
+    moto_store: S3Store, moto_s3: S3Client
+) -> None:
+    # Two steps store the same bytes: one object. Its metadata is nobody's in particular;
+    # each record keeps its own step, run, name and full provenance (no 256-char cut).
+    references = ",".join(f"{index:064x}" for index in range(17))  # 1,104 characters
+    first = put_png(moto_store, model="gpt-image-2", provenance={"references_sha256": "a" * 64})
+    second = put_png(
+        moto_store,
+        file_name="warmer-1.png",
+        step_id="warmer",
+        run_id="run-2",
+        model="gpt-image-1.5",
+        provenance={"references_sha256": references, "edit": "compose"},
+    )
+
+    assert first.storage_uri == second.storage_uri
+    got = moto_s3.head_object(Bucket=BUCKET, Key=moto_store.key_of(second.storage_uri))
+    assert got["Metadata"] == {"sha256": second.sha256}
+    assert second.provenance == {"references_sha256": references, "edit": "compose"}
+    assert (second.step_id, second.run_id, second.model) == ("warmer", "run-2", "gpt-image-1.5")
+    assert first.provenance == {"references_sha256": "a" * 64}
 
 
 def test_second_put_of_the_same_bytes_uploads_nothing(moto_store: S3Store) -> None:

@@ -96,7 +96,7 @@ def test_count_images_take_count_calls_with_successive_seeds(fake_gemini: FakeGe
         "generationConfig": {
             "seed": 41,
             "responseModalities": ["IMAGE"],
-            "imageConfig": {"aspectRatio": "16:9", "imageSize": "1K"},
+            "imageConfig": {"aspectRatio": "16:9"},  # 2.5 Flash Image takes no imageSize
         },
     }
     assert second.json is not None
@@ -222,8 +222,10 @@ def test_rate_limit_keeps_retry_after(fake_gemini: FakeGemini) -> None:
         pytest.param(
             lambda f: f.queue_safety_stop("IMAGE_SAFETY"),
             False,
-            r"the safety system refused the prompt \(finish_reason IMAGE_SAFETY; "
-            r"categories: HARM_CATEGORY_SEXUALLY_EXPLICIT\)\n  hint: rephrase the prompt",
+            r"the safety system filtered the generated image \(finish_reason IMAGE_SAFETY; "
+            r"categories: HARM_CATEGORY_SEXUALLY_EXPLICIT\); finishMessage: \"Unable to show "
+            r"the generated image\. .*\"\n  hint: the image was made, then withheld, and may "
+            r"have been billed; rephrase the prompt",
             id="image-safety",
         ),
         pytest.param(

@@ -250,7 +250,9 @@ def test_gemini_edit_sends_prompt_then_inline_images_once_per_image(
         assert inline(second) == ("image/jpeg", REF_B.data)
         config = sent.json["generationConfig"]
         assert config["responseModalities"] == ["IMAGE"]
-        assert config["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "1K"}
+        assert config["imageConfig"] == {
+            "aspectRatio": "16:9"
+        }  # 2.5 Flash Image takes no imageSize
     assert len(result.images) == 2
     assert decode(result.images[0].data).size == (1344, 768)
     assert result.usage is not None and result.usage["total_token_count"] == 2 * 1297
@@ -284,7 +286,9 @@ def test_gemini_edit_safety_stop_is_not_retryable(fake_gemini: FakeGemini) -> No
     fake_gemini.queue_safety_stop()
     provider = GeminiProvider(api_key=KEY, base_url=fake_gemini.base_url)
     try:
-        with pytest.raises(ProviderError, match="safety system refused") as caught:
+        with pytest.raises(
+            ProviderError, match="safety system filtered the generated image"
+        ) as caught:
             provider.edit(GEMINI_EDIT)
     finally:
         provider.close()

@@ -6,6 +6,7 @@ endpoints, retry-after), which both providers use.
 
 from __future__ import annotations
 
+import base64
 import functools
 import io
 import subprocess
@@ -499,3 +500,166 @@ def test_retry_after_seconds(headers: dict[str, str], seconds: float | None) -> 
 )
 def test_sniff_mime_type(data: bytes, mime_type: str | None) -> None:
     assert sniff_mime_type(data) == mime_type
+
+
+# -- 2xx answers that are not the Images API's JSON ----------------------------------------
+
+BASE_URL_HINT = (
+    "  hint: check that OPENAI_BASE_URL (FETCHFLOW_HOSTED_OPENAI_BASE_URL for charge_type: "
+    "hosted) points at the OpenAI API, https://api.openai.com/v1, or a gateway that answers "
+    "like it; not retried: the provider answered 200, so the call may have been billed"
+)
+NGINX = b"<html>\n<head><title>Welcome to nginx!</title></head>\n<body>nginx</body>\n</html>\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "first"),
+    [
+        pytest.param(
+            NGINX,
+            "text/html; charset=utf-8",
+            "200 text/html: the answer is not JSON: <html> <head><title>Welcome to nginx!"
+            "</title></head> <body>nginx</body> </html>",
+            id="html-page",
+        ),
+        pytest.param(b"OK", "text/plain", "200 text/plain: the answer is not JSON: OK", id="text"),
+        pytest.param(
+            b"", "", "200 no content-type: the answer is not JSON: (empty body)", id="empty-body"
+        ),
+        pytest.param(
+            b"",
+            "application/json",
+            "200 application/json: the answer is not JSON: (empty body)",
+            id="empty-json",
+        ),
+        pytest.param(
+            b'{"data": [{"b64_json": "iVBOR',
+            "application/json",
+            '200 application/json: the answer is not JSON: {"data": [{"b64_json": "iVBOR',
+            id="cut-json",
+        ),
+        pytest.param(
+            {"id": "chatcmpl-1", "choices": []},
+            "application/json",
+            "200 application/json: the answer is not an Images API answer (an object without "
+            'a data list; keys: choices, id): {"id": "chatcmpl-1", "choices": []}',
+            id="chat-completion",
+        ),
+        pytest.param(
+            {"data": "x"},
+            "application/json",
+            'the answer is not an Images API answer (data is a string, not a list): {"data": "x"}',
+            id="data-string",
+        ),
+        pytest.param(
+            {"data": ["aGk="]},
+            "application/json",
+            "the answer is not an Images API answer (data holds items that are not objects)",
+            id="data-of-strings",
+        ),
+        pytest.param(
+            [1, 2],
+            "application/json",
+            "the answer is not an Images API answer (a list, not an object): [1, 2]",
+            id="json-list",
+        ),
+        pytest.param(
+            "hello",
+            "application/json",
+            'the answer is not an Images API answer (a string, not an object): "hello"',
+            id="json-string",
+        ),
+        pytest.param(
+            None,
+            "application/json",
+            "the answer is not an Images API answer (null, not an object): null",
+            id="json-null",
+        ),
+    ],
+)
+@pytest.mark.parametrize("call", ["generate", "edit"])
+def test_a_200_that_is_not_the_images_api_json_is_a_provider_error_never_retried(
+    fake_openai: FakeOpenAI, body: object, content_type: str, first: str, call: str
+) -> None:
+    fake_openai.queue_not_json(body, content_type)
+    provider = provider_for(fake_openai)
+    endpoint = f"{fake_openai.base_url}/images/{'generations' if call == 'generate' else 'edits'}"
+
+    with pytest.raises(ProviderError) as caught:
+        if call == "generate":
+            provider.generate(REQUEST)
+        else:
+            provider.edit(edit_request())
+
+    error = caught.value
+    message, hint = error.format().split("\n")
+    assert message.startswith(f"openai {endpoint}: ") and first in message
+    assert hint == BASE_URL_HINT
+    assert (error.status, error.retryable, error.endpoint) == (200, False, endpoint)
+    assert len(fake_openai.requests) == 1
+    assert_no_secret(error)
+
+
+def edit_request() -> object:
+    from steps.imaging.providers.base import EditRequest, ProviderImage
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(png, "PNG")
+    return EditRequest(
+        **{**vars(REQUEST), "model": "gpt-image-1.5", "width": 1024, "height": 1024},
+        images=[ProviderImage(png.getvalue(), "image/png")],
+    )
+
+
+def test_a_body_echoing_the_key_is_redacted_in_the_error(fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue_not_json(f"<p>Authorization: Bearer {KEY}</p>".encode(), "text/html")
+
+    with pytest.raises(ProviderError, match=r"200 text/html: the answer is not JSON: <p>") as e:
+        provider_for(fake_openai).generate(REQUEST)
+
+    assert e.value.body == "<p>Authorization: Bearer [redacted]</p>"
+    assert KEY not in e.value.format() and KEY not in repr(e.value)
+
+
+@pytest.mark.parametrize("call", ["generate", "edit"])
+def test_an_event_stream_with_a_final_image_keeps_the_image(
+    fake_openai: FakeOpenAI, call: str
+) -> None:
+    fake_openai.queue_event_stream(partials=2)
+    provider = provider_for(fake_openai)
+
+    if call == "generate":
+        result = provider.generate(replace(REQUEST, count=1))
+    else:
+        result = provider.edit(replace(edit_request(), count=1))  # type: ignore[type-var]
+
+    [sent] = fake_openai.requests
+    plain = fake_openai.answer(sent).body
+    [image] = result.images
+    assert image.data == base64.b64decode(plain["data"][0]["b64_json"])  # type: ignore[index]
+    assert image.mime_type == "image/jpeg"
+    assert (
+        result.usage is not None
+        and result.usage["total_tokens"]
+        == (
+            plain["usage"]["total_tokens"]  # type: ignore[index]
+        )
+    )
+
+
+def test_an_event_stream_without_a_final_image_says_it_may_have_been_billed(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.queue_event_stream(partials=2, final=False)
+
+    with pytest.raises(ProviderError) as caught:
+        provider_for(fake_openai).generate(REQUEST)
+
+    message, hint = caught.value.format().split("\n")
+    assert message.startswith(
+        f"openai {fake_openai.generations_url}: 200 text/event-stream: the answer is an event "
+        "stream (2 events, 2 partial images) without a final image: event: "
+        "image_generation.partial_image data: "
+    )
+    assert hint == BASE_URL_HINT
+    assert caught.value.retryable is False

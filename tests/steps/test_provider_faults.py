@@ -256,7 +256,10 @@ REFUSALS = {
     ),
     "gemini-safety": (
         "google",
-        Refusal(lambda fake: fake.queue_safety_stop(), r"the safety system refused the prompt"),
+        Refusal(
+            lambda fake: fake.queue_safety_stop(),
+            r"the safety system filtered the generated image \(finish_reason IMAGE_SAFETY",
+        ),
     ),
     "gemini-quota-zero": (
         "google",
@@ -428,7 +431,8 @@ def test_a_refused_third_call_keeps_the_two_images_made_and_hands_on_their_recor
 
     with pytest.raises(
         PartialImages,
-        match=r"the safety system refused the prompt .*; 2 of 3 images were made and kept "
+        match=r"the safety system filtered the generated image .*; 2 of 3 images were made and "
+        r"kept "
         r"before that: file://\S+, file://\S+\n  hint: .*not retried",
     ) as caught:
         run_step(ctx, **GEMINI_THREE)

@@ -11,7 +11,8 @@ a :class:`~fetchflow.errors.ProviderError` that never leaks a secret: :func:`pub
 response body with key-looking strings masked), :func:`retry_after_seconds` (the server's
 ``retry-after-ms`` / ``retry-after`` header) and :func:`image_from_bytes` (turn decoded bytes
 into a :class:`~steps.imaging.providers.base.ProviderImage`, refusing bytes that are no
-image at all).
+image at all), and :func:`unexpected_answer` (a 2xx whose body is not the API's JSON: an
+HTML page, plain text, an empty body, JSON of another shape or an event stream).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "sniff_mime_type",
     "timed_out",
     "trim_body",
+    "unexpected_answer",
 ]
 
 #: How many characters of a response body an error keeps.
@@ -248,3 +250,47 @@ def image_from_bytes(
             retryable=True,
         )
     return ProviderImage(data=data, mime_type=mime_type)
+
+
+def unexpected_answer(
+    what: str,
+    *,
+    provider: str,
+    endpoint: str,
+    status: int,
+    content_type: str,
+    body: object,
+    secrets: Iterable[str],
+    check: str,
+) -> ProviderError:
+    """A 2xx answer that is not what the API sends (not retryable: it may have been billed).
+
+    The message names the endpoint, the status, the content type and the start of the body
+    (redacted); the hint says where to look (``check``) and why the call is not repeated.
+
+    Args:
+        what: What is wrong with the answer (``the answer is not JSON``).
+        provider: The provider's name.
+        endpoint: The URL called (already public).
+        status: The HTTP status (a 2xx).
+        content_type: The ``content-type`` header, ``""`` when there was none.
+        body: The body as received (bytes, text or decoded JSON).
+        secrets: Exact values to mask (the key in use).
+        check: What to check first (``check that OPENAI_BASE_URL points at ...``).
+
+    Returns:
+        The error to raise.
+    """
+    kind = content_type.split(";", 1)[0].strip() or "no content-type"
+    trimmed = trim_body(body, secrets)
+    return ProviderError(
+        message=f"{provider} {endpoint}: {status} {kind}: {what}: "
+        + (trimmed if trimmed else "(empty body)"),
+        hint=f"{check}; not retried: the provider answered {status}, so the call may have "
+        "been billed",
+        provider=provider,
+        endpoint=endpoint,
+        status=status,
+        body=trimmed,
+        retryable=False,
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,6 @@ from steps.imaging.providers.base import (
     ProviderResult,
 )
 from steps.imaging.providers.errors import (
-    image_from_bytes,
     not_reached,
     public_endpoint,
     rate_limited,
@@ -39,13 +39,15 @@ from steps.imaging.providers.errors import (
     timed_out,
     trim_body,
 )
+from steps.imaging.providers.google_answers import check_body, images_of, usage_of
 from steps.imaging.providers.google_edits import edit_contents
 
 if TYPE_CHECKING:
+    import httpx2
     from google import genai
     from google.genai import types
 
-__all__ = ["API_KEY_ENV", "GeminiProvider", "google_error"]
+__all__ = ["API_KEY_ENV", "GeminiProvider", "google_error", "takes_image_size"]
 
 PROVIDER = "google"
 #: Where users put their own Gemini key; named in hints, never read here.
@@ -54,24 +56,6 @@ API_KEY_ENV = "GEMINI_API_KEY"
 #: endpoint built from them against the path the SDK really calls.
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1"
-
-#: Finish and block reasons meaning a safety system refused: retrying cannot help.
-_REFUSED = frozenset(
-    {
-        "SAFETY",
-        "PROHIBITED_CONTENT",
-        "BLOCKLIST",
-        "SPII",
-        "RECITATION",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "IMAGE_RECITATION",
-        "MODEL_ARMOR",
-        "JAILBREAK",
-    }
-)
-#: The model chose to answer without an image: the same prompt tends to do it again.
-_DECLINED = frozenset({"NO_IMAGE", "STOP", "FINISH_REASON_UNSPECIFIED", ""})
 
 
 class GeminiProvider:
@@ -103,10 +87,21 @@ class GeminiProvider:
         self._timeout = timeout
         root = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         self._root = root.rstrip("/")
+        # The raw answer of the last call, kept by an httpx hook: the SDK parses an HTML
+        # page into an exception and an empty body into an empty response, and the error
+        # must say what really came back.
+        self._answers = threading.local()
         self._client: genai.Client = genai.Client(
             api_key=api_key,
-            http_options=types.HttpOptions(base_url=base_url, timeout=round(timeout * 1000)),
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                timeout=round(timeout * 1000),
+                client_args={"event_hooks": {"response": [self._remember]}},
+            ),
         )
+
+    def _remember(self, response: httpx2.Response) -> None:
+        self._answers.last = response
 
     def close(self) -> None:
         """Close the SDK client's connection pool."""
@@ -153,10 +148,23 @@ class GeminiProvider:
         model = request.model
         for index in range(request.count):
             seed = None if request.seed is None else request.seed + index
+            self._answers.last = None
             try:
                 response = self._client.models.generate_content(
                     model=request.model, contents=contents, config=_config(request, seed)
                 )
+            except ValueError as exc:  # the SDK could not decode a 2xx body as JSON
+                if getattr(self._answers, "last", None) is None:
+                    raise  # raised before any request was sent: a bug, not an answer
+                self._check_answer(endpoint)
+                raise ProviderError(
+                    message=f"{PROVIDER} {endpoint}: the SDK could not read the answer: "
+                    f"{redact(str(exc), [self._api_key])[:200]}",
+                    hint="the answer did not match the Gemini API; not retried",
+                    provider=PROVIDER,
+                    endpoint=endpoint,
+                    retryable=False,
+                ) from sanitized(exc, [self._api_key])
             except (errors.APIError, httpx2.HTTPError) as exc:
                 raise google_error(
                     exc,
@@ -165,127 +173,53 @@ class GeminiProvider:
                     timeout=self._timeout,
                     key_source=self._key_source,
                 ) from sanitized(exc, [self._api_key])
-            images.extend(_images(response, endpoint, self._api_key))
-            for key, value in _usage(response).items():
+            raw = self._check_answer(endpoint)
+            images.extend(images_of(response, endpoint, self._api_key, raw))
+            for key, value in usage_of(response).items():
                 usage[key] = usage.get(key, 0) + value
             model = response.model_version or model
         return ProviderResult(images=images, usage=usage or None, model=model)
+
+    def _check_answer(self, endpoint: str) -> dict[str, object] | None:
+        """The last answer's JSON; a 2xx that is not a ``generateContent`` answer is refused.
+
+        Raises:
+            ProviderError: As :func:`~.google_answers.check_body` raises.
+        """
+        answer: httpx2.Response | None = getattr(self._answers, "last", None)
+        if answer is None or not answer.is_success:
+            return None
+        return check_body(
+            status=answer.status_code,
+            content_type=answer.headers.get("content-type", ""),
+            content=answer.read(),
+            endpoint=public_endpoint(answer.url),
+            secrets=(self._api_key,),
+        )
+
+
+def takes_image_size(model: str) -> bool:
+    """Whether ``imageSize`` may be sent to ``model``.
+
+    A model the catalog lists with one resolution makes only that size and takes no
+    ``imageSize`` (``gemini-2.5-flash-image``: 1K only, PROVIDERS.md rule 18); a model the
+    catalog does not know gets what was asked.
+    """
+    from steps.imaging.catalog import CATALOG
+
+    spec = CATALOG.get(model)
+    return spec is None or len(spec.resolutions) > 1
 
 
 def _config(request: ImageRequest, seed: int | None) -> types.GenerateContentConfig:
     """``responseModalities: [IMAGE]``, the aspect ratio and size asked for, the seed."""
     from google.genai import types
 
+    size = request.resolution if takes_image_size(request.model) else None
     return types.GenerateContentConfig(
         response_modalities=["IMAGE"],
-        image_config=types.ImageConfig(
-            aspect_ratio=request.aspect_ratio, image_size=request.resolution
-        ),
+        image_config=types.ImageConfig(aspect_ratio=request.aspect_ratio, image_size=size),
         seed=seed,
-    )
-
-
-def _usage(response: types.GenerateContentResponse) -> dict[str, int]:
-    metadata = response.usage_metadata
-    if metadata is None:
-        return {}
-    counts = {
-        "prompt_token_count": metadata.prompt_token_count,
-        "candidates_token_count": metadata.candidates_token_count,
-        "total_token_count": metadata.total_token_count,
-    }
-    return {key: value for key, value in counts.items() if value is not None}
-
-
-def _name(value: object) -> str:
-    """An SDK enum member (or an unknown raw string) as its wire name."""
-    if value is None:
-        return ""
-    return str(getattr(value, "value", value))
-
-
-def _images(
-    response: types.GenerateContentResponse, endpoint: str, api_key: str
-) -> list[ProviderImage]:
-    """The image parts of the first candidate, or the reason there are none."""
-    body = trim_body(
-        response.model_dump(
-            mode="json", by_alias=True, exclude_none=True, exclude={"sdk_http_response"}
-        ),
-        (api_key,),
-    )
-
-    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
-        return ProviderError(
-            message=f"{PROVIDER} {endpoint}: {what}",
-            hint=hint,
-            retryable=retryable,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=200,
-            body=body,
-        )
-
-    refused_hint = "rephrase the prompt; the same prompt is refused again, so it is not retried"
-    feedback = response.prompt_feedback
-    if feedback is not None and feedback.block_reason is not None:
-        reason = _name(feedback.block_reason)
-        said = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
-        raise fail(
-            f"the safety system refused the prompt (block_reason {reason}){said}",
-            refused_hint,
-            retryable=False,
-        )
-    if not response.candidates:
-        raise fail(
-            "the answer holds no candidates",
-            "the provider sent an incomplete answer; trying again usually helps",
-            retryable=True,
-        )
-    candidate = response.candidates[0]
-    parts = [
-        p for p in (candidate.content.parts if candidate.content else None) or [] if not p.thought
-    ]
-    blobs = [p.inline_data for p in parts if p.inline_data is not None]
-    if blobs:
-        return [
-            image_from_bytes(
-                blob.data or b"",
-                index=number,
-                total=len(blobs),
-                provider=PROVIDER,
-                endpoint=endpoint,
-            )
-            for number, blob in enumerate(blobs, start=1)
-        ]
-
-    reason = _name(candidate.finish_reason)
-    text = redact(" ".join(p.text for p in parts if p.text).strip(), (api_key,))
-    said = f': "{text[:200]}"' if text else ""
-    if reason in _REFUSED:
-        categories = sorted(
-            _name(rating.category)
-            for rating in candidate.safety_ratings or []
-            if rating.blocked and rating.category is not None
-        )
-        listed = f"; categories: {', '.join(categories)}" if categories else ""
-        raise fail(
-            f"the safety system refused the prompt (finish_reason {reason}{listed})",
-            refused_hint,
-            retryable=False,
-        )
-    if reason in _DECLINED:
-        finish = f"finish_reason {reason}" if reason else "no finish_reason"
-        raise fail(
-            f"the model answered without an image ({finish}){said}",
-            "make the prompt ask for a picture plainly; retrying the same prompt tends to "
-            "get the same answer",
-            retryable=False,
-        )
-    raise fail(
-        f"the model stopped without an image (finish_reason {reason}){said}",
-        "the model failed to finish the image; trying again usually helps",
-        retryable=True,
     )
 
 

@@ -13,8 +13,6 @@ when a provider is made, not when this module is.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -22,11 +20,9 @@ from fetchflow.errors import ProviderError
 from steps.imaging.providers.base import (
     EditRequest,
     ImageRequest,
-    ProviderImage,
     ProviderResult,
 )
 from steps.imaging.providers.errors import (
-    image_from_bytes,
     not_reached,
     public_endpoint,
     rate_limited,
@@ -36,10 +32,12 @@ from steps.imaging.providers.errors import (
     timed_out,
     trim_body,
 )
+from steps.imaging.providers.openai_answers import read_answer
 from steps.imaging.providers.openai_edits import edit_params
 
 if TYPE_CHECKING:
     import openai
+    from openai._legacy_response import LegacyAPIResponse
     from openai.types import ImagesResponse
 
 __all__ = ["API_KEY_ENV", "OpenAIProvider", "generation_params", "openai_error"]
@@ -137,7 +135,9 @@ class OpenAIProvider:
         """
         # The SDK types each argument as a Literal; the values were checked by the step's
         # rules before any call, so the dict goes through as is.
-        generate: Callable[..., ImagesResponse] = self._client.images.generate
+        generate: Callable[..., LegacyAPIResponse[ImagesResponse]] = (
+            self._client.images.with_raw_response.generate
+        )
         return self._call(generate, generation_params(request), request.model, self.endpoint)
 
     def edit(self, request: EditRequest) -> ProviderResult:
@@ -155,22 +155,29 @@ class OpenAIProvider:
         Raises:
             ProviderError: As for :meth:`generate`.
         """
-        edit: Callable[..., ImagesResponse] = self._client.images.edit
+        edit: Callable[..., LegacyAPIResponse[ImagesResponse]] = (
+            self._client.images.with_raw_response.edit
+        )
         endpoint = public_endpoint(f"{self._client.base_url}images/edits")
         return self._call(edit, edit_params(request), request.model, endpoint)
 
     def _call(
         self,
-        method: Callable[..., ImagesResponse],
+        method: Callable[..., LegacyAPIResponse[ImagesResponse]],
         params: dict[str, object],
         model: str,
         endpoint: str,
     ) -> ProviderResult:
-        """One SDK call, its errors mapped (:func:`openai_error`) and its images decoded."""
+        """One SDK call, its errors mapped (:func:`openai_error`) and its answer read.
+
+        The raw answer is read here (:func:`~.openai_answers.read_answer`), not the SDK's
+        parse of it: for a body that is not JSON the SDK hands back a bare string.
+        """
         import openai
 
         try:
-            response = method(**params)
+            raw = method(**params)
+            content = raw.content
         except openai.OpenAIError as exc:
             raise openai_error(
                 exc,
@@ -179,75 +186,14 @@ class OpenAIProvider:
                 timeout=self._timeout,
                 key_source=self._key_source,
             ) from sanitized(exc, [self._api_key])
-        return ProviderResult(
-            images=self._images(response, endpoint), usage=_usage(response), model=model
+        return read_answer(
+            status=raw.status_code,
+            content_type=raw.headers.get("content-type", ""),
+            content=content,
+            endpoint=public_endpoint(raw.http_request.url),
+            model=model,
+            secrets=(self._api_key,),
         )
-
-    def _images(self, response: ImagesResponse, endpoint: str) -> list[ProviderImage]:
-        data = response.data or []
-        if not data:
-            raise ProviderError(
-                message=f"{PROVIDER} {endpoint}: the answer holds no images (empty data list)",
-                hint="the provider sent an incomplete answer; trying again usually helps",
-                provider=PROVIDER,
-                endpoint=endpoint,
-                status=200,
-            )
-        images = []
-        for index, item in enumerate(data, start=1):
-            if not item.b64_json:
-                found = "a URL" if item.url else "nothing"
-                raise ProviderError(
-                    message=f"{PROVIDER} {endpoint}: image {index} of {len(data)} has no "
-                    f"b64_json, got {found}",
-                    hint="GPT image models always answer base64; check that base_url points "
-                    "at an OpenAI-compatible Images API",
-                    provider=PROVIDER,
-                    endpoint=endpoint,
-                    status=200,
-                    retryable=False,
-                )
-            try:
-                raw = base64.b64decode(item.b64_json, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ProviderError(
-                    message=f"{PROVIDER} {endpoint}: image {index} of {len(data)} is not "
-                    f"valid base64 ({exc}; {len(item.b64_json)} characters)",
-                    hint="the answer was cut short or garbled; trying again usually helps",
-                    provider=PROVIDER,
-                    endpoint=endpoint,
-                    status=200,
-                ) from exc
-            images.append(
-                image_from_bytes(
-                    raw, index=index, total=len(data), provider=PROVIDER, endpoint=endpoint
-                )
-            )
-        return images
-
-
-def _usage(response: ImagesResponse) -> dict[str, int] | None:
-    """Token counts, flattened; a field the answer left out is left out here too."""
-    usage = response.usage
-    if usage is None:
-        return None
-    # The SDK builds responses without validating them, so an answer that lacks a field
-    # yields an object lacking the attribute: read each one defensively.
-    fields = {
-        "input_tokens": (usage, "input_tokens"),
-        "output_tokens": (usage, "output_tokens"),
-        "total_tokens": (usage, "total_tokens"),
-        "input_image_tokens": (getattr(usage, "input_tokens_details", None), "image_tokens"),
-        "input_text_tokens": (getattr(usage, "input_tokens_details", None), "text_tokens"),
-        "output_image_tokens": (getattr(usage, "output_tokens_details", None), "image_tokens"),
-        "output_text_tokens": (getattr(usage, "output_tokens_details", None), "text_tokens"),
-    }
-    counts = {}
-    for key, (holder, attribute) in fields.items():
-        value = getattr(holder, attribute, None)
-        if isinstance(value, int):
-            counts[key] = value
-    return counts or None
 
 
 def openai_error(

@@ -108,7 +108,8 @@ class Reply:
     Attributes:
         status: The HTTP status.
         body: A JSON value (sent as JSON) or raw bytes.
-        headers: Extra response headers.
+        headers: Extra response headers; ``content-type`` replaces the default
+            ``application/json`` (an empty value leaves the header out).
         delay: Seconds to wait before answering (a slow server).
     """
 
@@ -239,11 +240,12 @@ class FakeServer:
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
+                headers = {"content-type": "application/json", **reply.headers}
                 self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
+                for name, value in headers.items():
+                    if value:  # an empty value: the header is left out
+                        self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -7,7 +7,10 @@ answers in words only when ``responseModalities`` leaves out ``IMAGE`` (as the r
 does). Errors use Google's shape ``{"error": {code, message, status, details[]}}``. The
 ``queue_*`` methods script rate limits (with ``RetryInfo``), a quota of zero, server
 errors, safety stops, blocked prompts, text-only answers, bad keys, garbage bytes and
-slow answers.
+slow answers, finish reasons with a ``finishMessage``, and 200s that are not Gemini's JSON
+(an HTML page from a wrong base URL, plain text, an empty body, JSON of another shape).
+Like the real API, it refuses ``imageSize`` for ``gemini-2.5-flash-image`` (1K only) and a
+size a model does not make.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ IMAGE_SIZES_1K = {
     "21:9": (1536, 672),
 }
 _SCALE = {"1K": 1, "2K": 2, "4K": 4}
+#: Models that take no ``imageSize`` (they make 1K only).
+_NO_IMAGE_SIZE = frozenset({"gemini-2.5-flash-image"})
 _PATH = re.compile(r"^/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:?]+):generateContent$")
 _TYPE = "type.googleapis.com/google.rpc."
 _METRIC = "generativelanguage.googleapis.com/generate_content_"
@@ -94,7 +99,15 @@ class FakeGemini(FakeServer):
                 400,
                 google_error_body(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}"),
             )
-        scale = _SCALE.get(image_config.get("imageSize", "1K"))
+        size = image_config.get("imageSize")
+        if size is not None and match["model"] in _NO_IMAGE_SIZE:
+            return Reply(
+                400,
+                google_error_body(
+                    400, "INVALID_ARGUMENT", f"Image size is not supported for {match['model']}."
+                ),
+            )
+        scale = _SCALE.get(size or "1K")
         if scale is None:
             return Reply(
                 400,
@@ -296,3 +309,29 @@ class FakeGemini(FakeServer):
     def queue_slow(self, seconds: float) -> None:
         """A success sent only after ``seconds``."""
         self.queue(lambda request: replace(self.answer(request), delay=seconds))
+
+    def queue_stop(
+        self, finish_reason: str, finish_message: str | None = None, text: str | None = None
+    ) -> None:
+        """A 200 whose candidate stopped with ``finish_reason`` and no image."""
+
+        def stop(request: RecordedRequest) -> Reply:
+            candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
+            if text is not None:
+                candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+            if finish_message is not None:
+                candidate["finishMessage"] = finish_message
+            return Reply(
+                200,
+                {
+                    "candidates": [candidate],
+                    "modelVersion": self._model(request),
+                    "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7},
+                },
+            )
+
+        self.queue(stop)
+
+    def queue_not_json(self, body: bytes | object, content_type: str = "text/html") -> None:
+        """A 200 whose body is ``body`` (bytes as they are, anything else as JSON)."""
+        self.queue(lambda _: Reply(200, body, {"content-type": content_type}))

@@ -6,12 +6,14 @@ requested size, and refuses what the real API refuses for GPT image models
 (``response_format``, ``style``, compression with png, unknown parameters) with the real
 error shape ``{"error": {message, type, param, code}}``. The ``queue_*`` methods script the
 failures: rate limits, quota, server errors, moderation blocks, bad keys, broken images,
-empty answers and slow answers.
+empty answers, slow answers, and 200s that are not the API's JSON (an HTML page from a
+wrong base URL, plain text, an empty body, JSON of another shape, an event stream).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -246,3 +248,40 @@ class FakeOpenAI(FakeServer):
     def queue_slow(self, seconds: float) -> None:
         """A success sent only after ``seconds``."""
         self.queue(lambda request: replace(self.answer(request), delay=seconds))
+
+    def queue_not_json(self, body: bytes | object, content_type: str = "text/html") -> None:
+        """A 200 whose body is ``body`` (bytes as they are, anything else as JSON)."""
+        self.queue(lambda _: Reply(200, body, {"content-type": content_type}))
+
+    def queue_event_stream(self, *, partials: int = 1, final: bool = True) -> None:
+        """A 200 ``text/event-stream`` as a streamed call answers: partial images, the final one.
+
+        Each event is ``event: image_generation.<kind>`` (``image_edit.<kind>`` for an edit)
+        then one ``data:`` line of JSON with ``type``, ``b64_json`` and, on the final event,
+        ``usage``; the images are those a plain answer to the request holds.
+        """
+
+        def stream(request: RecordedRequest) -> Reply:
+            kind = "image_edit" if request.path.endswith("/edits") else "image_generation"
+            plain: Any = self.answer(request).body
+            image = plain["data"][0]["b64_json"]
+            events = [
+                {"type": f"{kind}.partial_image", "b64_json": image, "partial_image_index": i}
+                for i in range(partials)
+            ]
+            if final:
+                events.append(
+                    {
+                        "type": f"{kind}.completed",
+                        "b64_json": image,
+                        "output_format": plain["output_format"],
+                        "size": plain["size"],
+                        "usage": plain["usage"],
+                    }
+                )
+            text = "".join(
+                f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events
+            )
+            return Reply(200, text.encode(), {"content-type": "text/event-stream"})
+
+        self.queue(stream)

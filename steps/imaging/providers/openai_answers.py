@@ -1,0 +1,245 @@
+"""Reading what OpenAI's Images API answered with a 2xx: the images, or why there are none.
+
+:func:`read_answer` takes the raw answer (status, ``content-type``, bytes), not the SDK's
+parsed object: the SDK hands back a bare string for an HTML page or an event stream, and
+the image step needs to say what came back instead of failing on ``'str' object has no
+attribute 'data'``.
+
+=============================================  =========  ===================================
+What came back                                 retryable  result
+=============================================  =========  ===================================
+JSON ``{data: [{b64_json}, ...], usage}``      -          the images and the token usage
+JSON with ``data: []``                         yes        "holds no images"
+JSON of another shape, HTML, text, no body     no         :func:`~.errors.unexpected_answer`
+``text/event-stream`` with ``*.completed``     -          the final images, kept (paid for)
+``text/event-stream`` without a final image    no         :func:`~.errors.unexpected_answer`
+an item with a URL or no ``b64_json``          no         "has no b64_json"
+bad base64, bytes that are no image            yes        garbled answer
+=============================================  =========  ===================================
+
+A 2xx that is not the API's JSON is never retried: the provider (or whatever answers at
+``OPENAI_BASE_URL``) said yes, so the call may have been billed, and a wrong base URL
+answers the same way every time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Mapping
+
+from fetchflow.errors import ProviderError
+from steps.imaging.providers.base import ProviderImage, ProviderResult
+from steps.imaging.providers.errors import image_from_bytes, unexpected_answer
+
+__all__ = ["BASE_URL_CHECK", "read_answer", "usage_counts"]
+
+PROVIDER = "openai"
+#: What to check when the answer is not the Images API's.
+BASE_URL_CHECK = (
+    "check that OPENAI_BASE_URL (FETCHFLOW_HOSTED_OPENAI_BASE_URL for charge_type: hosted) "
+    "points at the OpenAI API, https://api.openai.com/v1, or a gateway that answers like it"
+)
+#: Stream events that carry a finished image (generations, edits).
+_COMPLETED = frozenset({"image_generation.completed", "image_edit.completed"})
+_PARTIAL = frozenset({"image_generation.partial_image", "image_edit.partial_image"})
+
+
+def read_answer(
+    *,
+    status: int,
+    content_type: str,
+    content: bytes,
+    endpoint: str,
+    model: str,
+    secrets: Iterable[str],
+) -> ProviderResult:
+    """The images of a 2xx answer, or the :class:`ProviderError` saying why there are none.
+
+    Args:
+        status: The HTTP status (a 2xx).
+        content_type: The ``content-type`` header (``""`` when absent).
+        content: The body as received.
+        endpoint: The URL called, as errors show it.
+        model: The model asked for.
+        secrets: Exact values to mask in errors (the key in use).
+
+    Returns:
+        The decoded images, in the order returned, with the token usage.
+
+    Raises:
+        ProviderError: See the module's table.
+    """
+    secrets = tuple(secrets)
+
+    def unexpected(what: str, body: object = content) -> ProviderError:
+        return unexpected_answer(
+            what,
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            content_type=content_type,
+            body=body,
+            secrets=secrets,
+            check=BASE_URL_CHECK,
+        )
+
+    if _is_event_stream(content_type, content):
+        return _read_stream(content, endpoint=endpoint, model=model, unexpected=unexpected)
+    try:
+        body = json.loads(content)
+    except (UnicodeDecodeError, ValueError):
+        raise unexpected("the answer is not JSON") from None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise unexpected(f"the answer is not an Images API answer ({_shape(body)})")
+    if not data:
+        raise ProviderError(
+            message=f"{PROVIDER} {endpoint}: the answer holds no images (empty data list)",
+            hint="the provider sent an incomplete answer; trying again usually helps",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+        )
+    images = [
+        _decode(item, index, len(data), endpoint, status)
+        for index, item in enumerate(data, start=1)
+    ]
+    usage = body.get("usage")
+    return ProviderResult(
+        images=images,
+        usage=usage_counts(usage) if isinstance(usage, Mapping) else None,
+        model=model,
+    )
+
+
+def _is_event_stream(content_type: str, content: bytes) -> bool:
+    if content_type.split(";", 1)[0].strip().lower() == "text/event-stream":
+        return True
+    return content.lstrip().startswith((b"event:", b"data:"))
+
+
+def _shape(body: object) -> str:
+    """What a JSON body is, in a few words: ``an object with keys error, id``."""
+    if isinstance(body, dict):
+        if "data" not in body:
+            keys = ", ".join(sorted(str(key) for key in body)[:6]) or "none"
+            return f"an object without a data list; keys: {keys}"
+        data = body["data"]
+        if not isinstance(data, list):
+            return f"data is {_kind(data)}, not a list"
+        return "data holds items that are not objects"
+    return f"{_kind(body)}, not an object"
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    names = {str: "a string", list: "a list", bool: "a boolean", int: "a number"}
+    return names.get(type(value), "a number" if isinstance(value, float) else "an object")
+
+
+def _decode(
+    item: Mapping[str, object], index: int, total: int, endpoint: str, status: int
+) -> ProviderImage:
+    b64 = item.get("b64_json")
+    if not isinstance(b64, str) or not b64:
+        found = "a URL" if item.get("url") else "nothing"
+        raise ProviderError(
+            message=f"{PROVIDER} {endpoint}: image {index} of {total} has no b64_json, got {found}",
+            hint="GPT image models always answer base64; check that base_url points at an "
+            "OpenAI-compatible Images API",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            retryable=False,
+        )
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProviderError(
+            message=f"{PROVIDER} {endpoint}: image {index} of {total} is not valid base64 "
+            f"({exc}; {len(b64)} characters)",
+            hint="the answer was cut short or garbled; trying again usually helps",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+        ) from exc
+    return image_from_bytes(raw, index=index, total=total, provider=PROVIDER, endpoint=endpoint)
+
+
+def _events(content: bytes) -> list[dict[str, object]]:
+    """The JSON ``data:`` of each server-sent event; the event name fills a missing ``type``."""
+    events = []
+    text = content.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    for block in text.split("\n\n"):
+        name, lines = "", []
+        for line in block.split("\n"):
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                lines.append(value)
+        try:
+            event = json.loads("\n".join(lines)) if lines else None
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            event.setdefault("type", name)
+            events.append(event)
+    return events
+
+
+def _read_stream(
+    content: bytes,
+    *,
+    endpoint: str,
+    model: str,
+    unexpected: Callable[[str], ProviderError],
+) -> ProviderResult:
+    """The final images of an image event stream: they were made and paid for, so kept."""
+    events = _events(content)
+    finals = [event for event in events if event.get("type") in _COMPLETED]
+    if not finals:
+        partials = sum(1 for event in events if event.get("type") in _PARTIAL)
+        raise unexpected(
+            f"the answer is an event stream ({len(events)} events, {partials} partial "
+            "images) without a final image"
+        )
+    images = [
+        _decode(event, index, len(finals), endpoint, 200)
+        for index, event in enumerate(finals, start=1)
+    ]
+    usage: dict[str, int] = {}
+    for event in finals:
+        reported = event.get("usage")
+        counts = usage_counts(reported) if isinstance(reported, Mapping) else None
+        for key, value in (counts or {}).items():
+            usage[key] = usage.get(key, 0) + value
+    return ProviderResult(images=images, usage=usage or None, model=model)
+
+
+def usage_counts(usage: Mapping[str, object]) -> dict[str, int] | None:
+    """Token counts of an answer's ``usage``, flattened; a field left out is left out here."""
+
+    def details(name: str) -> Mapping[str, object]:
+        value = usage.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    fields = {
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+        "input_image_tokens": details("input_tokens_details").get("image_tokens"),
+        "input_text_tokens": details("input_tokens_details").get("text_tokens"),
+        "output_image_tokens": details("output_tokens_details").get("image_tokens"),
+        "output_text_tokens": details("output_tokens_details").get("text_tokens"),
+    }
+    counts = {
+        key: value
+        for key, value in fields.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
+    return counts or None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fetchflow.errors import (
         FetchflowError,
+        Interrupted,
         PluginError,
         Problem,
         ProviderError,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         TemplateError,
         WorkflowInvalid,
     )
+    from fetchflow.interrupt import check_interrupt, stop_requested
     from fetchflow.step import (
         RuleViolation,
         Step,
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 _HOMES = {
     "fetchflow.errors": (
         "FetchflowError",
+        "Interrupted",
         "PluginError",
         "Problem",
         "ProviderError",
@@ -47,6 +50,7 @@ _HOMES = {
         "TemplateError",
         "WorkflowInvalid",
     ),
+    "fetchflow.interrupt": ("check_interrupt", "stop_requested"),
     "fetchflow.step": (
         "RuleViolation",
         "Step",
@@ -60,6 +64,7 @@ _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "FetchflowError",
+    "Interrupted",
     "PluginError",
     "Problem",
     "ProviderError",
@@ -75,7 +80,9 @@ __all__ = [
     "TemplateError",
     "WorkflowInvalid",
     "__version__",
+    "check_interrupt",
     "deferred",
+    "stop_requested",
 ]
 
 

@@ -202,7 +202,8 @@ def _run(args: argparse.Namespace) -> int:
         given = {**earlier, **given}
     inputs = resolve_inputs(plan.header, given)
     budget = budget_flag if budget_flag is not None else plan.header.budget_usd
-    estimate = estimate_plan(plan, inputs, settings, reused=set(reuse))
+    done = {step_id for step_id, reused in reuse.items() if reused.complete}
+    estimate = estimate_plan(plan, inputs, settings, reused=done)
     if args.dry_run:
         if args.json:
             print(json.dumps(_estimate_json(plan.name, estimate, budget), indent=2))

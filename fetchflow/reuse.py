@@ -3,7 +3,9 @@
 - Every run's report is saved under ``<home>/runs/<run id>.json`` with its inputs and a
   fingerprint of each step's definition. ``fetchflow run --resume RUN_ID`` reuses the
   outputs of every step of that run that completed and whose definition has not changed
-  since (no provider call; shown as reused), and runs the rest.
+  since (no provider call; shown as reused), and runs the rest. A step that kept part of its
+  work (an interrupted image step's paid images) gets it back (``StepContext.kept``) and
+  makes only what is missing. Interrupted runs are saved too.
 - A step with ``cache: true`` looks its *rendered* request up in ``<home>/cache/`` (keyed on
   the step type and every rendered, validated field: prompt, model, every parameter, seed,
   reference images' hashes) and reuses the output of an earlier run on a hit.
@@ -50,10 +52,13 @@ class Reused:
     Attributes:
         output: The step's output (JSON data).
         note: Where it came from, as users read it (``reused from run …``, ``cache hit``).
+        complete: False for a partial output (what a step kept before it was interrupted
+            or failed): the step runs again, given it as ``StepContext.kept``.
     """
 
     output: object
     note: str
+    complete: bool = True
 
 
 def _write_json(path: Path, document: object) -> None:
@@ -137,7 +142,9 @@ def outputs_to_resume(
     """The inputs of an earlier run of ``plan`` and the outputs it can reuse.
 
     Reused: every step that completed then and whose definition is unchanged. A failed,
-    skipped or edited step runs again (and so does everything after it that used it).
+    skipped or edited step runs again (and so does everything after it that used it); one
+    that kept a partial output (a list: the images an interrupted step made) and is
+    unchanged gets it as a :class:`Reused` with ``complete`` False, to make only the rest.
 
     Raises:
         ResumeError: No such saved run, or it was a run of another workflow.
@@ -161,11 +168,14 @@ def outputs_to_resume(
     reused: dict[str, Reused] = {}
     for step_id, step in plan.steps.items():
         result = steps.get(step_id)
-        if not isinstance(result, dict) or result.get("status") != "completed":
+        if not isinstance(result, dict) or fingerprints.get(step_id) != step_fingerprint(step):
             continue
-        if fingerprints.get(step_id) != step_fingerprint(step):
-            continue
-        reused[step_id] = Reused(result.get("output"), f"reused from run {run_id}")
+        output = result.get("output")
+        if result.get("status") == "completed":
+            reused[step_id] = Reused(output, f"reused from run {run_id}")
+        elif result.get("status") == "failed" and isinstance(output, list) and output:
+            note = f"continued from run {run_id} ({len(output)} kept)"
+            reused[step_id] = Reused(output, note, complete=False)
     return inputs, reused
 
 

@@ -112,6 +112,8 @@ class RunScheduler:
         common = step.common
         scope = self._scope(step)
         record = self.states.setdefault(step.id, _StepState())
+        earlier = self.reused.get(step.id)  # only a partial one: a complete one never runs
+        kept = fresh_links(earlier.output, self.open_store) if earlier is not None else None
 
         def run_step() -> object:
             with self.lock:
@@ -138,6 +140,7 @@ class RunScheduler:
                 read_secret=_read_secret,
                 progress=StepProgress(workflow=self.plan.name, step_id=step.id),
                 timeout_seconds=step.common.timeout_seconds,
+                kept=kept,
             )
             try:
                 check_interrupt()  # submitted before the stop request, not started yet
@@ -248,8 +251,9 @@ class RunScheduler:
         return [allow_failure(self.futures[up]) for up in step.depends_on if up in self.futures]
 
     def _submit(self, step: PlannedStep) -> None:
-        if step.id in self.reused:
-            self._submit_reused(step, self.reused[step.id])
+        reused = self.reused.get(step.id)
+        if reused is not None and reused.complete:
+            self._submit_reused(step, reused)
             return
         decision = self.decisions.get(step.id)
         if decision is None and step.common.approval == "required":
@@ -388,7 +392,7 @@ class RunScheduler:
         state = future.state
         if state.is_completed():
             reused = self.reused.get(step.id)
-            if reused is not None:
+            if reused is not None and reused.complete:
                 output = fresh_links(reused.output, self.open_store)
             else:
                 output = future.result()

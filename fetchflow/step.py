@@ -140,6 +140,9 @@ class StepContext:
         progress: Reports progress of a multi-item step, when the run shows it.
         timeout_seconds: The step's ``timeout_seconds``: network calls should not wait
             longer (the engine can only interrupt Python code, not a blocked socket read).
+        kept: On ``--resume``, what the interrupted (or failed) earlier run of this step
+            made and kept, its partial output as JSON data with fresh links: a step that can
+            makes only the rest. None otherwise.
     """
 
     step_id: str
@@ -156,6 +159,27 @@ class StepContext:
     read_secret: Callable[[str], str] | None = field(default=None, repr=False)
     progress: Progress | None = field(default=None, repr=False)
     timeout_seconds: float | None = None
+    kept: object = field(default=None, repr=False)
+
+    def interrupted(self) -> bool:
+        """Whether the run was asked to stop (Ctrl-C, SIGTERM): start nothing billable."""
+        from fetchflow.interrupt import stop_requested
+
+        return stop_requested()
+
+    def check_interrupt(self, what: str = "") -> None:
+        """Call before each billable call: raises once the run was asked to stop.
+
+        Args:
+            what: What would have started (``image 2 of 3``), for the message.
+
+        Raises:
+            Interrupted: A stop was requested; not retried. Hand on what the step made
+                before it as the error's ``partial_output`` so the run keeps it.
+        """
+        from fetchflow.interrupt import check_interrupt
+
+        check_interrupt(what)
 
     @property
     def store(self) -> AssetStore:

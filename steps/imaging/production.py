@@ -11,10 +11,11 @@ it arrives, so images already paid for survive a later failed call: that failure
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fetchflow.errors import ProviderError, StepError, StorageError
+from fetchflow.interrupt import check_interrupt
 from steps.imaging.catalog import ModelSpec, SizeChoice
 from steps.imaging.estimate import size_choice
 from steps.imaging.partial import KeptImage, PartialImages
@@ -245,6 +246,7 @@ def produce(
     retry: RetryPolicy = SINGLE_ATTEMPT,
     gate: ProviderGate | None = None,
     logger: StepLogger = _LOG,
+    earlier: Sequence[KeptImage] = (),
 ) -> None:
     """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
 
@@ -258,6 +260,9 @@ def produce(
         retry: How failed calls are retried (default: not at all).
         gate: The provider's call limit (default: none).
         logger: The step's logger: retries and waits for a slot are logged there.
+        earlier: Images of this job an interrupted run already made and kept (``--resume``;
+            their records' ``index`` says which): a call whose images are all there is not
+            made again, and a later failure hands them on with the new ones.
 
     Raises:
         ProviderError: The first call failed (nothing was kept): a refusal at once, a
@@ -267,9 +272,12 @@ def produce(
             images were kept; ``kept`` holds their records, the message says how many
             and where, and the error that stopped the step is chained.
     """
-    kept: list[KeptImage] = []
+    kept: list[KeptImage] = list(earlier)
+    made_before = {image.record.get("index") for image in earlier}
     try:
         for first, request in requests_for(job):
+            if made_before.issuperset(range(first, first + request.count)):
+                continue  # paid for by the interrupted run this one resumes
             result = _call(
                 provider,
                 request,
@@ -345,6 +353,7 @@ def _call(
     """One provider call, through the gate and the retry loop."""
 
     def send() -> ProviderResult:
+        check_interrupt(describe)  # a stop was requested (Ctrl-C): start no billable call
         if isinstance(request, EditRequest):
             if not isinstance(provider, ImageEditor):  # pragma: no cover - every provider edits
                 raise TypeError(f"provider {provider.name} cannot edit images")

@@ -159,6 +159,7 @@ def make_images(
     from steps.imaging.production import produce
     from steps.imaging.retrying import ProviderGate, RetryPolicy
 
+    earlier = _kept_before(ctx, job, prompt_sha256)
     assets: list[ImageAsset] = []
 
     def keep(made: MadeImage) -> KeptImage:
@@ -190,7 +191,15 @@ def make_images(
     if ctx.progress is not None:
         ctx.progress.start(job.total)
     try:
-        produce(job, provider, keep, retry=retry, gate=gate, logger=ctx.logger)
+        produce(
+            job,
+            provider,
+            keep,
+            retry=retry,
+            gate=gate,
+            logger=ctx.logger,
+            earlier=[KeptImage(asset.storage_uri, record) for asset, record in earlier],
+        )
     except PartialImages:
         if config.charge_type == "hosted":
             record_hosted_usage(ctx, assets)  # the kept images were paid for
@@ -199,4 +208,27 @@ def make_images(
         provider.close()
     if config.charge_type == "hosted":
         record_hosted_usage(ctx, assets)
-    return assets
+    return sorted([asset for asset, _ in earlier] + assets, key=lambda asset: asset.index)
+
+
+def _kept_before(
+    ctx: StepContext, job: ImageJob, prompt_sha256: str
+) -> list[tuple[ImageAsset, dict[str, object]]]:
+    """The images of this very job an interrupted run made and kept (``ctx.kept``, given on
+    ``--resume``): same provider, prompt and seed, an index the job asks for."""
+    from pydantic import ValidationError
+
+    found: list[tuple[ImageAsset, dict[str, object]]] = []
+    for record in ctx.kept if isinstance(ctx.kept, list) else []:
+        try:
+            asset = ImageAsset.model_validate(record)
+        except ValidationError:
+            continue
+        seed = None if job.seed is None else job.seed + asset.index
+        if (asset.provider, asset.prompt_sha256, asset.seed) == (
+            job.spec.provider,
+            prompt_sha256,
+            seed,
+        ) and asset.index < job.total:
+            found.append((asset, record))
+    return found

@@ -1,6 +1,9 @@
 """Calling an image provider politely: our own retry loop and a per-provider call limit.
 
-The SDKs' own retries are off, so every attempt is made (and counted, and logged) here.
+The SDKs' own retries are off, so every attempt is made (and counted, and logged) here, and
+only here: the error this loop raises once it gives up is not ``retryable``, so a step's
+``retries`` never repeat the loop. One image call costs at most
+``FETCHFLOW_PROVIDER_ATTEMPTS`` requests whatever the step's ``retries`` say.
 :func:`call_with_retries` retries only a :class:`~fetchflow.errors.ProviderError` that says
 it is ``retryable`` (429, 5xx, timeouts, connection failures, garbled answers) with
 exponential backoff and jitter, waiting at least what the provider asked for
@@ -160,7 +163,8 @@ def call_with_retries(
             error, of the same type and fields, its message saying how many attempts were
             made over how long and the last failure (``gave up after 4 attempts in 7.4 s;
             last: 500``); or a rate limit whose ``retry_after`` is longer than
-            ``max_delay``, saying how long the provider asked to wait.
+            ``max_delay``, saying how long the provider asked to wait. Both of these are
+            no longer ``retryable``: the attempts were this loop's to make.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
@@ -182,6 +186,7 @@ def call_with_retries(
                     f"{_plural(attempt, 'attempt')} made)",
                     hint=f"wait {asked:g} s and run again, allow longer waits with "
                     f"{_MAX_DELAY_SETTING}, or run fewer image steps at once",
+                    retryable=False,  # this loop owns provider retries: the step's do not add
                 ) from error
             if attempt == attempts:
                 raise dataclasses.replace(
@@ -191,6 +196,7 @@ def call_with_retries(
                     hint=f"{error.hint}; {_ATTEMPTS_SETTING} allows more attempts"
                     if error.hint
                     else f"{_ATTEMPTS_SETTING} allows more attempts",
+                    retryable=False,  # this loop owns provider retries: the step's do not add
                 ) from error
             wait = min(
                 max(asked or 0.0, backoff_delay(attempt, base_delay=base_delay, jitter=jitter())),

@@ -324,7 +324,7 @@ def test_exhausted_attempts_say_how_many_and_the_last_status(
         run_step(ctx, **faulty.step)
 
     assert len(faulty.fake.requests) == 3
-    assert (caught.value.status, caught.value.retryable) == (500, True)
+    assert (caught.value.status, caught.value.retryable) == (500, False)  # no step retry
     assert [m.group(1, 2, 3) for m in attempt_lines(caplog)] == [
         ("2", "3", "500"),
         ("3", "3", "503"),

@@ -255,7 +255,7 @@ def test_exhausted_attempts_say_how_many_how_long_and_the_last_status(
         503,
         "openai",
         ENDPOINT,
-        True,
+        False,  # the loop owns provider retries: a step's retries must not repeat it
     )
     assert script.calls == 4 and fake.slept == [0.5, 1.0, 2.0]
     assert [line.split(":")[0] for line in retry_lines(caplog)] == [
@@ -286,6 +286,7 @@ def test_a_rate_limit_keeps_its_type_and_retry_after_when_exhausted() -> None:
         run(Script([rate_limited(0.1)]), FakeTime(), attempts=1)
     assert caught.value.retry_after == 0.1
     assert "(gave up after 1 attempt in 0.0 s; last: 429)" in caught.value.message
+    assert caught.value.retryable is False
 
 
 def test_a_retry_after_longer_than_max_delay_gives_up_saying_how_long() -> None:
@@ -301,7 +302,7 @@ def test_a_retry_after_longer_than_max_delay_gives_up_saying_how_long() -> None:
         run(script, fake)
 
     assert script.calls == 2 and fake.slept == [0.5]
-    assert caught.value.retry_after == 90.0
+    assert caught.value.retry_after == 90.0 and caught.value.retryable is False
 
 
 def test_attempts_must_be_at_least_one() -> None:

@@ -17,13 +17,14 @@ import json
 from pathlib import Path
 
 import pytest
-from test_bad_input_catalogue import (  # noqa: F401
-    Sandbox,
-    fake_gemini,
-    fake_openai,
-    probe_dir,
-    sandbox,
-)
+import test_bad_input_catalogue as catalogue
+from test_bad_input_catalogue import Sandbox
+
+# The catalogue's fixtures, used by name.
+fake_openai = catalogue.fake_openai
+fake_gemini = catalogue.fake_gemini
+probe_dir = catalogue.probe_dir
+sandbox = catalogue.sandbox
 
 pytestmark = pytest.mark.prefect
 

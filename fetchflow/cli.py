@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = check_file(args.file, _registry())
     given = parse_input_args(plan.header, args.input)
     reuse: dict[str, Reused] = {}
-    if args.resume:
+    if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
         earlier, reuse = outputs_to_resume(settings.home, args.resume, plan)
         given = {**earlier, **given}
     inputs = resolve_inputs(plan.header, given)
@@ -213,9 +213,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         check_budget(estimate, budget)
-        store = preflight(plan, settings)
-        if os.environ.get("PREFECT_API_URL"):
+        if os.environ.get("PREFECT_API_URL"):  # before the store check writes its probe
             check_prefect_api(os.environ["PREFECT_API_URL"])
+        store = preflight(plan, settings)
     except (RunError, SettingsInvalid) as error:
         if args.json:  # scripts reading --json get a document for this failure too
             document: dict[str, object] = {

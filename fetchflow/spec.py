@@ -7,6 +7,7 @@ config model (see :mod:`fetchflow.step`); everything here is what the engine its
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal
 
@@ -56,7 +57,9 @@ def _type_problem(kind: InputType, value: object) -> str | None:
     ok = {
         "string": isinstance(value, str),
         "integer": isinstance(value, int) and not isinstance(value, bool),
-        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "number": isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value),  # nan and inf would pass every comparison check
         "boolean": isinstance(value, bool),
         "list": isinstance(value, list),
         "object": isinstance(value, dict),
@@ -140,9 +143,12 @@ def parse_input_value(spec: InputSpec, text: str) -> object:
             raise ValueError(f"expected an integer, got {text!r}") from None
     if kind == "number":
         try:
-            return float(text.strip())
+            number = float(text.strip())
         except ValueError:
             raise ValueError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {text!r}")
+        return number
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
@@ -179,6 +185,17 @@ class WorkflowHeader(BaseModel):
     approval_timeout_seconds: float = Field(
         3600, gt=0, le=7 * 86400, description="How long the batch form waits."
     )
+
+    @field_validator("budget_usd")
+    @classmethod
+    def _budget_is_finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):  # .inf: no guard at all
+            raise RuleViolation(
+                f"must be a finite amount of US dollars, got {value}",
+                fields=(),
+                hint="give the most a run may cost, e.g. budget_usd: 2.50, or remove it",
+            )
+        return value
 
     @field_validator("inputs")
     @classmethod

@@ -1,0 +1,323 @@
+"""Bad input on the command line and in the settings: one message, exit 2, nothing run.
+
+Through the real command (``python -m fetchflow.cli``) in the catalogue's sandbox, where every
+key points at the fake providers. Each case checks the exact message and hint, the exit code
+2, and that nothing happened: no provider request, no write, Prefect never imported.
+
+- ``--budget`` and ``budget_usd`` must be a finite amount above 0 (nan, inf and negatives
+  would switch the budget guard off); a number ``--input`` must be finite;
+- ``--resume`` of an unknown or malformed id, of another workflow's run, or of an unreadable
+  record is a mistake on the command line;
+- a ``PREFECT_API_URL`` nothing answers at (a stopped ``fetchflow server``), or that is no
+  http(s) URL, and a ``FETCHFLOW_STORE`` that cannot be used are settings problems.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from test_bad_input_catalogue import (  # noqa: F401
+    Case,
+    Sandbox,
+    expected_stderr,
+    fake_gemini,
+    fake_openai,
+    probe_dir,
+    sandbox,
+)
+
+DATA = Path(__file__).resolve().parent / "data" / "catalogue" / "cli"
+BILLABLE = DATA / "billable.yaml"
+OTHER_RUN = "0b9f3c1e-5d2a-4c4b-9d7e-2f1a6b8c9d00"
+
+# -- --budget and budget_usd -----------------------------------------------------------------
+
+BUDGET_HINT = "give the most the run may cost, e.g. --budget 2.50 (or leave it out)"
+
+BUDGET_FLAG_CASES = {
+    "nan": "not finite",
+    "NaN": "not finite",
+    "inf": "not finite",
+    "-inf": "not finite",
+    "1e400": "not finite",
+    "-1": "not above 0",
+    "0": "not above 0",
+    "-0.0": "not above 0",
+    "abc": "not a number",
+    "": "not a number",
+}
+
+
+@pytest.mark.parametrize("value", list(BUDGET_FLAG_CASES), ids=lambda v: v or "empty")
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_budget_flag_that_is_not_a_finite_amount_above_0_is_refused(
+    sandbox: Sandbox,  # noqa: F811
+    value: str,
+    dry_run: bool,
+) -> None:
+    args = ["run", str(BILLABLE), f"--budget={value}", *(["--dry-run"] if dry_run else [])]
+    outcome = sandbox.fetchflow(*args)
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stdout == ""
+    assert outcome.stderr.splitlines() == [
+        f"--budget: expected an amount of US dollars above 0, got {value!r} "
+        f"({BUDGET_FLAG_CASES[value]})",
+        f"  hint: {BUDGET_HINT}",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+BUDGET_FILE_CASES = {
+    "budget_inf": Case(
+        '3:1: field "budget_usd": must be a finite amount of US dollars, got inf',
+        "give the most a run may cost, e.g. budget_usd: 2.50, or remove it",
+    ),
+    "budget_nan": Case(
+        '3:1: field "budget_usd": must be greater than 0; got NaN', "use a value > 0.0"
+    ),
+    "budget_negative": Case(
+        '3:1: field "budget_usd": must be greater than 0; got -1', "use a value > 0.0"
+    ),
+    "number_default_nan": Case(
+        '4:25: input "scale" field "default": default does not match type number: expected a '
+        "number, got NaN",
+        "give a default of type number, or change the type",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BUDGET_FILE_CASES))
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_budget_usd_or_number_default_that_is_not_finite_is_refused(
+    sandbox: Sandbox,  # noqa: F811
+    name: str,
+    command: str,
+) -> None:
+    path = DATA / f"{name}.yaml"
+    outcome = sandbox.fetchflow(command, str(path))
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stdout == ""
+    lines = outcome.stderr.splitlines()
+    assert lines == expected_stderr(
+        path, BUDGET_FILE_CASES[name], lines, summary=command == "validate"
+    )
+    sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+def test_a_number_input_that_is_not_finite_is_refused(
+    sandbox: Sandbox,  # noqa: F811
+    value: str,
+) -> None:
+    outcome = sandbox.fetchflow("run", str(BILLABLE), "--input", f"scale={value}")
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f'--input: input "scale": expected a finite number, got {value!r}',
+        "  hint: give scale a value of type number",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+# -- --resume --------------------------------------------------------------------------------
+
+
+def save_other_run(box: Sandbox) -> Path:
+    """A saved run of another workflow, as ``fetchflow run`` writes it."""
+    path = box.home / "runs" / f"{OTHER_RUN}.json"
+    path.parent.mkdir(parents=True)
+    document = {
+        "workflow": "not billable",
+        "file": "flows/other.yaml",
+        "inputs": {},
+        "run_id": OTHER_RUN,
+        "status": "interrupted",
+        "fingerprints": {},
+        "steps": {},
+    }
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_resume_of_an_unknown_run_exits_2_with_a_hint(sandbox: Sandbox) -> None:  # noqa: F811
+    save_other_run(sandbox)
+    outcome = sandbox.fetchflow("run", str(BILLABLE), "--resume", "3f2b1c0d-nope")
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: no saved run '3f2b1c0d-nope' in {sandbox.home / 'runs'}",
+        f"  hint: resume a run made on this machine with this FETCHFLOW_HOME (latest: {OTHER_RUN})",
+    ]
+    assert outcome.prefect_modules == []
+    assert sandbox.openai.requests == []
+
+
+@pytest.mark.parametrize("run_id", ["../runs/x", "a/b", "", ".hidden", "x" * 101, "id with space"])
+def test_resume_of_a_malformed_id_exits_2_and_reads_no_path(
+    sandbox: Sandbox,  # noqa: F811
+    run_id: str,
+) -> None:
+    outcome = sandbox.fetchflow("run", str(BILLABLE), f"--resume={run_id}")
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: --resume {run_id!r} is not a run id",
+        "  hint: give the id fetchflow run printed (▶ workflow · run <id>); latest saved runs: "
+        "none yet",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+def test_resume_of_another_workflows_run_exits_2(sandbox: Sandbox) -> None:  # noqa: F811
+    save_other_run(sandbox)
+    outcome = sandbox.fetchflow("run", str(BILLABLE), "--resume", OTHER_RUN)
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: run {OTHER_RUN} was a run of workflow 'not billable', not 'billable'",
+        "  hint: resume it with its own workflow file (flows/other.yaml)",
+    ]
+    assert outcome.prefect_modules == []
+    assert sandbox.openai.requests == []
+
+
+def test_resume_of_an_unreadable_record_exits_2_not_internal_error(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    path = save_other_run(sandbox)
+    path.write_text('{"workflow": "billable", "steps": {', encoding="utf-8")
+    outcome = sandbox.fetchflow("run", str(BILLABLE), "--resume", OTHER_RUN)
+
+    assert outcome.code == 2, outcome.stderr
+    lines = outcome.stderr.splitlines()
+    assert lines[0].startswith(f"fetchflow: saved run {path} cannot be read: ")
+    assert lines[1:] == ["  hint: delete it and run the workflow again (without --resume)"]
+    assert "internal error" not in outcome.stderr
+    assert sandbox.openai.requests == []
+
+
+# -- settings: PREFECT_API_URL and FETCHFLOW_STORE -------------------------------------------
+
+SERVER_HINT = (
+    "  hint: start the server (fetchflow server, or prefect server start), or unset "
+    "PREFECT_API_URL to run on a temporary one"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [["run"], ["run", "--json"]], ids=["run", "json"])
+def test_a_stopped_prefect_server_is_a_settings_error_before_any_call(
+    sandbox: Sandbox,  # noqa: F811
+    command: list[str],
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"  # what a stopped `fetchflow server` leaves
+    sandbox.env["PREFECT_API_URL"] = url
+    outcome = sandbox.fetchflow(command[0], str(BILLABLE), *command[1:])
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: PREFECT_API_URL={url!r}: no Prefect server answers: nothing listens "
+        "there (connection refused)",
+        SERVER_HINT,
+    ]
+    if "--json" in command:
+        document = json.loads(outcome.stdout)
+        assert (document["run_id"], document["status"]) == (None, "failed")
+        assert document["error"].startswith(f"PREFECT_API_URL={url!r}: no Prefect server")
+    sandbox.assert_nothing_happened(outcome)
+
+
+def test_approve_against_a_stopped_prefect_server_is_a_settings_error(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    sandbox.env["PREFECT_API_URL"] = url
+    outcome = sandbox.fetchflow("approve", OTHER_RUN)
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines()[1:] == [SERVER_HINT]
+    sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.parametrize(
+    ("url", "found"),
+    [
+        ("localhost:4200", "is not an http(s) URL"),
+        ("ftp://127.0.0.1/api", "is not an http(s) URL"),
+        ("http:///api", "is not an http(s) URL"),
+        ("http://no-such-host.invalid/api", "unknown host"),
+    ],
+)
+def test_a_prefect_api_url_that_cannot_work_is_a_settings_error(
+    sandbox: Sandbox,  # noqa: F811
+    url: str,
+    found: str,
+) -> None:
+    sandbox.env["PREFECT_API_URL"] = url
+    outcome = sandbox.fetchflow("run", str(BILLABLE))
+
+    assert outcome.code == 2, outcome.stderr
+    first, hint = outcome.stderr.splitlines()
+    assert first.startswith(f"fetchflow: PREFECT_API_URL={url!r}")
+    assert found in first
+    assert hint.startswith("  hint: ") and "unset" in hint
+    sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.parametrize(
+    ("store", "lines"),
+    [
+        (
+            "s3://",
+            [
+                "fetchflow: FETCHFLOW_STORE='s3://' is not a usable S3 location: 's3://' names "
+                "no bucket",
+                "  hint: use s3://bucket or s3://bucket/some/prefix",
+            ],
+        ),
+        (
+            "ftp://host/assets",
+            [
+                "fetchflow: FETCHFLOW_STORE='ftp://host/assets': ftp:// stores are not supported",
+                "  hint: set FETCHFLOW_STORE to s3://bucket/prefix or to a folder path",
+            ],
+        ),
+    ],
+    ids=["no-bucket", "ftp"],
+)
+def test_a_store_setting_that_cannot_work_is_a_settings_error(
+    sandbox: Sandbox,  # noqa: F811
+    store: str,
+    lines: list[str],
+) -> None:
+    sandbox.env["FETCHFLOW_STORE"] = store
+    outcome = sandbox.fetchflow("run", str(BILLABLE))
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == lines
+    sandbox.assert_nothing_happened(outcome)
+
+
+def test_a_store_folder_that_is_a_file_is_a_settings_error(sandbox: Sandbox) -> None:  # noqa: F811
+    taken = sandbox.tmp / "a-file"
+    taken.write_text("not a folder", encoding="utf-8")
+    sandbox.env["FETCHFLOW_STORE"] = str(taken)
+    outcome = sandbox.fetchflow("run", str(BILLABLE))
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: local asset store {taken} is not writable: File exists",
+        f"  hint: make {taken} a writable folder, or set FETCHFLOW_STORE to a writable folder "
+        "(or s3://bucket/prefix)",
+    ]
+    sandbox.assert_nothing_happened(outcome)

@@ -38,7 +38,8 @@ def render_config(
         except jinja2.exceptions.SecurityError as error:
             raise TemplateError(
                 message=f'field "{name}": template refused: {error}',
-                hint="templates may read inputs, run and step outputs only",
+                # A limit refusal (fetchflow.template_limits) says the limits in its hint.
+                hint=getattr(error, "hint", "templates may read inputs, run and step outputs only"),
                 step_id=step.id,
                 field=name,
                 retryable=False,

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from jinja2 import nodes
@@ -104,21 +105,64 @@ def _environment_class() -> type[ImmutableSandboxedEnvironment]:
             value._fail_with_undefined_error()
         return value
 
+    from fetchflow import template_limits as limits
+
     class Template(NativeTemplate):
         pass
 
     class Environment(ImmutableSandboxedEnvironment):
-        """Sandboxed, strict, native-valued, with the YAML-safe delimiters."""
+        """Sandboxed, strict, native-valued, with the YAML-safe delimiters, and bounded:
+        what a template builds and how long it works (see :mod:`fetchflow.template_limits`).
+        """
 
         code_generator_class = NativeCodeGenerator
         template_class = Template
         concat = staticmethod(_concat)
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
 
         def __init__(self, **options: Any) -> None:
             super().__init__(finalize=strict, **options)
+            self.filters = {**limits.bounded_filters(self.filters), **limits.HOOKS}
+            lipsum = cast("Callable[..., str]", self.globals["lipsum"])
+            self.globals["lipsum"] = limits.bounded_lipsum(lipsum)
+
+        def _generate(self, source: Any, *args: Any, **kwargs: Any) -> Any:
+            return super()._generate(limits.transform(source), *args, **kwargs)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            limits.check_binop(operator, left, right)
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            limits.check_call(__obj, args)
+            result = super().call(__context, __obj, *args, **kwargs)
+            if isinstance(result, str):
+                limits.check_size(result, "this call")
+            return result
+
+        def wrap_str_format(self, value: Any) -> Any:
+            return limits.bounded_str_format(self, value) or super().wrap_str_format(value)
 
     Template.environment_class = Environment  # type: ignore[assignment]
     return Environment
+
+
+@contextmanager
+def _bounded() -> Iterator[None]:
+    """One render's budget; Python's own limits reached by a template become refusals."""
+    from fetchflow import template_limits as limits
+
+    try:
+        with limits.render_budget():
+            yield
+    except RecursionError:
+        raise limits.limit_error(
+            "the template nests too deeply (macros or includes that call themselves?)"
+        ) from None
+    except OverflowError as error:  # range() past the sandbox's MAX_RANGE, float overflow
+        raise limits.limit_error(str(error)) from None
+    except MemoryError:
+        raise limits.limit_error("the template ran out of memory") from None
 
 
 class Templates:
@@ -179,18 +223,41 @@ class Templates:
         return source, filename or name
 
     def render(self, source: str, scope: Mapping[str, object]) -> object:
-        """Render one value: native when it is exactly one expression, else text."""
-        template = self.env.from_string(canonical(source))
-        return template.render(scope)
+        """Render one value: native when it is exactly one expression, else text.
+
+        Raises:
+            jinja2.TemplateError: The template is broken, reads something undefined, or was
+                refused (a ``template_limits.TemplateLimitError`` when it went past the
+                limits of what a template may build or do).
+        """
+        with _bounded():
+            template = self.env.from_string(canonical(source))
+            return template.render(scope)
 
     def render_text(self, source: str, scope: Mapping[str, object]) -> str:
         """Render a template and always return text."""
         return to_text(self.render(source, scope))
 
     def render_file(self, name: str, scope: Mapping[str, object]) -> str:
-        """Render a template file from the search path as text."""
-        template = self.env.get_template(name)
-        return to_text(template.render(scope))
+        """Render a template file from the search path as text.
+
+        Raises:
+            jinja2.TemplateError: As :meth:`render`.
+            fetchflow.errors.TemplateError: The file went past the template limits.
+        """
+        from fetchflow import template_limits as limits
+        from fetchflow.errors import TemplateError
+
+        try:
+            with _bounded():
+                template = self.env.get_template(name)
+                return to_text(template.render(scope))
+        except limits.TemplateLimitError as error:
+            raise TemplateError(
+                message=f'template file "{name}": template refused: {error}',
+                hint=error.hint,
+                retryable=False,
+            ) from None
 
     def render_value(self, value: object, scope: Mapping[str, object]) -> object:
         """Render every template string inside a value (lists and mappings included).

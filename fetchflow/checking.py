@@ -30,7 +30,7 @@ from fetchflow.spec import (
     StepCommon,
     WorkflowHeader,
 )
-from fetchflow.step import Step, StepRegistry
+from fetchflow.step import Step, StepRegistry, project_root
 from fetchflow.template_checks import TemplateChecks
 from fetchflow.templating import Templates, is_template
 from fetchflow.validation import FieldIssue, describe_value, translate_errors, validate_config
@@ -382,7 +382,12 @@ class _Checker(TemplateChecks):
         who = (common.id, common.type)
         before = len(self.problems)
         templated = frozenset(key for key, value in config.items() if _has_template(value))
-        _, issues = validate_config(step_cls.config_model, config, templated)
+        _, issues = validate_config(
+            step_cls.config_model,
+            config,
+            templated,
+            project_root=project_root(self.templates.search_path),
+        )
         known = [*STEP_COMMON_KEYS, *step_cls.config_model.model_fields]
         for issue in issues:
             if issue.message.startswith('unknown field "'):

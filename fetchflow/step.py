@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
@@ -48,10 +49,13 @@ __all__ = [
     "StepContext",
     "StepRegistry",
     "deferred",
+    "project_root",
+    "static_project_root",
 ]
 
 ENTRY_POINT_GROUP = "fetchflow.steps"
 TEMPLATED_CONTEXT_KEY = "fetchflow_templated"
+PROJECT_ROOT_CONTEXT_KEY = "fetchflow_project_root"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 OutputT = TypeVar("OutputT")
@@ -107,6 +111,26 @@ def deferred(info: ValidationInfo, *fields: str) -> bool:
         return False
     templated = context.get(TEMPLATED_CONTEXT_KEY, frozenset())
     return any(name in templated for name in fields)
+
+
+def project_root(search_path: Sequence[Path]) -> Path:
+    """The project folder, which relative file paths in steps are read under: the folder
+    holding the first ``templates/`` of the template search path, else the current folder.
+    """
+    for folder in search_path:
+        if folder.name == "templates":
+            return folder.resolve().parent
+    return Path.cwd().resolve()
+
+
+def static_project_root(info: ValidationInfo) -> Path | None:
+    """The project folder during the static check (to check that files exist), else None.
+
+    At run time the step reads its files and reports a missing one itself.
+    """
+    context = info.context
+    root = context.get(PROJECT_ROOT_CONTEXT_KEY) if isinstance(context, dict) else None
+    return root if isinstance(root, Path) else None
 
 
 class Progress(Protocol):

@@ -11,13 +11,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from fetchflow.references import closest
-from fetchflow.step import TEMPLATED_CONTEXT_KEY, RuleViolation
+from fetchflow.step import PROJECT_ROOT_CONTEXT_KEY, TEMPLATED_CONTEXT_KEY, RuleViolation
 
 __all__ = ["FieldIssue", "describe_value", "translate_errors", "validate_config"]
 
@@ -145,18 +146,25 @@ def _templated_field(issue_loc: Iterable[str | int], templated: frozenset[str]) 
 
 
 def validate_config(
-    model: type[BaseModel], raw: Mapping[str, object], templated: frozenset[str]
+    model: type[BaseModel],
+    raw: Mapping[str, object],
+    templated: frozenset[str],
+    *,
+    project_root: Path | None = None,
 ) -> tuple[BaseModel | None, list[FieldIssue]]:
     """Validate a step config whose templated fields are not known yet.
 
     Fields holding templates are checked once rendered; here they are left out when their
     type cannot hold the template text, and rules involving them wait (see
-    :func:`fetchflow.step.deferred`). Everything else is checked now.
+    :func:`fetchflow.step.deferred`). Everything else is checked now; ``project_root``
+    lets validators check that files named relative to the project exist.
 
     Returns:
         The model when everything known is valid and no field is templated, and the issues.
     """
-    context = {TEMPLATED_CONTEXT_KEY: templated}
+    context: dict[str, object] = {TEMPLATED_CONTEXT_KEY: templated}
+    if project_root is not None:
+        context[PROJECT_ROOT_CONTEXT_KEY] = project_root
     known = list(model.model_fields)
     data = dict(raw)
     for _attempt in range(2):

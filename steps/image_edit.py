@@ -55,7 +55,15 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import CostEstimate, RuleViolation, Step, StepConfig, StepContext, deferred
+from fetchflow.step import (
+    CostEstimate,
+    RuleViolation,
+    Step,
+    StepConfig,
+    StepContext,
+    deferred,
+    static_project_root,
+)
 from steps.imaging import rules
 from steps.imaging.assets import ImageAsset
 from steps.imaging.options import AspectRatio, ImageOutputConfig, prompt_as_text
@@ -63,6 +71,7 @@ from steps.imaging.references import (
     ImagesValue,
     ReferenceValue,
     check_images_value,
+    check_project_files,
     count_references,
     flatten_references,
 )
@@ -131,6 +140,7 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
         # Before the union is tried: one message naming what was found, not one per member.
         if not deferred(info, "images"):
             check_images_value(value)
+            check_project_files(value, "images", static_project_root(info))
         return value
 
     @field_validator("mask", mode="before")
@@ -145,6 +155,7 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
                 hint="give one mask, e.g. mask: << masks.output.0 >> or mask: masks/sky.png",
             )
         check_images_value(value, "mask")
+        check_project_files(value, "mask", static_project_root(info))
         return value
 
     @property

@@ -29,10 +29,17 @@ from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import RuleViolation, Step, StepConfig, StepContext, deferred
+from fetchflow.step import (
+    RuleViolation,
+    Step,
+    StepConfig,
+    StepContext,
+    deferred,
+    static_project_root,
+)
 from steps.imaging.assets import ImageAsset, store_asset
 from steps.imaging.options import refuse_booleans
-from steps.imaging.references import ImagesValue, check_images_value
+from steps.imaging.references import ImagesValue, check_images_value, check_project_files
 from steps.imaging.transform import MAX_OUTPUT_SIDE
 
 __all__ = ["ImageTransformConfig", "ImageTransformStep"]
@@ -77,6 +84,7 @@ class ImageTransformConfig(StepConfig):
         # Before the union is tried: one message naming what was found, not one per member.
         if not deferred(info, "images"):
             check_images_value(value)
+            check_project_files(value, "images", static_project_root(info))
         return value
 
     @field_validator("pad_color")

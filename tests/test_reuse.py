@@ -154,6 +154,8 @@ def test_a_cache_key_counts_an_input_record_by_its_content_not_its_link(tmp_path
         "    images: a.png\n    prompt: warmer\n    model: preview\n",
         encoding="utf-8",
     )
+    (tmp_path / "templates").mkdir()  # the project folder: validate checks a.png is there
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     step = check_file(workflow, StepRegistry.from_entry_points()).steps["warmer"]
     record = {
         "storage_uri": "s3://bucket/ab/abc.png",

@@ -9,8 +9,11 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from fetchflow.checking import check_text
+from fetchflow.errors import WorkflowInvalid
 from fetchflow.schema import workflow_schema
 from fetchflow.step import Step, StepConfig, StepContext, StepRegistry
+from fetchflow.templating import Templates
 from steps.template import TemplateStep
 
 ROOT = Path(__file__).parent.parent
@@ -190,18 +193,28 @@ def _templated_workflow(step_type: str, field: str, template: str) -> dict[str, 
     return {"name": "w", "inputs": {"value": {"type": "string", "default": "x"}}, "steps": [step]}
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    """A project folder holding the image the required fields name."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "templates").mkdir()
+    (root / "assets").mkdir()
+    (root / "assets" / "vase.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return Templates([root / "templates"])
+
+
 @pytest.mark.parametrize(("step_type", "field", "template"), _field_cases())
 def test_every_field_validate_accepts_as_a_template_the_schema_accepts(
-    validator: Draft202012Validator, step_type: str, field: str, template: str
+    validator: Draft202012Validator,
+    project: Templates,
+    step_type: str,
+    field: str,
+    template: str,
 ) -> None:
-    from fetchflow.checking import check_text
-    from fetchflow.errors import WorkflowInvalid
-    from fetchflow.templating import Templates
-
     document = _templated_workflow(step_type, field, template)
     text = yaml.safe_dump(document, sort_keys=False)
     try:
-        check_text(text, "w.yaml", StepRegistry.from_entry_points(), Templates())
+        check_text(text, "w.yaml", StepRegistry.from_entry_points(), project)
     except WorkflowInvalid as invalid:  # validate refuses it: the schema must too
         assert not validator.is_valid(document), [p.message for p in invalid.problems]
     else:

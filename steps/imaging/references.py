@@ -24,14 +24,17 @@ from urllib.parse import urlsplit
 
 from fetchflow.errors import StepError
 from fetchflow.step import RuleViolation, StepContext
+from fetchflow.step import project_root as project_folder
 
 __all__ = [
     "ImagesValue",
     "Reference",
     "ReferenceValue",
     "check_images_value",
+    "check_project_files",
     "count_references",
     "flatten_references",
+    "project_file",
     "project_root_of",
     "resolve_references",
 ]
@@ -132,10 +135,7 @@ def count_references(value: object) -> int:
 
 def project_root_of(ctx: StepContext) -> Path:
     """The project folder of a run: the folder above its ``templates/``, else the cwd."""
-    for folder in ctx.templates.search_path:
-        if folder.name == "templates":
-            return folder.resolve().parent
-    return Path.cwd().resolve()
+    return project_folder(ctx.templates.search_path)
 
 
 def resolve_references(value: object, *, ctx: StepContext, project_root: Path) -> list[Reference]:
@@ -187,25 +187,72 @@ def _resolve_one(item: object, *, ctx: StepContext, project_root: Path) -> Refer
     return _read_project_file(text, project_root=project_root, cap=ctx.settings.max_reference_bytes)
 
 
-def _read_project_file(text: str, *, project_root: Path, cap: int) -> Reference:
-    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute():
-        raise _refused(
-            f'reference "{text}" is an absolute path; files are read only under the '
-            f"project folder {project_root}",
-            "give the path relative to the project folder, e.g. assets/logo.png",
-        )
+def _is_path(item: object) -> bool:
+    """Whether a rendered reference names a project file (not a record, URL or template)."""
+    from fetchflow.templating import is_template
+
+    if not isinstance(item, str) or is_template(item):
+        return False
+    text = item.strip()
+    return "://" not in text and urlsplit(text).scheme.lower() not in ("http", "https", "data")
+
+
+def project_file(text: str, *, project_root: Path, field: str = "images") -> Path:
+    """The file a relative reference names, which must exist under ``project_root``.
+
+    Raises:
+        RuleViolation: An absolute path, a path leaving the project folder, or no such file.
+    """
     root = project_root.resolve()
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute():
+        raise RuleViolation(
+            f'reference "{text}" is an absolute path; files are read only under the project '
+            f"folder {root}",
+            fields=(field,),
+            hint="give the path relative to the project folder, e.g. assets/logo.png",
+        )
     path = (root / text).resolve()
     if not path.is_relative_to(root):
-        raise _refused(
+        raise RuleViolation(
             f'reference "{text}" leaves the project folder {root}',
-            "give a path inside the project folder, without ..",
+            fields=(field,),
+            hint="give a path inside the project folder, without ..",
         )
     if not path.is_file():
-        raise _refused(
+        raise RuleViolation(
             f'reference "{text}" is not a file under the project folder {root}',
-            "check the path (it is relative to the folder holding templates/)",
+            fields=(field,),
+            hint=f"check the path: it is relative to {_ROOT_RULE}",
         )
+    return path
+
+
+#: How the project folder is found (:func:`fetchflow.step.project_root`).
+_ROOT_RULE = "the folder holding templates/ (else the current folder)"
+
+
+def check_project_files(value: object, field: str, project_root: Path | None) -> None:
+    """Every file path ``value`` holds exists under ``project_root`` (static check).
+
+    Nothing is checked when the project folder is not known (``None``). Records, URLs and
+    templates are left to the run.
+
+    Raises:
+        RuleViolation: As :func:`project_file`.
+    """
+    if project_root is None:
+        return
+    for item in _flattened(value):
+        if _is_path(item):
+            project_file(str(item).strip(), project_root=project_root, field=field)
+
+
+def _read_project_file(text: str, *, project_root: Path, cap: int) -> Reference:
+    try:
+        path = project_file(text, project_root=project_root)
+    except RuleViolation as error:
+        raise _refused(error.message, error.hint) from None
+    root = project_root.resolve()
     size = path.stat().st_size
     if size > cap:
         raise _refused(

@@ -266,6 +266,11 @@ def validate_all(folder: Path) -> Validation:
     }
     for name, text in texts.items():
         (flows / f"{name}.yaml").write_text(text)
+    # The files the cases name (validate checks they exist under the project folder, here
+    # the current folder: there is no templates/).
+    (folder / "shots").mkdir()
+    for name in ["a", "b", "c", "d", "m", *(f"shots/{n}" for n in range(1, 18))]:
+        (folder / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     env = {key: value for key, value in os.environ.items() if not key.startswith("FETCHFLOW_")}
     result = subprocess.run(
         [sys.executable, "-m", "fetchflow.cli", "validate", *(f"flows/{n}.yaml" for n in texts)],

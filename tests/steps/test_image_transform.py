@@ -353,7 +353,11 @@ def test_a_step_output_inside_a_list_checks_and_validates_once_rendered(
     tmp_path: Path, store: LocalStore
 ) -> None:
     text = FLOW_HEAD.replace('"<< hero.output >>"', '["<< hero.output >>", art/logo.png]')
-    assert check_text(text, "t.yaml", StepRegistry.from_entry_points(), Templates()).steps
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # validate checks it is there
+    templates = Templates([tmp_path / "templates"])
+    assert check_text(text, "t.yaml", StepRegistry.from_entry_points(), templates).steps
     rendered = [[put_record(store), put_record(store)], "art/logo.png"]
     config = ImageTransformConfig.model_validate({"images": rendered, "width": 8})
     assert config.images == rendered

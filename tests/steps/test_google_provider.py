@@ -367,3 +367,212 @@ def test_google_error_for_connection_failures() -> None:
         "(refused for [redacted])"
     )
     assert mapped.retryable is True
+
+
+# -- finish reasons: one table, Google's finishMessage quoted -------------------------------
+
+FILTERED = "Unable to show the generated image. The image was filtered out."
+
+
+@pytest.mark.parametrize(
+    ("reason", "text", "retryable", "first", "hint"),
+    [
+        pytest.param(
+            "IMAGE_SAFETY",
+            None,
+            False,
+            f"the safety system filtered the generated image (finish_reason IMAGE_SAFETY); "
+            f'finishMessage: "{FILTERED}"',
+            "the image was made, then withheld, and may have been billed; rephrase the prompt "
+            "(not retried: the same prompt tends to be filtered again)",
+            id="image-safety",
+        ),
+        pytest.param(
+            "IMAGE_PROHIBITED_CONTENT",
+            None,
+            False,
+            "the safety system filtered the generated image as prohibited content "
+            f'(finish_reason IMAGE_PROHIBITED_CONTENT); finishMessage: "{FILTERED}"',
+            "the image was made, then withheld, and may have been billed; rephrase the prompt "
+            "(not retried: the same prompt tends to be filtered again)",
+            id="image-prohibited",
+        ),
+        pytest.param(
+            "SAFETY",
+            None,
+            False,
+            "the safety system refused the prompt (finish_reason SAFETY); "
+            f'finishMessage: "{FILTERED}"',
+            "rephrase the prompt; the same prompt is refused again, so it is not retried",
+            id="safety",
+        ),
+        pytest.param(
+            "BLOCKLIST",
+            None,
+            False,
+            "the answer was stopped for a term on a blocklist (finish_reason BLOCKLIST); "
+            f'finishMessage: "{FILTERED}"',
+            "remove the blocked term from the prompt; not retried: the same prompt is stopped "
+            "again",
+            id="blocklist",
+        ),
+        pytest.param(
+            "RECITATION",
+            None,
+            False,
+            "the answer was stopped as a recitation of existing content (finish_reason "
+            f'RECITATION); finishMessage: "{FILTERED}"',
+            "ask for something original rather than a copy of an existing work; not retried",
+            id="recitation",
+        ),
+        pytest.param(
+            "OTHER",
+            "half",
+            True,
+            'the model stopped without an image (finish_reason OTHER): "half"; finishMessage: '
+            f'"{FILTERED}"',
+            "the model failed to finish the image; trying again usually helps",
+            id="other",
+        ),
+        pytest.param(
+            "SOMETHING_NEW",
+            None,
+            False,
+            "the model stopped without an image for a reason fetchflow does not know "
+            f'(SOMETHING_NEW) (finish_reason SOMETHING_NEW); finishMessage: "{FILTERED}"',
+            "read Google's finish message; not retried: the call may have been billed and the "
+            "same request may stop the same way",
+            id="unknown",
+            # The SDK warns about a reason it does not know either; the answer still parses.
+            marks=pytest.mark.filterwarnings(
+                "ignore:SOMETHING_NEW is not a valid FinishReason:UserWarning"
+            ),
+        ),
+    ],
+)
+def test_each_finish_reason_has_its_own_message_with_the_finish_message(
+    fake_gemini: FakeGemini, reason: str, text: str | None, retryable: bool, first: str, hint: str
+) -> None:
+    fake_gemini.queue_stop(reason, FILTERED, text)
+
+    with pytest.raises(ProviderError) as caught:
+        provider_for(fake_gemini).generate(REQUEST)
+
+    error = caught.value
+    assert error.format() == (f"google {fake_gemini.url_for(MODEL)}: {first}\n  hint: {hint}")
+    assert (error.status, error.retryable) == (200, retryable)
+
+
+# -- 2xx answers that are not Gemini's JSON -------------------------------------------------
+
+GEMINI_HINT = (
+    "check that GOOGLE_GEMINI_BASE_URL (FETCHFLOW_HOSTED_GEMINI_BASE_URL for charge_type: "
+    "hosted) points at the Gemini API, https://generativelanguage.googleapis.com, or a "
+    "gateway that answers like it; not retried: the provider answered 200, so the call may "
+    "have been billed"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "first"),
+    [
+        pytest.param(
+            b"<html><body>Welcome to nginx!</body></html>",
+            "text/html",
+            "200 text/html: the answer is not JSON: <html><body>Welcome to nginx!</body></html>",
+            id="html-page",
+        ),
+        pytest.param(b"OK", "text/plain", "200 text/plain: the answer is not JSON: OK", id="text"),
+        pytest.param(
+            b"",
+            "application/json",
+            "200 application/json: the answer is not JSON: (empty body)",
+            id="empty-body",
+        ),
+        pytest.param(
+            {"choices": []},
+            "application/json",
+            "200 application/json: the answer is not a generateContent answer (no candidates; "
+            'keys: choices): {"choices": []}',
+            id="other-json",
+        ),
+        pytest.param(
+            [1],
+            "application/json",
+            "200 application/json: the answer is not a generateContent answer (not a JSON "
+            "object): [1]",
+            id="json-list",
+        ),
+        pytest.param(
+            b'data: {"candidates": []}\n\n',
+            "text/event-stream",
+            "200 text/event-stream: the answer is an event stream, not one JSON answer: "
+            'data: {"candidates": []}',
+            id="event-stream",
+        ),
+    ],
+)
+def test_a_200_that_is_not_gemini_json_is_a_provider_error_never_retried(
+    fake_gemini: FakeGemini, body: object, content_type: str, first: str
+) -> None:
+    fake_gemini.queue_not_json(body, content_type)
+
+    with pytest.raises(ProviderError) as caught:
+        provider_for(fake_gemini).generate(REQUEST)
+
+    error = caught.value
+    assert error.format() == f"google {fake_gemini.url_for(MODEL)}: {first}\n  hint: {GEMINI_HINT}"
+    assert (error.status, error.retryable) == (200, False)
+    assert len(fake_gemini.requests) == 1
+    assert_no_secret(error)
+
+
+# -- what each model is sent -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "ratio", "resolution", "image_config", "size"),
+    [
+        pytest.param(
+            "gemini-3.1-flash-image-preview",
+            "1:1",
+            "2K",
+            {"aspectRatio": "1:1", "imageSize": "2K"},
+            (2048, 2048),
+            id="3.1-flash-2K",
+        ),
+        pytest.param(
+            "gemini-2.5-flash-image",
+            "4:5",
+            "1K",
+            {"aspectRatio": "4:5"},
+            (896, 1152),
+            id="2.5-flash-4:5-no-image-size",
+        ),
+        pytest.param(
+            "gemini-3-pro-image-preview",
+            "5:4",
+            "4K",
+            {"aspectRatio": "5:4", "imageSize": "4K"},
+            (4608, 3584),
+            id="3-pro-5:4-4K",
+        ),
+    ],
+)
+def test_each_model_gets_the_ratio_and_the_image_size_it_takes(
+    fake_gemini: FakeGemini,
+    model: str,
+    ratio: str,
+    resolution: str,
+    image_config: dict[str, str],
+    size: tuple[int, int],
+) -> None:
+    request = replace(REQUEST, model=model, aspect_ratio=ratio, resolution=resolution)
+
+    [image] = provider_for(fake_gemini).generate(request).images
+
+    [sent] = fake_gemini.requests
+    assert sent.json is not None
+    assert sent.json["generationConfig"]["imageConfig"] == image_config
+    with Image.open(io.BytesIO(image.data)) as decoded:
+        assert decoded.size == size

@@ -486,3 +486,39 @@ def test_hosted_usage_of_the_kept_images_is_recorded_when_a_later_call_fails(
     [usage] = [r.getMessage() for r in caplog.records if "hosted image usage" in r.getMessage()]
     assert f"run={ctx.run_id} step=hero images=1 " in usage
     assert GEMINI_KEY not in caplog.text
+
+
+# -- answers a retry would pay for again ----------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:NEW_REASON is not a valid FinishReason:UserWarning")
+def test_an_unknown_finish_reason_is_one_request_and_quotes_the_finish_message(
+    fake_gemini: FakeGemini, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_gemini(monkeypatch, fake_gemini)
+    fake_gemini.queue_stop("NEW_REASON", "Something new stopped this answer.")
+    ctx, store = context(tmp_path, provider_max_delay_seconds=0.05)
+
+    with pytest.raises(
+        ProviderError,
+        match=r"for a reason fetchflow does not know \(NEW_REASON\) \(finish_reason NEW_REASON\); "
+        r'finishMessage: "Something new stopped this answer\."\n  hint: ',
+    ) as caught:
+        run_step(ctx, **GEMINI_STEP)
+
+    assert len(fake_gemini.requests) == 1 and caught.value.retryable is False
+    assert stored_files(store) == []
+
+
+def test_an_event_stream_answer_keeps_its_final_image(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    fake_openai.queue_event_stream(partials=2)
+    ctx, store = context(tmp_path, provider_max_delay_seconds=0.05)
+
+    [asset] = run_step(ctx, **OPENAI_STEP)
+
+    assert len(fake_openai.requests) == 1  # kept, not thrown away and bought again
+    assert stored_files(store) == [store.path_of(asset.storage_uri)]

@@ -22,6 +22,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fetchflow.errors import Problem
+from fetchflow.nesting import MAX_DEPTH, too_deep
 from fetchflow.templating import canonical
 
 __all__ = [
@@ -458,6 +459,20 @@ def load_yaml(text: str, file: str) -> Loaded:
         )
     if node is None:
         return Loaded(None, source, [])
+    deep = too_deep(node)
+    if deep is not None:  # refused before anything below walks it by recursion
+        path, deep_node = deep
+        span = _span(deep_node.start_mark)
+        problem = Problem(
+            message=f"values nested more than {MAX_DEPTH} levels deep "
+            "(lists and mappings inside each other)",
+            hint="flatten this value: a workflow needs a few levels at most",
+            file=file,
+            line=span.line,
+            column=span.column,
+            field=path_text(path[:3]) or None,
+        )
+        return Loaded(None, source, [problem])
     bomb = _Expansion().culprit(node)
     if bomb is not None:
         path, span = bomb

@@ -1,0 +1,167 @@
+"""Bad input catalogue, graphs: deep chains and cycles, deep values, list indexes, and every
+problem of one step reported together.
+
+Run through the real command in a subprocess, like the main catalogue
+(:mod:`test_bad_input_catalogue`). The big workflows (10 000 steps) are written by the tests
+into ``tmp_path``; the small broken files live in ``tests/data/catalogue/graphs/``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from test_bad_input_catalogue import (  # noqa: F401
+    CYCLE_HINT,
+    Case,
+    Sandbox,
+    expected_stderr,
+    fake_gemini,
+    fake_openai,
+    probe_dir,
+    sandbox,
+)
+
+GRAPHS = Path(__file__).resolve().parent / "data" / "catalogue" / "graphs"
+
+#: Wall-clock bound for validating 10 000 steps in a subprocess (about 2 s on a quiet
+#: machine, start-up included); generous for a loaded CI runner.
+DEEP_SECONDS = 20
+
+DEEP_HINT = "flatten this value: a workflow needs a few levels at most"
+DEEP = "values nested more than 100 levels deep (lists and mappings inside each other)"
+
+
+def _template_step(step_id: str, template: str, needs: str | None = None) -> str:
+    text = f'  - id: {step_id}\n    type: template\n    template: "{template}"\n'
+    return text + (f"    needs: [{needs}]\n" if needs else "")
+
+
+def _chain(length: int, *, consumer_first: bool) -> str:
+    """``s1 <- s2 <- ... <- sN``, each step reading the one before."""
+    steps = [
+        _template_step(f"s{i}", f"<< s{i - 1}.output >>!" if i > 1 else "start")
+        for i in range(1, length + 1)
+    ]
+    if consumer_first:
+        steps.reverse()
+    return "name: deep chain\nsteps:\n" + "".join(steps)
+
+
+def _ring(length: int, *, by_needs: bool) -> str:
+    """``s1 <- s2 <- ... <- sN <- s1``, by references or by ``needs``."""
+    steps = []
+    for i in range(1, length + 1):
+        before = f"s{i - 1 if i > 1 else length}"
+        if by_needs:
+            steps.append(_template_step(f"s{i}", "text", needs=before))
+        else:
+            steps.append(_template_step(f"s{i}", f"<< {before}.output >>"))
+    return "name: deep cycle\nsteps:\n" + "".join(steps)
+
+
+def _validate(box: Sandbox, path: Path, text: str) -> tuple[int, str, str, float]:
+    path.write_text(text, encoding="utf-8")
+    started = time.monotonic()
+    outcome = box.fetchflow("validate", str(path))
+    seconds = time.monotonic() - started
+    box.assert_nothing_happened(outcome)
+    return outcome.code, outcome.stdout, outcome.stderr, seconds
+
+
+@pytest.mark.parametrize(
+    ("length", "consumer_first"),
+    [
+        pytest.param(1500, True, id="1500-consumer-first"),
+        pytest.param(10_000, True, id="10000-consumer-first"),
+        pytest.param(10_000, False, id="10000-producer-first"),
+    ],
+)
+def test_a_deep_chain_validates(
+    length: int,
+    consumer_first: bool,
+    sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chain.yaml"
+
+    code, stdout, stderr, seconds = _validate(
+        sandbox, path, _chain(length, consumer_first=consumer_first)
+    )
+
+    assert (code, stderr) == (0, "")
+    assert stdout == f"{path}: ok ({length} steps)\n"
+    assert seconds < DEEP_SECONDS
+
+
+@pytest.mark.parametrize("by_needs", [False, True], ids=["references", "needs"])
+def test_a_deep_cycle_is_one_problem_with_a_shortened_path(
+    by_needs: bool,
+    sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cycle.yaml"
+
+    code, stdout, stderr, seconds = _validate(sandbox, path, _ring(10_000, by_needs=by_needs))
+
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines() == [
+        f'{path}:3:5: step "s1" (template): steps depend on each other in a cycle: '
+        "s2 -> s3 -> s4 -> ... (9995 more) ... -> s10000 -> s1 -> s2",
+        f"  hint: {CYCLE_HINT}",
+        f"{path}: 1 problem",
+    ]
+    assert seconds < DEEP_SECONDS
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("text", "case"),
+    [
+        pytest.param(
+            "name: deep\ninputs:\n  x:\n    type: list\n    default: " + _nested(500) + "\n"
+            "steps:\n" + _template_step("a", "hi"),
+            Case(f'5:111: field "inputs.x.default": {DEEP}', DEEP_HINT),
+            id="input-default-500-deep",
+        ),
+        pytest.param(
+            "name: deep\nsteps:\n  - id: a\n    type: template\n    template: "
+            + _nested(900)
+            + "\n",
+            Case(f'5:112: field "steps.0.template": {DEEP}', DEEP_HINT),
+            id="step-field-900-deep",
+        ),
+        pytest.param(
+            "name: deep\nsteps:\n  - id: a\n    type: template\n    template:\n      "
+            + "[{a: " * 120
+            + "1"
+            + "}]" * 120
+            + "\n",
+            Case(f'6:248: field "steps.0.template": {DEEP}', DEEP_HINT),
+            id="lists-and-mappings-240-deep",
+        ),
+        pytest.param(
+            "name: deep\nx: &x " + _nested(60) + "\nsteps:\n  - id: a\n    type: template\n"
+            "    template: " + "[" * 60 + "*x" + "]" * 60 + "\n",
+            Case(f'2:44: field "steps.0.template": {DEEP}', DEEP_HINT),
+            id="deep-by-an-alias",
+        ),
+    ],
+)
+def test_deeply_nested_values_are_one_clear_problem(
+    text: str,
+    case: Case,
+    sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "deep.yaml"
+
+    code, stdout, stderr, _ = _validate(sandbox, path, text)
+
+    assert (code, stdout) == (2, "")
+    lines = stderr.splitlines()
+    assert lines == expected_stderr(path, case, lines, summary=True)

@@ -23,11 +23,105 @@ from fetchflow.step import Step
 from fetchflow.templating import Templates
 
 if TYPE_CHECKING:
+    from jinja2 import nodes
+
     from fetchflow.errors import Problem
 
 __all__ = ["RUN_FIELDS", "TemplateChecks"]
 
 RUN_FIELDS = {"id": "string", "name": "string", "started_at": "string"}
+
+# Kept equal to fetchflow.template_limits.LIMITS_HINT by a test (that module imports Jinja).
+LIMITS_HINT = (
+    "templates may build values of at most 1000000 characters or items, integers of 10000 "
+    "bits, and make 100000 loop steps and calls per field: build smaller values, or do the "
+    "heavy work in a step"
+)
+
+
+def private_format_fields(ast: nodes.Template) -> list[tuple[str, int]]:
+    """Private names reached through a constant format string: ``'{0.__class__}'.format(x)``
+    (``format_map`` too), refused by the sandbox at run time, so refused here before it."""
+    import string
+    from _string import formatter_field_name_split  # type: ignore[import-not-found]
+
+    from jinja2 import nodes
+
+    found: list[tuple[str, int]] = []
+    for call in ast.find_all(nodes.Call):
+        method = call.node
+        if not (
+            isinstance(method, nodes.Getattr)
+            and method.attr in ("format", "format_map")
+            and isinstance(method.node, nodes.Const)
+            and isinstance(method.node.value, str)
+        ):
+            continue
+        try:
+            fields = [
+                name
+                for _, name, spec, _ in string.Formatter().parse(method.node.value)
+                for name in (name, *_nested_fields(spec or ""))
+                if name
+            ]
+            for name in fields:
+                _, rest = formatter_field_name_split(name)
+                found.extend((str(key), call.lineno) for _, key in rest if str(key).startswith("_"))
+        except ValueError:  # a malformed format string: the run reports it
+            continue
+    return found
+
+
+def _nested_fields(spec: str) -> list[str]:
+    import string
+
+    return [name for _, name, _, _ in string.Formatter().parse(spec) if name]
+
+
+def constant_work(ast: nodes.Template, names: frozenset[str]) -> list[nodes.Expr]:
+    """The largest expressions made only of constants (and the globals in ``names``) that
+    compute something: an operator, a call or a filter."""
+    from jinja2 import nodes
+
+    stored = {node.name for node in ast.find_all(nodes.Name) if node.ctx != "load"}
+    work = (nodes.BinExpr, nodes.Call, nodes.Filter, nodes.Concat, nodes.UnaryExpr)
+
+    def constant(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Name):
+            return node.name in names and node.name not in stored
+        if isinstance(node, nodes.Call) and not isinstance(node.node, nodes.Name | nodes.Getattr):
+            return False
+        return isinstance(node, nodes.Expr) and all(
+            constant(child) for child in node.iter_child_nodes()
+        )
+
+    found: list[nodes.Expr] = []
+
+    def visit(node: nodes.Node) -> None:
+        if isinstance(node, nodes.Expr) and constant(node):
+            if isinstance(node, work) or any(node.find_all(work)):
+                found.append(node)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(ast)
+    return found
+
+
+def _needle(node: nodes.Expr) -> str:
+    """Text to find an expression by on its line: its operator, method or filter."""
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.BinExpr):
+        return node.operator
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+        return node.node.attr
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
+        return node.node.name
+    if isinstance(node, nodes.Filter):
+        return node.name or ""
+    return ""
 
 
 class TemplateChecks:
@@ -78,6 +172,11 @@ class TemplateChecks:
 
         try:
             ast = self.templates.parse(text)
+            refused = [
+                (lineno, name, f"{name!r} is a private attribute, templates cannot reach it", "")
+                for name, lineno in [*unsafe_attributes(ast), *private_format_fields(ast)]
+            ]
+            refused += [(*found, LIMITS_HINT) for found in self._over_limits(ast, text)]
         except jinja2.TemplateSyntaxError as error:
             self.add(
                 where(error.lineno or 1, ""),
@@ -88,11 +187,21 @@ class TemplateChecks:
                 file=file,
             )
             return []
-        for name, lineno in unsafe_attributes(ast):
+        except RecursionError:
             self.add(
-                where(lineno, name),
-                f"template refused: {name!r} is a private attribute, templates cannot reach it",
-                "templates may read inputs, run and step outputs only",
+                where(1, ""),
+                "template refused: it nests too deeply to be read",
+                "write it with fewer nested brackets, operators or blocks",
+                step=who,
+                field=field,
+                file=file,
+            )
+            return []
+        for lineno, needle, message, hint in refused:
+            self.add(
+                where(lineno, needle),
+                f"template refused: {message}",
+                hint or "templates may read inputs, run and step outputs only",
                 step=who,
                 field=field,
                 file=file,
@@ -106,6 +215,34 @@ class TemplateChecks:
                 continue
             upstream += self._template_file(included, path, common, seen | {included})
         return upstream
+
+    def _over_limits(self, ast: nodes.Template, text: str) -> list[tuple[int, str, str]]:
+        """Parts of the template made only of constants that build too much when run
+        (``'a' * 10**10``, ``range(10**9)``): run them, bounded, now rather than at run time.
+        A template that reads nothing at all is run whole (its loops count too).
+        """
+        from jinja2 import nodes
+
+        from fetchflow.template_limits import TemplateLimitError
+
+        found: list[tuple[int, str, str]] = []
+        if not find_references(ast, self.templates.globals) and any(
+            ast.find_all((nodes.For, nodes.Macro, nodes.CallBlock))
+        ):
+            try:
+                self.templates.render(text, {})
+            except TemplateLimitError as error:
+                return [(1, "", str(error))]
+            except Exception:  # an include that reads the scope: the run reports it
+                pass
+        for node in constant_work(ast, self.templates.globals):
+            try:
+                self.templates.evaluate(node)
+            except TemplateLimitError as error:
+                found.append((node.lineno, _needle(node), str(error)))
+            except Exception:  # other failures depend on the run's values: the run reports them
+                continue
+        return found
 
     def _template_file(
         self, name: str, path: DataPath, common: StepCommon, seen: frozenset[str] = frozenset()

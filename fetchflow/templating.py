@@ -213,6 +213,25 @@ class Templates:
         """Parse a template (raises ``jinja2.TemplateSyntaxError``)."""
         return self.env.parse(canonical(source))
 
+    def evaluate(self, expression: nodes.Expr) -> object:
+        """Run one expression of a parsed template that reads nothing from the scope
+        (used by ``validate`` to try constant work within the limits).
+
+        Raises:
+            jinja2.TemplateError: As :meth:`render`.
+        """
+        import copy
+
+        from jinja2 import nodes
+
+        tree = nodes.Template([nodes.Output([copy.deepcopy(expression)])])
+        tree.set_environment(self.env)
+        tree.set_lineno(expression.lineno or 1)
+        with _bounded():
+            code = self.env.compile(tree)
+            template = self.env.template_class.from_code(self.env, code, self.env.globals)
+            return template.render({})
+
     def file_source(self, name: str) -> tuple[str, str]:
         """The source of a template file on the search path and its full path.
 

@@ -161,9 +161,9 @@ IMAGE_RULE_CASES = {
         "use aspect_ratio (1:1, 16:9, ...) with resolution instead of size",
     ),
     "image_bad_aspect_ratio": Case(
-        f'6:5: {HERO} field "aspect_ratio": must be one of 1:1, 16:9, 4:3, 3:2, 21:9, 9:16, '
-        '3:4, 2:3; got "5:4"',
-        "did you mean 3:4?",
+        f'6:5: {HERO} field "aspect_ratio": must be one of 1:1, 16:9, 4:3, 3:2, 5:4, 21:9, '
+        '9:16, 3:4, 2:3, 4:5; got "5:3"',
+        "did you mean 5:4?",
     ),
     "image_quality_model_lacks": Case(
         f'7:5: {HERO} field "quality": quality: high is not accepted by model '

@@ -204,9 +204,13 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
         if ctx.progress is not None:
             ctx.progress.start(len(references))
         assets: list[ImageAsset] = []
-        for index, reference in enumerate(references):
-            where = f"images[{index}] ({reference.source})"
-            image = transform_image(reference.data, spec, source=where)
+        # Every image is transformed before any is stored: a file that cannot be decoded
+        # fails the step with nothing written.
+        images = [
+            transform_image(reference.data, spec, source=f"images[{index}] ({reference.source})")
+            for index, reference in enumerate(references)
+        ]
+        for index, (reference, image) in enumerate(zip(references, images, strict=True)):
             asset = store_asset(
                 ctx,
                 image.data,

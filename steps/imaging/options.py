@@ -136,6 +136,18 @@ class ImageOutputConfig(StepConfig):
             rules.lookup_model(value)
         return value
 
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_is_text(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise RuleViolation(
+                f"size must be WxH text, got the number {value} (YAML reads 0x16 and the "
+                "like as hexadecimal numbers)",
+                fields=("size",),
+                hint='quote it, e.g. size: "1024x1024", or write size: auto',
+            )
+        return value
+
     @field_validator("size")
     @classmethod
     def _size_is_wxh(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -192,8 +192,7 @@ def check_mask_support(spec: ModelSpec, field: str) -> None:
         )
 
 
-#: How far the size an outpaint asks for may stray from its ratio (free sizes round each
-#: side to a multiple of 16: 16:9 at 1K is 1088x608, 0.7% wider).
+#: How far a fixed size may stray from an outpaint's ratio and still be that ratio.
 OUTPAINT_RATIO_TOLERANCE = 0.01
 
 
@@ -208,8 +207,10 @@ def check_outpaint_ratio(spec: ModelSpec, outpaint: str, resolution: str | None)
     The canvas is built at the ratio of the size asked for; a model whose closest size has
     another ratio would return an image of that other ratio, so the step is refused.
     """
-    if spec.takes_ratio or not spec.mask:
-        return  # ratio models take no mask: check_mask_support says so
+    if spec.takes_ratio or not spec.mask or spec.size_rule is not None:
+        # Ratio models take no mask (check_mask_support says so); free-size models are asked
+        # for the closest size of the ratio, and the canvas is built at that size's ratio.
+        return
     asked = closest_size(spec, outpaint, resolution)
     if asked.width is None or asked.height is None:
         return

@@ -66,7 +66,9 @@ def private_format_fields(ast: nodes.Template) -> list[tuple[str, int]]:
             ]
             for name in fields:
                 _, rest = formatter_field_name_split(name)
-                found.extend((str(key), call.lineno) for _, key in rest if str(key).startswith("_"))
+                private = next((str(key) for _, key in rest if str(key).startswith("_")), None)
+                if private is not None:  # the first is enough: the sandbox stops there
+                    found.append((private, call.lineno))
         except ValueError:  # a malformed format string: the run reports it
             continue
     return found

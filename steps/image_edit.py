@@ -178,7 +178,7 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
             raise RuleViolation(
                 "prompt is missing: an edit says what to change"
                 + (" (prompt is empty)" if self.prompt is not None else ""),
-                fields=("prompt",),
+                fields=("prompt", "background"),
                 hint="add prompt: <what to change>, or background: transparent (and no "
                 "prompt) to remove the background",
             )

@@ -394,3 +394,85 @@ def test_a_run_refuses_a_bad_file_before_any_write(
     assert transformed.value.message == expected
     assert edited.value.message == expected
     assert not store.root.exists() or not any(store.root.rglob("*.*"))
+
+
+# -- every cross-field rule waits while any field it reads is a template ---------------------
+
+LONG = "x" * 32_001
+SEVENTEEN = [f"shots/{n}.png" for n in range(17)]
+RULE_CASES = {
+    "transparent-jpeg": (
+        ImageGenerationConfig,
+        {"background": "transparent", "output_format": "jpeg"},
+    ),
+    "compression-png": (ImageGenerationConfig, {"output_compression": 80, "output_format": "png"}),
+    "size-and-ratio": (ImageGenerationConfig, {"size": "1024x1024", "aspect_ratio": "16:9"}),
+    "size-and-resolution": (ImageGenerationConfig, {"size": "1024x1024", "resolution": "2K"}),
+    "secret-hosted": (
+        ImageGenerationConfig,
+        {"api_key_secret": "mine", "charge_type": "hosted"},
+    ),
+    "secret-auto": (ImageGenerationConfig, {"api_key_secret": "mine", "model": "auto"}),
+    "size-model": (ImageGenerationConfig, {"size": "1000x1000", "model": "gpt-image-1.5"}),
+    "quality-model": (
+        ImageGenerationConfig,
+        {"quality": "high", "model": "gemini-2.5-flash-image"},
+    ),
+    "background-model": (
+        ImageGenerationConfig,
+        {"background": "transparent", "model": "gemini-2.5-flash-image"},
+    ),
+    "seed-model": (ImageGenerationConfig, {"seed": 7, "model": "gpt-image-2"}),
+    "prompt-model": (ImageGenerationConfig, {"prompt": LONG, "model": "gpt-image-2"}),
+    "mask-and-outpaint": (ImageEditConfig, {"mask": "m.png", "outpaint": "3:2"}),
+    "outpaint-and-size": (ImageEditConfig, {"outpaint": "3:2", "size": "1024x1024"}),
+    "mask-model": (ImageEditConfig, {"mask": "m.png", "model": "gemini-2.5-flash-image"}),
+    "fidelity-model": (ImageEditConfig, {"input_fidelity": "high", "model": "gpt-image-2"}),
+    "outpaint-model": (ImageEditConfig, {"outpaint": "16:9", "model": "gpt-image-1.5"}),
+    "references-model": (ImageEditConfig, {"images": SEVENTEEN, "model": "gpt-image-1.5"}),
+    "no-prompt-opaque": (ImageEditConfig, {"prompt": None, "background": "opaque"}),
+    "scale-and-width": (ImageTransformConfig, {"scale": 0.5, "width": 64}),
+    "ratio-and-sides": (ImageTransformConfig, {"aspect_ratio": "1:1", "width": 8, "height": 9}),
+    "pad-color-crop": (ImageTransformConfig, {"pad_color": "black", "fit": "crop"}),
+    "transparent-pad-jpeg": (
+        ImageTransformConfig,
+        {"pad_color": "transparent", "output_format": "jpeg"},
+    ),
+    "transform-compression-png": (
+        ImageTransformConfig,
+        {"output_compression": 80, "output_format": "png"},
+    ),
+}
+_BASES = {
+    ImageGenerationConfig: {"prompt": "a vase"},
+    ImageEditConfig: {"images": "a.png", "prompt": "x", "model": "gpt-image-1.5"},
+    ImageTransformConfig: {"images": "a.png", "fit": "pad"},
+}
+
+
+def _rule_cases() -> list[object]:
+    return [
+        pytest.param(model, {**_BASES[model], **fields}, field, id=f"{name}-{field}")
+        for name, (model, fields) in RULE_CASES.items()
+        for field in fields
+    ]
+
+
+@pytest.mark.parametrize(("model", "raw", "field"), _rule_cases())
+def test_a_rule_waits_while_any_field_it_reads_is_templated(
+    model: type[ImageGenerationConfig], raw: dict[str, object], field: str
+) -> None:
+    from fetchflow.step import RuleViolation
+    from fetchflow.validation import validate_config
+
+    # As written, the rule is broken (and it is at run time, once rendered to these values);
+    # its message names every field it reads.
+    with pytest.raises(ValueError) as broken:
+        model.model_validate(raw)
+    rules = [e["ctx"]["error"] for e in broken.value.errors() if "ctx" in e]  # type: ignore[attr-defined]
+    assert any(isinstance(rule, RuleViolation) and field in rule.fields for rule in rules)
+
+    templated = {**raw, field: "<< inputs.value >>"}
+    _, issues = validate_config(model, templated, frozenset({field}))
+
+    assert issues == []

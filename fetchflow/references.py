@@ -91,19 +91,34 @@ def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
     return node, path
 
 
-def _walk(node: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
+def _walk(root: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
+    """Every reference under ``root``, in template order (a loop: any depth is fine)."""
     from jinja2 import nodes
 
-    if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
-        base, path = _chain(node)
-        if isinstance(base, nodes.Name) and base.name in roots:
-            yield Reference(base.name, tuple(path), node.lineno)
-            return
-        if base is not node:
-            yield from _walk(base, roots)
-            return
-    for child in node.iter_child_nodes():
-        yield from _walk(child, roots)
+    todo: list[nodes.Node] = [root]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
+            base, path = _chain(node)
+            if isinstance(base, nodes.Name) and base.name in roots:
+                yield Reference(base.name, tuple(path), node.lineno)
+                continue
+            if base is not node:
+                todo.append(base)
+                continue
+        todo.extend(reversed(list(node.iter_child_nodes())))
+
+
+def _all_nodes(root: nodes.Node) -> Iterator[nodes.Node]:
+    """``root`` and every node under it, in template order.
+
+    Jinja's own ``find_all`` recurses, one generator per level; this loop does not.
+    """
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        yield node
+        todo.extend(reversed(list(node.iter_child_nodes())))
 
 
 def _context_names(ast: nodes.Template) -> frozenset[str]:
@@ -112,8 +127,9 @@ def _context_names(ast: nodes.Template) -> frozenset[str]:
 
     loaded: set[str] = set()
     stored: set[str] = set()
-    for name in ast.find_all(nodes.Name):
-        (loaded if name.ctx == "load" else stored).add(name.name)
+    for name in _all_nodes(ast):
+        if isinstance(name, nodes.Name):
+            (loaded if name.ctx == "load" else stored).add(name.name)
     return frozenset(loaded - stored - IMPLICIT_NAMES)
 
 
@@ -169,7 +185,7 @@ def unsafe_attributes(ast: nodes.Template) -> list[tuple[str, int]]:
     from jinja2 import nodes
 
     found: list[tuple[str, int]] = []
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+    for node in _all_nodes(ast):
         if isinstance(node, nodes.Getattr):
             name: object = node.attr
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
@@ -214,6 +230,11 @@ def check_path(
 ) -> tuple[str, str] | None:
     """Check a lookup path against a JSON Schema.
 
+    The path is followed with a loop, not recursion, so a recursive schema (a tree whose
+    nodes hold nodes) takes a path of any length. Where the schema allows several types
+    (``anyOf``), each is tried in order: the path is fine when one of them takes it, and
+    otherwise the first one's failure is reported.
+
     Args:
         schema: The schema of the value the path starts at.
         path: The lookups.
@@ -224,21 +245,45 @@ def check_path(
         None when the path can exist, else ``(message, hint)``.
     """
     defs = schema.get("$defs", {}) if defs is None else defs
-    schema = _resolve(schema, defs)
-    if not path:
-        return None
-    branches = schema.get("anyOf") or schema.get("oneOf")
-    if branches:
-        failures = []
-        for branch in branches:
-            if _resolve(branch, defs).get("type") == "null":
-                continue
-            failure = check_path(branch, path, shown, defs)
-            if failure is None:
+    # Places still to try, the next one last: (schema, how many lookups done, shown).
+    todo: list[tuple[dict[str, Any], int, str]] = [(schema, 0, shown)]
+    first_failure: tuple[str, str] | None = None
+    while todo:
+        current, done, here = todo.pop()
+        current = _resolve(current, defs)
+        if done == len(path):
+            return None
+        branches = current.get("anyOf") or current.get("oneOf")
+        if branches:
+            typed = [b for b in branches if _resolve(b, defs).get("type") != "null"]
+            if not typed:
                 return None
-            failures.append(failure)
-        return failures[0] if failures else None
-    head, rest = path[0], path[1:]
+            todo.extend((branch, done, here) for branch in reversed(typed))
+            continue
+        found = _lookup(current, path[done], here)
+        if isinstance(found, _Inside):
+            todo.append((found.schema, done + 1, found.shown))
+        elif found is _ANYTHING:
+            return None
+        else:
+            first_failure = first_failure or found
+    return first_failure
+
+
+@dataclass(frozen=True)
+class _Inside:
+    """One lookup went into a part of the value: its schema and how it is written."""
+
+    schema: dict[str, Any]
+    shown: str
+
+
+_ANYTHING = ("", "")
+"""A lookup into a value that may hold anything: the rest of the path is fine."""
+
+
+def _lookup(schema: dict[str, Any], head: str | int, shown: str) -> _Inside | tuple[str, str]:
+    """One lookup, ``head``, in a value of ``schema`` (resolved, not a union)."""
     here = f"{shown}.{head}"
     kind = schema.get("type")
     if kind == "array" or "items" in schema or "prefixItems" in schema:
@@ -246,7 +291,7 @@ def check_path(
             prefix = schema.get("prefixItems")
             index = int(head)
             item = prefix[index] if prefix and index < len(prefix) else schema.get("items", {})
-            return check_path(item, rest, here, defs)
+            return _Inside(item, here)
         return (
             f"{shown} is a list, it has no field {head!r}",
             f"pick an item first: {shown}.0.{head}",
@@ -254,12 +299,12 @@ def check_path(
     if kind == "object" or "properties" in schema or "additionalProperties" in schema:
         properties: dict[str, Any] = schema.get("properties", {})
         if isinstance(head, str) and head in properties:
-            return check_path(properties[head], rest, here, defs)
+            return _Inside(properties[head], here)
         extra = schema.get("additionalProperties", kind != "object" or not properties)
         if isinstance(extra, dict):
-            return check_path(extra, rest, here, defs)
+            return _Inside(extra, here)
         if extra is True or head in _DICT_METHODS:
-            return None
+            return _ANYTHING
         suggestion = closest(str(head), list(properties))
         fields = ", ".join(properties) or "none"
         message = f"{shown} has no field {str(head)!r}"
@@ -267,10 +312,10 @@ def check_path(
             return (f"{message}; did you mean {suggestion!r}?", f"use {shown}.{suggestion}")
         return (message, f"fields of {shown}: {fields}")
     if kind == "string" and isinstance(head, str) and hasattr(str, head):
-        return None  # a string method such as .upper()
+        return _ANYTHING  # a string method such as .upper()
     if kind in ("string", "integer", "number", "boolean", "null"):
         return (
             f"{shown} is {_describe(schema)}, it has no field {str(head)!r}",
             f"use {shown} itself",
         )
-    return None  # an untyped value: anything may be inside
+    return _ANYTHING  # an untyped value: anything may be inside

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -330,3 +331,72 @@ def test_check_path_on_scalars(schema: dict[str, Any], expected: tuple[str, str]
 )
 def test_closest(name: str, options: list[str], expected: str | None) -> None:
     assert closest(name, options) == expected
+
+
+# -- deep paths and deep templates: loops, not recursion -------------------------------------
+
+#: A tree whose nodes hold nodes: a recursive schema, as a plugin's output model can be.
+TREE: dict[str, Any] = {
+    "$ref": "#/$defs/Tree",
+    "$defs": {
+        "Tree": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Tree"}},
+                "parent": {"anyOf": [{"$ref": "#/$defs/Tree"}, {"type": "null"}]},
+            },
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param(("children", 0) * 3000 + ("name",), None, id="3000-levels-down"),
+        pytest.param(("parent",) * 3000 + ("name",), None, id="3000-optional-levels-up"),
+        pytest.param(
+            ("parent",) * 3000 + ("nme",),
+            (
+                "t.output" + ".parent" * 3000 + " has no field 'nme'; did you mean 'name'?",
+                "use t.output" + ".parent" * 3000 + ".name",
+            ),
+            id="3000-levels-then-a-typo",
+        ),
+    ],
+)
+def test_check_path_follows_a_recursive_schema_to_any_depth(
+    path: tuple[str | int, ...], expected: tuple[str, str] | None
+) -> None:
+    assert check_path(TREE, path, "t.output") == expected
+
+
+def test_check_path_reports_the_first_branch_of_a_union_that_fails() -> None:
+    schema = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}]}
+
+    assert check_path(schema, ("x",), "s.output") == (
+        "s.output is a string, it has no field 'x'",
+        "use s.output itself",
+    )
+    assert check_path(schema, (0,), "s.output") is None
+
+
+def test_find_references_in_a_deep_expression() -> None:
+    from jinja2 import nodes
+
+    depth = sys.getrecursionlimit()  # deeper than a recursive walk could go
+    hero = nodes.Name("hero", "load", lineno=1)
+    node: nodes.Expr = nodes.Getattr(hero, "output", "load", lineno=1)
+    for _ in range(depth):
+        node = nodes.Neg(node, lineno=1)
+    private = nodes.Getattr(nodes.Name("brief", "load", lineno=2), "__class__", "load", lineno=2)
+    ast = nodes.Template([nodes.Output([node, private], lineno=1)], lineno=1)
+
+    refs = find_references(ast, JINJA_GLOBALS)
+
+    assert [(ref.root, ref.path, ref.lineno) for ref in refs] == [
+        ("hero", ("output",), 1),
+        ("brief", ("__class__",), 2),
+    ]
+    assert unsafe_attributes(ast) == [("__class__", 2)]

@@ -380,7 +380,8 @@ class RunScheduler:
         for future in self.futures.values():
             future.wait()
         self.report.steps = {sid: self.report.steps[sid] for sid in self.plan.steps}
-        if stop_requested():
+        unfinished = any(result.status != "completed" for result in self.report.steps.values())
+        if stop_requested() and unfinished:  # a stop after the last step started changes nothing
             return self._interrupted()
         return self._final_state(terminated_by, failed)
 
@@ -420,17 +421,18 @@ class RunScheduler:
             if result.status == "failed" and result.output is not None
         }
         not_run = [sid for sid, result in steps.items() if result.status != "completed"]
-        kept = [f"{len(done)} step(s) completed" + (f" ({', '.join(done)})" if done else "")]
+        kept = [f"{len(done)} completed step(s) ({', '.join(done)})"] if done else []
         kept += [
-            f"{len(output) if isinstance(output, list) else 'the'} "
-            f'{"file(s)" if isinstance(output, list) else "partial output"} of step "{sid}"'
+            f'{len(output)} file(s) made by step "{sid}"'
+            if isinstance(output, list)
+            else f'the partial output of step "{sid}"'
             for sid, output in partial.items()
         ]
         number = stop_signal()
         self.report.status = "interrupted"
         self.report.stop_signal = number
         self.report.message = (
-            f"interrupted ({_signal_name(number)}): kept {', '.join(kept)}; "
+            f"interrupted ({_signal_name(number)}): kept {', '.join(kept) or 'nothing'}; "
             f"not finished: {', '.join(not_run) or 'none'}"
         )
         return Cancelled(message=self.report.message)

@@ -100,8 +100,7 @@ def test_a_signal_mid_step_starts_no_new_call_keeps_the_paid_image_and_resume_ma
     name = signal.Signals(signum).name
     assert f"interrupt_me: interrupted  (run {run_id})" in lines
     assert (
-        f'interrupted ({name}): kept 0 step(s) completed, 1 file(s) of step "hero"; '
-        "not finished: hero, note"
+        f'interrupted ({name}): kept 1 file(s) made by step "hero"; not finished: hero, note'
     ) in lines
     assert lines[-1] == f"resume it: fetchflow run {FLOW} --resume {run_id}"
     assert len(stored_images(sandbox)) == 1
@@ -161,3 +160,29 @@ def test_check_interrupt_raises_a_not_retryable_error_once_a_stop_is_requested()
     assert caught.value.retryable is False
     assert exit_code_for(stop_signal()) == 143
     assert exit_code_for(signal.SIGINT) == 130
+
+
+@pytest.mark.prefect
+def test_a_second_ctrl_c_stops_waiting_but_still_starts_no_call_and_saves_the_run(
+    sandbox: Sandbox,  # noqa: F811
+    prefect_api: str,
+) -> None:
+    for _ in range(3):
+        sandbox.gemini.queue_slow(SLOW_SECONDS)
+
+    process = start_run(sandbox, prefect_api, str(FLOW))
+    wait_for_requests(sandbox, 1, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert out == ""
+    time.sleep(SLOW_SECONDS)  # a call started at exit would have reached the fake by now
+
+    assert len(sandbox.gemini.requests) == 1, err
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "internal error" not in err
+    lines = err.splitlines()
+    run_id = next(line for line in lines if line.startswith("▶ interrupt_me · run ")).split()[4]
+    assert lines[-1] == f"resume it: fetchflow run {FLOW} --resume {run_id}"
+    assert saved_run(sandbox, run_id)["status"] == "interrupted"

@@ -3,6 +3,7 @@ earlier run's output for the same rendered request. Real Prefect runs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,3 +178,60 @@ def test_a_cache_key_counts_an_input_record_by_its_content_not_its_link(tmp_path
         )
         != key()
     )
+
+
+def test_an_interrupted_run_hands_its_kept_partial_output_back_to_the_step(
+    plugin_registry: StepRegistry, tmp_path: Path
+) -> None:
+    from fetchflow.report import StepResult
+    from fetchflow.reuse import Reused, save_run
+
+    plan = check_file(FLOWS / "resume.yaml", plugin_registry)
+    report = RunReport(workflow="resume_me", run_id="r2", status="interrupted")
+    kept = [{"storage_uri": "file:///store/a.png", "file_url": "file:///store/a.png", "index": 0}]
+    report.steps = {
+        "counted": StepResult("completed", "ok"),
+        "flaky": StepResult("failed", kept, "interrupted: image 2 of 3 not started"),
+        "after": StepResult("skipped", None, "not started: the run was interrupted"),
+    }
+    save_run(tmp_path, plan, {"state": "/tmp/x"}, report)
+
+    inputs, reuse = outputs_to_resume(tmp_path, "r2", plan)
+
+    assert inputs == {"state": "/tmp/x"}
+    assert reuse == {
+        "counted": Reused("ok", "reused from run r2"),
+        "flaky": Reused(kept, "continued from run r2 (1 kept)", complete=False),
+    }
+
+
+def test_a_failed_step_that_kept_nothing_is_not_handed_anything(
+    plugin_registry: StepRegistry, tmp_path: Path
+) -> None:
+    from fetchflow.report import StepResult
+    from fetchflow.reuse import save_run
+
+    plan = check_file(FLOWS / "resume.yaml", plugin_registry)
+    report = RunReport(workflow="resume_me", run_id="r3", status="failed")
+    report.steps = {
+        "counted": StepResult("failed", [], "boom"),
+        "flaky": StepResult("failed", "not a list", "boom"),
+        "after": StepResult("skipped"),
+    }
+    save_run(tmp_path, plan, {"state": "/tmp/x"}, report)
+
+    assert outputs_to_resume(tmp_path, "r3", plan)[1] == {}
+
+
+@pytest.mark.parametrize("run_id", ["../r1", "r1/..", "", ".r1", "r 1"])
+def test_a_malformed_run_id_is_refused_without_reading_a_path(
+    plugin_registry: StepRegistry, tmp_path: Path, run_id: str
+) -> None:
+    plan = check_file(FLOWS / "resume.yaml", plugin_registry)
+
+    with pytest.raises(
+        ResumeError,
+        match=rf"^--resume {re.escape(repr(run_id))} is not a run id\n  hint: give the id "
+        r"fetchflow run printed \(▶ workflow · run <id>\); latest saved runs: none yet$",
+    ):
+        outputs_to_resume(tmp_path, run_id, plan)

@@ -402,7 +402,7 @@ class _Checker(TemplateChecks):
                 else:
                     issue = FieldIssue(
                         issue.loc,
-                        f'unknown field "{name}" for a {common.type} step',
+                        f'unknown field "{name}"',
                         f"fields of {common.type}: "
                         + ", ".join(step_cls.config_model.model_fields),
                     )

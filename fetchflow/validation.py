@@ -152,31 +152,54 @@ def validate_config(
     *,
     project_root: Path | None = None,
 ) -> tuple[BaseModel | None, list[FieldIssue]]:
-    """Validate a step config whose templated fields are not known yet.
+    """Validate a step config whose templated fields are not known yet; find every problem.
 
     Fields holding templates are checked once rendered; here they are left out when their
     type cannot hold the template text, and rules involving them wait (see
     :func:`fetchflow.step.deferred`). Everything else is checked now; ``project_root``
     lets validators check that files named relative to the project exist.
 
+    Pydantic runs a model's cross-field rules only when every field is valid, so one bad
+    field (an unknown key, a wrong type) would hide a broken rule. Each field found bad is
+    therefore left out and the rest validated again, the rules that involve a left-out
+    field waiting as for a template: every problem that can be known is reported at once.
+
     Returns:
         The model when everything known is valid and no field is templated, and the issues.
     """
-    context: dict[str, object] = {TEMPLATED_CONTEXT_KEY: templated}
-    if project_root is not None:
-        context[PROJECT_ROOT_CONTEXT_KEY] = project_root
     known = list(model.model_fields)
     data = dict(raw)
-    for _attempt in range(2):
+    waiting = set(templated)  # fields whose rules wait: templated, or found bad
+    issues: list[FieldIssue] = []
+    # Every round but the last leaves out at least one more field, so this ends.
+    for _round in range(len(raw) + 2):
+        context: dict[str, object] = {TEMPLATED_CONTEXT_KEY: frozenset(waiting)}
+        if project_root is not None:
+            context[PROJECT_ROOT_CONTEXT_KEY] = project_root
         try:
             config = model.model_validate(data, context=context)
         except ValidationError as error:
             details = error.errors()
         else:
-            return (None if templated else config), []
-        blocked = {d["loc"][0] for d in details if _templated_field(d["loc"], templated)}
-        remaining = [d for d in details if not _templated_field(d["loc"], templated)]
-        if remaining or not blocked:
-            return None, [_issue(detail, known) for detail in remaining]
-        data = {key: value for key, value in data.items() if key not in blocked}
-    return None, []
+            return (None if templated or issues else config), issues
+        left_out: set[str] = set()
+        for detail in details:
+            loc = detail["loc"]
+            head = loc[0] if loc and isinstance(loc[0], str) else None
+            if head is not None and head in waiting and head not in templated:
+                continue  # found bad in an earlier round and reported there
+            if not _templated_field(loc, templated):
+                issues.append(_issue(detail, known))
+            if head is not None and head in data:
+                left_out.add(head)
+            if detail["type"] == "extra_forbidden" and head is not None:
+                # A misspelt field: the rules of the field it was meant to be wait too
+                # (templat: ... must not also read as "neither template nor file").
+                meant = closest(head, known)
+                if meant is not None:
+                    waiting.add(meant)
+        if not left_out:
+            break
+        waiting |= left_out
+        data = {key: value for key, value in data.items() if key not in left_out}
+    return None, issues

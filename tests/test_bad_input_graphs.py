@@ -179,3 +179,61 @@ def test_deeply_nested_values_are_one_clear_problem(
     assert (code, stdout) == (2, "")
     lines = stderr.splitlines()
     assert lines == expected_stderr(path, case, lines, summary=True)
+
+
+# -- every problem of a step at once ---------------------------------------------------------
+
+HERO = 'step "hero" (image_generation)'
+GENERATION_FIELDS = (
+    "fields of image_generation: prompt, model, size, aspect_ratio, resolution, count, "
+    "quality, background, output_format, output_compression, seed, charge_type, "
+    "api_key_secret, moderation, style"
+)
+TRANSPARENT_JPEG = (
+    'field "background": background: transparent needs output_format png or webp, got jpeg '
+    "(JPEG has no transparency)"
+)
+TRANSPARENT_HINT = "use output_format png or webp, or background opaque"
+
+#: file stem -> every problem, in file order.
+MANY_PROBLEM_CASES = {
+    "unknown_key_and_transparent_jpeg": [
+        Case(f"6:5: {HERO} {TRANSPARENT_JPEG}", TRANSPARENT_HINT),
+        Case(f'8:5: {HERO} field "colour": unknown field "colour"', GENERATION_FIELDS),
+    ],
+    "three_problems_in_one_step": [
+        Case(f'6:5: {HERO} field "count": must be a valid integer; got "two"',
+             "write a whole number, e.g. 3"),
+        Case(f'8:5: {HERO} field "output_compression": output_compression only applies to '
+             "jpeg and webp, got output_format png",
+             "remove output_compression or use output_format webp (or jpeg)"),
+        Case(f'9:5: {HERO} field "colour": unknown field "colour"', GENERATION_FIELDS),
+    ],
+    # output_format is wrong itself: the transparency rule waits for a valid one.
+    "bad_field_waits_its_rule": [
+        Case(f'7:5: {HERO} field "output_format": must be one of png, jpeg, webp; got "jpg"',
+             "did you mean jpeg?"),
+        Case(f'8:5: {HERO} field "colour": unknown field "colour"', GENERATION_FIELDS),
+    ],
+    "templated_and_unknown": [
+        Case(f"10:5: {HERO} {TRANSPARENT_JPEG}", TRANSPARENT_HINT),
+        Case(f'12:5: {HERO} field "sizee": unknown field "sizee"; did you mean "size"?',
+             "rename sizee to size"),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("stem", "cases"), MANY_PROBLEM_CASES.items(), ids=MANY_PROBLEM_CASES)
+def test_every_problem_of_a_step_is_reported_together(
+    stem: str,
+    cases: list[Case],
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    path = GRAPHS / f"{stem}.yaml"
+
+    outcome = sandbox.fetchflow("validate", str(path))
+
+    assert (outcome.code, outcome.stdout) == (2, ""), outcome.stderr
+    expected = [line for case in cases for line in (f"{path}:{case.first}", f"  hint: {case.hint}")]
+    assert outcome.stderr.splitlines() == [*expected, f"{path}: {len(cases)} problems"]
+    sandbox.assert_nothing_happened(outcome)

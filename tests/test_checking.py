@@ -525,3 +525,30 @@ def test_unparsable_lookup_is_a_template_syntax_error() -> None:
     [(line, _, _, _, message, _)] = problems_in(text)
 
     assert (line, message.split(":")[0]) == (7, "template syntax error")
+
+
+def test_a_step_reports_an_unknown_key_a_bad_type_and_a_broken_rule_together() -> None:
+    text = (
+        "name: x\ninputs:\n  brand: {type: string, default: acme}\nsteps:\n"
+        "  - id: a\n    type: template\n    template: hi\n    file: brand.j2\n"
+        "    colour: blue\n"
+        "  - id: b\n    type: fetch\n    prompt: hi\n    count: two\n    colour: blue\n"
+    )
+
+    assert problems_in(text) == [
+        (7, 5, "a", "template", "give exactly one of template and file, got both",
+         EXACTLY_ONE_HINT),
+        (9, 5, "a", "colour", 'unknown field "colour"', "fields of template: template, file"),
+        (13, 5, "b", "count", 'must be a valid integer; got "two"', "write a whole number, e.g. 3"),
+        (14, 5, "b", "colour", 'unknown field "colour"', "fields of fetch: prompt, count"),
+    ]  # fmt: skip
+
+
+def test_a_misspelt_field_keeps_the_rules_of_the_field_it_was_meant_to_be_waiting() -> None:
+    text = "name: x\nsteps:\n  - id: a\n    type: template\n    templat: hi\n    colour: 1\n"
+
+    assert problems_in(text) == [
+        (5, 5, "a", "templat", 'unknown field "templat"; did you mean "template"?',
+         "rename templat to template"),
+        (6, 5, "a", "colour", 'unknown field "colour"', "fields of template: template, file"),
+    ]  # fmt: skip

@@ -246,12 +246,12 @@ class _Checker(TemplateChecks):
                 )
                 ok = False
                 continue
-            try:
-                valid[name] = self.declared_inputs[name] = InputSpec.model_validate(spec or {})
-            except ValidationError as error:
-                ok = False
-                for issue in translate_errors(error, list(InputSpec.model_fields)):
-                    self.add_issue(issue, ("inputs", name), subject=subject)
+            found, issues = validate_config(InputSpec, spec or {}, frozenset())
+            if isinstance(found, InputSpec):
+                valid[name] = self.declared_inputs[name] = found
+            ok = ok and not issues
+            for issue in issues:
+                self.add_issue(issue, ("inputs", name), subject=subject)
         return valid if ok else None
 
     # -- steps -------------------------------------------------------------------------------

@@ -11,9 +11,17 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from fetchflow.step import RuleViolation
+from fetchflow.step import RuleViolation, deferred
 from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES, JINJA_GLOBALS
 
 __all__ = [
@@ -93,7 +101,9 @@ class InputSpec(BaseModel):
         return self.required if self.required is not None else not self.has_default
 
     @model_validator(mode="after")
-    def _default_matches_type(self) -> InputSpec:
+    def _default_matches_type(self, info: ValidationInfo) -> InputSpec:
+        if deferred(info, "type", "default"):  # one of them is wrong itself: reported so
+            return self
         if self.has_default and self.default is not None:
             problem = _type_problem(self.type, self.default)
             if problem:

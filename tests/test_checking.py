@@ -552,3 +552,24 @@ def test_a_misspelt_field_keeps_the_rules_of_the_field_it_was_meant_to_be_waitin
          "rename templat to template"),
         (6, 5, "a", "colour", 'unknown field "colour"', "fields of template: template, file"),
     ]  # fmt: skip
+
+
+def test_an_input_reports_an_unknown_key_and_a_default_of_the_wrong_type_together() -> None:
+    text = (
+        "name: x\ninputs:\n"
+        "  count:\n    type: integer\n    default: abc\n    colr: 1\n"
+        "  size:\n    type: intger\n    default: 5\n"
+        "steps:\n  - id: a\n    type: template\n    template: hi\n"
+    )
+
+    assert problems_in(text) == [
+        (5, 5, None, "default",
+         'default does not match type integer: expected an integer, got "abc"',
+         "give a default of type integer, or change the type"),
+        (6, 5, None, "colr", 'unknown field "colr"',
+         "known fields: type, description, default, required"),
+        # The type is wrong itself: the default is not checked against a guess.
+        (8, 5, None, "type",
+         'must be one of string, integer, number, boolean, list, object; got "intger"',
+         "did you mean integer?"),
+    ]  # fmt: skip

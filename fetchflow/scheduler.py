@@ -76,6 +76,7 @@ class _StepState:
     started: float = 0.0
     error: BaseException | None = None
     reused: str | None = None
+    began: bool = False  # past the engine's own stop check: the step's work started
 
 
 @dataclass
@@ -144,6 +145,7 @@ class RunScheduler:
             )
             try:
                 check_interrupt()  # submitted before the stop request, not started yet
+                record.began = True
                 output = self._execute(step, ctx, overrides, record, logger)
             except Exception as error:
                 # Only real failures: a timeout arrives as a cancellation Prefect injects into
@@ -407,8 +409,8 @@ class RunScheduler:
             error = found if isinstance(found, BaseException) else None
         message = error_text(error) if error is not None else (state.message or state.name)
         kept = error.partial_output if isinstance(error, RunError) else None
-        if isinstance(error, Interrupted) and kept is None:
-            return StepResult("skipped", None, _NOT_STARTED)  # it never started its work
+        if isinstance(error, Interrupted) and kept is None and not record.began:
+            return StepResult("skipped", None, _NOT_STARTED)
         return StepResult("failed", kept, message, seconds, record.attempts)
 
     def _interrupted(self) -> State:

@@ -348,6 +348,55 @@ def test_a_refused_third_call_keeps_the_two_paid_images_in_the_report_and_the_st
     assert report.to_json()["steps"]["hero"]["output"] == records  # type: ignore[index]
 
 
+# -- a stop request (Ctrl-C) in the middle of a provider's retries ------------------------------
+
+
+@pytest.fixture
+def stop_flag() -> Iterator[None]:
+    from fetchflow.interrupt import clear_stop
+
+    clear_stop()
+    yield
+    clear_stop()
+
+
+@pytest.mark.usefixtures("stop_flag")
+def test_a_stop_requested_while_a_call_fails_starts_no_retry_of_it(
+    prefect_api: str, gemini: FakeGemini, tmp_path: Path
+) -> None:
+    import threading
+
+    from fakes.fake_gemini import google_error_body
+
+    from fetchflow.interrupt import request_stop
+
+    # The first call is answered, slowly, with a 500 the retry loop would retry; the stop
+    # is requested while it is in flight.
+    gemini.queue(lambda _: Reply(500, google_error_body(500, "INTERNAL", "try again"), delay=1.0))
+
+    def stop_once_called() -> None:
+        deadline = time.monotonic() + 120
+        while not gemini.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        request_stop()
+
+    stopper = threading.Thread(target=stop_once_called, daemon=True)
+    stopper.start()
+    report, store = local_run("gemini_partial_terminate", tmp_path / "home")
+    stopper.join()
+
+    assert len(gemini.requests) == 1  # neither the retry loop nor the step's retries: 2
+    assert report.status == "interrupted" and report.exit_code == 130
+    hero = report.steps["hero"]
+    assert (hero.status, hero.attempts, hero.output) == ("failed", 1, None)
+    assert hero.error == (
+        'step "hero": interrupted: image 1 of 3 not started\n'
+        "  hint: resume the run with fetchflow run FILE --resume RUN_ID"
+    )
+    assert report.steps["note"].status == "skipped"
+    assert stored(store) == []
+
+
 # -- S3: a real server, stopped mid-run --------------------------------------------------------
 
 

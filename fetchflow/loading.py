@@ -5,9 +5,9 @@ values ourselves so that duplicate keys are reported instead of silently overwri
 that every key and value keeps its position. Anchors, aliases and merge keys (``<<: *base``)
 work as in any YAML file.
 
-Aliases are bounded: a file whose aliases would expand it past :data:`MAX_EXPANDED_VALUES`
-values or :data:`MAX_EXPANDED_TEXT` characters (a "billion laughs") is refused before
-anything walks the data, with the place where the repeated value sits.
+Aliases are bounded: a file whose aliases, expanded, would add more than
+:data:`MAX_ALIAS_VALUES` values or :data:`MAX_ALIAS_TEXT` characters to it (a "billion
+laughs") is refused before anything walks the data, at the field that holds the bomb.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from fetchflow.nesting import MAX_DEPTH, too_deep
 from fetchflow.templating import canonical
 
 __all__ = [
-    "MAX_EXPANDED_TEXT",
-    "MAX_EXPANDED_VALUES",
+    "MAX_ALIAS_TEXT",
+    "MAX_ALIAS_VALUES",
     "DataPath",
     "Loaded",
     "SourceMap",
@@ -42,11 +42,11 @@ DataPath = tuple[str | int, ...]
 _Composer: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
-MAX_EXPANDED_VALUES = 100_000
-"""How many values (every list item, mapping entry and scalar) a file may hold once its
-aliases are expanded. A large workflow holds a few thousand."""
-MAX_EXPANDED_TEXT = 10_000_000
-"""How many characters of scalar text a file may hold once its aliases are expanded."""
+MAX_ALIAS_VALUES = 1_000_000
+"""How many values (list items, mapping entries, scalars) aliases may add to a file when
+they are expanded. Merge keys in a large workflow add tens of thousands."""
+MAX_ALIAS_TEXT = 10_000_000
+"""How many characters of scalar text aliases may add to a file when they are expanded."""
 
 _QUOTED_STYLES = ("'", '"')
 _UNQUOTED_BRACE = re.compile(r"(?:^|[:\-?,\[]\s*)\{[{%#]")
@@ -142,16 +142,38 @@ def _span(mark: yaml.Mark) -> Span:
 
 
 class _Expansion:
-    """How big each node is once its aliases are expanded (each node measured once)."""
+    """What aliases add to a document: its size with every alias expanded, less its size as
+    written (each node measured once, so a bomb costs no more to measure than to read)."""
 
-    def __init__(self) -> None:
-        self._sizes: dict[int, tuple[int, int]] = {}
+    def __init__(self, root: Node) -> None:
+        self._expanded: dict[int, tuple[int, int]] = {}
+        self._written: dict[int, tuple[int, int]] = {}
         self._active: set[int] = set()
+        self._measure_written(root)
+
+    def _children(self, node: Node) -> list[Node]:
+        if isinstance(node, MappingNode):
+            return [part for pair in node.value for part in pair]
+        return list(node.value) if isinstance(node, SequenceNode) else []
+
+    def _measure_written(self, node: Node) -> tuple[int, int]:
+        """Size as written, in document order: an anchor counts its content where it is
+        defined, each alias to it counts one value."""
+        if id(node) in self._written:
+            return 1, 0
+        self._written[id(node)] = (1, 0)  # an alias inside its own anchor counts as one
+        values, chars = 1, len(str(node.value)) if isinstance(node, ScalarNode) else 0
+        for child in self._children(node):
+            child_values, child_chars = self._measure_written(child)
+            values += child_values
+            chars += child_chars
+        self._written[id(node)] = (values, chars)
+        return values, chars
 
     def size(self, node: Node) -> tuple[int, int]:
         """``(values, characters)`` of ``node`` with every alias inside it expanded."""
         key = id(node)
-        known = self._sizes.get(key)
+        known = self._expanded.get(key)
         if known is not None:
             return known
         if isinstance(node, ScalarNode):
@@ -160,22 +182,19 @@ class _Expansion:
             return 1, 0
         self._active.add(key)
         values, chars = 1, 0
-        children = (
-            [part for pair in node.value for part in pair]
-            if isinstance(node, MappingNode)
-            else list(node.value)
-        )
-        for child in children:
+        for child in self._children(node):
             child_values, child_chars = self.size(child)
             values += child_values
             chars += child_chars
         self._active.discard(key)
-        self._sizes[key] = (values, chars)
+        self._expanded[key] = (values, chars)
         return values, chars
 
     def too_big(self, node: Node) -> bool:
+        """Whether aliases add more than the limits to ``node``."""
         values, chars = self.size(node)
-        return values > MAX_EXPANDED_VALUES or chars > MAX_EXPANDED_TEXT
+        written_values, written_chars = self._written.get(id(node), (1, 0))
+        return values - written_values > MAX_ALIAS_VALUES or chars - written_chars > MAX_ALIAS_TEXT
 
     def culprit(self, root: Node) -> tuple[DataPath, Span] | None:
         """Where an oversized document grows too big, or None when it is within the limits.
@@ -473,13 +492,12 @@ def load_yaml(text: str, file: str) -> Loaded:
             field=path_text(path[:3]) or None,
         )
         return Loaded(None, source, [problem])
-    bomb = _Expansion().culprit(node)
+    bomb = _Expansion(node).culprit(node)
     if bomb is not None:
         path, span = bomb
         problem = Problem(
-            message="aliases expand this value past the limit of "
-            f"{MAX_EXPANDED_VALUES} values or {MAX_EXPANDED_TEXT} characters "
-            '(an alias bomb, "billion laughs")',
+            message=f"aliases expand this value past the limit of {MAX_ALIAS_VALUES} "
+            f'added values or {MAX_ALIAS_TEXT} added characters (an alias bomb, "billion laughs")',
             hint="write the value out, or repeat a smaller anchor fewer times",
             file=file,
             line=span.line,

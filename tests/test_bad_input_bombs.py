@@ -29,8 +29,8 @@ sandbox = catalogue.sandbox
 BOMBS = Path(__file__).resolve().parent / "data" / "catalogue" / "bombs"
 
 ALIAS_BOMB = (
-    "aliases expand this value past the limit of 100000 values or 10000000 characters "
-    '(an alias bomb, "billion laughs")'
+    "aliases expand this value past the limit of 1000000 added values or 10000000 added "
+    'characters (an alias bomb, "billion laughs")'
 )
 ALIAS_HINT = "write the value out, or repeat a smaller anchor fewer times"
 LIMITS_HINT = (

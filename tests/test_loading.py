@@ -226,8 +226,8 @@ def laughs(levels: int) -> str:
 
 
 BOMB_MESSAGE = (
-    "aliases expand this value past the limit of 100000 values or 10000000 characters "
-    '(an alias bomb, "billion laughs")'
+    "aliases expand this value past the limit of 1000000 added values or 10000000 added "
+    'characters (an alias bomb, "billion laughs")'
 )
 BOMB_HINT = "write the value out, or repeat a smaller anchor fewer times"
 
@@ -254,9 +254,9 @@ BOMB_HINT = "write the value out, or repeat a smaller anchor fewer times"
                 f"m{n}: &m{n} {{" + ", ".join(f"k{k}: *m{n - 1}" for k in range(10)) + "}\n"
                 for n in range(1, 9)
             ).replace("*m0", "x"),
-            5,
+            6,
             1,
-            "m5",
+            "m6",
             id="mappings-at-top-level",
         ),
         pytest.param(
@@ -296,6 +296,18 @@ def test_aliases_within_the_limit_are_expanded() -> None:
     assert loaded.problems == []
     assert isinstance(loaded.data, dict)
     assert len(loaded.data["b"]) == 4
+
+
+def test_a_large_file_without_aliases_or_with_many_merges_is_not_a_bomb() -> None:
+    steps = "".join(f"  - <<: *d\n    id: s{n}\n" for n in range(1, 12_000))
+    text = f"steps:\n  - &d\n    id: s0\n    type: t\n    prompt: hi\n    retries: 1\n{steps}"
+    literal = "big: [" + ", ".join(["x"] * 120_000) + "]\n"
+
+    merged, written = load_yaml(text, "w.yaml"), load_yaml(literal, "w.yaml")
+
+    assert (merged.problems, written.problems) == ([], [])
+    assert isinstance(merged.data, dict)
+    assert merged.data["steps"][-1] == {"id": "s11999", "type": "t", "prompt": "hi", "retries": 1}
 
 
 UNQUOTED_HINT = (

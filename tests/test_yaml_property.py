@@ -16,6 +16,7 @@ start with the file's name and hold no traceback. Three sources of input:
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -296,7 +297,41 @@ def test_mutated_workflows_give_only_our_errors(text: str) -> None:
         pytest.param("name: x\nsteps:\n  - <<: 5\n", id="merge-key-of-a-scalar"),
         pytest.param("\x00\x01", id="control-characters"),
         pytest.param("\ufeffname: x\n", id="byte-order-mark"),
+        pytest.param(
+            "name: x\nsteps:\n  - {id: a, type: template, template: &a0 [x, x, x, x, x, x, x, x]}\n"
+            + "".join(
+                f"x{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 8) + "]\n" for n in range(1, 11)
+            ),
+            id="alias-bomb",
+        ),
+        pytest.param(
+            "name: x\nsteps:\n  - {id: a, type: template, template: {{ b }}}\n", id="braces"
+        ),
+        pytest.param(
+            'name: x\nsteps:\n  - id: a\n    template: "open\n  - id: b "\n', id="open-quote"
+        ),
+        pytest.param(
+            "name: x\nsteps: [{id: a, type: template, template: \"<< 'a' * 10**10 >>\"}]\n",
+            id="string-bomb",
+        ),
+        pytest.param(
+            'name: x\nsteps: [{id: a, type: template, template: "<< '
+            + "(" * 2000
+            + "1"
+            + ")" * 2000
+            + ' >>"}]\n',
+            id="deep-expression",
+        ),
+        pytest.param(
+            'name: x\nsteps: [{id: a, type: template, template: "<% for i in range(99999) %>'
+            '<% for j in range(99999) %><% endfor %><% endfor %>"}]\n',
+            id="nested-loops",
+        ),
     ],
 )
 def test_known_awkward_texts_give_only_our_errors(text: str) -> None:
+    started = time.monotonic()
+
     check_only_our_errors(text)
+
+    assert time.monotonic() - started < 10

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fetchflow.loading import DataPath, SourceMap, Span, path_text
 from fetchflow.references import (
     Reference,
+    check_index,
     check_path,
     closest,
     find_references,
@@ -19,7 +20,7 @@ from fetchflow.references import (
     unsafe_attributes,
 )
 from fetchflow.spec import InputSpec, StepCommon, WorkflowHeader
-from fetchflow.step import Step
+from fetchflow.step import OutputLength, Step
 from fetchflow.templating import Templates
 
 if TYPE_CHECKING:
@@ -71,6 +72,40 @@ def private_format_fields(ast: nodes.Template) -> list[tuple[str, int]]:
                     found.append((private, call.lineno))
         except ValueError:  # a malformed format string: the run reports it
             continue
+    return found
+
+
+# The methods Jinja's immutable sandbox refuses on lists, mappings and sets (its
+# ``_mutable_spec``); no other value a template holds has them.
+CHANGING_METHODS = frozenset(
+    {"add", "append", "appendleft", "clear", "difference_update", "discard", "extend"}
+    | {"extendleft", "insert", "pop", "popitem", "popleft", "remove", "reverse", "rotate"}
+    | {"setdefault", "sort", "symmetric_difference_update", "update"}
+)
+CHANGE_HINT = (
+    "build a new value instead: << items + [x] >>, << dict(a, key=value) >>, or keep a "
+    "running value in <% set ns = namespace(items=[]) %> with <% set ns.items = ns.items + [x] %>"
+)
+
+
+def changing_calls(ast: nodes.Template, names: frozenset[str]) -> list[tuple[str, int]]:
+    """Calls of methods that change a value (``<< l.append(1) >>``), refused by the sandbox
+    at run time. Those on a reference (``inputs.tags.append``) are left to the reference
+    check, which says what the path holds."""
+    from jinja2 import nodes
+
+    stored = {node.name for node in ast.find_all(nodes.Name) if node.ctx != "load"}
+    found: list[tuple[str, int]] = []
+    for call in ast.find_all(nodes.Call):
+        method = call.node
+        if not (isinstance(method, nodes.Getattr) and method.attr in CHANGING_METHODS):
+            continue
+        base: nodes.Node = method.node
+        while isinstance(base, nodes.Getattr | nodes.Getitem):
+            base = base.node
+        if isinstance(base, nodes.Name) and base.name not in stored and base.name not in names:
+            continue
+        found.append((method.attr, call.lineno))
     return found
 
 
@@ -135,6 +170,7 @@ class TemplateChecks:
     declared_inputs: dict[str, InputSpec | None]
     step_ids: dict[str, int]
     step_types: dict[str, type[Step[Any, Any]]]
+    output_lengths: dict[str, OutputLength]
     file: str
     problems: list[Problem]
     add: Callable[..., None]
@@ -177,6 +213,10 @@ class TemplateChecks:
             refused = [
                 (lineno, name, f"{name!r} is a private attribute, templates cannot reach it", "")
                 for name, lineno in [*unsafe_attributes(ast), *private_format_fields(ast)]
+            ]
+            refused += [
+                (lineno, name, f"{name}() would change a value, templates cannot", CHANGE_HINT)
+                for name, lineno in changing_calls(ast, self.templates.globals)
             ]
             refused += [(*found, LIMITS_HINT) for found in self._over_limits(ast, text)]
         except jinja2.TemplateSyntaxError as error:
@@ -335,6 +375,9 @@ class TemplateChecks:
             )
             return True
         failure = check_path(step_cls.output_schema(), ref.path[1:], f"{ref.root}.output")
+        length = self.output_lengths.get(ref.root)
+        if failure is None and length is not None:
+            failure = check_index(length, ref.path[1:], f"{ref.root}.output")
         if failure:
             report(f'"{ref.text}": {failure[0]}', failure[1])
         return True

@@ -81,6 +81,12 @@ CASES = {
         "cannot reach it",
         PRIVATE_HINT,
     ),
+    "template_changes_a_list": Case(
+        f"11:16: {BRIEF}: template refused: append() would change a value, templates cannot",
+        "build a new value instead: << items + [x] >>, << dict(a, key=value) >>, or keep a "
+        "running value in <% set ns = namespace(items=[]) %> with "
+        "<% set ns.items = ns.items + [x] %>",
+    ),
     "template_string_times_huge": Case(
         '6:28: step "hero" (image_generation) field "prompt": template refused: \'*\' would '
         "make a value of 10000000000 characters or items, over the limit of 1000000",

@@ -30,7 +30,7 @@ from fetchflow.spec import (
     StepCommon,
     WorkflowHeader,
 )
-from fetchflow.step import Step, StepRegistry, project_root
+from fetchflow.step import OutputLength, Step, StepRegistry, project_root
 from fetchflow.template_checks import TemplateChecks
 from fetchflow.templating import Templates, is_template
 from fetchflow.validation import FieldIssue, describe_value, translate_errors, validate_config
@@ -116,6 +116,7 @@ class _Checker(TemplateChecks):
         self.step_ids: dict[str, int] = {}
         self.broken: set[str] = set()
         self.step_types: dict[str, type[Step[Any, Any]]] = {}
+        self.output_lengths: dict[str, OutputLength] = {}
         self._syntax_failed = bool(loaded.problems) and loaded.data is None
 
     # -- reporting -------------------------------------------------------------------------
@@ -369,6 +370,10 @@ class _Checker(TemplateChecks):
             )
             self.broken.add(step_id)
         self.step_types[common.id] = step_cls
+        templated = frozenset(key for key, value in config.items() if _has_template(value))
+        length = step_cls.output_length(config, templated)
+        if length is not None:  # indexes into its output are checked against it
+            self.output_lengths[common.id] = length
         return common, config
 
     def _step(

@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES
 
+if TYPE_CHECKING:
+    from fetchflow.step import OutputLength
+
 __all__ = [
     "Reference",
+    "check_index",
     "check_path",
     "closest",
     "find_references",
@@ -51,7 +55,16 @@ class Reference:
     @property
     def text(self) -> str:
         """``hero.output.0.file_url``."""
-        return ".".join([self.root, *(str(part) for part in self.path)])
+        text = self.root
+        for part in self.path:
+            text = _joined(text, part)
+        return text
+
+
+def _joined(shown: str, key: str | int) -> str:
+    """``hero.output`` and ``0`` -> ``hero.output.0``; a negative index as written:
+    ``hero.output[-1]``."""
+    return f"{shown}[{key}]" if isinstance(key, int) and key < 0 else f"{shown}.{key}"
 
 
 def closest(name: str, options: Sequence[str]) -> str | None:
@@ -79,9 +92,9 @@ def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
         if isinstance(node, nodes.Getattr):
             path.append(node.attr)
             node = node.node
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            value = node.arg.value
-            if not isinstance(value, str | int) or isinstance(value, bool):
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const | nodes.Neg):
+            value = _constant_key(node.arg)
+            if value is None:
                 break
             path.append(value)
             node = node.node
@@ -89,6 +102,23 @@ def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:
             break
     path.reverse()
     return node, path
+
+
+def _constant_key(arg: nodes.Expr) -> str | int | None:
+    """The key of ``x["name"]``, ``x[3]`` or ``x[-1]``; None for anything else."""
+    from jinja2 import nodes
+
+    negative = isinstance(arg, nodes.Neg)
+    if isinstance(arg, nodes.Neg):
+        arg = arg.node
+    if not isinstance(arg, nodes.Const):
+        return None
+    value = arg.value
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    if negative:
+        return -value if isinstance(value, int) else None
+    return value
 
 
 def _walk(root: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
@@ -284,13 +314,14 @@ _ANYTHING = ("", "")
 
 def _lookup(schema: dict[str, Any], head: str | int, shown: str) -> _Inside | tuple[str, str]:
     """One lookup, ``head``, in a value of ``schema`` (resolved, not a union)."""
-    here = f"{shown}.{head}"
+    here = _joined(shown, head)
     kind = schema.get("type")
     if kind == "array" or "items" in schema or "prefixItems" in schema:
         if isinstance(head, int) or (isinstance(head, str) and head.isdigit()):
-            prefix = schema.get("prefixItems")
+            prefix: list[dict[str, Any]] = schema.get("prefixItems") or []
             index = int(head)
-            item = prefix[index] if prefix and index < len(prefix) else schema.get("items", {})
+            inside = -len(prefix) <= index < len(prefix)
+            item = prefix[index] if inside else schema.get("items", {})
             return _Inside(item, here)
         return (
             f"{shown} is a list, it has no field {head!r}",
@@ -319,3 +350,48 @@ def _lookup(schema: dict[str, Any], head: str | int, shown: str) -> _Inside | tu
             f"use {shown} itself",
         )
     return _ANYTHING  # an untyped value: anything may be inside
+
+
+def check_index(
+    length: OutputLength, path: Sequence[str | int], shown: str
+) -> tuple[str, str] | None:
+    """Check the first lookup of ``path`` (an item of a list output) against its length.
+
+    Args:
+        length: What the step's fields say of its output's length.
+        path: The lookups after ``output``.
+        shown: How the list is written (``hero.output``), for messages.
+
+    Returns:
+        None when the item can exist, else ``(message, hint)``.
+    """
+    if not path:
+        return None
+    head = path[0]
+    if isinstance(head, str) and head.isdigit():
+        head = int(head)
+    if not isinstance(head, int) or isinstance(head, bool):
+        return None
+    decided_by = " and ".join(length.fields)
+    one = len(length.fields) == 1
+    if length.items is not None:
+        size = length.items
+        if -size <= head < size:
+            return None
+        return (
+            f"{shown} has {size} item{'' if size == 1 else 's'} (set by {decided_by}), "
+            f"so there is no item {head}",
+            f"use an index from 0 to {size - 1} (or -{size} to -1), or change {decided_by}"
+            if size > 1
+            else f"use {shown}.0, or change {decided_by}"
+            if size
+            else f"change {decided_by}, or do not read an item of {shown}",
+        )
+    if length.at_most is None or -length.at_most <= head < length.at_most:
+        return None
+    return (
+        f"{shown} has at most {length.at_most} items ({decided_by} "
+        f"{'is a template' if one else 'are templates'}), so there is no item {head}",
+        f"use an index below {length.at_most}; the exact number is known only once "
+        f"{decided_by} {'is' if one else 'are'} rendered, when the step runs",
+    )

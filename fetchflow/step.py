@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "CostEstimate",
+    "OutputLength",
     "Progress",
     "RuleViolation",
     "Step",
@@ -74,6 +75,45 @@ class CostEstimate:
     cost_usd: float | None
     images: int | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class OutputLength:
+    """How many items a step's output list has, as far as its fields say before the run.
+
+    The static check compares constant indexes (``hero.output.5``) against it.
+
+    Attributes:
+        items: The number of items; None when a field that decides it is a template.
+        fields: The fields that decide it (named in messages: ``("count",)``).
+        at_most: The most items it can have whatever its templates give (None: no bound).
+    """
+
+    items: int | None
+    fields: tuple[str, ...]
+    at_most: int | None = None
+
+    @classmethod
+    def counted(
+        cls,
+        model: type[BaseModel],
+        fields: Mapping[str, object],
+        templated: frozenset[str],
+        name: str = "count",
+    ) -> OutputLength | None:
+        """One item per unit of the integer field ``name`` (its default when left out).
+
+        A templated count is bounded by the field's ``le`` limit; None when the value
+        written is not a whole number (that is reported as the field's own problem).
+        """
+        info = model.model_fields[name]
+        most = next((m.le for m in info.metadata if isinstance(getattr(m, "le", None), int)), None)
+        if name in templated:
+            return cls(None, (name,), at_most=most)
+        value = fields.get(name, info.default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        return cls(value, (name,), at_most=value)
 
 
 class StepConfig(BaseModel):
@@ -274,6 +314,18 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         """What running the step with ``config`` is expected to cost (None: nothing).
 
         Billable steps override it; an approval form and ``--dry-run`` show the result.
+        """
+        return None
+
+    @classmethod
+    def output_length(
+        cls, fields: Mapping[str, object], templated: frozenset[str]
+    ) -> OutputLength | None:
+        """How many items the output list will have, read from the fields before the run.
+
+        ``fields`` are the step's fields as written (templates not rendered; possibly
+        invalid, which is reported on its own); ``templated`` names those holding a
+        template. None (the default): only the run knows.
         """
         return None
 

@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import CostEstimate, Step, StepConfig, StepContext, deferred
+from fetchflow.step import (
+    CostEstimate,
+    OutputLength,
+    Step,
+    StepConfig,
+    StepContext,
+    deferred,
+)
 from steps.imaging import rules
 from steps.imaging.assets import ImageAsset
 from steps.imaging.options import ImageOutputConfig, prompt_as_text
@@ -107,6 +114,13 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
 
         assert isinstance(config, ImageGenerationConfig)
         return estimate_request(config, settings)
+
+    @classmethod
+    def output_length(
+        cls, fields: Mapping[str, object], templated: frozenset[str]
+    ) -> OutputLength | None:
+        """``count`` images (at most the field's limit while it is a template)."""
+        return OutputLength.counted(ImageGenerationConfig, fields, templated)
 
     @classmethod
     def preflight(

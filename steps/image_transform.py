@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fetchflow.step import (
+    OutputLength,
     RuleViolation,
     Step,
     StepConfig,
@@ -39,7 +41,12 @@ from fetchflow.step import (
 )
 from steps.imaging.assets import ImageAsset, store_asset
 from steps.imaging.options import refuse_booleans
-from steps.imaging.references import ImagesValue, check_images_value, check_project_files
+from steps.imaging.references import (
+    ImagesValue,
+    check_images_value,
+    check_project_files,
+    count_references,
+)
 from steps.imaging.transform import MAX_OUTPUT_SIDE
 
 __all__ = ["ImageTransformConfig", "ImageTransformStep"]
@@ -183,6 +190,16 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
     output_type = list[ImageAsset]
     billable = False
     produces_files = True
+
+    @classmethod
+    def output_length(
+        cls, fields: Mapping[str, object], templated: frozenset[str]
+    ) -> OutputLength | None:
+        """One image per reference, when ``images`` is written out (not a template)."""
+        images = fields.get("images")
+        if "images" in templated or images is None:
+            return None
+        return OutputLength(count_references(images), ("images",))
 
     def run(self, config: ImageTransformConfig, ctx: StepContext) -> list[ImageAsset]:
         """Read every reference, transform it, store one record per image."""

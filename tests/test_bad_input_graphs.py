@@ -229,3 +229,64 @@ def test_every_problem_of_a_step_is_reported_together(
     expected = [line for case in cases for line in (f"{path}:{case.first}", f"  hint: {case.hint}")]
     assert outcome.stderr.splitlines() == [*expected, f"{path}: {len(cases)} problems"]
     sandbox.assert_nothing_happened(outcome)
+
+
+# -- list indexes against the length the fields say ------------------------------------------
+
+CAPTION = 'step "caption" (template) field "template"'
+PAST_TWO = "use an index from 0 to 1 (or -2 to -1), or change"
+
+INDEX_CASES = {
+    "index_past_count": Case(
+        f'9:19: {CAPTION}: "hero.output.5.file_url": hero.output has 2 items (set by count), '
+        "so there is no item 5",
+        f"{PAST_TWO} count",
+    ),
+    "index_past_default_count": Case(
+        f'8:19: {CAPTION}: "hero.output.1.file_url": hero.output has 1 item (set by count), '
+        "so there is no item 1",
+        "use hero.output.0, or change count",
+    ),
+    "negative_index_past_count": Case(
+        f'9:19: {CAPTION}: "hero.output[-3].file_url": hero.output has 2 items (set by count), '
+        "so there is no item -3",
+        f"{PAST_TWO} count",
+    ),
+    "index_past_templated_count_limit": Case(
+        f'13:19: {CAPTION}: "hero.output.10.file_url": hero.output has at most 10 items '
+        "(count is a template), so there is no item 10",
+        "use an index below 10; the exact number is known only once count is rendered, when "
+        "the step runs",
+    ),
+    "index_past_transform_inputs": Case(
+        f'9:19: {CAPTION}: "thumbs.output.2.file_url": thumbs.output has 2 items (set by '
+        "images), so there is no item 2",
+        f"{PAST_TWO} images",
+    ),
+}
+
+
+@pytest.mark.parametrize(("stem", "case"), INDEX_CASES.items(), ids=INDEX_CASES)
+def test_an_index_past_a_known_length_is_refused_before_anything_is_paid(
+    stem: str,
+    case: Case,
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    path = GRAPHS / f"{stem}.yaml"
+
+    for command in ("validate", "run"):
+        outcome = sandbox.fetchflow(command, str(path))
+
+        assert (outcome.code, outcome.stdout) == (2, ""), outcome.stderr
+        lines = outcome.stderr.splitlines()
+        assert lines == expected_stderr(path, case, lines, summary=command == "validate")
+        sandbox.assert_nothing_happened(outcome)
+
+
+def test_indexes_every_count_allows_pass(sandbox: Sandbox) -> None:  # noqa: F811
+    path = GRAPHS / "indexes_within_counts.yaml"
+
+    outcome = sandbox.fetchflow("validate", str(path))
+
+    assert (outcome.code, outcome.stderr) == (0, "")
+    assert outcome.stdout == f"{path}: ok (3 steps)\n"

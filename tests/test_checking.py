@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from pydantic import BaseModel
 from fetchflow.checking import check_file, check_text, template_search_path
 from fetchflow.errors import Problem, WorkflowInvalid
 from fetchflow.plan import Plan
-from fetchflow.step import Step, StepConfig, StepContext, StepRegistry
+from fetchflow.step import OutputLength, Step, StepConfig, StepContext, StepRegistry
 from fetchflow.templating import Templates
 from steps.template import TemplateStep
 
@@ -572,4 +573,40 @@ def test_an_input_reports_an_unknown_key_and_a_default_of_the_wrong_type_togethe
         (8, 5, None, "type",
          'must be one of string, integer, number, boolean, list, object; got "intger"',
          "did you mean integer?"),
+    ]  # fmt: skip
+
+
+class CountedStep(Step[FetchConfig, list[Asset]]):
+    """A plugin-style step that says its output's length: ``count`` assets."""
+
+    config_model = FetchConfig
+    output_type = list[Asset]
+
+    @classmethod
+    def output_length(
+        cls, fields: Mapping[str, object], templated: frozenset[str]
+    ) -> OutputLength | None:
+        return OutputLength.counted(FetchConfig, fields, templated)
+
+    def run(self, config: FetchConfig, ctx: StepContext) -> list[Asset]:
+        raise AssertionError("the static check never runs a step")
+
+
+def test_indexes_are_checked_against_the_length_a_step_says() -> None:
+    registry = StepRegistry({"template": TemplateStep, "fetch": FetchStep, "counted": CountedStep})
+    text = (
+        "name: x\nsteps:\n"
+        "  - id: a\n    type: counted\n    prompt: hi\n    count: 3\n"
+        "  - id: b\n    type: fetch\n    prompt: hi\n    count: 3\n"
+        "  - id: c\n    type: counted\n    prompt: hi\n    count: two\n"
+        "  - id: d\n    type: template\n"
+        "    template: << a.output.2.file_url >> << a.output.3.file_url >> << b.output.7 >>"
+        " << c.output.9 >>\n"
+    )
+
+    assert problems_in(text, registry) == [
+        (14, 5, "c", "count", 'must be a valid integer; got "two"', "write a whole number, e.g. 3"),
+        (17, 44, "d", "template",
+         '"a.output.3.file_url": a.output has 3 items (set by count), so there is no item 3',
+         "use an index from 0 to 2 (or -3 to -1), or change count"),
     ]  # fmt: skip

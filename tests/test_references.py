@@ -10,12 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fetchflow.references import (
+    check_index,
     check_path,
     closest,
     find_references,
     simple_references,
     unsafe_attributes,
 )
+from fetchflow.step import OutputLength
 from fetchflow.templating import JINJA_GLOBALS, Templates
 
 TEMPLATES = Templates([])
@@ -400,3 +402,72 @@ def test_find_references_in_a_deep_expression() -> None:
         ("brief", ("__class__",), 2),
     ]
     assert unsafe_attributes(ast) == [("__class__", 2)]
+
+
+@pytest.mark.parametrize(
+    ("length", "path", "expected"),
+    [
+        pytest.param(OutputLength(2, ("count",)), (1, "file_url"), None, id="last"),
+        pytest.param(OutputLength(2, ("count",)), (-2,), None, id="first-from-the-end"),
+        pytest.param(OutputLength(2, ("count",)), ("file_url",), None, id="not-an-index"),
+        pytest.param(OutputLength(2, ("count",)), (), None, id="the-whole-list"),
+        pytest.param(
+            OutputLength(2, ("count",)),
+            (2,),
+            (
+                "hero.output has 2 items (set by count), so there is no item 2",
+                "use an index from 0 to 1 (or -2 to -1), or change count",
+            ),
+            id="one-past",
+        ),
+        pytest.param(
+            OutputLength(2, ("count",)),
+            ("7",),
+            (
+                "hero.output has 2 items (set by count), so there is no item 7",
+                "use an index from 0 to 1 (or -2 to -1), or change count",
+            ),
+            id="index-as-text",
+        ),
+        pytest.param(
+            OutputLength(0, ("images",)),
+            (0,),
+            (
+                "hero.output has 0 items (set by images), so there is no item 0",
+                "change images, or do not read an item of hero.output",
+            ),
+            id="empty",
+        ),
+        pytest.param(OutputLength(None, ("count",), at_most=10), (9,), None, id="templated-9"),
+        pytest.param(OutputLength(None, ("count", "images")), (99,), None, id="unbounded"),
+        pytest.param(
+            OutputLength(None, ("count", "images"), at_most=4),
+            (-5,),
+            (
+                "hero.output has at most 4 items (count and images are templates), so there "
+                "is no item -5",
+                "use an index below 4; the exact number is known only once count and images "
+                "are rendered, when the step runs",
+            ),
+            id="templated-past-the-bound",
+        ),
+    ],
+)
+def test_check_index(
+    length: OutputLength, path: tuple[str | int, ...], expected: tuple[str, str] | None
+) -> None:
+    assert check_index(length, path, "hero.output") == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "path"),
+    [
+        pytest.param("<< hero.output[-1].file_url >>", ("output", -1, "file_url"), id="neg"),
+        pytest.param("<< hero.output[-1 - 1] >>", ("output",), id="neg-expression"),
+        pytest.param('<< hero.output[-"a"] >>', ("output",), id="neg-text"),
+    ],
+)
+def test_negative_constant_indexes_are_part_of_the_path(
+    source: str, path: tuple[str | int, ...]
+) -> None:
+    assert full(source) == [("hero", path, 1)]

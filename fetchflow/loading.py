@@ -6,14 +6,12 @@ that every key and value keeps its position. Anchors, aliases and merge keys (``
 work as in any YAML file.
 
 Aliases are bounded: a file whose aliases, expanded, would add more than
-:data:`MAX_ALIAS_VALUES` values or :data:`MAX_ALIAS_TEXT` characters to it (a "billion
+:data:`~fetchflow.yaml_aliases.MAX_ALIAS_VALUES` values or its text limit (a "billion
 laughs") is refused before anything walks the data, at the field that holds the bomb.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +21,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fetchflow.errors import Problem
 from fetchflow.nesting import MAX_DEPTH, too_deep
-from fetchflow.templating import canonical
+from fetchflow.yaml_aliases import MAX_ALIAS_TEXT, MAX_ALIAS_VALUES, alias_bomb
+from fetchflow.yaml_slips import brace_hint, is_braced_template, syntax_problem
 
 __all__ = [
-    "MAX_ALIAS_TEXT",
-    "MAX_ALIAS_VALUES",
     "DataPath",
     "Loaded",
     "SourceMap",
@@ -41,15 +38,6 @@ DataPath = tuple[str | int, ...]
 
 _Composer: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-
-MAX_ALIAS_VALUES = 1_000_000
-"""How many values (list items, mapping entries, scalars) aliases may add to a file when
-they are expanded. Merge keys in a large workflow add tens of thousands."""
-MAX_ALIAS_TEXT = 10_000_000
-"""How many characters of scalar text aliases may add to a file when they are expanded."""
-
-_QUOTED_STYLES = ("'", '"')
-_UNQUOTED_BRACE = re.compile(r"(?:^|[:\-?,\[]\s*)\{[{%#]")
 
 
 @dataclass(frozen=True)
@@ -127,111 +115,8 @@ def path_text(path: DataPath) -> str:
     return ".".join(str(part) for part in path)
 
 
-def _is_braced_template(node: MappingNode) -> bool:
-    """Whether ``node`` is ``{{ ... }}`` written unquoted: a flow mapping whose keys are
-    flow mappings."""
-    return (
-        bool(node.flow_style)
-        and bool(node.value)
-        and all(isinstance(key, MappingNode) and key.flow_style for key, _ in node.value)
-    )
-
-
 def _span(mark: yaml.Mark) -> Span:
     return Span(mark.line + 1, mark.column + 1)
-
-
-class _Expansion:
-    """What aliases add to a document: its size with every alias expanded, less its size as
-    written (each node measured once, so a bomb costs no more to measure than to read)."""
-
-    def __init__(self, root: Node) -> None:
-        self._expanded: dict[int, tuple[int, int]] = {}
-        self._written: dict[int, tuple[int, int]] = {}
-        self._active: set[int] = set()
-        self._measure_written(root)
-
-    def _children(self, node: Node) -> list[Node]:
-        if isinstance(node, MappingNode):
-            return [part for pair in node.value for part in pair]
-        return list(node.value) if isinstance(node, SequenceNode) else []
-
-    def _measure_written(self, node: Node) -> tuple[int, int]:
-        """Size as written, in document order: an anchor counts its content where it is
-        defined, each alias to it counts one value."""
-        if id(node) in self._written:
-            return 1, 0
-        self._written[id(node)] = (1, 0)  # an alias inside its own anchor counts as one
-        values, chars = 1, len(str(node.value)) if isinstance(node, ScalarNode) else 0
-        for child in self._children(node):
-            child_values, child_chars = self._measure_written(child)
-            values += child_values
-            chars += child_chars
-        self._written[id(node)] = (values, chars)
-        return values, chars
-
-    def size(self, node: Node) -> tuple[int, int]:
-        """``(values, characters)`` of ``node`` with every alias inside it expanded."""
-        key = id(node)
-        known = self._expanded.get(key)
-        if known is not None:
-            return known
-        if isinstance(node, ScalarNode):
-            return 1, len(str(node.value))
-        if key in self._active:  # an endless alias: the builder reports it
-            return 1, 0
-        self._active.add(key)
-        values, chars = 1, 0
-        for child in self._children(node):
-            child_values, child_chars = self.size(child)
-            values += child_values
-            chars += child_chars
-        self._active.discard(key)
-        self._expanded[key] = (values, chars)
-        return values, chars
-
-    def too_big(self, node: Node) -> bool:
-        """Whether aliases add more than the limits to ``node``."""
-        values, chars = self.size(node)
-        written_values, written_chars = self._written.get(id(node), (1, 0))
-        return values - written_values > MAX_ALIAS_VALUES or chars - written_chars > MAX_ALIAS_TEXT
-
-    def culprit(self, root: Node) -> tuple[DataPath, Span] | None:
-        """Where an oversized document grows too big, or None when it is within the limits.
-
-        That is the first oversized mapping entry, going down through oversized mappings
-        (and the mappings in lists, such as steps), whose value is not itself a mapping of
-        oversized entries: the field that holds the bomb, not a list deep inside it.
-        """
-        if not self.too_big(root):
-            return None
-        node, span = root, _span(root.start_mark)
-        path: DataPath = ()
-        while True:
-            entries: list[tuple[str | int, Span, Node]]
-            if isinstance(node, MappingNode):
-                entries = [
-                    (
-                        str(key.value) if isinstance(key, ScalarNode) else "?",
-                        _span(key.start_mark),
-                        value,
-                    )
-                    for key, value in node.value
-                ]
-            elif isinstance(node, SequenceNode):
-                entries = [
-                    (index, _span(item.start_mark), item)
-                    for index, item in enumerate(node.value)
-                    if isinstance(item, MappingNode)
-                ]
-            else:
-                break
-            over = next((entry for entry in entries if self.too_big(entry[2])), None)
-            if over is None:
-                break
-            name, span, node = over
-            path = (*path, name)
-        return path, span
 
 
 class _Builder:
@@ -298,7 +183,7 @@ class _Builder:
             return None
 
     def _mapping(self, node: MappingNode, path: DataPath) -> object:
-        if _is_braced_template(node):
+        if is_braced_template(node):
             # ``key: {{ a.output }}`` unquoted: YAML reads a mapping whose key is a mapping.
             start, end = node.start_mark, node.end_mark
             lines = self.source.lines[start.line : end.line + 1]
@@ -311,7 +196,7 @@ class _Builder:
             self.problem(
                 _span(node.start_mark),
                 f"{written} is read as a YAML mapping, not as a template",
-                _brace_hint(written),
+                brace_hint(written),
                 field=path_text(path) or None,
             )
             return written
@@ -379,81 +264,6 @@ class _Builder:
         return None
 
 
-_SYNTAX_HINT = (
-    "check the indentation and quoting on this line and the one before; "
-    "template expressions are written << expr >>"
-)
-_TEMPLATE_TEXT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
-
-
-def _brace_hint(text: str) -> str:
-    """How to write a template value YAML read as a mapping (``{{ a.output }}``)."""
-    found = _TEMPLATE_TEXT.search(text)
-    written = found.group(0) if found else text.strip()
-    safe = canonical(written) if found else "<< expr >>"
-    return (
-        "a value that starts with { is read as a YAML mapping: quote it "
-        f"({json.dumps(written, ensure_ascii=False)}) or write {safe}"
-    )
-
-
-def _unclosed_quote(text: str, problem: yaml.Mark) -> yaml.Mark | None:
-    """Where a quoted value opened when it swallowed the lines after it.
-
-    A quote left open on its line runs on until the next quote of its kind, often lines
-    below, where the leftovers make the syntax error; so when the error stands on the line
-    where a multi-line quoted value ended, the quote's opening is the place to show.
-    """
-    opened: yaml.Mark | None = None
-    try:
-        for token in yaml.scan(text, Loader=_Composer):
-            if token.start_mark.index > problem.index:
-                break
-            if (
-                isinstance(token, yaml.ScalarToken)
-                and token.style in _QUOTED_STYLES
-                and token.end_mark.line > token.start_mark.line
-            ):
-                opened = token.start_mark if token.end_mark.line == problem.line else None
-    except yaml.YAMLError:
-        pass
-    return opened
-
-
-def _syntax_problem(error: yaml.MarkedYAMLError, text: str, source: SourceMap) -> Problem:
-    """One located problem for a YAML syntax error, with the likely cause as its hint."""
-    # At the end of the stream, the problem is where the unclosed thing opened.
-    at_end = "end of stream" in (error.problem or "")
-    mark = (error.context_mark if at_end else None) or error.problem_mark or error.context_mark
-    what = error.problem or "invalid YAML"
-    if error.context:
-        what = f"{what} ({error.context})"
-    hint = _SYNTAX_HINT
-    quote = _unclosed_quote(text, error.problem_mark) if error.problem_mark and not at_end else None
-    if quote is not None:
-        mark = quote
-        closing = source.lines[quote.line][quote.column] if quote.line < len(source.lines) else '"'
-        end = error.problem_mark.line + 1 if error.problem_mark else quote.line + 1
-        what = f"this quote is not closed on its line: the value runs on to line {end}"
-        hint = (
-            f"close the quote ({closing}) on line {quote.line + 1}, "
-            "or write a long text as a block (key: |)"
-        )
-    span = _span(mark) if mark is not None else Span(1, 1)
-    if quote is None and 0 < span.line <= len(source.lines):
-        brace = _UNQUOTED_BRACE.search(source.lines[span.line - 1])
-        if brace is not None:
-            span = Span(span.line, brace.end() - 1)
-            hint = _brace_hint(source.lines[span.line - 1][brace.end() - 2 :])
-    return Problem(
-        message=f"YAML syntax error: {what}",
-        hint=hint,
-        file=source.file,
-        line=span.line,
-        column=span.column,
-    )
-
-
 def load_yaml(text: str, file: str) -> Loaded:
     """Parse one YAML document, keeping positions and reporting duplicate keys.
 
@@ -469,7 +279,7 @@ def load_yaml(text: str, file: str) -> Loaded:
     try:
         node = yaml.compose(text, Loader=_Composer)
     except yaml.MarkedYAMLError as error:
-        return Loaded(None, source, [_syntax_problem(error, text, source)])
+        return Loaded(None, source, [syntax_problem(error, text, file)])
     except yaml.YAMLError as error:  # composer errors without a mark
         return Loaded(
             None,
@@ -492,9 +302,10 @@ def load_yaml(text: str, file: str) -> Loaded:
             field=path_text(path[:3]) or None,
         )
         return Loaded(None, source, [problem])
-    bomb = _Expansion(node).culprit(node)
+    bomb = alias_bomb(node)
     if bomb is not None:
-        path, span = bomb
+        path, mark = bomb
+        span = _span(mark)
         problem = Problem(
             message=f"aliases expand this value past the limit of {MAX_ALIAS_VALUES} "
             f'added values or {MAX_ALIAS_TEXT} added characters (an alias bomb, "billion laughs")',

@@ -57,6 +57,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from fetchflow.step import (
     CostEstimate,
+    OutputLength,
     RuleViolation,
     Step,
     StepConfig,
@@ -246,6 +247,27 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
         return self
 
 
+def _edit_needs(config: ImageEditConfig) -> rules.EditNeeds:
+    """What the edit asks of its model: ``auto`` picks a model that can do it."""
+    return rules.EditNeeds(mask=config.mask is not None, outpaint=config.outpaint)
+
+
+def _each_as_written(fields: Mapping[str, object], templated: frozenset[str]) -> bool | None:
+    """Whether every image is edited on its own, as the fields say before the run (None: a
+    template decides, or a field is invalid and reported on its own)."""
+    each = fields.get("each")
+    if "each" in templated or not isinstance(each, bool | None):
+        return None
+    if each is not None:
+        return each
+    if "outpaint" in templated or "prompt" in templated:
+        return None
+    prompt = fields.get("prompt")
+    if fields.get("outpaint") is not None or prompt is None:
+        return True  # outpainting, or removing the background: one result per image
+    return not prompt.strip() if isinstance(prompt, str) else None
+
+
 def _is_template(value: object) -> bool:
     from fetchflow.templating import is_template
 
@@ -273,7 +295,7 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         assert isinstance(config, ImageEditConfig)
         if config.outpaint is not None:  # the run asks for the outpaint ratio
             config = config.model_copy(update={"aspect_ratio": config.outpaint})
-        per_edit = estimate_request(config, settings)
+        per_edit = estimate_request(config, settings, edit=_edit_needs(config))
         images = config.images
         if not config.edits_each:
             return per_edit
@@ -287,6 +309,25 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         cost = None if per_edit.cost_usd is None else per_edit.cost_usd * edits
         images_made = None if per_edit.images is None else per_edit.images * edits
         return CostEstimate(cost, images_made, f"{edits} edit(s) of {per_edit.detail}")
+
+    @classmethod
+    def output_length(
+        cls, fields: Mapping[str, object], templated: frozenset[str]
+    ) -> OutputLength | None:
+        """``count`` images per edit: one edit, or with ``each`` one per image written out."""
+        per_edit = OutputLength.counted(ImageEditConfig, fields, templated)
+        each = _each_as_written(fields, templated)
+        if per_edit is None or each is None:
+            return None
+        if not each:
+            return per_edit
+        images = fields.get("images")
+        if "images" in templated or images is None:
+            return None  # an upstream output holds any number of images
+        edits = count_references(images)
+        made = None if per_edit.items is None else per_edit.items * edits
+        most = None if per_edit.at_most is None else per_edit.at_most * edits
+        return OutputLength(made, ("count", "images"), at_most=most)
 
     @classmethod
     def preflight(
@@ -309,7 +350,7 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         from steps.imaging.running import make_images, open_provider, pick_model
 
         # The model first: a missing key is said before any reference is fetched.
-        spec = pick_model(config, ctx, mask=config.mask is not None or config.outpaint is not None)
+        spec = pick_model(config, ctx, edit=_edit_needs(config))
         root = project_root_of(ctx)
         references = resolve_references(config.images, ctx=ctx, project_root=root)
         mask = None

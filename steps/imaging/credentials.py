@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
 from steps.imaging.catalog import AUTO, AUTO_CANDIDATES, CATALOG, PREVIEW, ModelSpec
-from steps.imaging.rules import lookup_model, unsupported
+from steps.imaging.rules import EditNeeds, lookup_model, unsupported
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
@@ -153,12 +153,14 @@ def choose_model(
     settings: Settings,
     environ: Mapping[str, str],
     secret_name: str | None = None,
-    mask: bool = False,
+    resolution: str | None = None,
+    edit: EditNeeds | None = None,
 ) -> ModelSpec:
     """The model to run: ``model`` itself, or what ``auto`` picks.
 
-    ``mask`` says the request sends a mask (an edit's inpainting or outpainting): ``auto``
-    then only picks a model that takes one.
+    ``edit`` is what an edit needs of its model (a mask, an outpaint ratio at
+    ``resolution``): ``auto`` then only picks a model that can do it, by the rule the run
+    refuses a named model with (:func:`~steps.imaging.rules.check_edit_needs`).
 
     ``auto`` takes the first of :data:`AUTO_CANDIDATES` whose provider has a key for the
     charge type and that can make the request; with no key at all it is the preview
@@ -181,7 +183,14 @@ def choose_model(
         candidate = CATALOG[name]
         if not key_sources(candidate.provider, charge_type, settings, environ, secret_name):
             continue
-        why = unsupported(candidate, size=size, quality=quality, background=background, mask=mask)
+        why = unsupported(
+            candidate,
+            size=size,
+            quality=quality,
+            background=background,
+            resolution=resolution,
+            edit=edit,
+        )
         if why is None:
             return candidate
         reasons.append(f"{name}: {why}")
@@ -195,8 +204,12 @@ def choose_model(
     )
 
 
-def choose_for(options: ImageOptions, settings: Settings, *, mask: bool = False) -> ModelSpec:
+def choose_for(
+    options: ImageOptions, settings: Settings, *, edit: EditNeeds | None = None
+) -> ModelSpec:
     """:func:`choose_model` for a step's options (model, charge type, size, quality, ...).
+
+    ``edit``: what an edit needs of its model (a mask, an outpaint ratio), or None.
 
     Raises:
         StepError: As :func:`choose_model`.
@@ -210,5 +223,6 @@ def choose_for(options: ImageOptions, settings: Settings, *, mask: bool = False)
         settings=settings,
         environ=os.environ,
         secret_name=options.api_key_secret,
-        mask=mask,
+        resolution=options.resolution,
+        edit=edit,
     )

@@ -20,7 +20,7 @@ from steps.imaging.formats import MIME_TYPES, sniff_format
 from steps.imaging.production import EditInputs
 from steps.imaging.providers.base import ProviderImage
 from steps.imaging.references import Reference
-from steps.imaging.rules import check_mask_support, check_outpaint_ratio, check_reference_count
+from steps.imaging.rules import EditNeeds, check_edit_needs, check_reference_count
 
 __all__ = [
     "BACKGROUND_REMOVAL_PROMPT",
@@ -167,13 +167,10 @@ def plan_edits(
     """
     from steps.imaging.canvas import check_mask, outpaint_canvas
 
-    if mask is not None or outpaint is not None:
-        try:
-            check_mask_support(spec, "mask" if mask is not None else "outpaint")
-            if outpaint is not None:
-                check_outpaint_ratio(spec, outpaint, resolution)
-        except RuleViolation as error:
-            raise _refused(error.message, error.hint) from None
+    try:
+        check_edit_needs(spec, EditNeeds(mask is not None, outpaint), resolution)
+    except RuleViolation as error:
+        raise _refused(error.message, error.hint) from None
     canvas_ratio: str | float | None = outpaint
     if outpaint is not None:
         asked = closest_size(spec, outpaint, resolution)

@@ -17,6 +17,7 @@ from steps.imaging.catalog import (
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
+    from steps.imaging.rules import EditNeeds
 
 __all__ = ["ImageOptions", "estimate_images", "estimate_request", "size_choice"]
 
@@ -98,16 +99,20 @@ class ImageOptions(Protocol):
     def api_key_secret(self) -> str | None: ...
 
 
-def estimate_request(options: ImageOptions, settings: Settings) -> CostEstimate:
+def estimate_request(
+    options: ImageOptions, settings: Settings, *, edit: EditNeeds | None = None
+) -> CostEstimate:
     """The images of one step: ``auto`` resolved with the keys configured now.
 
-    When the model cannot be chosen yet (no key: the run says so before any call), the cost
+    ``edit`` is what an edit needs of its model (a mask, an outpaint ratio): ``auto`` is
+    priced at the model the run would pick for it. When the model cannot be chosen (no
+    key, or no candidate can serve the step: the run says so before any call), the cost
     is unknown.
     """
     from steps.imaging.credentials import choose_for
 
     try:
-        spec = choose_for(options, settings)
+        spec = choose_for(options, settings, edit=edit)
     except StepError as error:
         return CostEstimate(
             cost_usd=None,

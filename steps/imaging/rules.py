@@ -11,6 +11,8 @@ must then support the request, or the next candidate is tried.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from math import gcd
 
 from fetchflow.references import closest
@@ -28,8 +30,10 @@ from steps.imaging.catalog import (
 )
 
 __all__ = [
+    "EditNeeds",
     "check_background",
     "check_count",
+    "check_edit_needs",
     "check_input_fidelity",
     "check_mask_support",
     "check_outpaint_ratio",
@@ -249,22 +253,58 @@ def check_input_fidelity(spec: ModelSpec, value: str | None) -> None:
     )
 
 
+@dataclass(frozen=True)
+class EditNeeds:
+    """What an edit asks of its model besides the output options.
+
+    Attributes:
+        mask: The edit sends a mask the user gave (inpainting).
+        outpaint: The ratio the edit extends its image to (it sends a mask it builds), or
+            None.
+    """
+
+    mask: bool = False
+    outpaint: str | None = None
+
+
+def check_edit_needs(spec: ModelSpec, needs: EditNeeds, resolution: str | None) -> None:
+    """``spec`` takes the edit's mask, and can make its outpaint ratio at ``resolution``.
+
+    The run's check of a named model and ``model: auto``'s test of each candidate.
+    """
+    if needs.mask:
+        check_mask_support(spec, "mask")
+    if needs.outpaint is not None:
+        check_mask_support(spec, "outpaint")
+        check_outpaint_ratio(spec, needs.outpaint, resolution)
+
+
 def unsupported(
-    spec: ModelSpec, *, size: str, quality: str, background: str, mask: bool = False
+    spec: ModelSpec,
+    *,
+    size: str,
+    quality: str,
+    background: str,
+    resolution: str | None = None,
+    edit: EditNeeds | None = None,
 ) -> str | None:
     """Why ``spec`` cannot serve a ``model: auto`` request, or None when it can.
 
     Ratio-only models serve any pixel size (it maps to their nearest ratio); a seed never
-    excludes a model (models without one ignore it). ``mask`` says the request sends one.
+    excludes a model (models without one ignore it). ``edit`` is what an edit needs (a mask,
+    an outpaint ratio), checked by :func:`check_edit_needs` as the run checks a named model.
     """
-    checks = [(check_quality, quality), (check_background, background)]
+    checks: list[Callable[[], None]] = [
+        lambda: check_quality(spec, quality),
+        lambda: check_background(spec, background),
+    ]
     if not spec.takes_ratio:
-        checks.append((check_size, size))
-    if mask:
-        checks.append((check_mask_support, "mask"))
-    for check, value in checks:
+        checks.append(lambda: check_size(spec, size))
+    if edit is not None:
+        checks.append(lambda: check_edit_needs(spec, edit, resolution))
+    for check in checks:
         try:
-            check(spec, value)
+            check()
         except ValueError as error:
             return str(error)
     return None

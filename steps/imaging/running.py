@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from steps.imaging.options import ImageOutputConfig
     from steps.imaging.production import ImageJob, MadeImage
     from steps.imaging.providers.base import ImageProvider
+    from steps.imaging.rules import EditNeeds
 
 __all__ = [
     "PREVIEW_NOTICE",
@@ -89,8 +90,13 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig, settings
     )
 
 
-def pick_model(config: ImageOutputConfig, ctx: StepContext, *, mask: bool = False) -> ModelSpec:
+def pick_model(
+    config: ImageOutputConfig, ctx: StepContext, *, edit: EditNeeds | None = None
+) -> ModelSpec:
     """The model the step runs: ``config.model``, or what ``auto`` picks with today's keys.
+
+    ``edit``: what an edit needs of its model (a mask, an outpaint ratio), which ``auto``
+    takes into account.
 
     Raises:
         StepError: The named model's key is missing, or ``auto`` finds keys but no model
@@ -98,7 +104,7 @@ def pick_model(config: ImageOutputConfig, ctx: StepContext, *, mask: bool = Fals
     """
     from steps.imaging.credentials import choose_for
 
-    spec = choose_for(config, ctx.settings, mask=mask)
+    spec = choose_for(config, ctx.settings, edit=edit)
     if spec.name == PREVIEW and config.model == AUTO:
         _announce_preview_once(ctx)
     if config.seed is not None and not spec.seed:

@@ -427,3 +427,66 @@ def test_outpaint_is_estimated_at_the_size_it_asks_for(settings: Settings) -> No
     found = ImageEditStep.estimate(config, settings)
 
     assert found is not None and found.cost_usd is None
+
+
+def keyed_settings(monkeypatch: pytest.MonkeyPatch, *variables: str) -> Settings:
+    """Settings with a key in each of ``variables`` and no other provider key."""
+    for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in variables:
+        monkeypatch.setenv(name, "test-key")
+    return Settings(_env_file=None)
+
+
+AUTO_REFUSED = "model: auto found image provider keys but no model that can serve this step: "
+
+
+@pytest.mark.parametrize(
+    ("keys", "fields", "detail"),
+    [
+        pytest.param(
+            ("OPENAI_API_KEY",),
+            {"outpaint": "16:9"},
+            "1 edit(s) of 1 x gpt-image-2 auto 1088x608, no published price",
+            id="outpaint-16:9-gpt-image-2",
+        ),
+        pytest.param(
+            ("OPENAI_API_KEY",),
+            {"outpaint": "3:2", "background": "transparent"},
+            "1 edit(s) of 1 x gpt-image-1.5 auto 1536x1024, no published price",
+            id="outpaint-3:2-transparent-gpt-image-1.5",
+        ),
+        pytest.param(
+            ("OPENAI_API_KEY",),
+            {"outpaint": "16:9", "background": "transparent"},
+            "1 edit(s) of 1 x auto ("
+            + AUTO_REFUSED
+            + "gpt-image-2: background: transparent is not supported by model gpt-image-2 "
+            "(transparent backgrounds are only a preview on this model); gpt-image-1.5: "
+            "outpaint: 16:9 is not a ratio model gpt-image-1.5 can make (its sizes 1024x1024, "
+            "1536x1024, 1024x1536 are 1:1, 3:2, 2:3); the result would be 3:2)",
+            id="outpaint-16:9-transparent-none",
+        ),
+        pytest.param(
+            ("GEMINI_API_KEY",),
+            {"mask": "m.png"},
+            "1 x auto ("
+            + AUTO_REFUSED
+            + "gemini-2.5-flash-image: mask needs a model that takes a mask; model "
+            "gemini-2.5-flash-image edits from the prompt alone)",
+            id="mask-gemini-none",
+        ),
+    ],
+)
+def test_auto_is_estimated_at_the_model_the_run_picks_for_the_edit(
+    monkeypatch: pytest.MonkeyPatch,
+    keys: tuple[str, ...],
+    fields: dict[str, str],
+    detail: str,
+) -> None:
+    settings = keyed_settings(monkeypatch, *keys)
+    config = ImageEditConfig(images="a.png", model="auto", prompt="x", **fields)  # type: ignore[arg-type]
+
+    found = ImageEditStep.estimate(config, settings)
+
+    assert found is not None and (found.cost_usd, found.detail) == (None, detail)

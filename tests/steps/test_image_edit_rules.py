@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from steps.imaging.catalog import CATALOG
+from steps.imaging.rules import EditNeeds, unsupported
+
 HEAD = """\
 name: edit rules
 steps:
@@ -207,6 +210,13 @@ VALID = {
         step("images: a.png", "model: gpt-image-1.5", "background: transparent"),
         1,
     ),
+    # model: auto is checked against preview (what it falls back to without keys); the
+    # model it picks at run time must make the ratio, or the next candidate is tried.
+    "auto-outpaint-16-9": (step("images: a.png", "prompt: x", "outpaint: '16:9'"), 1),
+    "auto-outpaint-16-9-transparent": (
+        step("images: a.png", "prompt: x", "outpaint: '16:9'", "background: transparent"),
+        1,
+    ),
     "fidelity-high-1.5": (
         step("images: a.png", "prompt: x", "model: gpt-image-1.5", "input_fidelity: high"),
         1,
@@ -359,3 +369,45 @@ def test_the_hint_for_too_many_references_offers_each(validation: Validation) ->
 
     assert "each: true" in hint
     assert "use a model that takes more" not in hint
+
+
+# -- model: auto's test of each candidate (the rules the run refuses a named model by) -------
+
+GPT_15_16_9 = (
+    "outpaint: 16:9 is not a ratio model gpt-image-1.5 can make (its sizes 1024x1024, "
+    "1536x1024, 1024x1536 are 1:1, 3:2, 2:3); the result would be 3:2"
+)
+NO_MASK = "{field} needs a model that takes a mask; model {model} edits from the prompt alone"
+
+
+@pytest.mark.parametrize(
+    ("model", "edit", "reason"),
+    [
+        pytest.param("gpt-image-1.5", EditNeeds(outpaint="16:9"), GPT_15_16_9, id="1.5-16:9"),
+        pytest.param("gpt-image-1.5", EditNeeds(outpaint="3:2"), None, id="1.5-3:2"),
+        pytest.param("gpt-image-1.5", EditNeeds(outpaint="2:3"), None, id="1.5-2:3"),
+        pytest.param("gpt-image-1.5", EditNeeds(mask=True), None, id="1.5-mask"),
+        pytest.param("gpt-image-2", EditNeeds(outpaint="16:9"), None, id="2-16:9"),
+        pytest.param("gpt-image-2", EditNeeds(outpaint="21:9"), None, id="2-21:9"),
+        pytest.param(
+            "gemini-2.5-flash-image",
+            EditNeeds(mask=True),
+            NO_MASK.format(field="mask", model="gemini-2.5-flash-image"),
+            id="gemini-mask",
+        ),
+        pytest.param(
+            "gemini-2.5-flash-image",
+            EditNeeds(outpaint="1:1"),
+            NO_MASK.format(field="outpaint", model="gemini-2.5-flash-image"),
+            id="gemini-outpaint",
+        ),
+        pytest.param("gemini-2.5-flash-image", EditNeeds(), None, id="gemini-plain-edit"),
+        pytest.param("preview", EditNeeds(outpaint="21:9"), None, id="preview-21:9"),
+    ],
+)
+def test_auto_tests_each_candidate_by_the_edit_rules(
+    model: str, edit: EditNeeds, reason: str | None
+) -> None:
+    found = unsupported(CATALOG[model], size="auto", quality="auto", background="auto", edit=edit)
+
+    assert found == reason

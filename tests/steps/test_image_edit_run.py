@@ -23,6 +23,7 @@ from fakes.fake_openai import FakeOpenAI
 from fakes.images import decode, hole_mask, inline, jpeg, png
 from PIL import Image
 
+from fetchflow.errors import StepError
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
 from fetchflow.storage import LocalStore
@@ -348,3 +349,121 @@ def test_a_failed_second_edit_keeps_the_first_image(
     assert kept["storage_uri"] in error.message
     asset = ImageAsset.model_validate(kept)
     assert assert_stored(project, asset, "png").size == (1024, 1024)
+
+
+# -- model: auto and what the edit needs ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outpaint", "background", "model", "size"),
+    [
+        # gpt-image-1.5 makes no 16:9: auto goes on to a model with free sizes.
+        pytest.param("16:9", "auto", "gpt-image-2", None, id="16:9-free-sizes"),
+        pytest.param("9:16", "auto", "gpt-image-2", None, id="9:16-free-sizes"),
+        # gpt-image-2 makes no transparent background; gpt-image-1.5 makes both that and 3:2.
+        pytest.param("3:2", "transparent", "gpt-image-1.5", "1536x1024", id="3:2-transparent"),
+    ],
+)
+def test_auto_outpaints_with_the_first_candidate_that_makes_the_ratio(
+    project: Project,
+    openai_env: FakeOpenAI,
+    outpaint: str,
+    background: str,
+    model: str,
+    size: str | None,
+) -> None:
+    hero = project.stored(HERO, "hero-1.png")
+
+    [asset] = run(
+        project,
+        images=hero,
+        model="auto",
+        prompt="extend the beach",
+        outpaint=outpaint,
+        background=background,
+    )
+
+    [request] = openai_env.requests
+    fields = fields_of(request)
+    assert fields["model"] == asset.model == model
+    if size is not None:
+        assert fields["size"] == size
+    size_w, size_h = (int(side) for side in fields["size"].split("x"))
+    wide, high = (int(side) for side in outpaint.split(":"))
+    assert abs(size_w / size_h / (wide / high) - 1) < 0.01
+    canvas = decode(request.files["image[]"][0].data)
+    assert abs(canvas.width / canvas.height / (size_w / size_h) - 1) < 0.01
+    assert decode(request.files["mask"][0].data).size == canvas.size
+    assert asset.provenance["edit"] == "outpaint"
+    assert assert_stored(project, asset, "png").size == (size_w, size_h)
+
+
+GPT_2_TRANSPARENT = (
+    "gpt-image-2: background: transparent is not supported by model gpt-image-2 "
+    "(transparent backgrounds are only a preview on this model)"
+)
+GPT_15_NO_16_9 = (
+    "gpt-image-1.5: outpaint: 16:9 is not a ratio model gpt-image-1.5 can make (its sizes "
+    "1024x1024, 1536x1024, 1024x1536 are 1:1, 3:2, 2:3); the result would be 3:2"
+)
+AUTO_REFUSED = "model: auto found image provider keys but no model that can serve this step: "
+
+
+@pytest.mark.parametrize(
+    ("keys", "fields", "reasons"),
+    [
+        pytest.param(
+            ("openai",),
+            {"outpaint": "16:9", "background": "transparent"},
+            [GPT_2_TRANSPARENT, GPT_15_NO_16_9],
+            id="openai-16:9-transparent",
+        ),
+        pytest.param(
+            ("openai", "google"),
+            {"outpaint": "16:9", "background": "transparent"},
+            [
+                GPT_2_TRANSPARENT,
+                GPT_15_NO_16_9,
+                "gemini-2.5-flash-image: background: transparent is not supported by model "
+                "gemini-2.5-flash-image (Gemini image models have no background setting)",
+            ],
+            id="both-16:9-transparent",
+        ),
+        pytest.param(
+            ("google",),
+            {"outpaint": "16:9"},
+            [
+                "gemini-2.5-flash-image: outpaint needs a model that takes a mask; model "
+                "gemini-2.5-flash-image edits from the prompt alone"
+            ],
+            id="google-outpaint",
+        ),
+    ],
+)
+def test_auto_with_no_candidate_for_the_edit_lists_each_reason_before_any_call(
+    project: Project,
+    fake_openai: FakeOpenAI,
+    fake_gemini: FakeGemini,
+    monkeypatch: pytest.MonkeyPatch,
+    keys: tuple[str, ...],
+    fields: dict[str, str],
+    reasons: list[str],
+) -> None:
+    if "openai" in keys:
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    if "google" in keys:
+        monkeypatch.setenv("GEMINI_API_KEY", KEY)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    hero = project.stored(HERO, "hero-1.png")
+    stored = sorted(project.store.root.rglob("*"))
+
+    with pytest.raises(StepError) as caught:
+        run(project, images=hero, model="auto", prompt="extend the beach", **fields)
+
+    error = caught.value
+    assert error.message == AUTO_REFUSED + "; ".join(reasons)
+    assert error.hint == "name a model that supports these settings, or change them"
+    assert error.retryable is False
+    assert fake_openai.requests == [] and fake_gemini.requests == []
+    assert sorted(project.store.root.rglob("*")) == stored  # nothing written

@@ -18,7 +18,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fetchflow.errors import (
     FetchflowError,
@@ -29,6 +29,9 @@ from fetchflow.errors import (
     SettingsInvalid,
     WorkflowInvalid,
 )
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
 
 __all__ = ["main"]
 
@@ -176,6 +179,14 @@ def _budget(text: str | None) -> float | None:
     )
 
 
+def _with_home(settings: Settings) -> Settings:
+    """The settings, once ``FETCHFLOW_HOME`` is known to be a writable folder."""
+    from fetchflow.settings import check_home
+
+    check_home(settings)
+    return settings
+
+
 def _resume_command(file: Path, run_id: str) -> str:
     return f"fetchflow run {shlex.quote(str(file))} --resume {run_id}"
 
@@ -215,6 +226,7 @@ def _run(args: argparse.Namespace) -> int:
         check_budget(estimate, budget)
         if os.environ.get("PREFECT_API_URL"):  # before the store check writes its probe
             check_prefect_api(os.environ["PREFECT_API_URL"])
+        _with_home(settings)
         store = preflight(plan, settings)
     except (RunError, SettingsInvalid) as error:
         if args.json:  # scripts reading --json get a document for this failure too
@@ -270,7 +282,7 @@ def _push() -> int:
     from fetchflow.settings import load_settings
     from fetchflow.storage import open_store, push_spooled
 
-    settings = load_settings()
+    settings = _with_home(load_settings())
     store = open_store(settings)
     store.preflight()
     records = push_spooled(store, settings.spool_dir)
@@ -303,7 +315,17 @@ def _serve(args: argparse.Namespace) -> int:
     from fetchflow.prefect_env import prepare_prefect_environment
     from fetchflow.settings import load_settings
 
-    settings = load_settings()
+    if args.limit is not None and args.limit < 1:
+        raise WorkflowInvalid(
+            [
+                Problem(
+                    message=f"expected at least 1 flow run at a time, got {args.limit}",
+                    hint="leave --limit out for Prefect's default (5), or give --limit 1 or more",
+                    file="--limit",
+                )
+            ]
+        )
+    settings = _with_home(load_settings())
     registry = _registry()
     check_workflows(args.paths, registry)  # every problem of every file, before Prefect
     target = serve_target(settings)
@@ -326,7 +348,7 @@ def _answer(args: argparse.Namespace) -> int:
     from fetchflow.server import check_prefect_api, running_server
     from fetchflow.settings import load_settings
 
-    settings = load_settings()
+    settings = _with_home(load_settings())
     if os.environ.get("PREFECT_API_URL"):
         check_prefect_api(os.environ["PREFECT_API_URL"])
     else:
@@ -416,7 +438,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fetchflow.server import serve_forever
             from fetchflow.settings import load_settings
 
-            return serve_forever(load_settings(), port=args.port, host=args.host)
+            if not 1 <= args.port <= 65535:
+                raise WorkflowInvalid(
+                    [
+                        Problem(
+                            message=f"expected a port number from 1 to 65535, got {args.port}",
+                            hint="leave --port out for 4200, or give a free port such as 4201",
+                            file="--port",
+                        )
+                    ]
+                )
+            return serve_forever(_with_home(load_settings()), port=args.port, host=args.host)
         if args.command == "steps":
             return _steps(args.json)
         return _schema()

@@ -7,6 +7,7 @@ comment (a test keeps the two in sync). Variables of the libraries we use (``AWS
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fetchflow.errors import SettingsInvalid
 
-__all__ = ["PRESIGN_MAX_SECONDS", "Settings", "load_settings"]
+__all__ = ["PRESIGN_MAX_SECONDS", "Settings", "check_home", "load_settings"]
 
 #: S3 refuses presigned URLs that live longer than seven days (SigV4 limit).
 PRESIGN_MAX_SECONDS = 7 * 24 * 3600
@@ -182,3 +183,27 @@ def load_settings() -> Settings:
             name = f"FETCHFLOW_{issue.field.upper()}"
             lines.append(f"setting {name}: {issue.message}\n  hint: {issue.hint}")
         raise SettingsInvalid("\n".join(lines)) from None
+
+
+def check_home(settings: Settings) -> Path:
+    """Make sure ``FETCHFLOW_HOME`` is a folder fetchflow can write (created if missing).
+
+    Called by the commands that keep state there (``run``, ``server``, ``serve``, ``push``,
+    ``approve``) before anything else touches it.
+
+    Raises:
+        SettingsInvalid: It is a file, cannot be created, or cannot be written.
+    """
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(home, os.W_OK | os.X_OK) else "not writable"
+    except OSError as error:
+        problem = error.strerror or str(error)
+    if problem is not None:
+        raise SettingsInvalid(
+            f"setting FETCHFLOW_HOME: {home} cannot be used as fetchflow's folder: {problem}\n"
+            "  hint: set FETCHFLOW_HOME to a folder you can write (default: .fetchflow in the "
+            "current directory)"
+        )
+    return home

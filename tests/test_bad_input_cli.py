@@ -321,3 +321,57 @@ def test_a_store_folder_that_is_a_file_is_a_settings_error(sandbox: Sandbox) -> 
         "(or s3://bucket/prefix)",
     ]
     sandbox.assert_nothing_happened(outcome)
+
+
+# -- other command-line values and FETCHFLOW_HOME ----------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536"])
+def test_a_server_port_out_of_range_exits_2_before_starting_anything(
+    sandbox: Sandbox,  # noqa: F811
+    port: str,
+) -> None:
+    outcome = sandbox.fetchflow("server", f"--port={port}")
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"--port: expected a port number from 1 to 65535, got {port}",
+        "  hint: leave --port out for 4200, or give a free port such as 4201",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_a_serve_limit_below_1_exits_2(sandbox: Sandbox, limit: str) -> None:  # noqa: F811
+    outcome = sandbox.fetchflow("serve", str(BILLABLE), f"--limit={limit}")
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"--limit: expected at least 1 flow run at a time, got {limit}",
+        "  hint: leave --limit out for Prefect's default (5), or give --limit 1 or more",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run", str(BILLABLE)], ["push"], ["approve", OTHER_RUN], ["server", "--port", "4999"]],
+    ids=["run", "push", "approve", "server"],
+)
+def test_a_home_that_is_a_file_is_a_settings_error_not_an_internal_error(
+    sandbox: Sandbox,  # noqa: F811
+    command: list[str],
+) -> None:
+    home = sandbox.tmp / "home-file"
+    home.write_text("not a folder", encoding="utf-8")
+    sandbox.env["FETCHFLOW_HOME"] = str(home)
+    outcome = sandbox.fetchflow(*command)
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: setting FETCHFLOW_HOME: {home} cannot be used as fetchflow's folder: File "
+        "exists",
+        "  hint: set FETCHFLOW_HOME to a folder you can write (default: .fetchflow in the "
+        "current directory)",
+    ]
+    sandbox.assert_nothing_happened(outcome)

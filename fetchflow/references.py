@@ -373,6 +373,7 @@ def check_index(
     if not isinstance(head, int) or isinstance(head, bool):
         return None
     decided_by = " and ".join(length.fields)
+    either = " or ".join(length.fields)
     one = len(length.fields) == 1
     if length.items is not None:
         size = length.items
@@ -381,11 +382,11 @@ def check_index(
         return (
             f"{shown} has {size} item{'' if size == 1 else 's'} (set by {decided_by}), "
             f"so there is no item {head}",
-            f"use an index from 0 to {size - 1} (or -{size} to -1), or change {decided_by}"
+            f"use an index from 0 to {size - 1} (or -{size} to -1), or change {either}"
             if size > 1
-            else f"use {shown}.0, or change {decided_by}"
+            else f"use {shown}.0, or change {either}"
             if size
-            else f"change {decided_by}, or do not read an item of {shown}",
+            else f"change {either}, or do not read an item of {shown}",
         )
     if length.at_most is None or -length.at_most <= head < length.at_most:
         return None

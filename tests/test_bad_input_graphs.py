@@ -263,6 +263,16 @@ INDEX_CASES = {
         "images), so there is no item 2",
         f"{PAST_TWO} images",
     ),
+    "index_past_edits_each": Case(
+        f'11:19: {CAPTION}: "warmer.output.4.file_url": warmer.output has 4 items (set by '
+        "count and images), so there is no item 4",
+        "use an index from 0 to 3 (or -4 to -1), or change count or images",
+    ),
+    "index_past_one_edit": Case(
+        f'10:19: {CAPTION}: "together.output.2.file_url": together.output has 2 items (set '
+        "by count), so there is no item 2",
+        f"{PAST_TWO} count",
+    ),
 }
 
 

@@ -489,7 +489,8 @@ class Fault:
     script: Callable[[Any], None]
     error: type[ProviderError]
     match: str
-    retryable: bool
+    #: A passing fault (retried by the provider loop while it has attempts) or a refusal.
+    transient: bool
 
 
 OPENAI_FAULTS = {
@@ -596,11 +597,15 @@ def test_a_failed_first_call_is_one_request_a_clear_error_and_nothing_stored(
 
     error = caught.value
     assert type(error) is fault.error
-    assert error.retryable is fault.retryable
+    # The provider loop owns provider retries: what it raises, the step never retries.
+    assert error.retryable is False
     assert error.provider == fault.provider and error.hint
     assert len(fake.requests) == 1  # the SDK's own retries are off
     assert workspace.assets() == []
-    if not fault.retryable:
+    if fault.transient:
+        assert "(gave up after 1 attempt in " in error.message
+        assert error.hint.endswith("FETCHFLOW_PROVIDER_ATTEMPTS allows more attempts")
+    else:
         assert "not retried" in error.hint
     if isinstance(error, RateLimited):
         assert error.retry_after == (3.0 if fault.provider == "openai" else 7.0)
@@ -624,7 +629,7 @@ def test_a_later_failed_call_keeps_the_images_already_made(
         run_step(load("gemini_three"), "hero", workspace, workspace.settings(provider_attempts=1))
 
     assert [r.json["generationConfig"]["seed"] for r in fake_gemini.requests if r.json] == [7, 8, 9]
-    assert caught.value.retryable is True
+    assert caught.value.retryable is False  # the kept images are never paid for twice
     assert isinstance(caught.value.__cause__, ProviderError)
     kept = re.findall(r"file://\S+?(?=, |$)", caught.value.message)
     assert len(kept) == 2

@@ -71,8 +71,8 @@ def timed_out(provider: str, endpoint: str, timeout: float) -> ProviderError:
     """A call that got no answer in time (retryable)."""
     return ProviderError(
         message=f"{provider} {endpoint}: no answer within {timeout:g} s",
-        hint="the provider is slow or unreachable; the step's retries try again, or "
-        "give the provider a longer timeout",
+        hint="the provider is slow or unreachable: run again later, or give the provider a "
+        "longer timeout",
         provider=provider,
         endpoint=endpoint,
     )

@@ -362,7 +362,7 @@ def google_error(
     if status >= 500 or status == 408:
         return fail(
             f"server error: {said}",
-            "Google had a problem answering; the step's retries try again",
+            "Google had a problem answering; run again later",
             retryable=True,
         )
     return fail(said, "fix the request the provider complains about", retryable=False)

@@ -303,7 +303,7 @@ def openai_error(
     if status >= 500 or status in (408, 409):
         return fail(
             f"server error: {said}",
-            "OpenAI had a problem answering; the step's retries try again",
+            "OpenAI had a problem answering; run again later",
             retryable=True,
         )
     param = body.get("param")

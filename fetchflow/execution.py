@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from fetchflow.errors import RunError, StepError, TemplateError
 from fetchflow.plan import PlannedStep
+from fetchflow.references import find_references, missing_item, simple_references
 from fetchflow.step import StepContext
 from fetchflow.templating import Templates
 from fetchflow.validation import describe_value, translate_errors
@@ -45,15 +46,38 @@ def render_config(
                 retryable=False,
             ) from None
         except jinja2.TemplateError as error:
+            past_end = _past_end(value, templates, scope)
             raise TemplateError(
-                message=f'field "{name}": template failed: {error}',
+                message=f'field "{name}": template failed: {past_end or error}',
                 hint="check the references in this field against the upstream outputs "
-                "(fetchflow validate checks their shape, not values such as list lengths)",
+                "(fetchflow validate checks list indexes only against lengths written out, "
+                "such as count: 2; a length set by a template is known once its step has run)",
                 step_id=step.id,
                 field=name,
                 retryable=False,
             ) from None
     return rendered
+
+
+def _past_end(value: object, templates: Templates, scope: Mapping[str, object]) -> str | None:
+    """Which reference of a failed field reads past the end of a list, said plainly."""
+    texts: list[object] = (
+        list(value.values())
+        if isinstance(value, dict)
+        else list(value)
+        if isinstance(value, list)
+        else [value]
+    )
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        references = simple_references(text, templates.globals)
+        if references is None:
+            references = find_references(templates.parse(text), templates.globals)
+        found = missing_item(references, scope)
+        if found:
+            return found
+    return None
 
 
 def validated_config(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "check_path",
     "closest",
     "find_references",
+    "missing_item",
     "simple_references",
     "unsafe_attributes",
 ]
@@ -396,3 +397,35 @@ def check_index(
         f"use an index below {length.at_most}; the exact number is known only once "
         f"{decided_by} {'is' if one else 'are'} rendered, when the step runs",
     )
+
+
+def missing_item(references: Sequence[Reference], scope: Mapping[str, object]) -> str | None:
+    """Why a template failed at run time, when a constant index is past a list's end.
+
+    Args:
+        references: The template's references.
+        scope: The values it was rendered with.
+
+    Returns:
+        ``"hero.output.5.file_url": hero.output has 2 items, so there is no item 5``, for
+        the first reference that reads past the end of a list; else None.
+    """
+    for ref in references:
+        value: object = scope.get(ref.root)
+        shown = ref.root
+        for part in ref.path:
+            index = int(part) if isinstance(part, str) and part.isdigit() else part
+            if isinstance(value, list) and isinstance(index, int):
+                if not -len(value) <= index < len(value):
+                    plural = "item" if len(value) == 1 else "items"
+                    return (
+                        f'"{ref.text}": {shown} has {len(value)} {plural}, '
+                        f"so there is no item {index}"
+                    )
+                value = value[index]
+            elif isinstance(value, Mapping) and part in value:
+                value = value[part]
+            else:
+                break
+            shown = _joined(shown, part)
+    return None

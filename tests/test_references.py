@@ -14,6 +14,7 @@ from fetchflow.references import (
     check_path,
     closest,
     find_references,
+    missing_item,
     simple_references,
     unsafe_attributes,
 )
@@ -471,3 +472,14 @@ def test_negative_constant_indexes_are_part_of_the_path(
     source: str, path: tuple[str | int, ...]
 ) -> None:
     assert full(source) == [("hero", path, 1)]
+
+
+def test_missing_item_names_the_reference_that_reads_past_a_list() -> None:
+    scope = {"hero": {"output": [{"file_url": "a"}]}, "inputs": {"tags": ["x", "y"]}}
+    refs = simple_references("<< hero.output.0.file_url >> << inputs.tags.2 >>", frozenset())
+    assert refs is not None
+
+    assert missing_item(refs, scope) == (
+        '"inputs.tags.2": inputs.tags has 2 items, so there is no item 2'
+    )
+    assert missing_item(refs[:1], scope) is None

@@ -23,7 +23,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
-from fetchflow.errors import FetchflowError
+from fetchflow.errors import UsageError
 from fetchflow.plan import PlannedStep
 from fetchflow.step import CostEstimate
 from fetchflow.validation import describe_value
@@ -183,7 +183,7 @@ def ask_for_approval(
     }
 
 
-class ApprovalAnswerError(FetchflowError):
+class ApprovalAnswerError(UsageError):
     """``fetchflow approve`` / ``deny`` cannot answer this run."""
 
 
@@ -222,6 +222,7 @@ def answer_paused_run(
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
     from prefect.input.run_input import keyset_from_paused_state
 
@@ -232,7 +233,13 @@ def answer_paused_run(
             f"{run_id!r} is not a run id\n  hint: copy the run id fetchflow run printed"
         ) from None
     with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(flow_run_id)
+        try:
+            flow_run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            raise ApprovalAnswerError(
+                f"no run {run_id} on the Prefect server at {client.api_url}\n  hint: copy the "
+                "id fetchflow run printed, and answer on the server the run runs on"
+            ) from None
         state = flow_run.state
         if state is None or not state.is_paused():
             raise ApprovalAnswerError(

@@ -24,9 +24,9 @@ from fetchflow.errors import (
     FetchflowError,
     PluginError,
     Problem,
-    ResumeError,
     RunError,
     SettingsInvalid,
+    UsageError,
     WorkflowInvalid,
 )
 
@@ -455,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkflowInvalid as error:
         print(error.format(), file=sys.stderr)
         return EXIT_INVALID
-    except (PluginError, SettingsInvalid, ResumeError) as error:
+    except (PluginError, SettingsInvalid, UsageError) as error:
         print(f"fetchflow: {error}", file=sys.stderr)
         return EXIT_INVALID
     except RunError as error:

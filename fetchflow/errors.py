@@ -5,7 +5,8 @@
     FetchflowError                 the root: catch this to catch everything of ours
     ├── WorkflowInvalid            a workflow file (or its inputs) cannot run; holds Problems
     ├── CommandError               a command cannot do what was asked (no server, port taken)
-    │   └── ResumeError            --resume names no saved run of this workflow
+    │   └── UsageError             a mistake on the command line (the CLI exits 2)
+    │       └── ResumeError        --resume names no saved run of this workflow
     ├── PluginError                a step plugin is broken or registered twice (start-up)
     ├── SettingsInvalid            a FETCHFLOW_* setting (environment or .env) is invalid
     └── RunError                   something failed while a run was going
@@ -43,6 +44,7 @@ __all__ = [
     "StepError",
     "StorageError",
     "TemplateError",
+    "UsageError",
     "WorkflowInvalid",
 ]
 
@@ -140,7 +142,12 @@ class CommandError(FetchflowError):
         self.hint = hint
 
 
-class ResumeError(CommandError):
+class UsageError(CommandError):
+    """The command line asks for something that cannot be: an unknown or malformed run id,
+    a run of another workflow, an edit an approval form does not have. The CLI exits 2."""
+
+
+class ResumeError(UsageError):
     """``--resume`` cannot resume that run: unknown or malformed id, another workflow's run,
     an unreadable record. A mistake on the command line: the CLI exits 2."""
 

@@ -375,3 +375,40 @@ def test_a_home_that_is_a_file_is_a_settings_error_not_an_internal_error(
         "current directory)",
     ]
     sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize(
+    ("run_id", "lines"),
+    [
+        (
+            "not-a-uuid",
+            [
+                "fetchflow: 'not-a-uuid' is not a run id",
+                "  hint: copy the run id fetchflow run printed",
+            ],
+        ),
+        (
+            OTHER_RUN,
+            [
+                f"fetchflow: no run {OTHER_RUN} on the Prefect server at {{api}}",
+                "  hint: copy the id fetchflow run printed, and answer on the server the run "
+                "runs on",
+            ],
+        ),
+    ],
+    ids=["malformed", "unknown"],
+)
+def test_approving_a_run_that_is_not_there_exits_2(
+    sandbox: Sandbox,  # noqa: F811
+    prefect_api: str,
+    run_id: str,
+    lines: list[str],
+) -> None:
+    sandbox.env["PREFECT_API_URL"] = prefect_api
+    outcome = sandbox.fetchflow("approve", run_id)
+
+    assert outcome.code == 2, outcome.stderr
+    api = prefect_api.rstrip("/") + "/"
+    assert outcome.stderr.splitlines() == [line.format(api=api) for line in lines]
+    assert "internal error" not in outcome.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["MAX_DEPTH", "too_deep"]
+__all__ = ["MAX_DEPTH", "too_deep", "value_depth"]
 
 MAX_DEPTH = 100
 """How many lists and mappings may sit inside each other, the document's own mapping
@@ -76,3 +76,20 @@ def too_deep(root: Node, limit: int = MAX_DEPTH) -> tuple[tuple[str | int, ...],
         )
         path = (*path, name)
     return path, node
+
+
+def value_depth(value: object) -> int:
+    """How many lists and mappings sit inside each other in ``value`` (0 for a scalar).
+
+    For values that do not come from a YAML file (``--input`` JSON); a loop, not recursion.
+    """
+    deepest = 0
+    todo: list[tuple[object, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            todo.extend((child, depth + 1) for child in item)
+    return deepest

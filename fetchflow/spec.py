@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from fetchflow.nesting import MAX_DEPTH, value_depth
 from fetchflow.step import RuleViolation, deferred
 from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES, JINJA_GLOBALS
 
@@ -161,10 +162,19 @@ def parse_input_value(spec: InputSpec, text: str) -> object:
         return number
     try:
         value = json.loads(text)
+        too_deep = value_depth(value) > MAX_DEPTH
+    except RecursionError:  # deeper than JSON's reader goes
+        value, too_deep = None, True
     except json.JSONDecodeError:
         if kind == "list" and not text.strip().startswith("["):
             return [part.strip() for part in text.split(",") if part.strip()]
         raise ValueError(f"expected a JSON {kind}, got {text!r}") from None
+    if too_deep:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise ValueError(
+            f"expected a {kind} nested at most {MAX_DEPTH} levels deep "
+            f"(lists and objects inside each other), got {shown!r}"
+        )
     problem = spec.check(value)
     if problem:
         raise ValueError(problem)

@@ -300,3 +300,21 @@ def test_indexes_every_count_allows_pass(sandbox: Sandbox) -> None:  # noqa: F81
 
     assert (outcome.code, outcome.stderr) == (0, "")
     assert outcome.stdout == f"{path}: ok (3 steps)\n"
+
+
+@pytest.mark.parametrize("depth", [101, 5000], ids=["101-deep", "5000-deep"])
+def test_a_deeply_nested_input_value_is_one_clear_problem(
+    depth: int,
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    path = GRAPHS / "list_input.yaml"
+
+    outcome = sandbox.fetchflow("run", str(path), "--input", "tags=" + _nested(depth))
+
+    assert (outcome.code, outcome.stdout) == (2, ""), outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        '--input: input "tags": expected a list nested at most 100 levels deep (lists and '
+        "objects inside each other), got '" + "[" * 39 + "…'",
+        "  hint: give tags a value of type list",
+    ]
+    sandbox.assert_nothing_happened(outcome)

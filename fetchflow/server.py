@@ -155,11 +155,12 @@ def check_prefect_api(api_url: str, timeout: float = 5.0) -> None:
             "of a running Prefect server (http://127.0.0.1:4200/api), or unset it to use a "
             "temporary one"
         )
+    health = f"{api_url.rstrip('/')}/health"
     try:
-        with _DIRECT.open(f"{api_url.rstrip('/')}/health", timeout=timeout):
-            return
+        with _DIRECT.open(health, timeout=timeout) as response:
+            body = response.read(200)
     except urllib.error.HTTPError:
-        return  # something answers: Prefect's own client says more if it is not an API
+        return  # something answers (Cloud wants a key first): Prefect's client says more
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = error.reason if isinstance(error, urllib.error.URLError) else error
         if isinstance(reason, ConnectionRefusedError):
@@ -175,6 +176,12 @@ def check_prefect_api(api_url: str, timeout: float = 5.0) -> None:
             "the server (fetchflow server, or prefect server start), or unset PREFECT_API_URL "
             "to run on a temporary one"
         ) from None
+    if body.strip() != b"true":  # a web page, not the API: typically /api left out
+        raise SettingsInvalid(
+            f"PREFECT_API_URL={api_url!r} answers, but not as a Prefect API (GET {health} "
+            f"gave {body[:60]!r})\n  hint: point it at the server's API, which ends in /api "
+            "(http://127.0.0.1:4200/api)"
+        )
 
 
 def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | None:

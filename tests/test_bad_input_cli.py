@@ -412,3 +412,35 @@ def test_approving_a_run_that_is_not_there_exits_2(
     api = prefect_api.rstrip("/") + "/"
     assert outcome.stderr.splitlines() == [line.format(api=api) for line in lines]
     assert "internal error" not in outcome.stderr
+
+
+def test_a_prefect_api_url_that_answers_with_a_web_page_is_a_settings_error(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class WebPage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<!doctype html><title>Prefect</title>")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), WebPage) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"  # /api left out
+        sandbox.env["PREFECT_API_URL"] = url
+        outcome = sandbox.fetchflow("run", str(BILLABLE))
+        server.shutdown()
+
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"fetchflow: PREFECT_API_URL={url!r} answers, but not as a Prefect API (GET "
+        f"{url}/health gave b'<!doctype html><title>Prefect</title>')",
+        "  hint: point it at the server's API, which ends in /api (http://127.0.0.1:4200/api)",
+    ]
+    sandbox.assert_nothing_happened(outcome)

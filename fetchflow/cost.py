@@ -9,6 +9,7 @@ depend on (model, count, size, quality). Nothing here calls a provider or writes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -144,7 +145,20 @@ def check_budget(estimate: PlanEstimate, budget_usd: float | None) -> None:
             "or run without a budget",
             retryable=False,
         )
+    if not (math.isfinite(budget_usd) and budget_usd > 0):
+        raise BudgetExceeded(  # nan compares false with everything: it would let all through
+            message=f"the budget must be a finite amount above 0, got {budget_usd}",
+            hint="give the most the run may cost, e.g. --budget 2.50",
+            retryable=False,
+        )
     total = estimate.total_usd or 0.0
+    if not math.isfinite(total):
+        raise BudgetExceeded(
+            message=f"cannot keep the budget of ${budget_usd:.2f}: the estimate is {total}",
+            hint="a step's cost estimate is not a number; run without a budget, or fix the "
+            "step's price",
+            retryable=False,
+        )
     if total > budget_usd:
         priciest = max(estimate.steps, key=lambda row: row.cost_usd or 0.0)
         raise BudgetExceeded(

@@ -104,14 +104,21 @@ class OutputLength:
         """One item per unit of the integer field ``name`` (its default when left out).
 
         A templated count is bounded by the field's ``le`` limit; None when the value
-        written is not a whole number (that is reported as the field's own problem).
+        written breaks the field's type or limits (that is the field's own problem).
         """
         info = model.model_fields[name]
-        most = next((m.le for m in info.metadata if isinstance(getattr(m, "le", None), int)), None)
+        bounds = {
+            key: bound
+            for key in ("ge", "le")
+            for m in info.metadata
+            if isinstance(bound := getattr(m, key, None), int)
+        }
         if name in templated:
-            return cls(None, (name,), at_most=most)
+            return cls(None, (name,), at_most=bounds.get("le"))
         value = fields.get(name, info.default)
         if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        if not bounds.get("ge", value) <= value <= bounds.get("le", value):
             return None
         return cls(value, (name,), at_most=value)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from fetchflow.checking import check_file, check_text, template_search_path
 from fetchflow.errors import Problem, WorkflowInvalid
@@ -610,3 +610,30 @@ def test_indexes_are_checked_against_the_length_a_step_says() -> None:
          '"a.output.3.file_url": a.output has 3 items (set by count), so there is no item 3',
          "use an index from 0 to 2 (or -3 to -1), or change count"),
     ]  # fmt: skip
+
+
+class BoundedConfig(StepConfig):
+    count: int = Field(1, ge=1, le=10)
+
+
+@pytest.mark.parametrize(
+    ("fields", "templated", "expected"),
+    [
+        pytest.param({}, frozenset(), OutputLength(1, ("count",), at_most=1), id="default"),
+        pytest.param({"count": 3}, frozenset(), OutputLength(3, ("count",), at_most=3), id="3"),
+        pytest.param(
+            {"count": "<< inputs.n >>"},
+            frozenset({"count"}),
+            OutputLength(None, ("count",), at_most=10),
+            id="templated-bounded-by-le",
+        ),
+        pytest.param({"count": 0}, frozenset(), None, id="below-ge-is-its-own-problem"),
+        pytest.param({"count": 11}, frozenset(), None, id="above-le-is-its-own-problem"),
+        pytest.param({"count": "two"}, frozenset(), None, id="not-a-number"),
+        pytest.param({"count": True}, frozenset(), None, id="a-boolean"),
+    ],
+)
+def test_output_length_counted(
+    fields: dict[str, object], templated: frozenset[str], expected: OutputLength | None
+) -> None:
+    assert OutputLength.counted(BoundedConfig, fields, templated) == expected

@@ -52,6 +52,10 @@ class Reference:
     lineno: int
     exact: bool = False
     """Whether ``text`` is exactly how the reference is written (the fast path knows)."""
+    guarded: bool = False
+    """Whether it is read only under a condition (``<% if %>``, ``x if c else y``, the
+    right side of ``and``/``or``, ``| default``, ``is defined``): an item past a list's end
+    may be the case the template guards against."""
 
     @property
     def text(self) -> str:
@@ -126,18 +130,41 @@ def _walk(root: nodes.Node, roots: frozenset[str]) -> Iterator[Reference]:
     """Every reference under ``root``, in template order (a loop: any depth is fine)."""
     from jinja2 import nodes
 
-    todo: list[nodes.Node] = [root]
+    todo: list[tuple[nodes.Node, bool]] = [(root, False)]
     while todo:
-        node = todo.pop()
+        node, guarded = todo.pop()
         if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
             base, path = _chain(node)
             if isinstance(base, nodes.Name) and base.name in roots:
-                yield Reference(base.name, tuple(path), node.lineno)
+                yield Reference(base.name, tuple(path), node.lineno, guarded=guarded)
                 continue
             if base is not node:
-                todo.append(base)
+                todo.append((base, guarded))
                 continue
-        todo.extend(reversed(list(node.iter_child_nodes())))
+        children = list(node.iter_child_nodes())
+        if not guarded:
+            guarded_children = _guarded_children(node)
+            todo.extend((child, id(child) in guarded_children) for child in reversed(children))
+        else:
+            todo.extend((child, True) for child in reversed(children))
+
+
+def _guarded_children(node: nodes.Node) -> set[int]:
+    """The children of ``node`` read only under a condition (by ``id``)."""
+    from jinja2 import nodes
+
+    parts: list[nodes.Node] = []
+    if isinstance(node, nodes.If):
+        parts = [*node.body, *node.elif_, *node.else_]
+    elif isinstance(node, nodes.CondExpr):
+        parts = [node.expr1, *([node.expr2] if node.expr2 is not None else [])]
+    elif isinstance(node, nodes.And | nodes.Or):
+        parts = [node.right]
+    elif (isinstance(node, nodes.Filter) and node.name in ("default", "d")) or (
+        isinstance(node, nodes.Test) and node.name in ("defined", "undefined")
+    ):
+        parts = list(node.iter_child_nodes())
+    return {id(part) for part in parts}
 
 
 def _all_nodes(root: nodes.Node) -> Iterator[nodes.Node]:

@@ -299,7 +299,7 @@ def test_indexes_every_count_allows_pass(sandbox: Sandbox) -> None:  # noqa: F81
     outcome = sandbox.fetchflow("validate", str(path))
 
     assert (outcome.code, outcome.stderr) == (0, "")
-    assert outcome.stdout == f"{path}: ok (3 steps)\n"
+    assert outcome.stdout == f"{path}: ok (4 steps)\n"
 
 
 @pytest.mark.parametrize("depth", [101, 5000], ids=["101-deep", "5000-deep"])

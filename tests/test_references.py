@@ -483,3 +483,24 @@ def test_missing_item_names_the_reference_that_reads_past_a_list() -> None:
         '"inputs.tags.2": inputs.tags has 2 items, so there is no item 2'
     )
     assert missing_item(refs[:1], scope) is None
+
+
+@pytest.mark.parametrize(
+    ("source", "guarded"),
+    [
+        pytest.param("<< hero.output[5] >>", [False], id="plain"),
+        pytest.param("<% if x %><< hero.output[5] >><% endif %>", [False, True], id="if-body"),
+        pytest.param(
+            "<% if x %><% else %><< hero.output[5] >><% endif %>", [False, True], id="else"
+        ),
+        pytest.param("<< hero.output[5] if x else 1 >>", [False, True], id="cond-expr"),
+        pytest.param("<< x and hero.output[5] >>", [False, True], id="and-right"),
+        pytest.param("<< hero.output[5] | default(1) >>", [True], id="default-filter"),
+        pytest.param("<< hero.output[5] | upper >>", [False], id="other-filter"),
+        pytest.param("<< hero.output[5] is defined >>", [True], id="is-defined"),
+    ],
+)
+def test_references_read_under_a_condition_are_guarded(source: str, guarded: list[bool]) -> None:
+    ast = TEMPLATES.parse(source)
+
+    assert [ref.guarded for ref in find_references(ast, JINJA_GLOBALS)] == guarded

@@ -171,8 +171,8 @@ def validate_config(
     data = dict(raw)
     waiting = set(templated)  # fields whose rules wait: templated, or found bad
     issues: list[FieldIssue] = []
-    # Every round but the last leaves out at least one more field, so this ends.
-    for _round in range(len(raw) + 2):
+    # Every round but the last makes at least one more field wait, so this ends.
+    for _round in range(len(raw) + len(known) + 2):
         context: dict[str, object] = {TEMPLATED_CONTEXT_KEY: frozenset(waiting)}
         if project_root is not None:
             context[PROJECT_ROOT_CONTEXT_KEY] = project_root
@@ -182,24 +182,27 @@ def validate_config(
             details = error.errors()
         else:
             return (None if templated or issues else config), issues
-        left_out: set[str] = set()
+        newly: set[str] = set()
         for detail in details:
-            loc = detail["loc"]
-            head = loc[0] if loc and isinstance(loc[0], str) else None
+            issue = _issue(detail, known)
+            head = issue.loc[0] if issue.loc and isinstance(issue.loc[0], str) else None
             if head is not None and head in waiting and head not in templated:
-                continue  # found bad in an earlier round and reported there
-            if not _templated_field(loc, templated):
-                issues.append(_issue(detail, known))
-            if head is not None and head in data:
-                left_out.add(head)
+                continue  # about a field found bad in an earlier round, reported there
+            if not _templated_field(issue.loc, templated):
+                issues.append(issue)
+            # What waits from now on: the field, every field a broken rule names (a rule
+            # stops the rules after it, and a "before" rule stops every field), and the
+            # field a misspelt key was meant to be (templat: ... must not also read as
+            # "neither template nor file").
+            rule = (detail.get("ctx") or {}).get("error")
+            involved = {head} if head is not None else set()
+            if isinstance(rule, RuleViolation):
+                involved.update(rule.fields)
             if detail["type"] == "extra_forbidden" and head is not None:
-                # A misspelt field: the rules of the field it was meant to be wait too
-                # (templat: ... must not also read as "neither template nor file").
-                meant = closest(head, known)
-                if meant is not None:
-                    waiting.add(meant)
-        if not left_out:
+                involved.add(closest(head, known) or head)
+            newly |= involved - waiting
+        if not newly:
             break
-        waiting |= left_out
-        data = {key: value for key, value in data.items() if key not in left_out}
+        waiting |= newly
+        data = {key: value for key, value in data.items() if key not in newly}
     return None, issues

@@ -207,6 +207,24 @@ MANY_PROBLEM_CASES = {
              "did you mean jpeg?"),
         Case(f'8:5: {HERO} field "colour": unknown field "colour"', GENERATION_FIELDS),
     ],
+    # A broken rule stops the rules after it: each is found in a round of its own.
+    "two_broken_rules": [
+        Case(f'7:5: {HERO} field "aspect_ratio": size and aspect_ratio are exclusive, got '
+             "size: 1024x1024 and aspect_ratio: 16:9",
+             "give size (WxH), or aspect_ratio with resolution, not both"),
+        Case(f"8:5: {HERO} {TRANSPARENT_JPEG}", TRANSPARENT_HINT),
+    ],
+    # A rule checked before the fields stops every field: the others are still checked.
+    "edit_moderation_and_more": [
+        Case('7:5: step "warmer" (image_edit) field "moderation": moderation does not apply '
+             "to edits (OpenAI's image edits take no moderation setting)",
+             "remove moderation from this step"),
+        Case('8:5: step "warmer" (image_edit) field "colour": unknown field "colour"',
+             "fields of image_edit: images, prompt, model, size, aspect_ratio, resolution, "
+             "count, quality, background, output_format, output_compression, seed, "
+             "charge_type, api_key_secret, mask, outpaint, input_fidelity, each"),
+        Case(f'9:5: step "warmer" (image_edit) {TRANSPARENT_JPEG}', TRANSPARENT_HINT),
+    ],
     "templated_and_unknown": [
         Case(f"10:5: {HERO} {TRANSPARENT_JPEG}", TRANSPARENT_HINT),
         Case(f'12:5: {HERO} field "sizee": unknown field "sizee"; did you mean "size"?',

@@ -19,12 +19,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, get_run_context
+from prefect.exceptions import TerminationSignal
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fetchflow.artifacts import publish_run_summary
 from fetchflow.inputs import resolve_inputs
-from fetchflow.interrupt import handle_stop_signals, stop_signal
+from fetchflow.interrupt import handle_stop_signals, stop_requested, stop_signal
 from fetchflow.plan import Plan
 from fetchflow.preflight import preflight
 from fetchflow.report import RunReport
@@ -219,10 +220,20 @@ def run_plan(
     try:
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             state = workflow_flow(**inputs, return_state=True)
-    except KeyboardInterrupt:
-        if stop_on_signals and reports and reports[0].status == "interrupted":
-            return reports[0]  # saved by the flow body; the caller says how to resume
-        raise
+    except (KeyboardInterrupt, TerminationSignal):
+        # A second Ctrl-C, or a SIGTERM that reached Prefect's own handler (it holds SIGTERM
+        # while the flow run starts and ends, outside the flow body).
+        if not (stop_on_signals and stop_requested()):
+            raise
+        if reports and reports[0].steps:
+            return reports[0]  # the flow body saved it; the caller says how to resume
+        return RunReport(
+            workflow=plan.name,
+            run_id="",  # nothing ran and nothing was saved: there is nothing to resume
+            status="interrupted",
+            message="interrupted before any step started; nothing was called",
+            stop_signal=stop_signal(),
+        )
     if drain:
         _drain_prefect_workers()
     report = reports[0] if reports else RunReport(workflow=plan.name, run_id="")

@@ -186,3 +186,32 @@ def test_a_second_ctrl_c_stops_waiting_but_still_starts_no_call_and_saves_the_ru
     run_id = next(line for line in lines if line.startswith("▶ interrupt_me · run ")).split()[4]
     assert lines[-1] == f"resume it: fetchflow run {FLOW} --resume {run_id}"
     assert saved_run(sandbox, run_id)["status"] == "interrupted"
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("fresh_flag")
+def test_a_stop_before_the_first_step_starts_nothing_and_the_run_can_be_resumed(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    from fetchflow.checking import check_file
+    from fetchflow.reuse import outputs_to_resume
+    from fetchflow.runner import run_plan
+    from fetchflow.settings import Settings
+    from fetchflow.step import StepRegistry
+
+    plan = check_file(DATA / "other_workflow.yaml", StepRegistry.from_entry_points())
+    settings = Settings(_env_file=None, home=tmp_path / "home")  # type: ignore[call-arg]
+
+    request_stop(signal.SIGTERM)
+    stopped = run_plan(plan, {}, settings=settings, drain=False)
+
+    assert (stopped.status, stopped.exit_code) == ("interrupted", 143)
+    assert stopped.message == "interrupted (SIGTERM): kept nothing; not finished: greet"
+    assert stopped.steps["greet"].status == "skipped"
+    assert (tmp_path / "home" / "runs" / f"{stopped.run_id}.json").is_file()
+
+    clear_stop()
+    inputs, reuse = outputs_to_resume(tmp_path / "home", stopped.run_id, plan)
+    resumed = run_plan(plan, inputs, settings=settings, drain=False, reuse=reuse)
+
+    assert (resumed.status, resumed.steps["greet"].output) == ("completed", "hello")

@@ -279,12 +279,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _push() -> int:
+    from fetchflow.preflight import check_store
     from fetchflow.settings import load_settings
     from fetchflow.storage import open_store, push_spooled
 
     settings = _with_home(load_settings())
-    store = open_store(settings)
-    store.preflight()
+    store = check_store(lambda: open_store(settings))
     records = push_spooled(store, settings.spool_dir)
     for record in records:
         print(f"{record.file_name}  {record.storage_uri}")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fetchflow.settings import Settings
     from fetchflow.storage import AssetStore
 
-__all__ = ["StoreOpener", "preflight"]
+__all__ = ["StoreOpener", "check_store", "preflight"]
 
 StoreOpener = Callable[[], "AssetStore"]
 
@@ -40,6 +40,21 @@ def _store_opener(settings: Settings) -> StoreOpener:
     return opener
 
 
+def check_store(open_store: Callable[[], AssetStore]) -> AssetStore:
+    """Open the asset store and check it can be used (``fetchflow push``, runs that write).
+
+    Raises:
+        SettingsInvalid: ``FETCHFLOW_STORE`` is malformed, its folder cannot be written, or
+            its S3 endpoint or bucket cannot be reached; the StorageError is chained.
+    """
+    try:
+        store = open_store()
+        store.preflight()
+    except StorageError as error:
+        raise SettingsInvalid(error.format()) from error
+    return store
+
+
 def preflight(plan: Plan, settings: Settings) -> StoreOpener:
     """Check everything a run needs from this machine; return the run's store opener.
 
@@ -51,10 +66,7 @@ def preflight(plan: Plan, settings: Settings) -> StoreOpener:
     """
     opener = _store_opener(settings)
     if plan.needs_store:
-        try:
-            opener().preflight()
-        except StorageError as error:
-            raise SettingsInvalid(error.format()) from error
+        check_store(opener)
     for step in plan.steps.values():
         try:
             step.step_cls.preflight(step.raw_config, settings)

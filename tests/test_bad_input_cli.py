@@ -295,13 +295,15 @@ def test_a_prefect_api_url_that_cannot_work_is_a_settings_error(
     ],
     ids=["no-bucket", "ftp"],
 )
+@pytest.mark.parametrize("command", [["run", str(BILLABLE)], ["push"]], ids=["run", "push"])
 def test_a_store_setting_that_cannot_work_is_a_settings_error(
     sandbox: Sandbox,  # noqa: F811
     store: str,
     lines: list[str],
+    command: list[str],
 ) -> None:
     sandbox.env["FETCHFLOW_STORE"] = store
-    outcome = sandbox.fetchflow("run", str(BILLABLE))
+    outcome = sandbox.fetchflow(*command)
 
     assert outcome.code == 2, outcome.stderr
     assert outcome.stderr.splitlines() == lines

@@ -225,7 +225,7 @@ def run_plan(
         # while the flow run starts and ends, outside the flow body).
         if not (stop_on_signals and stop_requested()):
             raise
-        if reports and reports[0].steps:
+        if reports and (reports[0].status == "interrupted" or reports[0].steps):
             return reports[0]  # the flow body saved it; the caller says how to resume
         return RunReport(
             workflow=plan.name,

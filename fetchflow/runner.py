@@ -128,9 +128,14 @@ def build_flow(
             observer.run_started(report)
         started = time.monotonic()
         signals = handle_stop_signals() if stop_on_signals else contextlib.nullcontext()
+        with signals:  # also over the summary and the save: a signal never loses the record
+            return _finish(run, report, inputs, started)
+
+    def _finish(
+        run: RunScheduler, report: RunReport, inputs: dict[str, object], started: float
+    ) -> State:
         try:
-            with signals:
-                final = run.schedule()
+            final = run.schedule()
         except KeyboardInterrupt:
             # A second Ctrl-C: stop waiting for the steps in flight, keep what is known.
             report.status = "interrupted"

@@ -75,6 +75,7 @@ class RunReport:
             "workflow": self.workflow,
             "run_id": self.run_id,
             "status": self.status,
+            "message": self.message,
             "steps": {step_id: result.to_json() for step_id, result in self.steps.items()},
         }
 

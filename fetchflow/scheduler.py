@@ -444,9 +444,10 @@ class RunScheduler:
         skipped = [sid for sid, result in steps.items() if result.status == "skipped"]
         if terminated_by is not None:
             self.report.status = "failed"
-            self.report.message = f'step "{terminated_by}" failed: ' + (
-                steps[terminated_by].error or "unknown error"
-            )
+            error = steps[terminated_by].error or "unknown error"
+            # A run error's text starts with its step already: say the step once.
+            said = error.removeprefix(f'step "{terminated_by}": ')
+            self.report.message = f'step "{terminated_by}" failed: {said}'
             return Failed(message=self.report.message)
         if failed:
             self.report.status = "partial"

@@ -202,6 +202,10 @@ def test_a_string_sized_by_an_input_past_the_limit_fails_its_step_clearly(
         'step "brief": field "template": template refused: \'*\' would make a value of '
         "20000000000 characters or items, over the limit of 1000000\n  hint: " + LIMITS_HINT
     )
+    # The run's message names the step once.
+    assert str(report["message"]).startswith(
+        'step "brief" failed: field "template": template refused: \'*\' would make'
+    )
     assert bounded.openai.requests == []
 
 

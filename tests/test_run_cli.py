@@ -124,7 +124,7 @@ def test_partial_run_json_document(run_cli: Callable[..., CliResult]) -> None:
 
     assert done.code == 0, done.stderr
     document = json.loads(done.stdout)
-    assert set(document) == {"workflow", "run_id", "status", "steps"}
+    assert set(document) == {"workflow", "run_id", "status", "message", "steps"}
     assert document["workflow"] == "continue"
     UUID(document["run_id"])
     assert document["status"] == "partial"

@@ -220,7 +220,11 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(_estimate_json(plan.name, estimate, budget), indent=2))
         else:
             print(format_estimate(plan, estimate, budget))
-        check_budget(estimate, budget)
+        try:
+            check_budget(estimate, budget)
+        except RunError as error:
+            print(f"fetchflow: {error.format()}", file=sys.stderr)
+            return EXIT_INVALID
         return EXIT_OK
     try:
         check_budget(estimate, budget)
@@ -229,16 +233,21 @@ def _run(args: argparse.Namespace) -> int:
         _with_home(settings)
         store = preflight(plan, settings)
     except (RunError, SettingsInvalid) as error:
+        # Refused before anything ran (a missing key, the budget, the store, the server):
+        # like a broken file, exit 2, and nothing was called.
+        text = error.format() if isinstance(error, RunError) else str(error)
         if args.json:  # scripts reading --json get a document for this failure too
             document: dict[str, object] = {
                 "workflow": plan.name,
                 "run_id": None,
                 "status": "failed",
+                "message": "refused before the run started",
                 "steps": {},
-                "error": error.format() if isinstance(error, RunError) else str(error),
+                "error": text,
             }
             print(json.dumps(document, indent=2))
-        raise
+        print(f"fetchflow: {text}", file=sys.stderr)
+        return EXIT_INVALID
     # A server started by `fetchflow server` is used when it runs: no embedded start-up,
     # and the run's page can be linked.
     server = None if "PREFECT_API_URL" in os.environ else running_server(settings)

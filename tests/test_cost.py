@@ -108,11 +108,29 @@ def test_budget_flag_overrides_the_workflow_and_stops_the_run(
         [str(FLOWS / "priced.yaml"), "--budget", "0.10"], plugin_pythonpath, tmp_path / "home"
     )
 
-    assert done.returncode == 1
+    assert done.returncode == 2  # refused before the run: nothing ran
     assert done.stderr.splitlines() == [
         "fetchflow: the run is estimated at $0.1400, over its budget of $0.10 (most of it: "
         "hero, $0.0800)",
         "  hint: lower count or quality, pick a cheaper model, or raise budget_usd / --budget "
         "(fetchflow run --dry-run shows the estimate)",
     ]
+    assert not (tmp_path / "home" / "prefect").exists()
+
+
+def test_a_dry_run_over_budget_prints_the_estimate_then_refuses_with_exit_2(
+    plugin_pythonpath: str, tmp_path: Path
+) -> None:
+    done = run_cli(
+        [str(FLOWS / "priced.yaml"), "--dry-run", "--budget", "0.10"],
+        plugin_pythonpath,
+        tmp_path / "home",
+    )
+
+    assert done.returncode == 2
+    assert "$0.1400" in done.stdout  # the estimate is still shown
+    assert done.stderr.splitlines()[0] == (
+        "fetchflow: the run is estimated at $0.1400, over its budget of $0.10 (most of it: "
+        "hero, $0.0800)"
+    )
     assert not (tmp_path / "home" / "prefect").exists()

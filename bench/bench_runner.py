@@ -1,12 +1,13 @@
 """fetchflow's runner against a hand-written Prefect flow doing the same work.
 
-In one process and one Prefect server (a temp ``PREFECT_HOME``), runs a workflow of N trivial
-``template`` steps through :func:`fetchflow.runner.run_plan`, and a plain Prefect flow that
-submits N trivial tasks on the same ``ThreadPoolTaskRunner`` with the same heartbeat setting
-(off). Two shapes: independent steps, and a chain where each step reads the previous one.
-Prints the medians and the ratio runner/hand-written (target <= 1.2).
+In one process and one Prefect server (a temp ``PREFECT_HOME``), runs a workflow of N
+trivial ``template`` steps through :func:`fetchflow.orchestration.runner.run_plan`, and a
+plain Prefect flow that submits N trivial tasks on the same ``ThreadPoolTaskRunner`` with
+the same heartbeat setting (off). Two shapes: independent steps, and a chain where each step
+reads the previous one. Prints the medians and the ratio runner/hand-written (target <=
+1.2).
 
-    .venv/bin/python bench/bench_runner.py [--steps 30] [--repeat 7]
+.venv/bin/python bench/bench_runner.py [--steps 30] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -102,10 +103,10 @@ def hand_written_flows(steps: int, tags: tuple[str, ...] = ()) -> dict[str, Call
 
 def fetchflow_runs(steps: int, folder: Path) -> dict[str, Callable[[], object]]:
     """run_plan on the generated workflows (drain off: the hand-written flows do not drain)."""
-    from fetchflow.checking import check_file
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
+    from fetchflow.registry import StepRegistry
     from fetchflow.settings import Settings
-    from fetchflow.step import StepRegistry
+    from fetchflow.workflow.checking import check_file
 
     registry = StepRegistry.from_entry_points()
     settings = Settings(home=folder / "home", max_parallel_steps=MAX_WORKERS)

@@ -2,7 +2,7 @@
 
 The public API for step authors and embedders. Names are imported on first use, so that the
 ``fetchflow`` command starts fast; importing this package never imports Prefect (only
-:mod:`fetchflow.runner` does, when a run starts).
+:mod:`fetchflow.orchestration.runner` does, when a run starts).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         PluginError,
         Problem,
         ProviderError,
+        RuleViolation,
         RunError,
         SettingsInvalid,
         StepError,
@@ -25,20 +26,15 @@ if TYPE_CHECKING:
         WorkflowInvalid,
     )
     from fetchflow.interrupt import check_interrupt, stop_requested
-    from fetchflow.step import (
-        RuleViolation,
-        Step,
-        StepConfig,
-        StepContext,
-        StepRegistry,
-        deferred,
-    )
+    from fetchflow.registry import StepRegistry
+    from fetchflow.step import Step, StepConfig, StepContext, deferred
 
 __version__ = "0.1.0"
 
 _HOMES = {
     "fetchflow.errors": (
         "FetchflowError",
+        "RuleViolation",
         "Interrupted",
         "PluginError",
         "Problem",
@@ -52,13 +48,12 @@ _HOMES = {
     ),
     "fetchflow.interrupt": ("check_interrupt", "stop_requested"),
     "fetchflow.step": (
-        "RuleViolation",
         "Step",
         "StepConfig",
         "StepContext",
-        "StepRegistry",
         "deferred",
     ),
+    "fetchflow.registry": ("StepRegistry",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 

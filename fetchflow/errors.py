@@ -28,6 +28,8 @@ the endpoint and a trimmed body, and chain the original with ``from``.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ __all__ = [
     "Problem",
     "ProviderError",
     "ResumeError",
+    "RuleViolation",
     "RunError",
     "SettingsInvalid",
     "StepError",
@@ -46,6 +49,7 @@ __all__ = [
     "TemplateError",
     "UsageError",
     "WorkflowInvalid",
+    "closest",
 ]
 
 
@@ -250,3 +254,36 @@ class ProviderError(RunError):
     endpoint: str = ""
     status: int | None = None
     body: str = ""
+
+
+class RuleViolation(ValueError):
+    """A cross-field rule of a step config is broken.
+
+    Args:
+        message: What is wrong, naming the fields and the values found
+            (``background: transparent needs output_format png or webp, got jpeg``).
+        fields: The fields involved; the first one is where the error is shown.
+        hint: The way out (``use output_format png or webp``).
+    """
+
+    def __init__(self, message: str, *, fields: tuple[str, ...], hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        self.hint = hint
+
+
+def closest(name: str, options: Sequence[str]) -> str | None:
+    """The option most like ``name``, if any is close enough.
+
+    A plain spelling distance first (``promt`` -> ``prompt``); failing that, an option that
+    has ``name`` as one of its ``_``-separated words (``url`` -> ``file_url``).
+    """
+    found = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    if found:
+        return found[0]
+    lowered = name.lower()
+    if len(lowered) < 2:
+        return None
+    partial = [option for option in options if lowered in option.lower().split("_")]
+    return min(partial, key=len) if partial else None

@@ -174,7 +174,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        from fetchflow.validation import translate_errors
+        from fetchflow.field_issues import translate_errors
 
         lines = []
         for issue in translate_errors(error, list(Settings.model_fields)):

@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
 
-from fetchflow.errors import PluginError
-from fetchflow.plugins import entry_points
+from fetchflow.errors import RuleViolation
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from fetchflow.templating import Templates
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
     "CostEstimate",
     "OutputLength",
     "Progress",
@@ -48,13 +46,11 @@ __all__ = [
     "Step",
     "StepConfig",
     "StepContext",
-    "StepRegistry",
     "deferred",
     "project_root",
     "static_project_root",
 ]
 
-ENTRY_POINT_GROUP = "fetchflow.steps"
 TEMPLATED_CONTEXT_KEY = "fetchflow_templated"
 PROJECT_ROOT_CONTEXT_KEY = "fetchflow_project_root"
 
@@ -127,23 +123,6 @@ class StepConfig(BaseModel):
     """Base for step config models: unknown fields are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RuleViolation(ValueError):
-    """A cross-field rule of a step config is broken.
-
-    Args:
-        message: What is wrong, naming the fields and the values found
-            (``background: transparent needs output_format png or webp, got jpeg``).
-        fields: The fields involved; the first one is where the error is shown.
-        hint: The way out (``use output_format png or webp``).
-    """
-
-    def __init__(self, message: str, *, fields: tuple[str, ...], hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields
-        self.hint = hint
 
 
 def deferred(info: ValidationInfo, *fields: str) -> bool:
@@ -361,64 +340,3 @@ def _output_adapter(cls: type[Step[Any, Any]]) -> TypeAdapter[Any]:
 @cache
 def _output_schema(cls: type[Step[Any, Any]]) -> dict[str, Any]:
     return _output_adapter(cls).json_schema(mode="serialization")
-
-
-class StepRegistry:
-    """Step types by name.
-
-    Args:
-        steps: ``{type name: Step subclass}``.
-    """
-
-    def __init__(self, steps: Mapping[str, type[Step[Any, Any]]]) -> None:
-        self._steps = dict(sorted(steps.items()))
-
-    @classmethod
-    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> StepRegistry:
-        """Load every step type registered in the entry-point group.
-
-        Raises:
-            PluginError: Two distributions register the same type name, an entry point
-                cannot be imported, or it does not name a ``Step`` subclass.
-        """
-        found: dict[str, tuple[str, type[Step[Any, Any]]]] = {}
-        for point in entry_points(group=group):
-            dist = point.dist
-            if point.name in found:
-                other_dist, other_cls = found[point.name]
-                if f"{other_cls.__module__}:{other_cls.__qualname__}" == point.value:
-                    continue  # the same distribution seen twice on sys.path
-                raise PluginError(
-                    f'step type "{point.name}" is registered twice: by {other_dist} '
-                    f"({other_cls.__module__}:{other_cls.__qualname__}) and by {dist} "
-                    f"({point.value})\n  hint: uninstall one of them or rename its entry "
-                    f'point in the "{group}" group'
-                )
-            try:
-                loaded = point.load()
-            except Exception as error:
-                raise PluginError(
-                    f'step type "{point.name}" from {dist} cannot be loaded ({point.value}): '
-                    f"{type(error).__name__}: {error}\n  hint: reinstall {dist}, or "
-                    "uninstall it if it is not needed"
-                ) from error
-            if not (isinstance(loaded, type) and issubclass(loaded, Step)):
-                raise PluginError(
-                    f'step type "{point.name}" from {dist} points at {point.value}, which is '
-                    "not a fetchflow Step subclass\n  hint: the entry point must name a class "
-                    "derived from fetchflow.Step"
-                )
-            found[point.name] = (dist, loaded)
-        return cls({name: step for name, (_, step) in found.items()})
-
-    def get(self, name: str) -> type[Step[Any, Any]] | None:
-        """The step type called ``name``, or None."""
-        return self._steps.get(name)
-
-    def names(self) -> list[str]:
-        """Every registered type name, sorted."""
-        return list(self._steps)
-
-    def items(self) -> list[tuple[str, type[Step[Any, Any]]]]:
-        """``(name, class)`` pairs, sorted by name."""
-        return list(self._steps.items())

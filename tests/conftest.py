@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
 TESTS_DIR = Path(__file__).resolve().parent
 PLUGIN_DIR = TESTS_DIR / "plugin"
@@ -103,7 +103,7 @@ def plugin_registry(plugin_site: PluginSite, monkeypatch: pytest.MonkeyPatch) ->
 
     The path change is undone after the test, so other tests see the installed steps only.
     """
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
     for path in reversed(plugin_site.paths):
         monkeypatch.syspath_prepend(path)

@@ -18,14 +18,14 @@ from uuid import UUID
 
 import pytest
 
-from fetchflow.checking import check_file
-from fetchflow.inputs import resolve_inputs
-from fetchflow.plan import PlannedStep
-from fetchflow.report import RunReport, StepResult
+from fetchflow.run.report import RunReport, StepResult
 from fetchflow.settings import Settings
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
+from fetchflow.workflow.plan import PlannedStep
 
 if TYPE_CHECKING:
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
 FLOWS = Path(__file__).resolve().parent / "data" / "approval"
 
@@ -93,7 +93,7 @@ def run_reviewed(
     """Run a workflow; a reviewer thread answers each pause with the next of ``answers``."""
 
     def run(name: str, answers: list[Callable[[str], str]]) -> Reviewed:
-        from fetchflow.runner import run_plan
+        from fetchflow.orchestration.runner import run_plan
 
         plan = check_file(FLOWS / f"{name}.yaml", plugin_registry)
         ids = RunIds()
@@ -130,13 +130,13 @@ def run_reviewed(
 
 
 def approve(*edits: str, note: str = "") -> Callable[[str], str]:
-    from fetchflow.approval import answer_paused_run
+    from fetchflow.orchestration.approval import answer_paused_run
 
     return lambda run_id: answer_paused_run(run_id, approve=True, edits=edits, note=note)
 
 
 def deny(note: str = "") -> Callable[[str], str]:
-    from fetchflow.approval import answer_paused_run
+    from fetchflow.orchestration.approval import answer_paused_run
 
     return lambda run_id: answer_paused_run(run_id, approve=False, note=note)
 
@@ -250,7 +250,7 @@ def test_a_step_that_costs_nothing_never_asks(run_reviewed: Callable[..., Review
 def test_answering_a_run_that_is_not_paused_is_a_clear_error(
     run_reviewed: Callable[..., Reviewed],
 ) -> None:
-    from fetchflow.approval import ApprovalAnswerError, answer_paused_run
+    from fetchflow.orchestration.approval import ApprovalAnswerError, answer_paused_run
 
     reviewed = run_reviewed("free", [])
 

@@ -20,8 +20,9 @@ from uuid import UUID
 import pytest
 from PIL import Image
 
-from fetchflow import artifact_content
-from fetchflow.artifact_content import (
+from fetchflow.orchestration.artifacts import MAX_KEY_LENGTH, artifact_key
+from fetchflow.run import artifact_content
+from fetchflow.run.artifact_content import (
     GALLERY_BUDGET,
     asset_records,
     asset_table,
@@ -30,8 +31,7 @@ from fetchflow.artifact_content import (
     render_summary,
     thumbnail_uri,
 )
-from fetchflow.artifacts import MAX_KEY_LENGTH, artifact_key
-from fetchflow.report import RunReport, StepResult
+from fetchflow.run.report import RunReport, StepResult
 from fetchflow.storage import LocalStore
 
 DATA_URI = re.compile(r"data:image/(?:webp|jpeg);base64,([A-Za-z0-9+/=]+)")
@@ -374,7 +374,7 @@ def test_step_output_artifacts_belong_to_the_task_run(
 ) -> None:
     from prefect import task
 
-    from fetchflow.artifacts import publish_step_output
+    from fetchflow.orchestration.artifacts import publish_step_output
 
     records = stored_records(store, [(1024, 768), (512, 512), (300, 900)])
     published: dict[str, list[str]] = {}
@@ -422,7 +422,7 @@ def test_step_output_artifacts_belong_to_the_task_run(
 def test_run_summary_is_an_artifact_of_the_flow_run(
     run_flow: Callable[[Callable[[], object]], UUID],
 ) -> None:
-    from fetchflow.artifacts import publish_run_summary
+    from fetchflow.orchestration.artifacts import publish_run_summary
 
     keys: list[str | None] = []
     report = summary_report()
@@ -448,7 +448,7 @@ def test_progress_from_worker_threads_ends_at_100(
 ) -> None:
     from prefect import task
 
-    from fetchflow.artifacts import StepProgress
+    from fetchflow.orchestration.artifacts import StepProgress
 
     @task(name="many", persist_result=False)
     def many() -> None:
@@ -470,7 +470,7 @@ def test_progress_from_worker_threads_ends_at_100(
 def test_outside_a_run_nothing_is_published_and_nothing_raises(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from fetchflow.artifacts import publish_step_output
+    from fetchflow.orchestration.artifacts import publish_step_output
 
     keys = publish_step_output(
         workflow="w", step_id="s", step_title="s", step_type="t", output="x", read_bytes=None

@@ -37,7 +37,7 @@ from fakes import fixtures  # noqa: E402
 from fakes.fake_gemini import FakeGemini  # noqa: E402
 from fakes.fake_openai import FakeOpenAI  # noqa: E402
 
-from fetchflow.step import StepRegistry  # noqa: E402
+from fetchflow.registry import StepRegistry  # noqa: E402
 
 #: The installed step types, as the "unknown step type" hint lists them.
 STEP_TYPES = StepRegistry.from_entry_points().names()

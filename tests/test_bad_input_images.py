@@ -463,7 +463,7 @@ def test_a_rule_waits_while_any_field_it_reads_is_templated(
     model: type[ImageGenerationConfig], raw: dict[str, object], field: str
 ) -> None:
     from fetchflow.step import RuleViolation
-    from fetchflow.validation import validate_config
+    from fetchflow.workflow.validation import validate_config
 
     # As written, the rule is broken (and it is at run time, once rendered to these values);
     # its message names every field it reads.

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from fetchflow.checking import check_file
-from fetchflow.cost import BudgetExceeded, PlanEstimate, StepEstimate, check_budget
-from fetchflow.step import CostEstimate, StepRegistry
+from fetchflow.registry import StepRegistry
+from fetchflow.run.cost import BudgetExceeded, PlanEstimate, StepEstimate, check_budget
+from fetchflow.step import CostEstimate
+from fetchflow.workflow.checking import check_file
 
 BILLABLE = Path(__file__).resolve().parent / "data" / "catalogue" / "cli" / "billable.yaml"
 

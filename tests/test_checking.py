@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field
 
-from fetchflow.checking import check_file, check_text, template_search_path
 from fetchflow.errors import Problem, WorkflowInvalid
-from fetchflow.plan import Plan
-from fetchflow.step import OutputLength, Step, StepConfig, StepContext, StepRegistry
+from fetchflow.registry import StepRegistry
+from fetchflow.step import OutputLength, Step, StepConfig, StepContext
 from fetchflow.templating import Templates
+from fetchflow.workflow.checking import check_file, check_text, template_search_path
+from fetchflow.workflow.plan import Plan
 from steps.template import TemplateStep
 
 DATA = Path(__file__).parent / "data"

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fetchflow.checking import check_file
-from fetchflow.cost import BudgetExceeded, check_budget, estimate_plan, format_estimate
-from fetchflow.inputs import resolve_inputs
+from fetchflow.run.cost import BudgetExceeded, check_budget, estimate_plan, format_estimate
 from fetchflow.settings import Settings
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
 
 if TYPE_CHECKING:
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
 FLOWS = Path(__file__).resolve().parent / "data" / "cost"
 REPO = Path(__file__).resolve().parent.parent

@@ -23,17 +23,17 @@ from uuid import UUID
 
 import pytest
 
-from fetchflow.checking import check_file
-from fetchflow.deploy import (
+from fetchflow.errors import WorkflowInvalid
+from fetchflow.orchestration.deploy import (
     ServeError,
     check_workflows,
     deployment_schema,
     serve_target,
     workflow_files,
 )
-from fetchflow.errors import WorkflowInvalid
+from fetchflow.registry import StepRegistry
 from fetchflow.settings import Settings
-from fetchflow.step import StepRegistry
+from fetchflow.workflow.checking import check_file
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data" / "deploy"
@@ -125,7 +125,7 @@ def test_prefect_s_own_schema_loses_the_descriptions(registry: StepRegistry) -> 
     """Why the schema is set explicitly: Prefect reads descriptions from a docstring."""
     from prefect.utilities.callables import parameter_schema
 
-    from fetchflow.runner import build_flow
+    from fetchflow.orchestration.runner import build_flow
 
     plan = check_file(HELLO, registry)
     prefects = parameter_schema(build_flow(plan, settings=Settings())).model_dump()
@@ -198,9 +198,9 @@ def test_prefect_api_url_wins(tmp_path: Path) -> None:
 SERVE = """
 import sys
 from pathlib import Path
-from fetchflow.deploy import serve_workflows
+from fetchflow.orchestration.deploy import serve_workflows
 from fetchflow.settings import load_settings
-from fetchflow.step import StepRegistry
+from fetchflow.registry import StepRegistry
 
 serve_workflows(
     [Path(arg) for arg in sys.argv[1:]],

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fetchflow.checking import check_text
 from fetchflow.errors import TemplateError
-from fetchflow.execution import render_config
-from fetchflow.step import StepRegistry
+from fetchflow.registry import StepRegistry
+from fetchflow.run.execution import render_config
 from fetchflow.templating import Templates
+from fetchflow.workflow.checking import check_text
 
 HINT = (
     "check the references in this field against the upstream outputs (fetchflow validate "

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from fetchflow.checking import check_file
-from fetchflow.inputs import resolve_inputs
-from fetchflow.plan import PlannedStep
-from fetchflow.report import RunReport, StepResult
+from fetchflow.registry import StepRegistry
+from fetchflow.run.report import RunReport, StepResult
 from fetchflow.settings import Settings
-from fetchflow.step import StepRegistry
 from fetchflow.storage import LocalStore
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
+from fetchflow.workflow.plan import PlannedStep
 
 # The fake servers live in tests/steps/fakes, imported as ``fakes`` the way the step tests
 # import them (tests/steps has no __init__.py: it would clash with the ``steps`` package).
@@ -145,7 +145,7 @@ def settings_for(home: Path, store: str) -> Settings:
 
 def run(name: str, settings: Settings, observer: StopWhen | None = None) -> RunReport:
     """Check ``tests/data/faults/<name>.yaml`` and run it as one Prefect flow run."""
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     plan = check_file(FAULTS / f"{name}.yaml", REGISTRY)
     return run_plan(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fetchflow.checking import check_file
-from fetchflow.inputs import resolve_inputs
+from fetchflow.registry import StepRegistry
 from fetchflow.settings import Settings
-from fetchflow.step import StepRegistry
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
 
 FLOWS = Path(__file__).resolve().parents[1] / "flows"
 EXAMPLES = sorted(FLOWS.glob("*.yaml"))
@@ -51,7 +51,7 @@ def test_image_example_runs_offline(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     for variable in KEY_VARIABLES:  # model: auto must fall back to the free preview
         monkeypatch.delenv(variable, raising=False)
@@ -71,7 +71,7 @@ def test_image_example_runs_offline(
 
 
 def _run_example(name: str, registry: StepRegistry, home: Path) -> dict[str, object]:
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     plan = check_file(FLOWS / f"{name}.yaml", registry)
     report = run_plan(plan, resolve_inputs(plan.header, {}), settings=Settings(home=home))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from fetchflow.graph import cycle_text, downstream_of, find_cycles, topological_order
+from fetchflow.workflow.graph import cycle_text, downstream_of, find_cycles, topological_order
 
 Edges = Mapping[str, Sequence[str]]
 

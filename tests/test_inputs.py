@@ -7,8 +7,8 @@ import re
 import pytest
 
 from fetchflow.errors import Problem, WorkflowInvalid
-from fetchflow.inputs import parse_input_args, resolve_inputs
-from fetchflow.spec import InputSpec, WorkflowHeader, parse_input_value
+from fetchflow.workflow.inputs import parse_input_args, resolve_inputs
+from fetchflow.workflow.spec import InputSpec, WorkflowHeader, parse_input_value
 
 HEADER = WorkflowHeader.model_validate(
     {

@@ -193,11 +193,11 @@ def test_a_second_ctrl_c_stops_waiting_but_still_starts_no_call_and_saves_the_ru
 def test_a_stop_before_the_first_step_starts_nothing_and_the_run_can_be_resumed(
     prefect_api: str, tmp_path: Path
 ) -> None:
-    from fetchflow.checking import check_file
-    from fetchflow.reuse import outputs_to_resume
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
+    from fetchflow.registry import StepRegistry
+    from fetchflow.run.reuse import outputs_to_resume
     from fetchflow.settings import Settings
-    from fetchflow.step import StepRegistry
+    from fetchflow.workflow.checking import check_file
 
     plan = check_file(DATA / "other_workflow.yaml", StepRegistry.from_entry_points())
     settings = Settings(_env_file=None, home=tmp_path / "home")  # type: ignore[call-arg]

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fetchflow.errors import Problem
-from fetchflow.loading import Span, load_yaml, path_text
+from fetchflow.workflow.loading import Span, load_yaml, path_text
 
 SYNTAX_HINT = (
     "check the indentation and quoting on this line and the one before; "

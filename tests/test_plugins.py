@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from fetchflow.errors import PluginError
-from fetchflow.plugins import EntryPoint, entry_points
-from fetchflow.step import ENTRY_POINT_GROUP, StepRegistry
+from fetchflow.registry import ENTRY_POINT_GROUP, EntryPoint, StepRegistry, entry_points
 from steps.template import TemplateStep
 
 OTHER_STEP = '''\

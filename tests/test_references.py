@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fetchflow.references import (
+from fetchflow.step import OutputLength
+from fetchflow.templating import JINJA_GLOBALS, Templates
+from fetchflow.workflow.references import (
     check_index,
     check_path,
     closest,
@@ -18,8 +20,6 @@ from fetchflow.references import (
     simple_references,
     unsafe_attributes,
 )
-from fetchflow.step import OutputLength
-from fetchflow.templating import JINJA_GLOBALS, Templates
 
 TEMPLATES = Templates([])
 

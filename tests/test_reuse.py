@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fetchflow.checking import check_file
-from fetchflow.inputs import resolve_inputs
-from fetchflow.report import RunReport
-from fetchflow.reuse import ResumeError, outputs_to_resume
+from fetchflow.run.report import RunReport
+from fetchflow.run.reuse import ResumeError, outputs_to_resume
 from fetchflow.settings import Settings
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
 
 if TYPE_CHECKING:
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
 FLOWS = Path(__file__).resolve().parent / "data" / "reuse"
 
@@ -33,7 +33,7 @@ def run(
     home = tmp_path / "home"
 
     def run_it(name: str, resume: str | None = None, **given: object) -> RunReport:
-        from fetchflow.runner import run_plan
+        from fetchflow.orchestration.runner import run_plan
 
         plan = check_file(FLOWS / f"{name}.yaml", plugin_registry)
         reuse = {}
@@ -122,8 +122,8 @@ def test_resume_refuses_unknown_runs_and_other_workflows(
 def test_an_edited_step_is_not_reused(plugin_registry: StepRegistry, tmp_path: Path) -> None:
     import json
 
-    from fetchflow.report import StepResult
-    from fetchflow.reuse import save_run, step_fingerprint
+    from fetchflow.run.report import StepResult
+    from fetchflow.run.reuse import save_run, step_fingerprint
 
     plan = check_file(FLOWS / "resume.yaml", plugin_registry)
     report = RunReport(workflow="resume_me", run_id="r1", status="failed")
@@ -145,8 +145,8 @@ def test_an_edited_step_is_not_reused(plugin_registry: StepRegistry, tmp_path: P
 
 
 def test_a_cache_key_counts_an_input_record_by_its_content_not_its_link(tmp_path: Path) -> None:
-    from fetchflow.reuse import GenerationCache
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
+    from fetchflow.run.reuse import GenerationCache
     from steps.image_edit import ImageEditConfig
 
     workflow = tmp_path / "edit.yaml"
@@ -183,8 +183,8 @@ def test_a_cache_key_counts_an_input_record_by_its_content_not_its_link(tmp_path
 def test_an_interrupted_run_hands_its_kept_partial_output_back_to_the_step(
     plugin_registry: StepRegistry, tmp_path: Path
 ) -> None:
-    from fetchflow.report import StepResult
-    from fetchflow.reuse import Reused, save_run
+    from fetchflow.run.report import StepResult
+    from fetchflow.run.reuse import Reused, save_run
 
     plan = check_file(FLOWS / "resume.yaml", plugin_registry)
     report = RunReport(workflow="resume_me", run_id="r2", status="interrupted")
@@ -208,8 +208,8 @@ def test_an_interrupted_run_hands_its_kept_partial_output_back_to_the_step(
 def test_a_failed_step_that_kept_nothing_is_not_handed_anything(
     plugin_registry: StepRegistry, tmp_path: Path
 ) -> None:
-    from fetchflow.report import StepResult
-    from fetchflow.reuse import save_run
+    from fetchflow.run.report import StepResult
+    from fetchflow.run.reuse import save_run
 
     plan = check_file(FLOWS / "resume.yaml", plugin_registry)
     report = RunReport(workflow="resume_me", run_id="r3", status="failed")

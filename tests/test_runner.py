@@ -17,15 +17,15 @@ from uuid import UUID
 
 import pytest
 
-from fetchflow.checking import check_file
 from fetchflow.errors import WorkflowInvalid
-from fetchflow.inputs import resolve_inputs
-from fetchflow.plan import Plan, PlannedStep
-from fetchflow.report import RunReport, StepResult
+from fetchflow.run.report import RunReport, StepResult
 from fetchflow.settings import Settings
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
+from fetchflow.workflow.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 T = TypeVar("T")
@@ -76,7 +76,7 @@ def run_workflow(
     """Check ``tests/data/runs/<name>.yaml`` and run it for real; ``given`` are the inputs."""
 
     def run(name: str, **given: object) -> Ran:
-        from fetchflow.runner import run_plan
+        from fetchflow.orchestration.runner import run_plan
 
         plan = check_file(RUNS / f"{name}.yaml", plugin_registry)
         inputs = resolve_inputs(plan.header, given)

@@ -9,11 +9,12 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from fetchflow.checking import check_text
 from fetchflow.errors import WorkflowInvalid
-from fetchflow.schema import workflow_schema
-from fetchflow.step import Step, StepConfig, StepContext, StepRegistry
+from fetchflow.registry import StepRegistry
+from fetchflow.step import Step, StepConfig, StepContext
 from fetchflow.templating import Templates
+from fetchflow.workflow.checking import check_text
+from fetchflow.workflow.schema import workflow_schema
 from steps.template import TemplateStep
 
 ROOT = Path(__file__).parent.parent

@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from fetchflow.checking import check_file
 from fetchflow.errors import WorkflowInvalid
-from fetchflow.inputs import resolve_inputs
-from fetchflow.report import RunReport
+from fetchflow.registry import StepRegistry
+from fetchflow.run.report import RunReport
 from fetchflow.settings import Settings
-from fetchflow.step import StepRegistry
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
 
 # The fake providers live in tests/steps/fakes, importable as ``fakes`` once tests/steps is
 # on sys.path (pytest puts it there for the modules in tests/steps; this module is not one).
@@ -246,7 +246,7 @@ def _collect(run: CanaryRun) -> None:
 def canary_run(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryRun]:
     from prefect.blocks.system import Secret
 
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     home = tmp_path_factory.mktemp("secrets") / "home"
     with (

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchflow.server import (
+from fetchflow.orchestration.server import (
     ServerError,
     ServerInfo,
     run_url,
@@ -198,7 +198,7 @@ def test_fetchflow_server_serves_the_ui_on_its_port_and_ctrl_c_stops_it(tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FETCHFLOW_"))}
     env["FETCHFLOW_HOME"] = str(settings.home)
     script = (
-        "import sys; from fetchflow.server import serve_forever; "
+        "import sys; from fetchflow.orchestration.server import serve_forever; "
         "from fetchflow.settings import Settings; "
         "sys.exit(serve_forever(Settings(), port=int(sys.argv[1])))"
     )
@@ -240,7 +240,7 @@ def test_fetchflow_server_serves_the_ui_on_its_port_and_ctrl_c_stops_it(tmp_path
 
 
 def test_sigterm_stops_like_ctrl_c_and_handlers_are_put_back() -> None:
-    from fetchflow.server import stop_on_signals
+    from fetchflow.orchestration.server import stop_on_signals
 
     before = signal.getsignal(signal.SIGTERM)
     if before is not signal.SIG_DFL:

@@ -10,9 +10,9 @@ from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
 from fetchflow.errors import TemplateError
-from fetchflow.template_checks import LIMITS_HINT as STATIC_LIMITS_HINT
 from fetchflow.template_limits import LIMITS_HINT, TemplateLimitError
 from fetchflow.templating import JINJA_GLOBALS, Templates, canonical, is_template, to_text
+from fetchflow.workflow.template_checks import LIMITS_HINT as STATIC_LIMITS_HINT
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
 

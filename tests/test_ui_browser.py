@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fetchflow.server import run_url
+from fetchflow.orchestration.server import run_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

@@ -1,6 +1,6 @@
 """Property: whatever text a workflow file holds, the check answers with our own errors only.
 
-``check_text`` either returns a :class:`~fetchflow.plan.Plan` or raises
+``check_text`` either returns a :class:`~fetchflow.workflow.plan.Plan` or raises
 :class:`~fetchflow.errors.WorkflowInvalid`, never any other exception, and every problem it
 reports has a place (line and column ≥ 0), a non-empty message and formats to lines that
 start with the file's name and hold no traceback. Three sources of input:
@@ -24,11 +24,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fetchflow.checking import check_text
 from fetchflow.errors import WorkflowInvalid
-from fetchflow.plan import Plan
-from fetchflow.step import StepRegistry
+from fetchflow.registry import StepRegistry
 from fetchflow.templating import Templates
+from fetchflow.workflow.checking import check_text
+from fetchflow.workflow.plan import Plan
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
 FILE = "prop.yaml"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import gcd
 
-from fetchflow.references import closest
+from fetchflow.errors import closest
 from fetchflow.step import RuleViolation
 from steps.imaging.catalog import (
     ASPECT_RATIOS,

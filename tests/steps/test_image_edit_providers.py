@@ -23,8 +23,8 @@ from steps.imaging.providers.base import (
 )
 from steps.imaging.providers.errors import RateLimited
 from steps.imaging.providers.google_images import GeminiProvider
-from steps.imaging.providers.openai_edits import edit_params, input_fidelity_for
 from steps.imaging.providers.openai_images import OpenAIProvider
+from steps.imaging.providers.openai_requests import edit_params, input_fidelity_for
 
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini

@@ -17,12 +17,12 @@ import pytest
 from fakes import fixtures
 from PIL import Image
 
-from fetchflow.checking import check_file
-from fetchflow.inputs import resolve_inputs
-from fetchflow.report import RunReport
+from fetchflow.registry import StepRegistry
+from fetchflow.run.report import RunReport
 from fetchflow.settings import Settings
-from fetchflow.step import StepRegistry
 from fetchflow.storage import LocalStore
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
 
 pytestmark = pytest.mark.prefect
 
@@ -33,7 +33,7 @@ PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 
 def run_workflow(name: str, home: Path) -> tuple[RunReport, LocalStore]:
     """Check ``image_flows/<name>.yaml`` and run it as a flow run; the store it wrote to."""
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     plan = check_file(FLOWS / f"{name}.yaml", REGISTRY)
     settings = Settings(home=home, store=str(home / "assets"))

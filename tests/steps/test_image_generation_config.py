@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from fetchflow.checking import check_text
 from fetchflow.errors import StepError, WorkflowInvalid
-from fetchflow.execution import execute_step
-from fetchflow.plan import Plan
+from fetchflow.registry import StepRegistry
+from fetchflow.run.execution import execute_step
 from fetchflow.settings import Settings
-from fetchflow.step import StepContext, StepRegistry
+from fetchflow.step import StepContext
 from fetchflow.storage import LocalStore
 from fetchflow.templating import Templates
+from fetchflow.workflow.checking import check_text
+from fetchflow.workflow.plan import Plan
 from steps.image_generation import ImageGenerationConfig, ImageGenerationStep
 from steps.template import TemplateStep
 

@@ -33,15 +33,16 @@ from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
 from PIL import Image
 
-from fetchflow.checking import check_file
 from fetchflow.errors import ProviderError, StepError
-from fetchflow.execution import render_config
-from fetchflow.inputs import resolve_inputs
-from fetchflow.plan import Plan
-from fetchflow.preflight import preflight
+from fetchflow.registry import StepRegistry
+from fetchflow.run.execution import render_config
+from fetchflow.run.preflight import preflight
 from fetchflow.settings import Settings
-from fetchflow.step import StepContext, StepRegistry
+from fetchflow.step import StepContext
 from fetchflow.storage import LocalStore
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
+from fetchflow.workflow.plan import Plan
 from steps.image_generation import PREVIEW_NOTICE, ImageAsset, ImageGenerationStep
 from steps.imaging.partial import PartialImages
 from steps.imaging.providers.errors import RateLimited

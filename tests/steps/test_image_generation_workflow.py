@@ -23,12 +23,12 @@ from fakes import fixtures
 from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
 
-from fetchflow.checking import check_file
-from fetchflow.inputs import resolve_inputs
-from fetchflow.report import RunReport
+from fetchflow.registry import StepRegistry
+from fetchflow.run.report import RunReport
 from fetchflow.settings import Settings
-from fetchflow.step import StepRegistry
 from fetchflow.storage import LocalStore
+from fetchflow.workflow.checking import check_file
+from fetchflow.workflow.inputs import resolve_inputs
 from steps.image_generation import PREVIEW_NOTICE
 
 pytestmark = pytest.mark.prefect
@@ -53,7 +53,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
 
 def run_workflow(name: str, home: Path) -> tuple[RunReport, LocalStore]:
     """Check ``image_flows/<name>.yaml`` and run it as a flow run; the store it wrote to."""
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     plan = check_file(FLOWS / f"{name}.yaml", REGISTRY)
     settings = Settings(home=home, store=str(home / "assets"))

@@ -15,14 +15,15 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from fetchflow.checking import check_file, check_text
 from fetchflow.errors import StepError, StorageError, WorkflowInvalid
-from fetchflow.inputs import resolve_inputs
-from fetchflow.plan import Plan
+from fetchflow.registry import StepRegistry
 from fetchflow.settings import Settings
-from fetchflow.step import RuleViolation, StepContext, StepRegistry
+from fetchflow.step import RuleViolation, StepContext
 from fetchflow.storage.local import LocalStore
 from fetchflow.templating import Templates
+from fetchflow.workflow.checking import check_file, check_text
+from fetchflow.workflow.inputs import resolve_inputs
+from fetchflow.workflow.plan import Plan
 from steps.image_transform import ImageTransformConfig, ImageTransformStep, settings_sha256
 from steps.imaging.references import (
     check_images_value,
@@ -602,7 +603,7 @@ def test_the_settings_hash_changes_with_the_settings() -> None:
 def test_the_thumbnails_example_runs_offline(
     prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fetchflow.runner import run_plan
+    from fetchflow.orchestration.runner import run_plan
 
     for variable in ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
         monkeypatch.delenv(variable, raising=False)

@@ -33,7 +33,8 @@ from steps.imaging.providers.errors import (
     sniff_mime_type,
     trim_body,
 )
-from steps.imaging.providers.openai_images import OpenAIProvider, generation_params, openai_error
+from steps.imaging.providers.openai_images import OpenAIProvider, openai_error
+from steps.imaging.providers.openai_requests import generation_params
 
 # The fixture, used by name (tests/steps is on sys.path: pytest puts a test module's
 # folder there, so ``fakes`` imports the same under ``pytest`` and ``python -m pytest``).

@@ -33,7 +33,7 @@ from steps.imaging.providers.errors import (
     trim_body,
 )
 from steps.imaging.providers.openai_answers import read_answer
-from steps.imaging.providers.openai_edits import edit_params
+from steps.imaging.providers.openai_requests import edit_params, generation_params
 
 if TYPE_CHECKING:
     import openai
@@ -47,38 +47,6 @@ PROVIDER = "openai"
 API_KEY_ENV = "OPENAI_API_KEY"
 #: Error codes of a refused prompt: GPT image models, then the DALL·E-era code.
 _MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-_COMPRESSIBLE = frozenset({"jpeg", "webp"})
-
-
-def generation_params(request: ImageRequest) -> dict[str, object]:
-    """The keyword arguments of ``images.generate`` for one request.
-
-    Args:
-        request: The call to make.
-
-    Returns:
-        ``model``, ``prompt``, ``n``, ``size`` (``"WxH"`` or ``"auto"``), ``quality``,
-        ``background``, ``moderation``, ``output_format``, and ``output_compression`` only
-        when the format is jpeg or webp and a value is set. Nothing else: GPT image models
-        refuse ``response_format`` and ``style``, and take no seed.
-    """
-    if request.width is None or request.height is None:
-        size = "auto"
-    else:
-        size = f"{request.width}x{request.height}"
-    params: dict[str, object] = {
-        "model": request.model,
-        "prompt": request.prompt,
-        "n": request.count,
-        "size": size,
-        "quality": request.quality,
-        "background": request.background,
-        "moderation": request.moderation,
-        "output_format": request.output_format,
-    }
-    if request.output_format in _COMPRESSIBLE and request.output_compression is not None:
-        params["output_compression"] = request.output_compression
-    return params
 
 
 class OpenAIProvider:
@@ -143,7 +111,7 @@ class OpenAIProvider:
     def edit(self, request: EditRequest) -> ProviderResult:
         """Make ``request.count`` images from the references in one ``images/edits`` call.
 
-        The parameters are :func:`~steps.imaging.providers.openai_edits.edit_params`'s;
+        The parameters are :func:`~steps.imaging.providers.openai_requests.edit_params`'s;
         errors are mapped as for :meth:`generate`.
 
         Args:

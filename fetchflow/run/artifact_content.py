@@ -2,11 +2,11 @@
 
 Thumbnails, the gallery of a step's files, the rows of its asset table, a text output and
 the run summary, all rendered as markdown or table rows by pure functions;
-:mod:`fetchflow.artifacts` publishes them. Thumbnails are made with Pillow from bytes read
-through the store (so they render even when the bucket is private) and kept small: one
-gallery stays well under what Prefect stores comfortably. Every text that comes from a run
-is escaped, links are limited to http(s) and file URLs, and the summary holds no file URL
-(a signed query string in an error message is cut).
+:mod:`fetchflow.orchestration.artifacts` publishes them. Thumbnails are made with Pillow
+from bytes read through the store (so they render even when the bucket is private) and kept
+small: one gallery stays well under what Prefect stores comfortably. Every text that comes
+from a run is escaped, links are limited to http(s) and file URLs, and the summary holds no
+file URL (a signed query string in an error message is cut).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import quote
 from fetchflow.errors import RunError
 
 if TYPE_CHECKING:
-    from fetchflow.report import RunReport
+    from fetchflow.run.report import RunReport
 
 __all__ = [
     "asset_records",

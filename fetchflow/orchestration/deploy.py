@@ -13,7 +13,7 @@ set to :data:`POLL_SECONDS` here unless the user set it), claims a run by propos
 ``Pending`` (the server refuses a second claim, so several serving processes never run the
 same flow run twice), then runs it with ``run_flow_in_subprocess``: the in-memory flow is
 cloudpickled into a fresh ``spawn`` process. The flow's entrypoint is never imported, so the
-closure :func:`fetchflow.runner.build_flow` returns (plan, settings and its generated
+closure :func:`fetchflow.orchestration.runner.build_flow` returns (plan, settings and its generated
 signature included) runs as it is, in a child process that imports fetchflow and the step
 plugins again. A run from the UI therefore executes the same engine as ``fetchflow run``,
 with the pre-run checks at the start of each flow run. Because the child is spawned, the
@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from uuid import UUID
 
 from fetchflow.errors import CommandError, Problem, WorkflowInvalid
-from fetchflow.plan import Plan
 from fetchflow.settings import Settings
-from fetchflow.spec import InputSpec
+from fetchflow.workflow.plan import Plan
+from fetchflow.workflow.spec import InputSpec
 
 if TYPE_CHECKING:
-    from fetchflow.step import StepRegistry
+    from fetchflow.registry import StepRegistry
 
 __all__ = [
     "POLL_SECONDS",
@@ -91,7 +91,7 @@ def serve_target(settings: Settings, environ: Mapping[str, str] | None = None) -
     Raises:
         ServeError: Neither is there.
     """
-    from fetchflow.server import running_server
+    from fetchflow.orchestration.server import running_server
 
     env = os.environ if environ is None else environ
     if env.get("PREFECT_API_URL"):
@@ -164,7 +164,7 @@ def check_workflows(paths: Sequence[Path], registry: StepRegistry) -> list[Plan]
     Raises:
         WorkflowInvalid: Anything is wrong, in any file.
     """
-    from fetchflow.checking import check_file
+    from fetchflow.workflow.checking import check_file
 
     files, problems = _expand(paths)
     plans: list[Plan] = []
@@ -249,7 +249,7 @@ def _add_workflow(runner: Any, plan: Plan, *, settings: Settings, ui_url: str | 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
 
-    from fetchflow.runner import build_flow
+    from fetchflow.orchestration.runner import build_flow
 
     workflow_flow = build_flow(plan, settings=settings, ui_url=ui_url)
     deployment_id: UUID = runner.add_flow(

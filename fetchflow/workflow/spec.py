@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from fetchflow.nesting import MAX_DEPTH, value_depth
 from fetchflow.step import RuleViolation, deferred
 from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES, JINJA_GLOBALS
+from fetchflow.workflow.nesting import MAX_DEPTH, value_depth
 
 __all__ = [
     "RESERVED_IDS",

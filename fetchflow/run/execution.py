@@ -12,11 +12,11 @@ import jinja2
 from pydantic import BaseModel, ValidationError
 
 from fetchflow.errors import RunError, StepError, TemplateError
-from fetchflow.plan import PlannedStep
-from fetchflow.references import find_references, missing_item, simple_references
+from fetchflow.field_issues import describe_value, translate_errors
 from fetchflow.step import StepContext
 from fetchflow.templating import Templates
-from fetchflow.validation import describe_value, translate_errors
+from fetchflow.workflow.plan import PlannedStep
+from fetchflow.workflow.references import find_references, missing_item, simple_references
 
 __all__ = ["execute_step", "render_config", "run_config", "validated_config"]
 

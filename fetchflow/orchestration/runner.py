@@ -1,10 +1,9 @@
 """Plan -> one Prefect flow run.
 
-The runner is the only part of fetchflow that imports Prefect: this module (the flow),
-:mod:`fetchflow.scheduler` (the scheduling loop in the flow body, one task run per step),
-:mod:`fetchflow.approval` and :mod:`fetchflow.artifacts` (what the UI shows). One flow run
-per workflow run, named after the workflow; one task run per step, named after the step id,
-tagged with its type when it is billable.
+Only :mod:`fetchflow.orchestration` imports Prefect: this module (the flow), the scheduler
+(the scheduling loop in the flow body, one task run per step), approval and artifacts (what
+the UI shows). One flow run per workflow run, named after the workflow; one task run per
+step, named after the step id, tagged with its type when it is billable.
 """
 
 from __future__ import annotations
@@ -23,16 +22,16 @@ from prefect.exceptions import TerminationSignal
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fetchflow.artifacts import publish_run_summary
-from fetchflow.inputs import resolve_inputs
 from fetchflow.interrupt import handle_stop_signals, stop_requested, stop_signal
-from fetchflow.plan import Plan
-from fetchflow.preflight import preflight
-from fetchflow.report import RunReport
-from fetchflow.reuse import GenerationCache, Reused, save_run
-from fetchflow.scheduler import RunObserver, RunScheduler, error_text
-from fetchflow.server import run_url
+from fetchflow.orchestration.artifacts import publish_run_summary
+from fetchflow.orchestration.scheduler import RunObserver, RunScheduler, error_text
+from fetchflow.orchestration.server import run_url
+from fetchflow.run.preflight import preflight
+from fetchflow.run.report import RunReport
+from fetchflow.run.reuse import GenerationCache, Reused, save_run
 from fetchflow.settings import Settings
+from fetchflow.workflow.inputs import resolve_inputs
+from fetchflow.workflow.plan import Plan
 
 __all__ = ["RunObserver", "build_flow", "error_text", "run_plan"]
 
@@ -96,11 +95,11 @@ def build_flow(
         settings: fetchflow settings.
         observer: Receives progress.
         open_store: Opens the asset store; when not given, the pre-run checks
-            (:func:`fetchflow.preflight.preflight`) run at the start of each flow run.
+            (:func:`fetchflow.run.preflight.preflight`) run at the start of each flow run.
         ui_url: The Prefect UI's address, to put the run's link in the report.
         on_report: Receives each run's report.
         reuse: Outputs of an earlier run to reuse instead of running those steps
-            (``--resume``, see :func:`fetchflow.reuse.outputs_to_resume`).
+            (``--resume``, see :func:`fetchflow.run.reuse.outputs_to_resume`).
         stop_on_signals: SIGINT and SIGTERM request a stop (:mod:`fetchflow.interrupt`)
             while the flow body runs, instead of Prefect's SIGTERM handler crashing it.
     """
@@ -192,11 +191,11 @@ def run_plan(
 
     Args:
         plan: The checked workflow.
-        inputs: Resolved inputs (see :func:`fetchflow.inputs.resolve_inputs`).
+        inputs: Resolved inputs (see :func:`fetchflow.workflow.inputs.resolve_inputs`).
         settings: fetchflow settings.
         observer: Receives progress.
         open_store: Opens the asset store (steps that write files use it). When not given,
-            the pre-run checks (:func:`fetchflow.preflight.preflight`) run here, before
+            the pre-run checks (:func:`fetchflow.run.preflight.preflight`) run here, before
             Prefect starts.
         drain: Flush Prefect's event and log workers before returning (so the run's
             history is complete even if the process exits right after).

@@ -9,8 +9,8 @@ import sys
 import threading
 from typing import TextIO
 
-from fetchflow.plan import Plan, PlannedStep
-from fetchflow.report import RunReport, StepResult
+from fetchflow.run.report import RunReport, StepResult
+from fetchflow.workflow.plan import Plan, PlannedStep
 
 __all__ = ["ConsoleProgress", "format_summary"]
 

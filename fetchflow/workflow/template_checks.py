@@ -1,6 +1,6 @@
 """Static checks of templates: syntax, refused attributes, and every reference path.
 
-A mixin of the workflow checker (:mod:`fetchflow.checking`): it reads the checker's source
+A mixin of the workflow checker (:mod:`fetchflow.workflow.checking`): it reads the checker's source
 map, header and step tables, and reports through its ``add``.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fetchflow.loading import DataPath, SourceMap, Span, path_text
-from fetchflow.references import (
+from fetchflow.step import OutputLength, Step
+from fetchflow.templating import Templates
+from fetchflow.workflow.loading import DataPath, SourceMap, Span, path_text
+from fetchflow.workflow.references import (
     Reference,
     check_index,
     check_path,
@@ -19,9 +21,7 @@ from fetchflow.references import (
     simple_references,
     unsafe_attributes,
 )
-from fetchflow.spec import InputSpec, StepCommon, WorkflowHeader
-from fetchflow.step import OutputLength, Step
-from fetchflow.templating import Templates
+from fetchflow.workflow.spec import InputSpec, StepCommon, WorkflowHeader
 
 if TYPE_CHECKING:
     from jinja2 import nodes
@@ -162,7 +162,7 @@ def _needle(node: nodes.Expr) -> str:
 
 
 class TemplateChecks:
-    """Template checking for the workflow checker (see :class:`fetchflow.checking._Checker`)."""
+    """Template checking for the workflow checker (see `workflow.checking`)."""
 
     source: SourceMap
     templates: Templates

@@ -24,9 +24,9 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
 from fetchflow.errors import UsageError
-from fetchflow.plan import PlannedStep
+from fetchflow.field_issues import describe_value
 from fetchflow.step import CostEstimate
-from fetchflow.validation import describe_value
+from fetchflow.workflow.plan import PlannedStep
 
 __all__ = [
     "ApprovalAnswerError",

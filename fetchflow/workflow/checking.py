@@ -1,4 +1,5 @@
-"""The static check: a workflow file becomes a :class:`~fetchflow.plan.Plan` or a full report.
+"""The static check: a workflow file becomes a :class:`~fetchflow.workflow.plan.Plan` or a
+full report.
 
 Everything is checked before anything runs, and every problem is collected (not just the
 first): YAML syntax, duplicate and unknown keys, types and rules of every field, unknown
@@ -16,13 +17,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from fetchflow.errors import Problem, WorkflowInvalid
-from fetchflow.graph import cycle_text, find_cycles
-from fetchflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
-from fetchflow.plan import Plan, PlannedStep
-from fetchflow.references import (
+from fetchflow.field_issues import FieldIssue, describe_value, translate_errors
+from fetchflow.registry import StepRegistry
+from fetchflow.step import OutputLength, Step, project_root
+from fetchflow.templating import Templates, is_template
+from fetchflow.workflow.graph import cycle_text, find_cycles
+from fetchflow.workflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
+from fetchflow.workflow.plan import Plan, PlannedStep
+from fetchflow.workflow.references import (
     closest,
 )
-from fetchflow.spec import (
+from fetchflow.workflow.spec import (
     RESERVED_IDS,
     STEP_COMMON_KEYS,
     TOP_LEVEL_KEYS,
@@ -30,10 +35,8 @@ from fetchflow.spec import (
     StepCommon,
     WorkflowHeader,
 )
-from fetchflow.step import OutputLength, Step, StepRegistry, project_root
-from fetchflow.template_checks import TemplateChecks
-from fetchflow.templating import Templates, is_template
-from fetchflow.validation import FieldIssue, describe_value, translate_errors, validate_config
+from fetchflow.workflow.template_checks import TemplateChecks
+from fetchflow.workflow.validation import validate_config
 
 __all__ = ["check_file", "check_text", "template_search_path"]
 

@@ -9,7 +9,6 @@ with its closest valid spelling before anything runs.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jinja2 import nodes
 
+from fetchflow.errors import closest
 from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES
 
 if TYPE_CHECKING:
@@ -70,22 +70,6 @@ def _joined(shown: str, key: str | int) -> str:
     """``hero.output`` and ``0`` -> ``hero.output.0``; a negative index as written:
     ``hero.output[-1]``."""
     return f"{shown}[{key}]" if isinstance(key, int) and key < 0 else f"{shown}.{key}"
-
-
-def closest(name: str, options: Sequence[str]) -> str | None:
-    """The option most like ``name``, if any is close enough.
-
-    A plain spelling distance first (``promt`` -> ``prompt``); failing that, an option that
-    has ``name`` as one of its ``_``-separated words (``url`` -> ``file_url``).
-    """
-    found = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    if found:
-        return found[0]
-    lowered = name.lower()
-    if len(lowered) < 2:
-        return None
-    partial = [option for option in options if lowered in option.lower().split("_")]
-    return min(partial, key=len) if partial else None
 
 
 def _chain(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int]]:

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from fetchflow.errors import ResumeError
-from fetchflow.plan import Plan, PlannedStep
+from fetchflow.workflow.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
-    from fetchflow.report import RunReport
+    from fetchflow.run.report import RunReport
     from fetchflow.storage import AssetStore
 
 __all__ = [

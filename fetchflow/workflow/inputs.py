@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from fetchflow.errors import Problem, WorkflowInvalid
-from fetchflow.references import closest
-from fetchflow.spec import WorkflowHeader, parse_input_value
+from fetchflow.errors import Problem, WorkflowInvalid, closest
+from fetchflow.workflow.spec import WorkflowHeader, parse_input_value
 
 __all__ = ["parse_input_args", "resolve_inputs"]
 

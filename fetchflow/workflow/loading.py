@@ -6,7 +6,7 @@ that every key and value keeps its position. Anchors, aliases and merge keys (``
 work as in any YAML file.
 
 Aliases are bounded: a file whose aliases, expanded, would add more than
-:data:`~fetchflow.yaml_aliases.MAX_ALIAS_VALUES` values or its text limit (a "billion
+:data:`~fetchflow.workflow.yaml_aliases.MAX_ALIAS_VALUES` values or its text limit (a "billion
 laughs") is refused before anything walks the data, at the field that holds the bomb.
 """
 
@@ -20,9 +20,9 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fetchflow.errors import Problem
-from fetchflow.nesting import MAX_DEPTH, too_deep
-from fetchflow.yaml_aliases import MAX_ALIAS_TEXT, MAX_ALIAS_VALUES, alias_bomb
-from fetchflow.yaml_slips import brace_hint, is_braced_template, syntax_problem
+from fetchflow.workflow.nesting import MAX_DEPTH, too_deep
+from fetchflow.workflow.yaml_aliases import MAX_ALIAS_TEXT, MAX_ALIAS_VALUES, alias_bomb
+from fetchflow.workflow.yaml_slips import brace_hint, is_braced_template, syntax_problem
 
 __all__ = [
     "DataPath",

@@ -1,12 +1,13 @@
-"""The parameters of OpenAI's ``images.edit`` (``POST {base_url}/images/edits``, multipart).
+"""The parameters of OpenAI's ``images.generate`` and ``images.edit`` (multipart).
 
-:meth:`~steps.imaging.providers.openai_images.OpenAIProvider.edit` makes the call; this
-module only turns an :class:`~steps.imaging.providers.base.EditRequest` into the SDK's
-keyword arguments:
+:class:`~steps.imaging.providers.openai_images.OpenAIProvider` makes the calls; this module
+only turns an :class:`~steps.imaging.providers.base.ImageRequest` or
+:class:`~steps.imaging.providers.base.EditRequest` into the SDK's keyword arguments. An edit
+sends:
 
 - ``image``: every reference as an ``(filename, bytes, mime type)`` tuple, in order (the
   SDK sends them as repeated ``image[]`` parts); ``mask`` likewise when there is one;
-- what a generation sends (:func:`~.openai_images.generation_params`: ``model``,
+- what a generation sends (:func:`generation_params`: ``model``,
   ``prompt``, ``n``, ``size``, ``quality``, ``background``, ``output_format``, and
   ``output_compression`` only with jpeg or webp);
 - never ``moderation`` (edits take none), ``response_format`` or ``style``;
@@ -20,14 +21,47 @@ keyword arguments:
 from __future__ import annotations
 
 from steps.imaging.catalog import CATALOG
-from steps.imaging.providers.base import EditRequest, ProviderImage
+from steps.imaging.providers.base import EditRequest, ImageRequest, ProviderImage
 
-__all__ = ["edit_params", "input_fidelity_for"]
+__all__ = ["edit_params", "generation_params", "input_fidelity_for"]
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 #: What the SDK takes as one file: ``(filename, content, content type)``.
 FileTuple = tuple[str, bytes, str]
+
+_COMPRESSIBLE = frozenset({"jpeg", "webp"})
+
+
+def generation_params(request: ImageRequest) -> dict[str, object]:
+    """The keyword arguments of ``images.generate`` for one request.
+
+    Args:
+        request: The call to make.
+
+    Returns:
+        ``model``, ``prompt``, ``n``, ``size`` (``"WxH"`` or ``"auto"``), ``quality``,
+        ``background``, ``moderation``, ``output_format``, and ``output_compression`` only
+        when the format is jpeg or webp and a value is set. Nothing else: GPT image models
+        refuse ``response_format`` and ``style``, and take no seed.
+    """
+    if request.width is None or request.height is None:
+        size = "auto"
+    else:
+        size = f"{request.width}x{request.height}"
+    params: dict[str, object] = {
+        "model": request.model,
+        "prompt": request.prompt,
+        "n": request.count,
+        "size": size,
+        "quality": request.quality,
+        "background": request.background,
+        "moderation": request.moderation,
+        "output_format": request.output_format,
+    }
+    if request.output_format in _COMPRESSIBLE and request.output_compression is not None:
+        params["output_compression"] = request.output_compression
+    return params
 
 
 def input_fidelity_for(model: str, value: str | None) -> str | None:
@@ -58,9 +92,6 @@ def edit_params(request: EditRequest) -> dict[str, object]:
     Raises:
         ValueError: ``request.images`` is empty (the step never sends such a request).
     """
-    # openai_images imports this module for its edit call: import its builder here.
-    from steps.imaging.providers.openai_images import generation_params
-
     if not request.images:
         raise ValueError("an edit needs at least one reference image")
     params = generation_params(request)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fetchflow.graph import downstream_of, topological_order
-from fetchflow.spec import StepCommon, WorkflowHeader
 from fetchflow.step import Step
 from fetchflow.templating import Templates
+from fetchflow.workflow.graph import downstream_of, topological_order
+from fetchflow.workflow.spec import StepCommon, WorkflowHeader
 
 __all__ = ["Plan", "PlannedStep"]
 

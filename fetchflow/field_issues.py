@@ -1,26 +1,26 @@
-"""Pydantic errors translated into fetchflow's words, and configs checked around templates.
+"""Pydantic errors in fetchflow's words.
 
-Pydantic's own messages are never shown raw: each error becomes a :class:`FieldIssue` — the
-field, what is wrong with the value found, and a hint — which the static check turns into a
-located :class:`~fetchflow.errors.Problem` and the runner into a step error.
+Pydantic's own messages are never shown raw: each error becomes a :class:`FieldIssue` (the
+field, what is wrong with the value found, and a hint) which the static check turns into a
+located :class:`~fetchflow.errors.Problem`, the runner into a step error and the settings
+loader into a settings error.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from fetchflow.errors import RuleViolation, closest
 
-from fetchflow.references import closest
-from fetchflow.step import PROJECT_ROOT_CONTEXT_KEY, TEMPLATED_CONTEXT_KEY, RuleViolation
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from pydantic_core import ErrorDetails
 
-__all__ = ["FieldIssue", "describe_value", "translate_errors", "validate_config"]
+__all__ = ["FieldIssue", "describe_value", "field_issue", "translate_errors"]
 
 _QUOTED = re.compile(r"'([^']*)'")
 
@@ -60,7 +60,8 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _issue(error: ErrorDetails, known_fields: Sequence[str]) -> FieldIssue:
+def field_issue(error: ErrorDetails, known_fields: Sequence[str]) -> FieldIssue:
+    """One pydantic error in fetchflow's words (``known_fields`` for "did you mean")."""
     loc = tuple(error["loc"])
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
@@ -137,72 +138,4 @@ def _hint_for(kind: str, ctx: Mapping[str, Any], value: object) -> str:
 
 def translate_errors(error: ValidationError, known_fields: Sequence[str] = ()) -> list[FieldIssue]:
     """Every error of a pydantic ValidationError, in fetchflow's words."""
-    return [_issue(detail, known_fields) for detail in error.errors()]
-
-
-def _templated_field(issue_loc: Iterable[str | int], templated: frozenset[str]) -> bool:
-    head = next(iter(issue_loc), None)
-    return isinstance(head, str) and head in templated
-
-
-def validate_config(
-    model: type[BaseModel],
-    raw: Mapping[str, object],
-    templated: frozenset[str],
-    *,
-    project_root: Path | None = None,
-) -> tuple[BaseModel | None, list[FieldIssue]]:
-    """Validate a step config whose templated fields are not known yet; find every problem.
-
-    Fields holding templates are checked once rendered; here they are left out when their
-    type cannot hold the template text, and rules involving them wait (see
-    :func:`fetchflow.step.deferred`). Everything else is checked now; ``project_root``
-    lets validators check that files named relative to the project exist.
-
-    Pydantic runs a model's cross-field rules only when every field is valid, so one bad
-    field (an unknown key, a wrong type) would hide a broken rule. Each field found bad is
-    therefore left out and the rest validated again, the rules that involve a left-out
-    field waiting as for a template: every problem that can be known is reported at once.
-
-    Returns:
-        The model when everything known is valid and no field is templated, and the issues.
-    """
-    known = list(model.model_fields)
-    data = dict(raw)
-    waiting = set(templated)  # fields whose rules wait: templated, or found bad
-    issues: list[FieldIssue] = []
-    # Every round but the last makes at least one more field wait, so this ends.
-    for _round in range(len(raw) + len(known) + 2):
-        context: dict[str, object] = {TEMPLATED_CONTEXT_KEY: frozenset(waiting)}
-        if project_root is not None:
-            context[PROJECT_ROOT_CONTEXT_KEY] = project_root
-        try:
-            config = model.model_validate(data, context=context)
-        except ValidationError as error:
-            details = error.errors()
-        else:
-            return (None if templated or issues else config), issues
-        newly: set[str] = set()
-        for detail in details:
-            issue = _issue(detail, known)
-            head = issue.loc[0] if issue.loc and isinstance(issue.loc[0], str) else None
-            if head is not None and head in waiting and head not in templated:
-                continue  # about a field found bad in an earlier round, reported there
-            if not _templated_field(issue.loc, templated):
-                issues.append(issue)
-            # What waits from now on: the field, every field a broken rule names (a rule
-            # stops the rules after it, and a "before" rule stops every field), and the
-            # field a misspelt key was meant to be (templat: ... must not also read as
-            # "neither template nor file").
-            rule = (detail.get("ctx") or {}).get("error")
-            involved = {head} if head is not None else set()
-            if isinstance(rule, RuleViolation):
-                involved.update(rule.fields)
-            if detail["type"] == "extra_forbidden" and head is not None:
-                involved.add(closest(head, known) or head)
-            newly |= involved - waiting
-        if not newly:
-            break
-        waiting |= newly
-        data = {key: value for key, value in data.items() if key not in newly}
-    return None, issues
+    return [field_issue(detail, known_fields) for detail in error.errors()]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fetchflow.spec import StepCommon, WorkflowHeader
-from fetchflow.step import StepRegistry
+from fetchflow.registry import StepRegistry
+from fetchflow.workflow.spec import StepCommon, WorkflowHeader
 
 __all__ = ["workflow_schema"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import RunError, SettingsInvalid, StorageError
-from fetchflow.plan import Plan
+from fetchflow.workflow.plan import Plan
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings

@@ -33,16 +33,16 @@ from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import allow_failure
 
-from fetchflow.approval import ApprovalDecision, ApprovalRequest, ask_for_approval
-from fetchflow.artifacts import StepProgress, publish_step_output
 from fetchflow.errors import Interrupted, RunError, StepError
-from fetchflow.execution import execute_step, run_config, validated_config
 from fetchflow.interrupt import check_interrupt, stop_requested, stop_signal
-from fetchflow.plan import Plan, PlannedStep
-from fetchflow.report import RunReport, StepResult
-from fetchflow.reuse import GenerationCache, Reused, fresh_links
+from fetchflow.orchestration.approval import ApprovalDecision, ApprovalRequest, ask_for_approval
+from fetchflow.orchestration.artifacts import StepProgress, publish_step_output
+from fetchflow.run.execution import execute_step, run_config, validated_config
+from fetchflow.run.report import RunReport, StepResult
+from fetchflow.run.reuse import GenerationCache, Reused, fresh_links
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
+from fetchflow.workflow.plan import Plan, PlannedStep
 
 __all__ = ["RunObserver", "RunScheduler", "error_text"]
 

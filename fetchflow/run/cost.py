@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ValidationError
 
 from fetchflow.errors import RunError
-from fetchflow.plan import Plan, PlannedStep
 from fetchflow.settings import Settings
 from fetchflow.step import CostEstimate
 from fetchflow.templating import Templates
+from fetchflow.workflow.plan import Plan, PlannedStep
 
 __all__ = [
     "BudgetExceeded",

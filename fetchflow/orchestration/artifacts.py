@@ -8,7 +8,7 @@
 Keys are ``<workflow>-<step>-output``, ``<workflow>-<step>-assets``,
 ``<workflow>-<step>-progress`` and ``<workflow>-run-summary`` (see :func:`artifact_key`); a
 key groups the same artifact across runs on Prefect's Artifacts page. The content is made
-by :mod:`fetchflow.artifact_content`. A display problem never fails a step or a run: it is
+by :mod:`fetchflow.run.artifact_content`. A display problem never fails a step or a run: it is
 a warning in the run's log. Prefect is imported only by the functions that talk to it.
 """
 
@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from fetchflow.artifact_content import (
+from fetchflow.run.artifact_content import (
     asset_records,
     asset_table,
     error_text,
@@ -36,7 +36,7 @@ from fetchflow.artifact_content import (
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from fetchflow.report import RunReport
+    from fetchflow.run.report import RunReport
 
 __all__ = [
     "StepProgress",

@@ -1,0 +1,179 @@
+"""The ``fetchflow`` command.
+
+``validate``, ``steps``, ``schema`` and ``--help`` never import Prefect (they answer in a
+fraction of a second); ``run`` imports it only once the workflow and inputs are known to be
+valid. Exit codes: 0 done (a run that completed, ``continue`` failures included), 1 the run
+failed, 2 the workflow, its inputs, the command line or the configuration are invalid (also
+an unknown ``--resume`` id, or a Prefect server or store that cannot be reached), 130 or 143
+the run was interrupted by Ctrl-C or SIGTERM (it is saved: ``--resume`` continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+from pathlib import Path
+
+from fetchflow.cli.common import EXIT_FAILED, EXIT_INVALID
+from fetchflow.errors import (
+    FetchflowError,
+    PluginError,
+    RunError,
+    SettingsInvalid,
+    UsageError,
+    WorkflowInvalid,
+)
+
+__all__ = ["main"]
+
+#: Each command's module, imported only when that command runs.
+COMMANDS = {
+    "validate": "validate",
+    "run": "run",
+    "push": "push",
+    "server": "server",
+    "approve": "answer",
+    "deny": "answer",
+    "serve": "serve",
+    "steps": "steps",
+    "schema": "schema",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fetchflow",
+        description="Check and run YAML image-production workflows on Prefect.",
+        epilog="Exit codes: 0 ok, 1 the run failed, 2 invalid workflow, inputs, arguments or "
+        "settings, 130/143 interrupted (Ctrl-C/SIGTERM; resumable with --resume).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser("validate", help="check workflow files without running anything")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    run = commands.add_parser("run", help="run a workflow as a Prefect flow run")
+    run.add_argument("file", type=Path, metavar="FILE")
+    run.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a workflow input (repeatable); lists and objects as JSON",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON document, no progress")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved plan and its cost estimate; call nothing",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="re-run a failed or partial run, reusing the outputs of every step that "
+        "completed (no provider call); its inputs unless given again",
+    )
+    run.add_argument(
+        "--budget",
+        metavar="USD",
+        help="stop before any billable call when the estimate is over this (overrides budget_usd)",
+    )
+    run.add_argument(
+        "--verbose", "-v", action="store_true", help="also show Prefect's own log lines"
+    )
+
+    commands.add_parser("push", help="upload the files kept in the spool after failed uploads")
+
+    server = commands.add_parser(
+        "server", help="start a local Prefect server with its UI (Ctrl-C stops it)"
+    )
+    server.add_argument("--port", type=int, default=4200, help="port (default 4200)")
+    server.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+
+    for verb, what in (("approve", "approve"), ("deny", "deny")):
+        answer = commands.add_parser(
+            verb, help=f"{what} the billable steps a paused run waits on (needs a server)"
+        )
+        answer.add_argument("run_id", metavar="RUN_ID")
+        answer.add_argument("--note", default="", help="why (kept with the decision)")
+        if verb == "approve":
+            answer.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="FIELD=VALUE",
+                help="edit a value before approving (STEP.FIELD=VALUE in a batch)",
+            )
+
+    serve = commands.add_parser(
+        "serve", help="serve workflows as Prefect deployments (typed run forms in the UI)"
+    )
+    serve.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="workflow files or folders of *.yaml"
+    )
+    serve.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most flow runs at the same time on this machine (default 5)",
+    )
+
+    steps = commands.add_parser("steps", help="list the step types and their fields")
+    steps.add_argument("--json", action="store_true", help="as JSON")
+
+    commands.add_parser("schema", help="print the JSON Schema of workflow files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fetchflow`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.command not in ("run", "serve"):
+        # Pydantic looks for its own plugins (scanning every installed distribution, ~40 ms)
+        # when the first model is built; checking a file needs none of them.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    try:
+        command = import_module(f"fetchflow.cli.{COMMANDS[args.command]}")
+        code: int = command.main(args)
+        return code
+    except WorkflowInvalid as error:
+        print(error.format(), file=sys.stderr)
+        return EXIT_INVALID
+    except (PluginError, SettingsInvalid, UsageError) as error:
+        print(f"fetchflow: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except RunError as error:
+        print(f"fetchflow: {error.format()}", file=sys.stderr)
+        return EXIT_FAILED
+    except FetchflowError as error:
+        print(f"fetchflow: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`fetchflow steps | head`): nothing more to say, no traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        from fetchflow.interrupt import exit_code_for, stop_signal
+
+        print("fetchflow: interrupted", file=sys.stderr)
+        return exit_code_for(stop_signal())
+    except Exception as error:
+        if os.environ.get("FETCHFLOW_DEBUG"):
+            raise
+        print(
+            f"fetchflow: internal error: {type(error).__name__}: {error}\n"
+            "  hint: this is a bug in fetchflow or a plugin; run again with FETCHFLOW_DEBUG=1 "
+            "for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

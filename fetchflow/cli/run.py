@@ -1,0 +1,167 @@
+"""``fetchflow run FILE``: check, estimate, preflight, then one Prefect flow run.
+
+Prefect is imported only once the workflow, its inputs and the settings are known to be
+good; until then every problem exits 2 and nothing is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from fetchflow.cli.common import EXIT_INVALID, EXIT_OK, bad_flag, step_types, with_home
+from fetchflow.errors import RunError, SettingsInvalid
+
+__all__ = ["main"]
+
+
+def _budget(text: str | None) -> float | None:
+    """``--budget`` as a number of dollars: finite and above 0, like ``budget_usd``.
+
+    Raises:
+        WorkflowInvalid: Not a number, not finite (nan, inf) or not above 0: such a budget
+            would switch the guard off.
+    """
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+        found = "not a number"
+    else:
+        found = "not finite" if not math.isfinite(value) else "not above 0"
+    if math.isfinite(value) and value > 0:
+        return value
+    raise bad_flag(
+        "--budget",
+        f"expected an amount of US dollars above 0, got {text!r} ({found})",
+        "give the most the run may cost, e.g. --budget 2.50 (or leave it out)",
+    )
+
+
+def _resume_command(file: Path, run_id: str) -> str:
+    return f"fetchflow run {shlex.quote(str(file))} --resume {run_id}"
+
+
+def _estimate_json(workflow: str, estimate: Any, budget: float | None) -> dict[str, object]:
+    return {
+        "workflow": workflow,
+        "dry_run": True,
+        "budget_usd": budget,
+        "estimated_total_usd": estimate.total_usd,
+        "steps": {
+            row.step.id: {
+                "type": row.step.type,
+                "after": list(row.step.depends_on),
+                "estimated_cost_usd": row.cost_usd,
+                "detail": row.estimate.detail if row.estimate else row.note,
+            }
+            for row in estimate.steps
+        },
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    """Check, estimate, preflight, then run the workflow as one Prefect flow run."""
+    from fetchflow.cli.console import ConsoleProgress, format_summary
+    from fetchflow.interrupt import exit_code_for, stop_on_interrupt, stop_requested, stop_signal
+    from fetchflow.orchestration.prefect_env import prepare_prefect_environment
+    from fetchflow.orchestration.server import check_prefect_api, running_server
+    from fetchflow.run.cost import check_budget, estimate_plan, format_estimate
+    from fetchflow.run.preflight import preflight
+    from fetchflow.run.reuse import Reused, outputs_to_resume
+    from fetchflow.settings import load_settings
+    from fetchflow.workflow.checking import check_file
+    from fetchflow.workflow.inputs import parse_input_args, resolve_inputs
+
+    settings = load_settings()
+    budget_flag = _budget(args.budget)
+    plan = check_file(args.file, step_types())
+    given = parse_input_args(plan.header, args.input)
+    reuse: dict[str, Reused] = {}
+    if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
+        earlier, reuse = outputs_to_resume(settings.home, args.resume, plan)
+        given = {**earlier, **given}
+    inputs = resolve_inputs(plan.header, given)
+    budget = budget_flag if budget_flag is not None else plan.header.budget_usd
+    done = {step_id for step_id, reused in reuse.items() if reused.complete}
+    estimate = estimate_plan(plan, inputs, settings, reused=done)
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(_estimate_json(plan.name, estimate, budget), indent=2))
+        else:
+            print(format_estimate(plan, estimate, budget))
+        try:
+            check_budget(estimate, budget)
+        except RunError as error:
+            print(f"fetchflow: {error.format()}", file=sys.stderr)
+            return EXIT_INVALID
+        return EXIT_OK
+    try:
+        check_budget(estimate, budget)
+        if os.environ.get("PREFECT_API_URL"):  # before the store check writes its probe
+            check_prefect_api(os.environ["PREFECT_API_URL"])
+        with_home(settings)
+        store = preflight(plan, settings)
+    except (RunError, SettingsInvalid) as error:
+        # Refused before anything ran (a missing key, the budget, the store, the server):
+        # like a broken file, exit 2, and nothing was called.
+        text = error.format() if isinstance(error, RunError) else str(error)
+        if args.json:  # scripts reading --json get a document for this failure too
+            document: dict[str, object] = {
+                "workflow": plan.name,
+                "run_id": None,
+                "status": "failed",
+                "message": "refused before the run started",
+                "steps": {},
+                "error": text,
+            }
+            print(json.dumps(document, indent=2))
+        print(f"fetchflow: {text}", file=sys.stderr)
+        return EXIT_INVALID
+    # A server started by `fetchflow server` is used when it runs: no embedded start-up,
+    # and the run's page can be linked.
+    server = None if "PREFECT_API_URL" in os.environ else running_server(settings)
+    if server is not None:
+        os.environ["PREFECT_API_URL"] = server.api_url
+    prepare_prefect_environment(settings, verbose=args.verbose)
+    # From here on Ctrl-C and SIGTERM stop the run without spending more: nothing new
+    # starts, calls in flight finish and are kept, the run is saved for --resume.
+    restore_signals = stop_on_interrupt()
+    try:
+        from fetchflow.orchestration.runner import (
+            run_plan,  # Prefect is imported here, and only here
+        )
+
+        if stop_requested():
+            print(
+                "fetchflow: interrupted before the run started; nothing was called", file=sys.stderr
+            )
+            return exit_code_for(stop_signal())
+        observer = None if args.json else ConsoleProgress(plan)
+        report = run_plan(
+            plan,
+            inputs,
+            settings=settings,
+            observer=observer,
+            open_store=store,
+            ui_url=server.ui_url if server is not None else None,
+            reuse=reuse,
+            stop_on_signals=True,
+        )
+    finally:
+        restore_signals()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
+    else:
+        print(format_summary(report), file=sys.stderr)
+    if report.status == "interrupted" and report.run_id:
+        print(f"resume it: {_resume_command(args.file, report.run_id)}", file=sys.stderr)
+    return report.exit_code

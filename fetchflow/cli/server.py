@@ -1,0 +1,23 @@
+"""``fetchflow server``: a local Prefect server and its UI, which runs then use."""
+
+from __future__ import annotations
+
+import argparse
+
+from fetchflow.cli.common import bad_flag, with_home
+
+__all__ = ["main"]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Serve the UI and API until Ctrl-C."""
+    from fetchflow.orchestration.server import serve_forever
+    from fetchflow.settings import load_settings
+
+    if not 1 <= args.port <= 65535:
+        raise bad_flag(
+            "--port",
+            f"expected a port number from 1 to 65535, got {args.port}",
+            "leave --port out for 4200, or give a free port such as 4201",
+        )
+    return serve_forever(with_home(load_settings()), port=args.port, host=args.host)

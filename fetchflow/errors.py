@@ -2,25 +2,44 @@
 
 ::
 
-    FetchflowError                 the root: catch this to catch everything of ours
-    ├── WorkflowInvalid            a workflow file (or its inputs) cannot run; holds Problems
-    ├── CommandError               a command cannot do what was asked (no server, port taken)
-    │   └── UsageError             a mistake on the command line (the CLI exits 2)
-    │       └── ResumeError        --resume names no saved run of this workflow
-    ├── PluginError                a step plugin is broken or registered twice (start-up)
-    ├── SettingsInvalid            a FETCHFLOW_* setting (environment or .env) is invalid
-    └── RunError                   something failed while a run was going
-        ├── StepError              a step failed in an expected way (bad answer, bad data)
-        │   └── Interrupted        a stop was requested (Ctrl-C, SIGTERM): nothing new starts
-        ├── TemplateError          a template failed to render with the run's values
-        ├── StorageError           the asset store refused or could not be reached
-        └── ProviderError          an image provider refused or could not be reached
+    Exception
+    ├── FetchflowError             the root: catch this to catch everything of ours
+    │   ├── WorkflowInvalid        a workflow file (or its inputs) cannot run; holds Problems
+    │   ├── CommandError           a command cannot do what was asked (no server, port taken)
+    │   │   ├── ServerError        the local Prefect server cannot start (port taken, crashed)
+    │   │   ├── ServeError         no Prefect API to serve the workflows to
+    │   │   └── UsageError         a mistake on the command line (the CLI exits 2)
+    │   │       ├── ResumeError    --resume names no saved run of this workflow
+    │   │       └── ApprovalAnswerError  approve/deny cannot answer that run (--set, run id)
+    │   ├── PluginError            a step plugin is broken or registered twice (start-up)
+    │   ├── SettingsInvalid        a FETCHFLOW_* setting (environment or .env) is invalid
+    │   └── RunError               something failed while a run was going
+    │       ├── BudgetExceeded     the run's estimate is over its budget (refused before it starts)
+    │       ├── StepError          a step failed in an expected way (bad answer, bad data)
+    │       │   ├── Interrupted    a stop was requested (Ctrl-C, SIGTERM): nothing new starts
+    │       │   └── PartialImages* an image step failed after paying for some images (kept)
+    │       ├── TemplateError      a template failed to render with the run's values
+    │       ├── StorageError       the asset store refused or could not be reached
+    │       └── ProviderError      an image provider refused or could not be reached
+    │           └── RateLimited*   the provider said 429 (retried after its Retry-After)
+    ├── ValueError
+    │   └── RuleViolation          a cross-field rule of a step config (raised in validators,
+    │                              told as a Problem, deferred while a field is a template)
+    ├── jinja2 SecurityError
+    │   └── TemplateLimitError     (fetchflow.template_limits) a template built too much or ran
+    │                              too long; jinja's sandbox raises it, so it stays jinja's kind
+    └── UpstreamError*             an SDK exception, redacted: what a ProviderError chains
 
-Workflow problems are collected, not raised one at a time: every problem in a file is a
-:class:`Problem` with its location, and :class:`WorkflowInvalid` carries them all, sorted in
-file order. Every message is built from structured fields in one place
-(:meth:`Problem.format`, :meth:`RunError.format`) so the shape is the same everywhere:
-first line where + what + the value found, second line ``hint:`` with a concrete fix.
+    * defined by the step library (``steps/imaging``), which the engine does not know; drawn
+      here so the whole tree is in one place.
+
+Every error of ours has a ``message`` (what is wrong, with the value found) and a ``hint``
+(a concrete fix), and one function, :func:`with_hint`, puts them together: the first line,
+then ``  hint: ...`` on its own line. Workflow problems are collected, not raised one at a
+time: every problem in a file is a :class:`Problem` with its location, and
+:class:`WorkflowInvalid` carries them all, sorted in file order. Located messages are built
+from structured fields (:meth:`Problem.format`, :meth:`RunError.format`) so the shape is the
+same everywhere: first line where + what + the value found, second line ``hint:``.
 
 Messages never contain secrets: the errors that wrap SDK exceptions keep only the status,
 the endpoint and a trimmed body, and chain the original with ``from``.
@@ -34,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "ApprovalAnswerError",
+    "BudgetExceeded",
     "CommandError",
     "FetchflowError",
     "Interrupted",
@@ -43,6 +64,8 @@ __all__ = [
     "ResumeError",
     "RuleViolation",
     "RunError",
+    "ServeError",
+    "ServerError",
     "SettingsInvalid",
     "StepError",
     "StorageError",
@@ -50,11 +73,41 @@ __all__ = [
     "UsageError",
     "WorkflowInvalid",
     "closest",
+    "with_hint",
 ]
 
 
+def with_hint(message: str, hint: str) -> str:
+    """A message as users read it: ``message``, then ``hint`` on its own ``  hint:`` line.
+
+    The one place that shape is written; every error's text goes through it.
+    """
+    return f"{message}\n  hint: {hint}" if hint else message
+
+
 class FetchflowError(Exception):
-    """Root of every error fetchflow raises on purpose."""
+    """Root of every error fetchflow raises on purpose.
+
+    Args:
+        message: What is wrong, with the value found.
+        hint: A concrete fix, shown on its own ``hint:`` line (empty: none).
+    """
+
+    message: str
+    hint: str
+
+    def __init__(self, message: str = "", hint: str = "") -> None:
+        # args rebuild the error when it is unpickled (a Prefect worker hands it back).
+        super().__init__(*((message, hint) if hint else (message,)))
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def format(self) -> str:
+        """The error as users read it: the message and, when there is one, a hint line."""
+        return with_hint(self.message, self.hint)
 
 
 @dataclass(frozen=True)
@@ -110,7 +163,7 @@ class Problem:
         """The problem as the two lines users read."""
         what = self.what
         first = f"{self.where}: {what}: {self.message}" if what else f"{self.where}: {self.message}"
-        return f"{first}\n  hint: {self.hint}" if self.hint else first
+        return with_hint(first, self.hint)
 
     def sort_key(self) -> tuple[str, int, int]:
         """File order: by file, line and column (problems at one place keep their order)."""
@@ -120,7 +173,8 @@ class Problem:
 class WorkflowInvalid(FetchflowError):
     """A workflow file, or the inputs given to it, cannot run.
 
-    Carries every problem found, in file order; ``str()`` is the full report.
+    Carries every problem found, in file order; ``str()`` is the full report (each problem
+    with its own hint), which is also the ``message``; ``hint`` is empty.
     """
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -133,17 +187,15 @@ class WorkflowInvalid(FetchflowError):
 
 
 class CommandError(FetchflowError):
-    """A command cannot do what was asked (no server to reach, port taken, unknown run).
+    """A command cannot do what was asked (no server to reach, port taken, unknown run)."""
 
-    Attributes:
-        message: What went wrong.
-        hint: How to fix it (its own ``hint:`` line).
-    """
 
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
-        self.message = message
-        self.hint = hint
+class ServerError(CommandError):
+    """The local Prefect server cannot be started (port taken, already running, crashed)."""
+
+
+class ServeError(CommandError):
+    """Workflows cannot be served (no Prefect API to serve them to)."""
 
 
 class UsageError(CommandError):
@@ -154,6 +206,10 @@ class UsageError(CommandError):
 class ResumeError(UsageError):
     """``--resume`` cannot resume that run: unknown or malformed id, another workflow's run,
     an unreadable record. A mistake on the command line: the CLI exits 2."""
+
+
+class ApprovalAnswerError(UsageError):
+    """``fetchflow approve`` / ``deny`` cannot answer this run."""
 
 
 class PluginError(FetchflowError):
@@ -186,7 +242,7 @@ class RunError(FetchflowError):
     partial_output: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        super().__init__(self.message)
+        super().__init__(self.message, self.hint)
 
     def __str__(self) -> str:
         return self.format()
@@ -194,7 +250,11 @@ class RunError(FetchflowError):
     def format(self) -> str:
         """``step "id": message`` and, when there is one, a ``hint:`` line."""
         first = f'step "{self.step_id}": {self.message}' if self.step_id else self.message
-        return f"{first}\n  hint: {self.hint}" if self.hint else first
+        return with_hint(first, self.hint)
+
+
+class BudgetExceeded(RunError):
+    """The estimate of a run is over its budget (``budget_usd`` or ``--budget``)."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fetchflow.errors import PluginError
-from fetchflow.step import Step
+from fetchflow.step import Step, definition_problem
 
 __all__ = ["ENTRY_POINT_GROUP", "EntryPoint", "StepRegistry", "entry_points"]
 
@@ -116,7 +116,8 @@ class StepRegistry:
 
         Raises:
             PluginError: Two distributions register the same type name, an entry point
-                cannot be imported, or it does not name a ``Step`` subclass.
+                cannot be imported, it does not name a ``Step`` subclass, or the class is
+                not a usable step (see :func:`fetchflow.step.definition_problem`).
         """
         found: dict[str, tuple[str, type[Step[Any, Any]]]] = {}
         for point in entry_points(group=group):
@@ -128,22 +129,28 @@ class StepRegistry:
                 raise PluginError(
                     f'step type "{point.name}" is registered twice: by {other_dist} '
                     f"({other_cls.__module__}:{other_cls.__qualname__}) and by {dist} "
-                    f"({point.value})\n  hint: uninstall one of them or rename its entry "
-                    f'point in the "{group}" group'
+                    f"({point.value})",
+                    f'uninstall one of them or rename its entry point in the "{group}" group',
                 )
             try:
                 loaded = point.load()
             except Exception as error:
                 raise PluginError(
                     f'step type "{point.name}" from {dist} cannot be loaded ({point.value}): '
-                    f"{type(error).__name__}: {error}\n  hint: reinstall {dist}, or "
-                    "uninstall it if it is not needed"
+                    f"{type(error).__name__}: {error}",
+                    f"reinstall {dist}, or uninstall it if it is not needed",
                 ) from error
             if not (isinstance(loaded, type) and issubclass(loaded, Step)):
                 raise PluginError(
                     f'step type "{point.name}" from {dist} points at {point.value}, which is '
-                    "not a fetchflow Step subclass\n  hint: the entry point must name a class "
-                    "derived from fetchflow.Step"
+                    "not a fetchflow Step subclass",
+                    "the entry point must name a class derived from fetchflow.Step",
+                )
+            problem = definition_problem(loaded)
+            if problem is not None:
+                message, hint = problem
+                raise PluginError(
+                    f'step type "{point.name}" from {dist} ({point.value}): {message}', hint
                 )
             found[point.name] = (dist, loaded)
         return cls({name: step for name, (_, step) in found.items()})

@@ -1,15 +1,27 @@
-"""The step plugin API: the ``Step`` base class, its run context, and the registry.
+"""The step plugin API: the ``Step`` base class and its run context.
 
-A step type is a class with a config model, an output type and ``run(config, ctx)``. Step
-types are found through the ``fetchflow.steps`` entry-point group, the built-in ones
-included, so a third-party package adds a step exactly the way ``steps/`` does::
+A step type is a class that names its config model and output type once, in its class line,
+and implements ``run(config, ctx)``::
+
+    class WatermarkStep(Step[WatermarkConfig, list[Asset]]):
+        def run(self, config: WatermarkConfig, ctx: StepContext) -> list[Asset]: ...
+
+``config_model`` and ``output_type`` are read from ``Step[...]`` (setting them as class
+attributes still works; they must then agree with it). Step types are found through the
+``fetchflow.steps`` entry-point group, the built-in ones included, so a third-party package
+adds a step exactly the way ``steps/`` does::
 
     [project.entry-points."fetchflow.steps"]
     watermark = "my_package.watermark:WatermarkStep"
 
-Config models validate flat YAML fields. Cross-field rules are model validators; a rule that
-involves a field still holding a template is checked once the template is rendered, before
-``run`` is called — use :func:`deferred` to skip it during the static check::
+The registry checks each class when it loads it (:func:`definition_problem`): a config model
+derived from :class:`StepConfig`, an output type with a JSON Schema, ``run`` implemented.
+
+Config models validate flat YAML fields. Cross-field rules are model validators that raise
+:class:`RuleViolation` naming their ``fields``; a rule that involves a field still holding a
+template is checked once the template is rendered, before ``run`` is called. The static
+check lets such a violation wait by itself; :func:`deferred` skips the rule up front, so the
+rules after it are still checked with the fields' values::
 
     @model_validator(mode="after")
     def _compression_needs_lossy_format(self, info: ValidationInfo) -> Self:
@@ -27,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
 
@@ -47,14 +59,23 @@ __all__ = [
     "StepConfig",
     "StepContext",
     "deferred",
+    "definition_problem",
     "project_root",
     "static_project_root",
+    "step_type_arguments",
 ]
 
 TEMPLATED_CONTEXT_KEY = "fetchflow_templated"
 PROJECT_ROOT_CONTEXT_KEY = "fetchflow_project_root"
 
-ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+class StepConfig(BaseModel):
+    """Base for step config models: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ConfigT = TypeVar("ConfigT", bound=StepConfig)
 OutputT = TypeVar("OutputT")
 
 
@@ -117,12 +138,6 @@ class OutputLength:
         if not bounds.get("ge", value) <= value <= bounds.get("le", value):
             return None
         return cls(value, (name,), at_most=value)
-
-
-class StepConfig(BaseModel):
-    """Base for step config models: unknown fields are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def deferred(info: ValidationInfo, *fields: str) -> bool:
@@ -260,12 +275,14 @@ class StepContext:
 
 
 class Step(ABC, Generic[ConfigT, OutputT]):
-    """Base class of every step type.
+    """Base class of every step type: ``class MyStep(Step[MyConfig, MyOutput])``.
 
     Class attributes:
-        config_model: The pydantic model of the step's YAML fields.
-        output_type: The type of what ``run`` returns (a model, ``str``, ``list[...]``).
-            Its JSON Schema is what template references are checked against.
+        config_model: The pydantic model of the step's YAML fields (a :class:`StepConfig`);
+            read from ``Step[ConfigT, ...]`` when the class does not set it.
+        output_type: The type of what ``run`` returns (a model, ``str``, ``list[...]``);
+            read from ``Step[..., OutputT]`` when the class does not set it. Its JSON
+            Schema is what template references are checked against.
         billable: Whether running the step can cost money (approval, budgets).
         produces_files: Whether the step writes through the asset store (pre-flight).
         template_file_fields: Config fields that name a file under ``templates/``; the
@@ -274,12 +291,29 @@ class Step(ABC, Generic[ConfigT, OutputT]):
             approval (``approval: required``), in the order the form shows them.
     """
 
-    config_model: ClassVar[type[BaseModel]]
+    config_model: ClassVar[type[StepConfig]]
     output_type: ClassVar[Any]
     billable: ClassVar[bool] = False
     produces_files: ClassVar[bool] = False
     template_file_fields: ClassVar[tuple[str, ...]] = ()
     approval_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Read ``config_model`` and ``output_type`` from ``Step[...]`` unless set here.
+
+        Only what the class line states concretely is taken (a generic base such as
+        ``class ImageStep(Step[C, O])`` leaves them to its subclasses); whether the result
+        is usable is checked when the registry loads the class (:func:`definition_problem`).
+        """
+        super().__init_subclass__(**kwargs)
+        stated = step_type_arguments(cls)
+        if stated is None:
+            return
+        config, output = stated
+        if "config_model" not in cls.__dict__ and isinstance(config, type):
+            cls.config_model = config
+        if "output_type" not in cls.__dict__ and not isinstance(output, TypeVar):
+            cls.output_type = output
 
     @abstractmethod
     def run(self, config: ConfigT, ctx: StepContext) -> OutputT:
@@ -296,7 +330,7 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         return
 
     @classmethod
-    def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
+    def estimate(cls, config: ConfigT, settings: Settings) -> CostEstimate | None:
         """What running the step with ``config`` is expected to cost (None: nothing).
 
         Billable steps override it; an approval form and ``--dry-run`` show the result.
@@ -340,3 +374,96 @@ def _output_adapter(cls: type[Step[Any, Any]]) -> TypeAdapter[Any]:
 @cache
 def _output_schema(cls: type[Step[Any, Any]]) -> dict[str, Any]:
     return _output_adapter(cls).json_schema(mode="serialization")
+
+
+def _substitute(value: object, mapping: Mapping[object, object]) -> object:
+    """``value`` with the type variables in ``mapping`` replaced (``list[T]`` -> ``list[X]``)."""
+    if isinstance(value, TypeVar):
+        return mapping.get(value, value)
+    parameters = getattr(value, "__parameters__", ())
+    if parameters and get_origin(value) is not None:
+        return value[tuple(mapping.get(p, p) for p in parameters)]  # type: ignore[index]
+    return value
+
+
+def step_type_arguments(cls: type) -> tuple[object, object] | None:
+    """What ``cls`` states for ``Step[ConfigT, OutputT]``, through generic bases; None if nothing.
+
+    ``class A(Step[X, Y])`` gives ``(X, Y)``; ``class B(Base[X])`` where
+    ``class Base(Step[C, list[C]])`` gives ``(X, list[X])``; a type variable left open
+    stays a ``TypeVar``.
+    """
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if origin is Step:
+            config, output = get_args(base)
+            return config, output
+        if isinstance(origin, type) and issubclass(origin, Step):
+            inner = step_type_arguments(origin)
+            if inner is not None:
+                parameters = origin.__dict__.get("__parameters__", ())
+                mapping = dict(zip(parameters, get_args(base), strict=False))
+                return _substitute(inner[0], mapping), _substitute(inner[1], mapping)
+    for parent in cls.__bases__:
+        if parent is not Step and issubclass(parent, Step):
+            inherited = step_type_arguments(parent)
+            if inherited is not None:
+                return inherited
+    return None
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, type) and get_origin(value) is None:
+        return value.__qualname__
+    return repr(value).replace("typing.", "")
+
+
+def definition_problem(cls: type[Step[Any, Any]]) -> tuple[str, str] | None:
+    """What makes ``cls`` unusable as a step type, as ``(message, hint)``; None if nothing.
+
+    Checked: a config model derived from :class:`StepConfig` and an output type, both stated
+    in ``Step[...]`` (or set as class attributes that then agree with it), the output type
+    has a JSON Schema, and ``run`` is implemented.
+    """
+    name = cls.__name__
+    shape = f"class {name}(Step[{name.removesuffix('Step')}Config, OutputType])"
+    stated = step_type_arguments(cls)
+    config: object = getattr(cls, "config_model", None)
+    output: object = getattr(cls, "output_type", None)
+    for what, value, index in (("config model", config, 0), ("output type", output, 1)):
+        if value is None:
+            return (
+                f"{name} does not say its {what}",
+                f"state the config model and output type in the class line: {shape}",
+            )
+        said = stated[index] if stated is not None else value
+        if not isinstance(said, TypeVar) and value != said:
+            attribute = "config_model" if index == 0 else "output_type"
+            return (
+                f"{name} sets {attribute} = {_type_name(value)} but its class line says "
+                f"{_type_name(said)}",
+                f"remove {attribute} (the class line says it once) or make them the same",
+            )
+    if not (isinstance(config, type) and issubclass(config, StepConfig)):
+        return (
+            f"{name}'s config model {_type_name(config)} is not a fetchflow StepConfig",
+            f"derive {_type_name(config)} from fetchflow.StepConfig (unknown fields are then "
+            "errors and values immutable)",
+        )
+    try:
+        _output_schema(cls)
+    except Exception as error:  # pydantic's schema errors have no common base worth naming
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return (
+            f"{name}'s output type {_type_name(output)} has no JSON Schema ({reason})",
+            "return a pydantic model, a dataclass or JSON types (str, int, float, bool, "
+            "list[...], dict[str, ...]); references to the output are checked against its "
+            "schema",
+        )
+    if getattr(cls.run, "__isabstractmethod__", False):
+        return (
+            f"{name} does not implement run(config, ctx)",
+            f"add def run(self, config: {_type_name(config)}, ctx: StepContext) -> "
+            f"{_type_name(output)} to {name}",
+        )
+    return None

@@ -25,6 +25,7 @@ from fetchflow.errors import (
     SettingsInvalid,
     UsageError,
     WorkflowInvalid,
+    with_hint,
 )
 
 __all__ = ["main"]
@@ -166,12 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("FETCHFLOW_DEBUG"):
             raise
-        print(
-            f"fetchflow: internal error: {type(error).__name__}: {error}\n"
-            "  hint: this is a bug in fetchflow or a plugin; run again with FETCHFLOW_DEBUG=1 "
-            "for the traceback and report it",
-            file=sys.stderr,
+        message = with_hint(
+            f"fetchflow: internal error: {type(error).__name__}: {error}",
+            "this is a bug in fetchflow or a plugin; run again with FETCHFLOW_DEBUG=1 for the "
+            "traceback and report it",
         )
+        print(message, file=sys.stderr)
         return EXIT_FAILED
 
 

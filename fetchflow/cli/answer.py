@@ -7,6 +7,7 @@ import os
 import sys
 
 from fetchflow.cli.common import EXIT_INVALID, EXIT_OK, with_home
+from fetchflow.errors import with_hint
 
 __all__ = ["main"]
 
@@ -23,12 +24,12 @@ def main(args: argparse.Namespace) -> int:
     else:
         server = running_server(settings)
         if server is None:
-            print(
-                "fetchflow: no Prefect server to reach: the run waits on the server it runs "
-                "on\n  hint: start `fetchflow server` before `fetchflow run`, or set "
-                "PREFECT_API_URL to the server of the run",
-                file=sys.stderr,
+            message = with_hint(
+                "fetchflow: no Prefect server to reach: the run waits on the server it runs on",
+                "start `fetchflow server` before `fetchflow run`, or set PREFECT_API_URL to "
+                "the server of the run",
             )
+            print(message, file=sys.stderr)
             return EXIT_INVALID
         os.environ["PREFECT_API_URL"] = server.api_url
     prepare_prefect_environment(settings)

@@ -23,7 +23,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
-from fetchflow.errors import UsageError
+from fetchflow.errors import ApprovalAnswerError
 from fetchflow.field_issues import describe_value
 from fetchflow.step import CostEstimate
 from fetchflow.workflow.plan import PlannedStep
@@ -183,17 +183,13 @@ def ask_for_approval(
     }
 
 
-class ApprovalAnswerError(UsageError):
-    """``fetchflow approve`` / ``deny`` cannot answer this run."""
-
-
 def _parse_edit(text: str) -> tuple[list[str], object]:
     import yaml
 
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
         raise ApprovalAnswerError(
-            f"expected FIELD=VALUE or STEP.FIELD=VALUE, got {text!r}\n  hint: --set count=2"
+            f"expected FIELD=VALUE or STEP.FIELD=VALUE, got {text!r}", "--set count=2"
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
@@ -230,21 +226,22 @@ def answer_paused_run(
         flow_run_id = UUID(run_id)
     except ValueError:
         raise ApprovalAnswerError(
-            f"{run_id!r} is not a run id\n  hint: copy the run id fetchflow run printed"
+            f"{run_id!r} is not a run id", "copy the run id fetchflow run printed"
         ) from None
     with get_client(sync_client=True) as client:
         try:
             flow_run = client.read_flow_run(flow_run_id)
         except ObjectNotFound:
             raise ApprovalAnswerError(
-                f"no run {run_id} on the Prefect server at {client.api_url}\n  hint: copy the "
-                "id fetchflow run printed, and answer on the server the run runs on"
+                f"no run {run_id} on the Prefect server at {client.api_url}",
+                "copy the id fetchflow run printed, and answer on the server the run runs on",
             ) from None
         state = flow_run.state
         if state is None or not state.is_paused():
             raise ApprovalAnswerError(
                 f"run {run_id} is not waiting for approval (it is "
-                f"{state.name if state else 'unknown'})\n  hint: check the run in the UI"
+                f"{state.name if state else 'unknown'})",
+                "check the run in the UI",
             )
         keyset = keyset_from_paused_state(state)
         schema = json.loads(client.read_flow_run_input(flow_run_id, keyset["schema"]))
@@ -266,13 +263,13 @@ def answer_paused_run(
         if target is None or (not single and len(path) != 2) or (single and len(path) != 1):
             raise ApprovalAnswerError(
                 f"cannot set {edit!r}: the form has "
-                + (", ".join(answer) if single else "steps " + ", ".join(answer))
-                + "\n  hint: --set FIELD=VALUE for one step, --set STEP.FIELD=VALUE for a batch"
+                + (", ".join(answer) if single else "steps " + ", ".join(answer)),
+                "--set FIELD=VALUE for one step, --set STEP.FIELD=VALUE for a batch",
             )
         if field_name not in target:
             raise ApprovalAnswerError(
-                f"cannot set {edit!r}: no field {field_name!r} (fields: "
-                f"{', '.join(target)})\n  hint: edit one of the listed fields"
+                f"cannot set {edit!r}: no field {field_name!r} (fields: {', '.join(target)})",
+                "edit one of the listed fields",
             )
         target[field_name] = value
     resume_flow_run(flow_run_id, run_input=answer)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from uuid import UUID
 
-from fetchflow.errors import CommandError, Problem, WorkflowInvalid
+from fetchflow.errors import Problem, ServeError, WorkflowInvalid
 from fetchflow.settings import Settings
 from fetchflow.workflow.plan import Plan
 from fetchflow.workflow.spec import InputSpec
@@ -63,10 +63,6 @@ __all__ = [
 #: started from the UI would wait that long before it starts).
 POLL_SECONDS = 2.0
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
-
-
-class ServeError(CommandError):
-    """Workflows cannot be served (no Prefect API to serve them to)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from fetchflow.errors import CommandError, SettingsInvalid
+from fetchflow.errors import ServerError, SettingsInvalid
 from fetchflow.settings import Settings
 
 __all__ = [
@@ -57,10 +57,6 @@ DEFAULT_HOST = "127.0.0.1"
 STARTUP_TIMEOUT_SECONDS = 120.0
 #: The local server is never reached through an HTTP proxy.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class ServerError(CommandError):
-    """The local Prefect server cannot be started (port taken, already running, crashed)."""
 
 
 @dataclass(frozen=True)
@@ -151,9 +147,9 @@ def check_prefect_api(api_url: str, timeout: float = 5.0) -> None:
     parsed = urllib.parse.urlsplit(api_url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SettingsInvalid(
-            f"PREFECT_API_URL={api_url!r} is not an http(s) URL\n  hint: set it to the API "
-            "of a running Prefect server (http://127.0.0.1:4200/api), or unset it to use a "
-            "temporary one"
+            f"PREFECT_API_URL={api_url!r} is not an http(s) URL",
+            "set it to the API of a running Prefect server (http://127.0.0.1:4200/api), or "
+            "unset it to use a temporary one",
         )
     health = f"{api_url.rstrip('/')}/health"
     try:
@@ -172,15 +168,15 @@ def check_prefect_api(api_url: str, timeout: float = 5.0) -> None:
         else:
             what = f"cannot connect ({reason})"
         raise SettingsInvalid(
-            f"PREFECT_API_URL={api_url!r}: no Prefect server answers: {what}\n  hint: start "
-            "the server (fetchflow server, or prefect server start), or unset PREFECT_API_URL "
-            "to run on a temporary one"
+            f"PREFECT_API_URL={api_url!r}: no Prefect server answers: {what}",
+            "start the server (fetchflow server, or prefect server start), or unset "
+            "PREFECT_API_URL to run on a temporary one",
         ) from None
     if body.strip() != b"true":  # a web page, not the API: typically /api left out
         raise SettingsInvalid(
             f"PREFECT_API_URL={api_url!r} answers, but not as a Prefect API (GET {health} "
-            f"gave {body[:60]!r})\n  hint: point it at the server's API, which ends in /api "
-            "(http://127.0.0.1:4200/api)"
+            f"gave {body[:60]!r})",
+            "point it at the server's API, which ends in /api (http://127.0.0.1:4200/api)",
         )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
 
-from fetchflow.errors import RunError
+from fetchflow.errors import BudgetExceeded
 from fetchflow.settings import Settings
 from fetchflow.step import CostEstimate
 from fetchflow.templating import Templates
@@ -69,10 +69,6 @@ class PlanEstimate:
     def unknown(self) -> list[StepEstimate]:
         """Billable steps whose cost cannot be estimated."""
         return [row for row in self.steps if row.cost_usd is None]
-
-
-class BudgetExceeded(RunError):
-    """The estimate of a run is over its budget (``budget_usd`` or ``--budget``)."""
 
 
 def _estimation_config(

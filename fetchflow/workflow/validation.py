@@ -32,9 +32,13 @@ def validate_config(
     """Validate a step config whose templated fields are not known yet; find every problem.
 
     Fields holding templates are checked once rendered; here they are left out when their
-    type cannot hold the template text, and rules involving them wait (see
-    :func:`fetchflow.step.deferred`). Everything else is checked now; ``project_root``
-    lets validators check that files named relative to the project exist.
+    type cannot hold the template text, and rules involving them wait: a
+    :class:`~fetchflow.errors.RuleViolation` that names a templated field in its ``fields``
+    is not reported (it is checked once the template is rendered, before the step runs),
+    whether or not its validator asked :func:`fetchflow.step.deferred` first. Asking first
+    is still better: the rules after it then see the fields' values, where a rule that
+    raises makes its fields wait for every rule after it. Everything else is checked now;
+    ``project_root`` lets validators check that files named relative to the project exist.
 
     Pydantic runs a model's cross-field rules only when every field is valid, so one bad
     field (an unknown key, a wrong type) would hide a broken rule. Each field found bad is
@@ -65,13 +69,16 @@ def validate_config(
             head = issue.loc[0] if issue.loc and isinstance(issue.loc[0], str) else None
             if head is not None and head in waiting and head not in templated:
                 continue  # about a field found bad in an earlier round, reported there
-            if not _templated_field(issue.loc, templated):
+            rule = (detail.get("ctx") or {}).get("error")
+            # A rule over a field that waits (a template, or a value found bad) cannot be
+            # judged yet: it waits too, as if its validator had asked deferred() first.
+            judged = not (isinstance(rule, RuleViolation) and waiting.intersection(rule.fields))
+            if judged and not _templated_field(issue.loc, templated):
                 issues.append(issue)
             # What waits from now on: the field, every field a broken rule names (a rule
             # stops the rules after it, and a "before" rule stops every field), and the
             # field a misspelt key was meant to be (templat: ... must not also read as
             # "neither template nor file").
-            rule = (detail.get("ctx") or {}).get("error")
             involved = {head} if head is not None else set()
             if isinstance(rule, RuleViolation):
                 involved.update(rule.fields)

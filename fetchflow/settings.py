@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fetchflow.errors import SettingsInvalid
+from fetchflow.errors import SettingsInvalid, with_hint
 
 __all__ = ["PRESIGN_MAX_SECONDS", "Settings", "check_home", "load_settings"]
 
@@ -181,7 +181,7 @@ def load_settings() -> Settings:
             if issue.message.startswith("the default factory uses validated data"):
                 continue  # a consequence of another bad value, reported on its own
             name = f"FETCHFLOW_{issue.field.upper()}"
-            lines.append(f"setting {name}: {issue.message}\n  hint: {issue.hint}")
+            lines.append(with_hint(f"setting {name}: {issue.message}", issue.hint))
         raise SettingsInvalid("\n".join(lines)) from None
 
 
@@ -202,8 +202,8 @@ def check_home(settings: Settings) -> Path:
         problem = error.strerror or str(error)
     if problem is not None:
         raise SettingsInvalid(
-            f"setting FETCHFLOW_HOME: {home} cannot be used as fetchflow's folder: {problem}\n"
-            "  hint: set FETCHFLOW_HOME to a folder you can write (default: .fetchflow in the "
-            "current directory)"
+            f"setting FETCHFLOW_HOME: {home} cannot be used as fetchflow's folder: {problem}",
+            "set FETCHFLOW_HOME to a folder you can write (default: .fetchflow in the current "
+            "directory)",
         )
     return home

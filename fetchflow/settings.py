@@ -1,27 +1,37 @@
 """fetchflow settings, read from the environment and from ``.env``.
 
 Every field is ``FETCHFLOW_<NAME>`` in the environment; ``.env.example`` lists each one with a
-comment (a test keeps the two in sync). Variables of the libraries we use (``AWS_*``,
-``PREFECT_*``, ``OPENAI_*``, ...) are read by those libraries themselves, untouched.
+comment (a test keeps the two in sync). These are the engine's own; a step library keeps its
+settings in its own model, read the same way by :func:`read_settings`. Variables of the
+libraries we use (``AWS_*``, ``PREFECT_*``, ``OPENAI_*``, ...) are read by those libraries
+themselves, untouched.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fetchflow.errors import SettingsInvalid, with_hint
 
-__all__ = ["PRESIGN_MAX_SECONDS", "Settings", "check_home", "load_settings"]
+__all__ = [
+    "PRESIGN_MAX_SECONDS",
+    "Settings",
+    "check_home",
+    "load_settings",
+    "read_settings",
+]
 
 #: S3 refuses presigned URLs that live longer than seven days (SigV4 limit).
 PRESIGN_MAX_SECONDS = 7 * 24 * 3600
 
 _MIB = 1024 * 1024
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def _default_store(data: dict[str, Any]) -> str:
@@ -100,65 +110,6 @@ class Settings(BaseSettings):
         "until they are pushed again. Default: <home>/spool.",
     )
 
-    provider_concurrency: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="How many calls to one image provider (openai, google) may be in flight "
-        "at the same time in this process; further calls wait for a free slot. The offline "
-        "preview provider is not limited.",
-    )
-    provider_attempts: int = Field(
-        default=4,
-        ge=1,
-        le=10,
-        description="How many times one image provider call is tried (first try included) "
-        "when it fails with a 429, a 5xx, a timeout or a connection error, with exponential "
-        "backoff and jitter. Refusals (moderation, quota, auth, bad request) are never retried.",
-    )
-    provider_max_delay_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        description="The longest wait between two attempts of an image provider call, in "
-        "seconds; a provider that asks (Retry-After) to wait longer is not retried.",
-    )
-
-    allow_private_urls: bool = Field(
-        default=False,
-        description="Whether reference image URLs may point at loopback, private, link-local "
-        "(cloud metadata included), multicast or reserved addresses. Off by default so a "
-        "workflow cannot make fetchflow read from its own network.",
-    )
-    max_reference_bytes: int = Field(
-        default=50 * _MIB,
-        ge=1024,
-        le=500 * _MIB,
-        description="The largest reference image fetched from a URL, in bytes (1 KiB to "
-        "500 MiB); a larger one is refused before or while it is read.",
-    )
-
-    hosted_openai_api_key: SecretStr | None = Field(
-        default=None,
-        description="The operator's OpenAI key, used by image steps with charge_type: hosted "
-        "(usage is recorded against the workflow). Never logged or stored.",
-    )
-    hosted_openai_base_url: str | None = Field(
-        default=None,
-        description="An OpenAI-compatible endpoint for hosted image calls (default: the "
-        "OpenAI SDK's, which also reads OPENAI_BASE_URL).",
-    )
-    hosted_gemini_api_key: SecretStr | None = Field(
-        default=None,
-        description="The operator's Gemini API key, used by image steps with charge_type: "
-        "hosted (usage is recorded against the workflow). Never logged or stored.",
-    )
-    hosted_gemini_base_url: str | None = Field(
-        default=None,
-        description="A Gemini-compatible endpoint for hosted image calls (default: the "
-        "google-genai SDK's, which also reads GOOGLE_GEMINI_BASE_URL).",
-    )
-
     @property
     def prefect_home(self) -> Path:
         """The Prefect home fetchflow uses when the user has not chosen one."""
@@ -171,16 +122,26 @@ def load_settings() -> Settings:
     Raises:
         SettingsInvalid: A ``FETCHFLOW_*`` value is invalid (every bad one is named).
     """
+    return read_settings(Settings)
+
+
+def read_settings(model: type[SettingsT]) -> SettingsT:
+    """Read any ``FETCHFLOW_*`` settings model (the engine's, a step library's own).
+
+    Raises:
+        SettingsInvalid: A value is invalid; every bad one is named as its variable.
+    """
     try:
-        return Settings()
+        return model()
     except ValidationError as error:
         from fetchflow.field_issues import translate_errors
 
         lines = []
-        for issue in translate_errors(error, list(Settings.model_fields)):
+        for issue in translate_errors(error, list(model.model_fields)):
             if issue.message.startswith("the default factory uses validated data"):
                 continue  # a consequence of another bad value, reported on its own
-            name = f"FETCHFLOW_{issue.field.upper()}"
+            prefix = str(model.model_config.get("env_prefix") or "")
+            name = f"{prefix}{issue.field}".upper()
             lines.append(with_hint(f"setting {name}: {issue.message}", issue.hint))
         raise SettingsInvalid("\n".join(lines)) from None
 

@@ -37,7 +37,7 @@ Output: one :class:`~steps.imaging.assets.ImageAsset` per image, like image_gene
 the provenance adds ``edit`` (the mode), ``source_sha256`` and ``source`` (the edited
 image), ``references`` (how many) and ``references_sha256`` (every reference's SHA-256, in
 order). Records are read back through the run's store (no HTTP, no expiry); URLs are
-fetched with the limits of :func:`~steps.imaging.fetching.fetch_reference`.
+fetched with the limits of :func:`~steps.imaging.sources.fetching.fetch_reference`.
 
 Checked before anything is paid for: statically, every rule of the output options, the
 mask or outpaint against models without masks (Gemini), ``input_fidelity`` against the
@@ -49,8 +49,8 @@ size of the first image, with some fully transparent pixel).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
@@ -59,33 +59,32 @@ from fetchflow.step import (
     CostEstimate,
     OutputLength,
     RuleViolation,
-    Step,
-    StepConfig,
     StepContext,
     deferred,
     static_project_root,
 )
-from steps.imaging import rules
-from steps.imaging.assets import ImageAsset
+from steps.imaging.models import rules
 from steps.imaging.options import AspectRatio, ImageOutputConfig, prompt_as_text
-from steps.imaging.references import (
+from steps.imaging.sources.references import (
     ImagesValue,
+    ReferencedImages,
     ReferenceValue,
     check_images_value,
     check_project_files,
     count_references,
     flatten_references,
 )
+from steps.imaging.step import ImagePlan, ImageStep
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
-    from steps.imaging.editing import EditGroup
+    from steps.imaging.models.catalog import ModelSpec
     from steps.imaging.production import MadeImage
 
 __all__ = ["ImageEditConfig", "ImageEditStep"]
 
 
-class _EditSubject(StepConfig):
+class _EditSubject(ReferencedImages):
     """The fields listed first (``fetchflow steps``, forms): what to edit and how."""
 
     images: ImagesValue = Field(
@@ -134,15 +133,6 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
     @classmethod
     def _values_read_as_text(cls, value: object, info: ValidationInfo) -> object:
         return prompt_as_text(value, info)
-
-    @field_validator("images", mode="before")
-    @classmethod
-    def _images_are_references(cls, value: object, info: ValidationInfo) -> object:
-        # Before the union is tried: one message naming what was found, not one per member.
-        if not deferred(info, "images"):
-            check_images_value(value)
-            check_project_files(value, "images", static_project_root(info))
-        return value
 
     @field_validator("mask", mode="before")
     @classmethod
@@ -247,11 +237,6 @@ class ImageEditConfig(ImageOutputConfig, _EditSubject):
         return self
 
 
-def _edit_needs(config: ImageEditConfig) -> rules.EditNeeds:
-    """What the edit asks of its model: ``auto`` picks a model that can do it."""
-    return rules.EditNeeds(mask=config.mask is not None, outpaint=config.outpaint)
-
-
 def _each_as_written(fields: Mapping[str, object], templated: frozenset[str]) -> bool | None:
     """Whether every image is edited on its own, as the fields say before the run (None: a
     template decides, or a field is invalid and reported on its own)."""
@@ -274,14 +259,18 @@ def _is_template(value: object) -> bool:
     return isinstance(value, str) and is_template(value)
 
 
-class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
+class ImageEditStep(ImageStep[ImageEditConfig]):
     """Edit images with a prompt: refine, compose, inpaint, outpaint, remove backgrounds."""
 
     config_model = ImageEditConfig
-    output_type = list[ImageAsset]
-    billable = True
-    produces_files = True
     approval_fields = ("prompt", "model", "count", "size", "aspect_ratio", "outpaint")
+
+    @classmethod
+    def edit_needs(cls, config: ImageOutputConfig) -> rules.EditNeeds:
+        """What the edit asks of its model (a mask, an outpaint ratio): ``auto`` picks a
+        model that can do it."""
+        assert isinstance(config, ImageEditConfig)
+        return rules.EditNeeds(mask=config.mask is not None, outpaint=config.outpaint)
 
     @classmethod
     def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
@@ -290,12 +279,13 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         With ``each``, a list written out gives the number of edits; a templated one (an
         upstream output) is counted when the step runs, so only a free model has a cost.
         """
-        from steps.imaging.estimate import estimate_request
+        from steps.imaging.models.pricing import estimate_request
+        from steps.imaging.settings import image_settings
 
         assert isinstance(config, ImageEditConfig)
         if config.outpaint is not None:  # the run asks for the outpaint ratio
             config = config.model_copy(update={"aspect_ratio": config.outpaint})
-        per_edit = estimate_request(config, settings, edit=_edit_needs(config))
+        per_edit = estimate_request(config, image_settings(), edit=cls.edit_needs(config))
         images = config.images
         if not config.edits_each:
             return per_edit
@@ -329,28 +319,11 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
         most = None if per_edit.at_most is None else per_edit.at_most * edits
         return OutputLength(made, ("count", "images"), at_most=most)
 
-    @classmethod
-    def preflight(
-        cls, raw_config: Mapping[str, object] | ImageEditConfig, settings: Settings
-    ) -> None:
-        """Check that the key the step's ``charge_type`` needs is there, before the run.
+    def plan(self, config: ImageEditConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
+        """Read the references (and mask), check them against ``spec``: one plan per edit."""
+        from steps.imaging.sources.edit_plan import BACKGROUND_REMOVAL_PROMPT, plan_edits
+        from steps.imaging.sources.references import project_root_of, resolve_references
 
-        Raises:
-            StepError: The named model's key is missing for this charge type.
-        """
-        from steps.imaging.running import preflight_key
-
-        preflight_key(raw_config, settings)
-
-    def run(self, config: ImageEditConfig, ctx: StepContext) -> list[ImageAsset]:
-        """Read the references, check them, make ``count`` images per edit, store each."""
-        from steps.imaging.editing import BACKGROUND_REMOVAL_PROMPT, plan_edits
-        from steps.imaging.production import plan_job
-        from steps.imaging.references import project_root_of, resolve_references
-        from steps.imaging.running import make_images, open_provider, pick_model
-
-        # The model first: a missing key is said before any reference is fetched.
-        spec = pick_model(config, ctx, edit=_edit_needs(config))
         root = project_root_of(ctx)
         references = resolve_references(config.images, ctx=ctx, project_root=root)
         mask = None
@@ -366,33 +339,14 @@ class ImageEditStep(Step[ImageEditConfig, list[ImageAsset]]):
             background_removal=config.removes_background,
             input_fidelity=config.input_fidelity,
         )
-        prompt = BACKGROUND_REMOVAL_PROMPT if config.removes_background else str(config.prompt)
-        provider = open_provider(spec, config, ctx)
-        job = plan_job(
-            spec,
-            prompt=prompt,
-            count=config.count,
-            size=config.size,
-            aspect_ratio=config.aspect_ratio or config.outpaint,
-            resolution=config.resolution,
-            quality=config.quality,
-            background=config.background,
-            moderation="auto",  # not sent: edits take none
-            output_format=config.output_format,
-            output_compression=config.output_compression,
-            seed=config.seed,
-            edits=tuple(group.inputs for group in groups),
-        )
 
         def provenance(made: MadeImage) -> dict[str, str]:
-            group: EditGroup = groups[made.index // config.count]
-            return group.provenance()
+            return groups[made.index // config.count].provenance()
 
-        return make_images(
-            job,
-            provider,
-            config,
-            ctx,
-            prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest(),
+        return ImagePlan(
+            prompt=BACKGROUND_REMOVAL_PROMPT if config.removes_background else str(config.prompt),
+            # moderation stays auto: edits send none
+            options=replace(config.output, aspect_ratio=config.aspect_ratio or config.outpaint),
+            edits=tuple(group.inputs for group in groups),
             provenance=provenance,
         )

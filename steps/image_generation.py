@@ -30,33 +30,27 @@ several-call step fails, the images already made stay stored and the step raises
 permissive); at run time it picks the first of gpt-image-2, gpt-image-1.5 and
 gemini-2.5-flash-image that has a key for the charge type and supports the request, or the
 offline preview when no key is configured (said once per run). Static validation reads no
-environment and no secret; :meth:`ImageGenerationStep.preflight` checks keys right before
-the run.
+environment and no secret; :meth:`ImageGenerationStep.preflight` checks the image settings
+and keys right before the run. The run itself is :class:`~steps.imaging.step.ImageStep`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import (
-    CostEstimate,
-    OutputLength,
-    Step,
-    StepConfig,
-    StepContext,
-    deferred,
-)
-from steps.imaging import rules
+from fetchflow.step import OutputLength, StepConfig, StepContext, deferred
 from steps.imaging.assets import ImageAsset
-from steps.imaging.options import ImageOutputConfig, prompt_as_text
+from steps.imaging.models import rules
+from steps.imaging.options import ImageOutputConfig, OutputOptions, prompt_as_text
 from steps.imaging.running import PREVIEW_NOTICE, PROVIDER_TIMEOUT_SECONDS
+from steps.imaging.step import ImagePlan, ImageStep
 
 if TYPE_CHECKING:
-    from fetchflow.settings import Settings
+    from steps.imaging.models.catalog import ModelSpec
 
 __all__ = [
     "PREVIEW_NOTICE",
@@ -85,6 +79,11 @@ class ImageGenerationConfig(ImageOutputConfig, _Prompt):
     moderation: Literal["auto", "low"] = Field("auto", description="OpenAI moderation level.")
     style: str | None = Field(None, description="A style phrase added to the prompt.")
 
+    @property
+    def output(self) -> OutputOptions:
+        """The output options, ``moderation`` included."""
+        return replace(super().output, moderation=self.moderation)
+
     @field_validator("prompt", mode="before")
     @classmethod
     def _values_read_as_text(cls, value: object, info: ValidationInfo) -> object:
@@ -98,22 +97,11 @@ class ImageGenerationConfig(ImageOutputConfig, _Prompt):
         return self
 
 
-class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
+class ImageGenerationStep(ImageStep[ImageGenerationConfig]):
     """Generate images from a prompt (OpenAI, Gemini, or the offline preview)."""
 
     config_model = ImageGenerationConfig
-    output_type = list[ImageAsset]
-    billable = True
-    produces_files = True
     approval_fields = ("prompt", "model", "count", "size", "aspect_ratio", "resolution", "style")
-
-    @classmethod
-    def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
-        """``count`` images of the model that would run, priced from the catalog."""
-        from steps.imaging.estimate import estimate_request
-
-        assert isinstance(config, ImageGenerationConfig)
-        return estimate_request(config, settings)
 
     @classmethod
     def output_length(
@@ -122,42 +110,6 @@ class ImageGenerationStep(Step[ImageGenerationConfig, list[ImageAsset]]):
         """``count`` images (at most the field's limit while it is a template)."""
         return OutputLength.counted(ImageGenerationConfig, fields, templated)
 
-    @classmethod
-    def preflight(
-        cls, raw_config: Mapping[str, object] | ImageGenerationConfig, settings: Settings
-    ) -> None:
-        """Check that the key the step's ``charge_type`` needs is there, before the run.
-
-        Fields still holding templates are not known yet; their checks wait for ``run``.
-
-        Raises:
-            StepError: The named model's key is missing for this charge type.
-        """
-        from steps.imaging.running import preflight_key
-
-        preflight_key(raw_config, settings)
-
-    def run(self, config: ImageGenerationConfig, ctx: StepContext) -> list[ImageAsset]:
-        """Pick the model and key, make ``count`` images, upload each as it is verified."""
-        from steps.imaging.production import plan_job
-        from steps.imaging.running import make_images, open_provider, pick_model
-
-        spec = pick_model(config, ctx)
-        provider = open_provider(spec, config, ctx)
-        prompt = final_prompt(config.prompt, config.style)
-        job = plan_job(
-            spec,
-            prompt=prompt,
-            count=config.count,
-            size=config.size,
-            aspect_ratio=config.aspect_ratio,
-            resolution=config.resolution,
-            quality=config.quality,
-            background=config.background,
-            moderation=config.moderation,
-            output_format=config.output_format,
-            output_compression=config.output_compression,
-            seed=config.seed,
-        )
-        prompt_sha256 = hashlib.sha256(prompt.encode()).hexdigest()
-        return make_images(job, provider, config, ctx, prompt_sha256=prompt_sha256)
+    def plan(self, config: ImageGenerationConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
+        """The prompt with its style, ``count`` images."""
+        return ImagePlan(prompt=final_prompt(config.prompt, config.style), options=config.output)

@@ -17,7 +17,7 @@ Output: one :class:`~steps.imaging.assets.ImageAsset` per input image, in order
 ``cost_usd: 0``; ``prompt_sha256`` is the SHA-256 of the transform's settings, and the
 provenance holds the source's sha256 and where it came from. Asset records are read back
 through the run's store (no HTTP, no expiry); URLs are fetched with the address and size
-limits of :func:`~steps.imaging.fetching.fetch_reference`. EXIF orientation is applied, then
+limits of :func:`~steps.imaging.sources.fetching.fetch_reference`. EXIF orientation is applied, then
 every piece of metadata is dropped. Outputs are capped at 8192 pixels a side and 40 MP.
 """
 
@@ -30,31 +30,18 @@ from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import (
-    OutputLength,
-    RuleViolation,
-    Step,
-    StepConfig,
-    StepContext,
-    deferred,
-    static_project_root,
-)
+from fetchflow.step import OutputLength, RuleViolation, Step, StepContext, deferred
 from steps.imaging.assets import ImageAsset, store_asset
 from steps.imaging.options import refuse_booleans
-from steps.imaging.references import (
-    ImagesValue,
-    check_images_value,
-    check_project_files,
-    count_references,
-)
-from steps.imaging.transform import MAX_OUTPUT_SIDE
+from steps.imaging.pixels.transform import MAX_OUTPUT_SIDE
+from steps.imaging.sources.references import ImagesValue, ReferencedImages, count_references
 
 __all__ = ["ImageTransformConfig", "ImageTransformStep"]
 
 AspectRatio = Literal["1:1", "16:9", "4:3", "3:2", "21:9", "9:16", "3:4", "2:3"]
 
 
-class ImageTransformConfig(StepConfig):
+class ImageTransformConfig(ReferencedImages):
     """Fields of an ``image_transform`` step."""
 
     images: ImagesValue = Field(
@@ -85,19 +72,10 @@ class ImageTransformConfig(StepConfig):
     def _numbers_are_not_booleans(cls, data: object) -> object:
         return refuse_booleans(cls, data)
 
-    @field_validator("images", mode="before")
-    @classmethod
-    def _images_are_references(cls, value: object, info: ValidationInfo) -> object:
-        # Before the union is tried: one message naming what was found, not one per member.
-        if not deferred(info, "images"):
-            check_images_value(value)
-            check_project_files(value, "images", static_project_root(info))
-        return value
-
     @field_validator("pad_color")
     @classmethod
     def _pad_color_is_a_color(cls, value: str, info: ValidationInfo) -> str:
-        from steps.imaging.transform import parse_color
+        from steps.imaging.pixels.transform import parse_color
 
         if deferred(info, "pad_color"):
             return value
@@ -203,8 +181,8 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
 
     def run(self, config: ImageTransformConfig, ctx: StepContext) -> list[ImageAsset]:
         """Read every reference, transform it, store one record per image."""
-        from steps.imaging.references import project_root_of, resolve_references
-        from steps.imaging.transform import TransformSpec, transform_image
+        from steps.imaging.pixels.transform import TransformSpec, transform_image
+        from steps.imaging.sources.references import project_root_of, resolve_references
 
         references = resolve_references(config.images, ctx=ctx, project_root=project_root_of(ctx))
         spec = TransformSpec(

@@ -37,13 +37,13 @@ from fetchflow.templating import Templates
 from steps.image_edit import ImageEditConfig, ImageEditStep
 from steps.image_generation import ImageGenerationConfig
 from steps.image_transform import ImageTransformConfig, ImageTransformStep
-from steps.imaging.canvas import check_mask, outpaint_canvas
-from steps.imaging.catalog import ASPECT_RATIOS, CATALOG, RESOLUTIONS, closest_size
-from steps.imaging.editing import plan_edits
+from steps.imaging.models.catalog import ASPECT_RATIOS, CATALOG, RESOLUTIONS, closest_size
 from steps.imaging.options import numeric_fields
-from steps.imaging.postprocess import inspect_image
-from steps.imaging.references import Reference
-from steps.imaging.transform import TransformSpec, transform_image
+from steps.imaging.pixels.canvas import check_mask, outpaint_canvas
+from steps.imaging.pixels.finishing import inspect_image
+from steps.imaging.pixels.transform import TransformSpec, transform_image
+from steps.imaging.sources.edit_plan import plan_edits
+from steps.imaging.sources.references import Reference
 
 DATA = Path(__file__).parent / "data"
 CASES = DATA / "catalogue" / "images"
@@ -354,7 +354,10 @@ def test_an_empty_file_is_said_to_be_empty() -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, LocalStore, StepContext]:
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, LocalStore, StepContext]:
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_ATTEMPTS", "1")  # a failed call is not retried
     root = tmp_path / "project"
     (root / "templates").mkdir(parents=True)
     (root / "refs").mkdir()
@@ -369,7 +372,7 @@ def project(tmp_path: Path) -> tuple[Path, LocalStore, StepContext]:
         workflow="wf",
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
         logger=logging.getLogger("fetchflow.test.bad_images"),
-        settings=Settings(home=tmp_path, provider_attempts=1),  # type: ignore[arg-type]
+        settings=Settings(home=tmp_path),
         templates=Templates([root / "templates"]),
         scope={},
         open_store=lambda: store,

@@ -70,6 +70,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    # The image steps' own settings: few tries, short waits.
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_ATTEMPTS", str(ATTEMPTS))
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_MAX_DELAY_SECONDS", "0.3")
     monkeypatch.chdir(tmp_path)
 
 
@@ -137,8 +140,6 @@ def settings_for(home: Path, store: str) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         home=home,
         store=store,
-        provider_attempts=ATTEMPTS,
-        provider_max_delay_seconds=0.3,
         upload_attempts=1,
     )
 

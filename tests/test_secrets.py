@@ -8,8 +8,8 @@ exact-value masking can catch them; one read from a Prefect Secret block), and a
 that dumps every name a template can read. Prefect gets every log level for that run.
 Then every place the run wrote to is searched for each key and its first 12 characters, and
 each place is checked to hold something (a search of nothing proves nothing). The command
-line is checked the same way in a subprocess with its own embedded server, with ``--json`` and
-with the progress display plus Prefect's own log lines (``--verbose``).
+line is checked the same way in a subprocess on the session's server, with ``--json`` and with
+the progress display plus Prefect's own log lines (``--verbose``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,14 +65,6 @@ NEEDLES = tuple(dict.fromkeys(n for key in KEYS for n in (key, key[:12])))
 
 #: Steps whose prompt holds this are refused by the fakes with a 401 echoing the key.
 REJECT = "REJECT-THIS-KEY"
-MACHINE_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-    "GOOGLE_VERTEX_BASE_URL",
-)
 
 
 def found_in(text: str) -> list[str]:
@@ -112,10 +104,10 @@ class CanaryRun:
     places: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    for name in list(os.environ):
-        if name in MACHINE_VARIABLES or name.startswith("FETCHFLOW_"):
-            monkeypatch.delenv(name)
+def _clean_environment(
+    scrub_environ: Callable[[pytest.MonkeyPatch], None], monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    scrub_environ(monkeypatch)
     home.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(home)  # no .env of the developer's is read
 
@@ -243,7 +235,11 @@ def _collect(run: CanaryRun) -> None:
 
 
 @pytest.fixture(scope="module")
-def canary_run(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryRun]:
+def canary_run(
+    prefect_api: str,
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[CanaryRun]:
     from prefect.blocks.system import Secret
 
     from fetchflow.orchestration.runner import run_plan
@@ -254,7 +250,7 @@ def canary_run(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> It
         RejectingOpenAI() as openai,
         RejectingGemini() as gemini,
     ):
-        _clean_environment(monkeypatch, home)
+        _clean_environment(scrub_environ, monkeypatch, home)
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", openai.base_url)
         monkeypatch.setenv("GEMINI_API_KEY", PLAIN_GEMINI_KEY)
@@ -406,7 +402,7 @@ def test_templates_cannot_name_the_environment_settings_or_secrets() -> None:
 
 @pytest.fixture(scope="module")
 def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One FETCHFLOW_HOME for both command-line runs (its Prefect database migrated once)."""
+    """One FETCHFLOW_HOME for both command-line runs."""
     return tmp_path_factory.mktemp("secrets-cli") / "home"
 
 
@@ -414,14 +410,15 @@ def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "flags", [("--json",), ("--verbose",)], ids=["json", "progress-and-prefect-logs"]
 )
 def test_cli_output_never_shows_a_key_even_when_the_provider_rejects_it(
-    flags: tuple[str, ...], cli_home: Path, tmp_path: Path, plugin_pythonpath: str
+    flags: tuple[str, ...],
+    cli_home: Path,
+    tmp_path: Path,
+    plugin_pythonpath: str,
+    clean_env: Mapping[str, str],
+    prefect_api: str,
 ) -> None:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("PREFECT_", "FETCHFLOW_", "AWS_", "COV_CORE_"))
-        and name not in MACHINE_VARIABLES
-    }
+    env = dict(clean_env)
+    env["PREFECT_API_URL"] = prefect_api
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), plugin_pythonpath])
     env["FETCHFLOW_HOME"] = str(cli_home)
     env["NO_COLOR"] = "1"

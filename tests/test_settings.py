@@ -1,4 +1,5 @@
-"""Settings: .env.example documents every field, and the storage defaults follow FETCHFLOW_HOME."""
+"""Settings: .env.example documents every field (the engine's and the image steps'), the
+storage defaults follow FETCHFLOW_HOME, and a bad image setting is one clear message."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from fetchflow.errors import SettingsInvalid
 from fetchflow.settings import PRESIGN_MAX_SECONDS, Settings
+from steps.imaging.settings import ImageSettings, image_settings
+
+#: Every settings model read from FETCHFLOW_* variables.
+MODELS = (Settings, ImageSettings)
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+PRODUCT_SHOT = Path(__file__).resolve().parents[1] / "flows" / "product_shot.yaml"
 _ASSIGNMENT = re.compile(r"^#?\s*(FETCHFLOW_[A-Z0-9_]+)=")
 
 
@@ -31,7 +38,7 @@ def documented_variables() -> dict[str, list[str]]:
 
 
 def test_env_example_lists_every_setting_and_nothing_else() -> None:
-    expected = {f"FETCHFLOW_{name.upper()}" for name in Settings.model_fields}
+    expected = {f"FETCHFLOW_{name.upper()}" for model in MODELS for name in model.model_fields}
     documented = set(documented_variables())
     assert sorted(expected - documented) == [], "add these to .env.example"
     assert sorted(documented - expected) == [], "remove these from .env.example"
@@ -48,8 +55,13 @@ def test_env_example_shows_the_boto3_variables() -> None:
         assert f"# {name}=" in text
 
 
-def test_every_field_has_a_description() -> None:
-    assert [name for name, info in Settings.model_fields.items() if not info.description] == []
+@pytest.mark.parametrize("model", MODELS, ids=lambda model: model.__name__)
+def test_every_field_has_a_description(model: type[Settings | ImageSettings]) -> None:
+    assert [name for name, info in model.model_fields.items() if not info.description] == []
+
+
+def test_the_engine_settings_name_no_image_setting() -> None:
+    assert set(Settings.model_fields).isdisjoint(ImageSettings.model_fields)
 
 
 @pytest.fixture
@@ -85,3 +97,38 @@ def test_presign_expiry_is_capped_at_seven_days(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("FETCHFLOW_PRESIGN_EXPIRY_SECONDS", str(PRESIGN_MAX_SECONDS + 1))
     with pytest.raises(ValidationError, match="less than or equal to 604800"):
         Settings()
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_image_settings_are_read_from_the_environment_and_env_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert image_settings().provider_attempts == 4
+    (tmp_path / ".env").write_text("FETCHFLOW_MAX_REFERENCE_BYTES=2048\n")
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_ATTEMPTS", "2")
+    assert (image_settings().provider_attempts, image_settings().max_reference_bytes) == (2, 2048)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_bad_image_setting_is_one_message_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_ATTEMPTS", "0")
+    with pytest.raises(SettingsInvalid) as caught:
+        image_settings()
+    assert str(caught.value).startswith("setting FETCHFLOW_PROVIDER_ATTEMPTS: ")
+    assert "\n  hint: " in str(caught.value)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_bad_image_setting_refuses_the_run_with_exit_2_before_any_call(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fetchflow.cli import main
+
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_MAX_DELAY_SECONDS", "-1")
+    assert main(["run", "--dry-run", str(PRODUCT_SHOT)]) == 2
+    assert capsys.readouterr().err == (
+        "fetchflow: setting FETCHFLOW_PROVIDER_MAX_DELAY_SECONDS: must be greater than 0; "
+        'got "-1"\n  hint: use a value > 0.0\n'
+    )

@@ -11,9 +11,10 @@ from pydantic import Field, ValidationError
 from fetchflow.errors import StepError
 from fetchflow.step import StepContext
 from fetchflow.storage import AssetRecord
-from steps.imaging.catalog import CATALOG, price_for
+from steps.imaging.models.catalog import CATALOG, price_for
 
 if TYPE_CHECKING:
+    from steps.imaging.options import OutputOptions
     from steps.imaging.production import MadeImage
 
 __all__ = ["ChargeType", "ImageAsset", "record_hosted_usage", "store_asset", "store_image"]
@@ -45,27 +46,25 @@ def store_image(
     *,
     provider: str,
     prompt_sha256: str,
-    charge_type: ChargeType,
-    quality: str,
-    background: str,
-    output_format: str,
+    options: OutputOptions,
     extra_provenance: Mapping[str, str] | None = None,
 ) -> ImageAsset:
     """Store one verified image through the run's store; return its :class:`ImageAsset`.
 
+    ``options`` are the step's output options (quality, background, format, who paid);
     ``extra_provenance`` adds step-specific entries (an edit's reference hashes).
     """
-
     image = made.image
+    quality, output_format = options.quality, options.output_format
     spec = CATALOG.get(made.model)
     cost = price_for(spec, quality, image.width, image.height) if spec else None
     provenance = {
         "prompt_sha256": prompt_sha256,
         "index": str(made.index),
         "provider": provider,
-        "charge_type": charge_type,
+        "charge_type": options.charge_type,
         "quality": quality,
-        "background": background,
+        "background": options.background,
         "output_format": output_format,
     }
     if made.seed is not None:
@@ -85,7 +84,7 @@ def store_image(
         index=made.index,
         usage=made.usage,
         cost_usd=cost,
-        charge_type=charge_type,
+        charge_type=options.charge_type,
         provider=provider,
     )
 

@@ -5,25 +5,30 @@ the model, the size (``size``, or ``aspect_ratio`` with ``resolution``), ``count
 ``quality``, ``background``, ``output_format``, ``output_compression``, ``seed`` and who
 pays (``charge_type``, ``api_key_secret``). Each rule is its own validator, deferred while
 one of its fields is a template (then checked after rendering, still before any call).
+
+Once validated, the options travel as one :class:`OutputOptions` (``config.output``): from
+the step to the job, the provider requests, the checks of each answer and the asset record.
 """
 
 from __future__ import annotations
 
 import types
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from fetchflow.step import RuleViolation, StepConfig, deferred
 from fetchflow.templating import to_text
-from steps.imaging import rules
 from steps.imaging.assets import ChargeType
-from steps.imaging.catalog import AUTO, parse_size
+from steps.imaging.models import rules
+from steps.imaging.models.catalog import AUTO, parse_size
 
 __all__ = [
     "AspectRatio",
     "ImageOutputConfig",
+    "OutputOptions",
     "Quality",
     "numeric_fields",
     "prompt_as_text",
@@ -96,6 +101,37 @@ def prompt_as_text(value: object, info: ValidationInfo) -> object:
     return to_text(value)
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """What every image of a step is made as: the output options, travelling together.
+
+    Attributes:
+        count: Images per request (per edit, for an edit step).
+        size: ``WxH``, ``auto`` or None.
+        aspect_ratio: ``W:H`` mapped to the model's closest size, or None.
+        resolution: ``1K``, ``2K``, ``4K`` or None.
+        quality: As configured (``auto``, ``low``, ...).
+        background: ``auto``, ``opaque`` or ``transparent``.
+        moderation: ``auto`` or ``low`` (generations only; edits take none).
+        output_format: ``png``, ``jpeg`` or ``webp``.
+        output_compression: 0-100 or None.
+        seed: The seed, or None.
+        charge_type: Whose key pays: ``personal`` or ``hosted``.
+    """
+
+    count: int = 1
+    size: str | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    quality: str = "auto"
+    background: str = "auto"
+    moderation: str = "auto"
+    output_format: str = "png"
+    output_compression: int | None = None
+    seed: int | None = None
+    charge_type: ChargeType = "personal"
+
+
 class ImageOutputConfig(StepConfig):
     """Fields every image-making step takes: the model, the output, who pays."""
 
@@ -123,6 +159,22 @@ class ImageOutputConfig(StepConfig):
     api_key_secret: str | None = Field(
         None, description="Name of a Prefect Secret block holding your key (personal only)."
     )
+
+    @property
+    def output(self) -> OutputOptions:
+        """The output options as one object (``moderation``: ``auto``, see subclasses)."""
+        return OutputOptions(
+            count=self.count,
+            size=self.size,
+            aspect_ratio=self.aspect_ratio,
+            resolution=self.resolution,
+            quality=self.quality,
+            background=self.background,
+            output_format=self.output_format,
+            output_compression=self.output_compression,
+            seed=self.seed,
+            charge_type=self.charge_type,
+        )
 
     @model_validator(mode="before")
     @classmethod

@@ -2,10 +2,11 @@
 
 Pure of clients: the provider and the ``keep`` callback (which uploads) are passed in. A
 count above the model's per-request limit becomes several calls; each call goes through the
-provider's call limit (:class:`~steps.imaging.retrying.ProviderGate`) and our own retry loop
-(:class:`~steps.imaging.retrying.RetryPolicy`). Every image is verified and kept as soon as
-it arrives, so images already paid for survive a later failed call: that failure is a
-:class:`~steps.imaging.partial.PartialImages` carrying their records.
+provider's call limit (:class:`~steps.imaging.providers.retrying.ProviderGate`) and our
+own retry loop (:class:`~steps.imaging.providers.retrying.RetryPolicy`). Every image is
+verified and kept as soon as it arrives, so images already paid for survive a later failed
+call: that failure is a :class:`~steps.imaging.partial.PartialImages` carrying their
+records.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 
 from fetchflow.errors import ProviderError, StepError, StorageError
 from fetchflow.interrupt import check_interrupt
-from steps.imaging.catalog import ModelSpec, SizeChoice
-from steps.imaging.estimate import size_choice
+from steps.imaging.models.catalog import ModelSpec, SizeChoice
+from steps.imaging.models.pricing import size_choice
+from steps.imaging.options import OutputOptions
 from steps.imaging.partial import KeptImage, PartialImages
-from steps.imaging.postprocess import FinishedImage, finish_image, inspect_image
+from steps.imaging.pixels.finishing import FinishedImage, finish_image, inspect_image
 from steps.imaging.providers.base import (
     EditRequest,
     ImageEditor,
@@ -28,7 +30,7 @@ from steps.imaging.providers.base import (
     ProviderImage,
     ProviderResult,
 )
-from steps.imaging.retrying import ProviderGate, RetryPolicy, StepLogger
+from steps.imaging.providers.retrying import ProviderGate, RetryPolicy, StepLogger
 
 __all__ = [
     "SINGLE_ATTEMPT",
@@ -70,29 +72,27 @@ class ImageJob:
     Attributes:
         spec: The model.
         prompt: The final prompt (style applied).
-        count: How many images per edit (or in all, for a generation).
-        size: The size (or ratio) to ask for.
-        quality: ``quality`` as configured.
-        background: ``background`` as configured.
-        moderation: ``moderation`` as configured.
-        output_format: The format to output.
-        output_compression: 0-100 or None.
-        seed: The seed, when the model takes one.
+        options: The step's output options (``count`` per edit, or in all for a generation).
+        size: The size (or ratio) to ask ``spec`` for, resolved from the options.
         edits: Empty for a generation; for an edit, one :class:`EditInputs` per separate
-            edit, each making ``count`` images.
+            edit, each making ``options.count`` images.
     """
 
     spec: ModelSpec
     prompt: str
-    count: int
+    options: OutputOptions
     size: SizeChoice
-    quality: str
-    background: str
-    moderation: str
-    output_format: str
-    output_compression: int | None
-    seed: int | None
     edits: tuple[EditInputs, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """How many images one request (one edit) makes."""
+        return self.options.count
+
+    @property
+    def seed(self) -> int | None:
+        """The seed, when the model takes one."""
+        return self.options.seed if self.spec.seed else None
 
     @property
     def total(self) -> int:
@@ -123,32 +123,12 @@ def plan_job(
     spec: ModelSpec,
     *,
     prompt: str,
-    count: int,
-    size: str | None,
-    aspect_ratio: str | None,
-    resolution: str | None,
-    quality: str,
-    background: str,
-    moderation: str,
-    output_format: str,
-    output_compression: int | None,
-    seed: int | None,
+    options: OutputOptions,
     edits: tuple[EditInputs, ...] = (),
 ) -> ImageJob:
     """Resolve sizes for ``spec``: ratios map to its closest size, sizes to its ratio."""
-    return ImageJob(
-        spec=spec,
-        prompt=prompt,
-        count=count,
-        size=size_choice(spec, size, aspect_ratio, resolution),
-        quality=quality,
-        background=background,
-        moderation=moderation,
-        output_format=output_format,
-        output_compression=output_compression,
-        seed=seed if spec.seed else None,
-        edits=edits,
-    )
+    size = size_choice(spec, options.size, options.aspect_ratio, options.resolution)
+    return ImageJob(spec=spec, prompt=prompt, options=options, size=size, edits=edits)
 
 
 def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
@@ -173,11 +153,11 @@ def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
                 aspect_ratio=job.size.aspect_ratio,
                 resolution=job.size.resolution,
                 count=min(job.spec.per_request, job.count - offset),
-                quality=job.quality,
-                background=job.background,
-                moderation=job.moderation,
-                output_format=job.output_format,
-                output_compression=job.output_compression,
+                quality=job.options.quality,
+                background=job.options.background,
+                moderation=job.options.moderation,
+                output_format=job.options.output_format,
+                output_compression=job.options.output_compression,
                 seed=None if job.seed is None else job.seed + first,
             )
             if inputs is not None:
@@ -216,7 +196,8 @@ def _verify(
     checked = inspect_image(
         data, mime, source=source, size=exact, aspect_ratio=request.aspect_ratio
     )
-    if job.background == "transparent" and not checked.has_alpha:
+    options = job.options
+    if options.background == "transparent" and not checked.has_alpha:
         raise StepError(
             message=f"{source} returned an image without transparency for background: transparent",
             hint="use a model with transparent backgrounds (gpt-image-1.5) or background: auto",
@@ -225,9 +206,9 @@ def _verify(
     return finish_image(
         data,
         checked,
-        output_format=job.output_format,
-        output_compression=job.output_compression,
-        compressed_by_provider=job.output_format in job.spec.native_formats,
+        output_format=options.output_format,
+        output_compression=options.output_compression,
+        compressed_by_provider=options.output_format in job.spec.native_formats,
     )
 
 

@@ -2,8 +2,8 @@
 
 :func:`pick_model` chooses the model and key (``auto`` resolved, the preview notice said
 once per run), :func:`open_provider` makes its client with a timeout bounded by the step's,
-and :func:`make_images` runs :func:`~steps.imaging.production.produce` with the settings'
-retry policy and provider gate, storing each verified image as an
+and :func:`make_images` runs :func:`~steps.imaging.production.produce` with the image
+settings' retry policy and provider gate, storing each verified image as an
 :class:`~steps.imaging.assets.ImageAsset` as soon as it arrives, and logging hosted usage
 (also for the images a failed step kept).
 """
@@ -17,15 +17,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from steps.imaging.assets import ImageAsset, record_hosted_usage, store_image
-from steps.imaging.catalog import AUTO, PREVIEW, ModelSpec
+from steps.imaging.models.catalog import AUTO, PREVIEW, ModelSpec
+from steps.imaging.settings import image_settings
 
 if TYPE_CHECKING:
-    from fetchflow.settings import Settings
     from fetchflow.step import StepContext
+    from steps.imaging.models.rules import EditNeeds
     from steps.imaging.options import ImageOutputConfig
     from steps.imaging.production import ImageJob, MadeImage
     from steps.imaging.providers.base import ImageProvider
-    from steps.imaging.rules import EditNeeds
 
 __all__ = [
     "PREVIEW_NOTICE",
@@ -58,18 +58,20 @@ def _announce_preview_once(ctx: StepContext) -> None:
     ctx.logger.warning(PREVIEW_NOTICE)
 
 
-def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig, settings: Settings) -> None:
-    """Check that the key the step's ``charge_type`` needs is there, before the run.
+def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
+    """Check the image settings, and that the key the step's ``charge_type`` needs is there.
 
     Fields still holding templates are not known yet; their checks wait for ``run``.
 
     Raises:
+        SettingsInvalid: A ``FETCHFLOW_*`` image setting is invalid.
         StepError: The named model's key is missing for this charge type.
     """
     from fetchflow.step import StepConfig
     from fetchflow.templating import is_template
-    from steps.imaging.credentials import choose_model
+    from steps.imaging.models.choice import choose_model
 
+    settings = image_settings()  # an invalid image setting is said before anything runs
     raw = raw_config.model_dump() if isinstance(raw_config, StepConfig) else raw_config
     fields = ("model", "charge_type", "api_key_secret")
     if any(isinstance(raw.get(name), str) and is_template(str(raw[name])) for name in fields):
@@ -102,9 +104,9 @@ def pick_model(
         StepError: The named model's key is missing, or ``auto`` finds keys but no model
             that serves the request.
     """
-    from steps.imaging.credentials import choose_for
+    from steps.imaging.models.choice import choose_for
 
-    spec = choose_for(config, ctx.settings, edit=edit)
+    spec = choose_for(config, image_settings(), edit=edit)
     if spec.name == PREVIEW and config.model == AUTO:
         _announce_preview_once(ctx)
     if config.seed is not None and not spec.seed:
@@ -114,15 +116,16 @@ def pick_model(
 
 def open_provider(spec: ModelSpec, config: ImageOutputConfig, ctx: StepContext) -> ImageProvider:
     """The provider client for ``spec``, with the key ``config.charge_type`` names."""
-    from steps.imaging.credentials import resolve_credential
+    from steps.imaging.keys import resolve
     from steps.imaging.providers import make_provider
 
     if spec.provider == "preview":
         return make_provider("preview")
-    credential = resolve_credential(
-        spec,
+    credential = resolve(
+        spec.provider,
+        spec.name,
         config.charge_type,
-        ctx.settings,
+        image_settings(),
         os.environ,
         secret_name=config.api_key_secret,
         read_secret=ctx.secret,
@@ -141,7 +144,6 @@ def open_provider(spec: ModelSpec, config: ImageOutputConfig, ctx: StepContext) 
 def make_images(
     job: ImageJob,
     provider: ImageProvider,
-    config: ImageOutputConfig,
     ctx: StepContext,
     *,
     prompt_sha256: str,
@@ -152,8 +154,7 @@ def make_images(
     Args:
         job: What to make.
         provider: Who makes it (closed when done).
-        config: The step's output options (quality, background, format, who pays).
-        ctx: The step's context: store, settings, logger, progress.
+        ctx: The step's context: store, logger, progress.
         prompt_sha256: SHA-256 of the final prompt, in each record.
         provenance: More provenance for one image (what it was made from), or None.
 
@@ -163,7 +164,7 @@ def make_images(
     """
     from steps.imaging.partial import KeptImage, PartialImages
     from steps.imaging.production import produce
-    from steps.imaging.retrying import ProviderGate, RetryPolicy
+    from steps.imaging.providers.retrying import ProviderGate, RetryPolicy
 
     earlier = _kept_before(ctx, job, prompt_sha256)
     assets: list[ImageAsset] = []
@@ -174,10 +175,7 @@ def make_images(
             made,
             provider=job.spec.provider,
             prompt_sha256=prompt_sha256,
-            charge_type=config.charge_type,
-            quality=config.quality,
-            background=config.background,
-            output_format=config.output_format,
+            options=job.options,
             extra_provenance=provenance(made) if provenance is not None else None,
         )
         assets.append(asset)
@@ -187,7 +185,8 @@ def make_images(
         # these on (PartialImages.kept) so images paid for are not lost.
         return KeptImage(asset.storage_uri, asset.model_dump(mode="json"))
 
-    settings = ctx.settings
+    settings = image_settings()
+    hosted = job.options.charge_type == "hosted"
     retry = RetryPolicy(
         attempts=settings.provider_attempts,
         base_delay=min(_FIRST_RETRY_SECONDS, settings.provider_max_delay_seconds),
@@ -207,12 +206,12 @@ def make_images(
             earlier=[KeptImage(asset.storage_uri, record) for asset, record in earlier],
         )
     except PartialImages:
-        if config.charge_type == "hosted":
+        if hosted:
             record_hosted_usage(ctx, assets)  # the kept images were paid for
         raise
     finally:
         provider.close()
-    if config.charge_type == "hosted":
+    if hosted:
         record_hosted_usage(ctx, assets)
     return sorted([asset for asset, _ in earlier] + assets, key=lambda asset: asset.index)
 

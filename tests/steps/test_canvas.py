@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fetchflow.errors import StepError
-from steps.imaging.canvas import MASK_MAX_BYTES, check_mask, outpaint_canvas, parse_ratio
+from steps.imaging.pixels.canvas import MASK_MAX_BYTES, check_mask, outpaint_canvas, parse_ratio
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:

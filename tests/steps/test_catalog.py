@@ -7,7 +7,7 @@ import re
 import pytest
 
 from fetchflow.step import RuleViolation
-from steps.imaging.catalog import (
+from steps.imaging.models.catalog import (
     AUTO_CANDIDATES,
     CATALOG,
     GPT_IMAGE_2_SIZES,
@@ -17,7 +17,7 @@ from steps.imaging.catalog import (
     price_for,
     size_to_ratio,
 )
-from steps.imaging.rules import lookup_model
+from steps.imaging.models.rules import lookup_model
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import pytest
 
 from fetchflow.settings import Settings
 from steps.image_generation import ImageGenerationConfig, ImageGenerationStep
-from steps.imaging.catalog import CATALOG
-from steps.imaging.estimate import estimate_images
+from steps.imaging.models.catalog import CATALOG
+from steps.imaging.models.pricing import estimate_images
 
 
 @pytest.mark.parametrize(

@@ -25,14 +25,14 @@ import pytest
 from PIL import Image
 
 from fetchflow.errors import StepError
-from fetchflow.settings import Settings
-from steps.imaging.fetching import (
+from steps.imaging.pixels.formats import sniff_mime_type
+from steps.imaging.settings import ImageSettings
+from steps.imaging.sources.fetching import (
     MAX_REDIRECTS,
     address_class,
     fetch_reference,
     redact_url,
 )
-from steps.imaging.formats import sniff_mime_type
 
 CAP = 1024
 PUBLIC_IP = "93.184.216.34"
@@ -47,8 +47,8 @@ def image_bytes(kind: str) -> bytes:
 PNG = image_bytes("PNG")
 
 
-def settings(*, allow_private: bool = False, cap: int = CAP) -> Settings:
-    return Settings(allow_private_urls=allow_private, max_reference_bytes=cap)
+def settings(*, allow_private: bool = False, cap: int = CAP) -> ImageSettings:
+    return ImageSettings(allow_private_urls=allow_private, max_reference_bytes=cap)
 
 
 # --- the servers -------------------------------------------------------------------------

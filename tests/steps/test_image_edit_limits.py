@@ -17,10 +17,10 @@ from PIL import Image
 from fetchflow.errors import StepError
 from fetchflow.settings import Settings
 from steps.image_edit import ImageEditConfig, ImageEditStep
-from steps.imaging.catalog import CATALOG, ModelSpec
-from steps.imaging.editing import edit_mode, plan_edits
-from steps.imaging.formats import sniff_format
-from steps.imaging.references import Reference
+from steps.imaging.models.catalog import CATALOG, ModelSpec
+from steps.imaging.pixels.formats import sniff_format
+from steps.imaging.sources.edit_plan import edit_mode, plan_edits
+from steps.imaging.sources.references import Reference
 
 OPENAI = CATALOG["gpt-image-1.5"]
 GEMINI = CATALOG["gemini-2.5-flash-image"]

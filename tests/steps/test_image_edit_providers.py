@@ -14,7 +14,6 @@ from fakes.fake_openai import FakeOpenAI
 from fakes.images import decode, hole_mask, inline, jpeg, png
 
 from fetchflow.errors import ProviderError
-from steps.imaging.preview import PreviewProvider
 from steps.imaging.providers.base import (
     EditRequest,
     ImageEditor,
@@ -25,6 +24,7 @@ from steps.imaging.providers.errors import RateLimited
 from steps.imaging.providers.google_images import GeminiProvider
 from steps.imaging.providers.openai_images import OpenAIProvider
 from steps.imaging.providers.openai_requests import edit_params, input_fidelity_for
+from steps.imaging.providers.preview import PreviewProvider
 
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.imaging.catalog import CATALOG
-from steps.imaging.rules import EditNeeds, unsupported
+from steps.imaging.models.catalog import CATALOG
+from steps.imaging.models.rules import EditNeeds, unsupported
 
 HEAD = """\
 name: edit rules

@@ -30,8 +30,9 @@ from fetchflow.storage import LocalStore
 from fetchflow.templating import Templates
 from steps.image_edit import ImageEditConfig, ImageEditStep
 from steps.imaging.assets import ImageAsset
-from steps.imaging.editing import BACKGROUND_REMOVAL_PROMPT
 from steps.imaging.partial import PartialImages
+from steps.imaging.settings import ImageSettings, use_image_settings
+from steps.imaging.sources.edit_plan import BACKGROUND_REMOVAL_PROMPT
 
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
@@ -93,6 +94,8 @@ def project(tmp_path: Path) -> Project:
     root = tmp_path / "project"
     (root / "templates").mkdir(parents=True)
     store = LocalStore(tmp_path / "assets", spool_dir=tmp_path / "spool")
+    # One attempt: a failed call is not retried into a success behind the test's back.
+    use_image_settings(ImageSettings(provider_attempts=1))
     ctx = StepContext(
         step_id="edit",
         step_type="image_edit",
@@ -101,8 +104,7 @@ def project(tmp_path: Path) -> Project:
         workflow="wf",
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
         logger=logging.getLogger("fetchflow.test.image_edit"),
-        # One attempt: a failed call is not retried into a success behind the test's back.
-        settings=Settings(home=tmp_path, provider_attempts=1),  # type: ignore[arg-type]
+        settings=Settings(home=tmp_path),
         templates=Templates([root / "templates"]),
         scope={},
         open_store=lambda: store,

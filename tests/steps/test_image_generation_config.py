@@ -185,8 +185,8 @@ def test_count_above_the_model_limit_is_refused() -> None:
     from dataclasses import replace
 
     from fetchflow.step import RuleViolation
-    from steps.imaging.catalog import CATALOG
-    from steps.imaging.rules import check_count
+    from steps.imaging.models.catalog import CATALOG
+    from steps.imaging.models.rules import check_count
 
     small = replace(CATALOG["gpt-image-2"], max_count=4)
     with pytest.raises(RuleViolation, match=r"count: 5 is more than model gpt-image-2 accepts "):

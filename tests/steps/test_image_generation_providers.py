@@ -46,6 +46,7 @@ from fetchflow.workflow.plan import Plan
 from steps.image_generation import PREVIEW_NOTICE, ImageAsset, ImageGenerationStep
 from steps.imaging.partial import PartialImages
 from steps.imaging.providers.errors import RateLimited
+from steps.imaging.settings import ImageSettings, use_image_settings
 
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
@@ -80,8 +81,10 @@ class Workspace:
     root: Path
     store: LocalStore
 
-    def settings(self, **changes: Any) -> Settings:
-        return Settings(home=self.root / "home", store=str(self.store.root), **changes)
+    def settings(self, **image_settings: Any) -> Settings:
+        """The engine's settings; ``image_settings`` become the image steps' own."""
+        use_image_settings(ImageSettings(**image_settings))
+        return Settings(home=self.root / "home", store=str(self.store.root))
 
     def files(self) -> list[Path]:
         """Every file under the workspace: assets, spool, anything a store might add."""

@@ -25,10 +25,12 @@ from steps.image_generation import (
     ImageGenerationConfig,
     ImageGenerationStep,
 )
-from steps.imaging.catalog import CATALOG
+from steps.imaging.models.catalog import CATALOG
+from steps.imaging.options import OutputOptions
 from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.production import MadeImage, plan_job, produce, share_usage
 from steps.imaging.providers.base import ImageRequest, ProviderImage, ProviderResult
+from steps.imaging.settings import ImageSettings, use_image_settings
 
 KEY_VARIABLES = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 #: What ``keep`` hands back in tests that do not look at it.
@@ -47,8 +49,9 @@ def store(tmp_path: Path) -> LocalStore:
 
 
 def context(
-    tmp_path: Path, store: LocalStore, run_id: str = "run-1", **settings: object
+    tmp_path: Path, store: LocalStore, run_id: str = "run-1", **image_settings: object
 ) -> StepContext:
+    use_image_settings(ImageSettings(**image_settings))  # type: ignore[arg-type]
     return StepContext(
         step_id="hero",
         step_type="image_generation",
@@ -57,7 +60,7 @@ def context(
         workflow="wf",
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
         logger=logging.getLogger("fetchflow.test.image"),
-        settings=Settings(home=tmp_path, **settings),  # type: ignore[arg-type]
+        settings=Settings(home=tmp_path),
         templates=Templates(),
         scope={},
         open_store=lambda: store,
@@ -142,7 +145,8 @@ def test_hosted_never_falls_back_to_a_personal_key(monkeypatch: pytest.MonkeyPat
     with pytest.raises(StepError, match=r"FETCHFLOW_HOSTED_GEMINI_API_KEY is not set") as caught:
         ImageGenerationStep.preflight(raw, Settings())
     assert "personal-key" not in caught.value.format()
-    ImageGenerationStep.preflight(raw, Settings(hosted_gemini_api_key="operator-key"))  # type: ignore[arg-type]
+    monkeypatch.setenv("FETCHFLOW_HOSTED_GEMINI_API_KEY", "operator-key")
+    ImageGenerationStep.preflight(raw, Settings())
     ImageGenerationStep.preflight({**raw, "charge_type": "personal"}, Settings())
 
 
@@ -174,7 +178,6 @@ def png(size: tuple[int, int], colour: tuple[int, int, int]) -> ProviderImage:
 
 def job(count: int, **changes: object) -> object:
     options: dict[str, object] = {
-        "prompt": "p",
         "count": count,
         "size": None,
         "aspect_ratio": "1:1",
@@ -187,7 +190,8 @@ def job(count: int, **changes: object) -> object:
         "seed": 11,
     }
     options.update(changes)
-    return plan_job(CATALOG["gemini-2.5-flash-image"], **options)  # type: ignore[arg-type]
+    spec = CATALOG["gemini-2.5-flash-image"]
+    return plan_job(spec, prompt="p", options=OutputOptions(**options))  # type: ignore[arg-type]
 
 
 def test_counts_above_the_per_request_limit_make_several_calls() -> None:

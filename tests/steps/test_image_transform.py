@@ -25,12 +25,13 @@ from fetchflow.workflow.checking import check_file, check_text
 from fetchflow.workflow.inputs import resolve_inputs
 from fetchflow.workflow.plan import Plan
 from steps.image_transform import ImageTransformConfig, ImageTransformStep, settings_sha256
-from steps.imaging.references import (
+from steps.imaging.pixels.transform import TransformSpec, transform_image
+from steps.imaging.settings import ImageSettings, use_image_settings
+from steps.imaging.sources.references import (
     check_images_value,
     project_root_of,
     resolve_references,
 )
-from steps.imaging.transform import TransformSpec, transform_image
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
@@ -60,8 +61,12 @@ def store(tmp_path: Path) -> LocalStore:
 
 
 def context(
-    tmp_path: Path, store: LocalStore, templates: Templates | None = None, **settings: object
+    tmp_path: Path,
+    store: LocalStore,
+    templates: Templates | None = None,
+    **image_settings: object,
 ) -> StepContext:
+    use_image_settings(ImageSettings(**image_settings))  # type: ignore[arg-type]
     return StepContext(
         step_id="thumbs",
         step_type="image_transform",
@@ -70,7 +75,7 @@ def context(
         workflow="wf",
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
         logger=logging.getLogger("fetchflow.test.transform"),
-        settings=Settings(home=tmp_path / "home", **settings),  # type: ignore[arg-type]
+        settings=Settings(home=tmp_path / "home"),
         templates=templates or Templates(),
         scope={},
         open_store=lambda: store,

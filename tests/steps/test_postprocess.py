@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fetchflow.errors import StepError
-from steps.imaging.postprocess import MAX_PIXELS, CheckedImage, finish_image, inspect_image
+from steps.imaging.pixels.finishing import MAX_PIXELS, CheckedImage, finish_image, inspect_image
 
 SOURCE = "model m (test)"
 

@@ -6,8 +6,9 @@ import io
 
 from PIL import Image
 
-from steps.imaging.preview import DEFAULT_SIZE, PreviewProvider, draw_preview
+from steps.imaging.pixels.preview import DEFAULT_SIZE, draw_preview
 from steps.imaging.providers.base import ImageProvider, ImageRequest
+from steps.imaging.providers.preview import PreviewProvider
 
 
 def request(**changes: object) -> ImageRequest:

@@ -33,13 +33,15 @@ from fetchflow.step import StepContext
 from fetchflow.storage import LocalStore
 from fetchflow.templating import Templates
 from steps.image_generation import ImageAsset, ImageGenerationConfig, ImageGenerationStep
-from steps.imaging.catalog import CATALOG
+from steps.imaging.models.catalog import CATALOG
+from steps.imaging.options import OutputOptions
 from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.production import MadeImage, plan_job, produce
 from steps.imaging.providers.errors import RateLimited
 from steps.imaging.providers.google_images import GeminiProvider
 from steps.imaging.providers.openai_images import OpenAIProvider
-from steps.imaging.retrying import RetryPolicy
+from steps.imaging.providers.retrying import RetryPolicy
+from steps.imaging.settings import ImageSettings, use_image_settings
 
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
@@ -91,7 +93,8 @@ def faulty(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> F
     return serve(request.param, request, monkeypatch)
 
 
-def context(root: Path, **settings: Any) -> tuple[StepContext, LocalStore]:
+def context(root: Path, **image_settings: Any) -> tuple[StepContext, LocalStore]:
+    use_image_settings(ImageSettings(**image_settings))
     store = LocalStore(root / "assets", spool_dir=root / "spool")
     ctx = StepContext(
         step_id="hero",
@@ -101,7 +104,7 @@ def context(root: Path, **settings: Any) -> tuple[StepContext, LocalStore]:
         workflow="faults",
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
         logger=logging.getLogger(LOGGER),
-        settings=Settings(home=root / "home", store=str(store.root), **settings),
+        settings=Settings(home=root / "home", store=str(store.root)),
         templates=Templates(),
         scope={},
         open_store=lambda: store,
@@ -186,16 +189,18 @@ def test_a_timeout_then_success_is_retried(
     job = plan_job(
         CATALOG["gpt-image-2" if provider == "openai" else "gemini-2.5-flash-image"],
         prompt="a paper crane",
-        count=1,
-        size="1024x1024" if provider == "openai" else None,
-        aspect_ratio=None if provider == "openai" else "1:1",
-        resolution=None,
-        quality="auto",
-        background="auto",
-        moderation="auto",
-        output_format="png",
-        output_compression=None,
-        seed=None,
+        options=OutputOptions(
+            count=1,
+            size="1024x1024" if provider == "openai" else None,
+            aspect_ratio=None if provider == "openai" else "1:1",
+            resolution=None,
+            quality="auto",
+            background="auto",
+            moderation="auto",
+            output_format="png",
+            output_compression=None,
+            seed=None,
+        ),
     )
     made: list[MadeImage] = []
 

@@ -12,7 +12,7 @@ import pytest
 
 from fetchflow.errors import ProviderError, StepError
 from steps.imaging.providers.errors import RateLimited
-from steps.imaging.retrying import (
+from steps.imaging.providers.retrying import (
     ProviderGate,
     RetryPolicy,
     backoff_delay,

@@ -24,7 +24,7 @@ __all__ = [
 PROVIDER_CLASSES = {
     "openai": "steps.imaging.providers.openai_images:OpenAIProvider",
     "google": "steps.imaging.providers.google_images:GeminiProvider",
-    "preview": "steps.imaging.preview:PreviewProvider",
+    "preview": "steps.imaging.providers.preview:PreviewProvider",
 }
 
 

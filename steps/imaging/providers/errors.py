@@ -26,7 +26,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from fetchflow.errors import ProviderError
-from steps.imaging.formats import sniff_mime_type
+from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.providers.base import ProviderImage
 
 __all__ = [

@@ -205,7 +205,7 @@ def takes_image_size(model: str) -> bool:
     ``imageSize`` (``gemini-2.5-flash-image``: 1K only, PROVIDERS.md rule 18); a model the
     catalog does not know gets what was asked.
     """
-    from steps.imaging.catalog import CATALOG
+    from steps.imaging.models.catalog import CATALOG
 
     spec = CATALOG.get(model)
     return spec is None or len(spec.resolutions) > 1

@@ -20,7 +20,7 @@ sends:
 
 from __future__ import annotations
 
-from steps.imaging.catalog import CATALOG
+from steps.imaging.models.catalog import CATALOG
 from steps.imaging.providers.base import EditRequest, ImageRequest, ProviderImage
 
 __all__ = ["edit_params", "generation_params", "input_fidelity_for"]

@@ -1,12 +1,13 @@
-"""What an image request is expected to cost, from the catalog's published prices."""
+"""What an image request is expected to cost, from the catalog's published prices, and the
+size a model is asked for (which the price depends on)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
 from fetchflow.step import CostEstimate
-from steps.imaging.catalog import (
+from steps.imaging.models.catalog import (
     ModelSpec,
     SizeChoice,
     closest_size,
@@ -14,12 +15,13 @@ from steps.imaging.catalog import (
     price_for,
     size_to_ratio,
 )
+from steps.imaging.models.choice import ImageOptions, choose_for
 
 if TYPE_CHECKING:
-    from fetchflow.settings import Settings
-    from steps.imaging.rules import EditNeeds
+    from steps.imaging.models.rules import EditNeeds
+    from steps.imaging.settings import ImageSettings
 
-__all__ = ["ImageOptions", "estimate_images", "estimate_request", "size_choice"]
+__all__ = ["estimate_images", "estimate_request", "size_choice"]
 
 #: The size prices are looked up at when a request leaves it to the provider ("auto").
 AUTO_PRICE_SIZE = (1024, 1024)
@@ -68,39 +70,8 @@ def estimate_images(
     return CostEstimate(cost_usd=price * count, images=count, detail=f"{detail} at ${price}")
 
 
-class ImageOptions(Protocol):
-    """The fields of an image step's config an estimate reads."""
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def charge_type(self) -> str: ...
-
-    @property
-    def size(self) -> str | None: ...
-
-    @property
-    def aspect_ratio(self) -> str | None: ...
-
-    @property
-    def resolution(self) -> str | None: ...
-
-    @property
-    def quality(self) -> str: ...
-
-    @property
-    def background(self) -> str: ...
-
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def api_key_secret(self) -> str | None: ...
-
-
 def estimate_request(
-    options: ImageOptions, settings: Settings, *, edit: EditNeeds | None = None
+    options: ImageOptions, settings: ImageSettings, *, edit: EditNeeds | None = None
 ) -> CostEstimate:
     """The images of one step: ``auto`` resolved with the keys configured now.
 
@@ -109,8 +80,6 @@ def estimate_request(
     key, or no candidate can serve the step: the run says so before any call), the cost
     is unknown.
     """
-    from steps.imaging.credentials import choose_for
-
     try:
         spec = choose_for(options, settings, edit=edit)
     except StepError as error:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from fetchflow.errors import StepError
 from fetchflow.step import RuleViolation
-from steps.imaging.catalog import ModelSpec, closest_size
-from steps.imaging.decoding import open_image
-from steps.imaging.formats import MIME_TYPES, sniff_format
+from steps.imaging.models.catalog import ModelSpec, closest_size
+from steps.imaging.models.rules import EditNeeds, check_edit_needs, check_reference_count
+from steps.imaging.pixels.decoding import open_image
+from steps.imaging.pixels.formats import MIME_TYPES, sniff_format
 from steps.imaging.production import EditInputs
 from steps.imaging.providers.base import ProviderImage
-from steps.imaging.references import Reference
-from steps.imaging.rules import EditNeeds, check_edit_needs, check_reference_count
+from steps.imaging.sources.references import Reference
 
 __all__ = [
     "BACKGROUND_REMOVAL_PROMPT",
@@ -165,7 +165,7 @@ def plan_edits(
             not an RGBA PNG of the first image's size, a mask or outpaint on a model
             without masks.
     """
-    from steps.imaging.canvas import check_mask, outpaint_canvas
+    from steps.imaging.pixels.canvas import check_mask, outpaint_canvas
 
     try:
         check_edit_needs(spec, EditNeeds(mask is not None, outpaint), resolution)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from fetchflow.errors import StepError
-from fetchflow.settings import Settings
-from steps.imaging.formats import sniff_mime_type
+from steps.imaging.pixels.formats import sniff_mime_type
+from steps.imaging.settings import ImageSettings
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -314,7 +314,7 @@ def _connection(
     return _PinnedHTTPConnection(target.host, target.port, addresses=addresses, timeout=timeout)
 
 
-def fetch_reference(url: str, *, settings: Settings, timeout: float = 30.0) -> FetchedImage:
+def fetch_reference(url: str, *, settings: ImageSettings, timeout: float = 30.0) -> FetchedImage:
     """Fetch the image at an http(s) URL, refusing anything hostile (see the module doc).
 
     Args:

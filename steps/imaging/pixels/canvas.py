@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
-from steps.imaging.formats import PNG_SIGNATURE
+from steps.imaging.pixels.formats import PNG_SIGNATURE
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -53,7 +53,7 @@ def parse_ratio(ratio: str | float) -> float:
 
 
 def _open(data: bytes, what: str) -> Image:
-    from steps.imaging.decoding import open_image
+    from steps.imaging.pixels.decoding import open_image
 
     return open_image(data, what=what, hint="give a PNG, JPEG or WEBP file")
 

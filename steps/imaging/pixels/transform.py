@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
-from steps.imaging.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
-from steps.imaging.postprocess import encode
+from steps.imaging.pixels.finishing import encode
+from steps.imaging.pixels.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -33,7 +33,7 @@ __all__ = [
 
 #: The largest side an output may have, in pixels.
 MAX_OUTPUT_SIDE = 8192
-#: The most pixels an output may have (inputs: :data:`steps.imaging.decoding.MAX_PIXELS`).
+#: The most pixels an output may have (inputs: :data:`steps.imaging.pixels.decoding.MAX_PIXELS`).
 MAX_OUTPUT_PIXELS = 40_000_000
 
 
@@ -144,7 +144,7 @@ def _ratio_size(source: tuple[int, int], spec: TransformSpec) -> tuple[int, int]
 def _decode(data: bytes, source: str) -> tuple[PILImage, str]:
     from PIL import ImageOps
 
-    from steps.imaging.decoding import open_image
+    from steps.imaging.pixels.decoding import open_image
 
     opened = open_image(
         data,

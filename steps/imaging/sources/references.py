@@ -5,13 +5,14 @@ A step field such as ``images`` holds, once rendered, one reference or a list of
 - an asset record (``<< hero.output.0 >>``, or a whole ``<< hero.output >>`` list): a mapping
   with a ``storage_uri``, read back through the run's asset store (no HTTP, no expiry);
 - an ``http://`` or ``https://`` URL, fetched by
-  :func:`steps.imaging.fetching.fetch_reference` (address, size and type limits);
+  :func:`steps.imaging.sources.fetching.fetch_reference` (address, size and type limits);
 - a relative path to a file under the project folder (the folder holding ``templates/``);
   absolute paths and ``..`` escapes are refused.
 
 :func:`resolve_references` turns any of these into :class:`Reference` values whose
 ``sha256`` a step puts in its provenance; :func:`check_images_value` is the static check
-of the field's shape, for config validators.
+of the field's shape, for config validators, and :class:`ReferencedImages` the config base
+of the steps that take an ``images`` field.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
+from pydantic import ValidationInfo, field_validator
+
 from fetchflow.errors import StepError
-from fetchflow.step import RuleViolation, StepContext
+from fetchflow.step import RuleViolation, StepConfig, StepContext, deferred, static_project_root
 from fetchflow.step import project_root as project_folder
 
 __all__ = [
     "ImagesValue",
     "Reference",
     "ReferenceValue",
+    "ReferencedImages",
     "check_images_value",
     "check_project_files",
     "count_references",
@@ -133,6 +137,25 @@ def count_references(value: object) -> int:
     return len(_flattened(value))
 
 
+class ReferencedImages(StepConfig):
+    """Config base of a step whose ``images`` field names reference images.
+
+    Subclasses declare ``images: ImagesValue`` with their own description; its shape and
+    the project files it names are checked here, statically.
+    """
+
+    images: ImagesValue
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_are_references(cls, value: object, info: ValidationInfo) -> object:
+        # Before the union is tried: one message naming what was found, not one per member.
+        if not deferred(info, "images"):
+            check_images_value(value)
+            check_project_files(value, "images", static_project_root(info))
+        return value
+
+
 def project_root_of(ctx: StepContext) -> Path:
     """The project folder of a run: the folder above its ``templates/``, else the cwd."""
     return project_folder(ctx.templates.search_path)
@@ -144,7 +167,7 @@ def resolve_references(value: object, *, ctx: StepContext, project_root: Path) -
     Args:
         value: The rendered field: a record mapping, a URL or path string, or a list of
             those; a list inside the list (a whole ``<< step.output >>``) is expanded.
-        ctx: The step's context: its store reads records, its settings limit fetches.
+        ctx: The step's context: its store reads records; the image settings limit reads.
         project_root: The folder relative file paths are read under.
 
     Raises:
@@ -164,6 +187,9 @@ def _check_rendered(value: object) -> None:
 
 
 def _resolve_one(item: object, *, ctx: StepContext, project_root: Path) -> Reference:
+    from steps.imaging.settings import image_settings
+
+    settings = image_settings()
     if isinstance(item, Mapping):
         uri = str(item["storage_uri"])
         data = ctx.store.read(uri)
@@ -173,9 +199,9 @@ def _resolve_one(item: object, *, ctx: StepContext, project_root: Path) -> Refer
     text = str(item).strip()
     scheme = urlsplit(text).scheme.lower()
     if scheme in ("http", "https"):
-        from steps.imaging.fetching import fetch_reference
+        from steps.imaging.sources.fetching import fetch_reference
 
-        fetched = fetch_reference(text, settings=ctx.settings, timeout=ctx.timeout_seconds or 30.0)
+        fetched = fetch_reference(text, settings=settings, timeout=ctx.timeout_seconds or 30.0)
         file_name = urlsplit(fetched.url).path.rsplit("/", 1)[-1] or "reference"
         return Reference(fetched.data, fetched.sha256, fetched.url, file_name)
     if "://" in text or scheme == "data":
@@ -184,7 +210,7 @@ def _resolve_one(item: object, *, ctx: StepContext, project_root: Path) -> Refer
             "and files under the project are read",
             "use an http(s) URL, an image step's output, or a relative file path",
         )
-    return _read_project_file(text, project_root=project_root, cap=ctx.settings.max_reference_bytes)
+    return _read_project_file(text, project_root=project_root, cap=settings.max_reference_bytes)
 
 
 def _is_path(item: object) -> bool:

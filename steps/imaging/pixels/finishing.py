@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
-from steps.imaging.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
+from steps.imaging.pixels.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

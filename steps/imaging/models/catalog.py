@@ -2,7 +2,7 @@
 
 Each :class:`ModelSpec` says what one model accepts (sizes or a size rule, counts,
 qualities, background, prompt length, seed, aspect ratios and resolutions) and what it costs
-where a price is published. Rules (:mod:`steps.imaging.rules`) and the step read this table
+where a price is published. Rules (:mod:`steps.imaging.models.rules`) and the step read this table
 only. Facts come from /work/shared/PROVIDERS.md (openai 3.52, google-genai 3.4).
 
 ``aspect_ratio`` + ``resolution`` map to the closest size a model supports

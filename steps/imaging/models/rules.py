@@ -17,7 +17,7 @@ from math import gcd
 
 from fetchflow.errors import closest
 from fetchflow.step import RuleViolation
-from steps.imaging.catalog import (
+from steps.imaging.models.catalog import (
     ASPECT_RATIOS,
     AUTO,
     CATALOG,

@@ -1,6 +1,7 @@
-"""The offline preview provider: deterministic Pillow drawings, visibly marked PREVIEW.
+"""The offline preview's drawings: deterministic Pillow pictures, visibly marked PREVIEW.
 
-It makes every example flow and every test run free and offline. The picture depends only
+:class:`~steps.imaging.providers.preview.PreviewProvider` answers with them, which makes
+every example flow and every test run free and offline. The picture depends only
 on the prompt, the size, the seed and the image's index: a gradient and a few shapes in
 colours drawn from a hash of those, a large "PREVIEW" across the middle and the first words
 of the prompt at the bottom. With ``background: transparent`` the backdrop is transparent
@@ -19,18 +20,10 @@ import io
 import random
 from typing import TYPE_CHECKING
 
-from steps.imaging.catalog import PREVIEW
-from steps.imaging.providers.base import (
-    EditRequest,
-    ImageRequest,
-    ProviderImage,
-    ProviderResult,
-)
-
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["DEFAULT_SIZE", "PreviewProvider", "draw_edit_preview", "draw_preview"]
+__all__ = ["DEFAULT_SIZE", "draw_edit_preview", "draw_preview", "png_bytes"]
 
 #: What ``size: auto`` draws.
 DEFAULT_SIZE = (1024, 1024)
@@ -200,81 +193,8 @@ def draw_edit_preview(
     return picture if transparent else picture.convert("RGB")
 
 
-def _png(image: Image) -> bytes:
+def png_bytes(image: Image) -> bytes:
+    """The image as PNG bytes."""
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
-
-
-class PreviewProvider:
-    """Draws images offline instead of calling an API (``model: preview``).
-
-    Always answers PNG at the size asked (:data:`DEFAULT_SIZE` for "auto"); image ``i`` of
-    a request is drawn with the request's seed (0 when none) and index ``i``.
-    """
-
-    name = "preview"
-    #: :meth:`edit` draws a mask's transparent area as a striped pattern.
-    supports_mask = True
-
-    def generate(self, request: ImageRequest) -> ProviderResult:
-        """Draw ``request.count`` images."""
-        if request.width is not None and request.height is not None:
-            width, height = request.width, request.height
-        else:
-            width, height = DEFAULT_SIZE
-        transparent = request.background == "transparent"
-        images = [
-            ProviderImage(
-                data=_png(
-                    draw_preview(
-                        request.prompt,
-                        width,
-                        height,
-                        seed=request.seed or 0,
-                        index=index,
-                        transparent=transparent,
-                    )
-                ),
-                mime_type="image/png",
-            )
-            for index in range(request.count)
-        ]
-        return ProviderResult(images=images, usage=None, model=PREVIEW)
-
-    def edit(self, request: EditRequest) -> ProviderResult:
-        """Draw ``request.count`` edit previews from the references (:func:`draw_edit_preview`).
-
-        The size is the request's, else the first reference's; ``background: transparent``
-        keeps the first reference's transparency. Same inputs, same PNG bytes.
-
-        Raises:
-            ValueError: ``request.images`` is empty.
-        """
-        if not request.images:
-            raise ValueError("an edit needs at least one reference image")
-        size = None
-        if request.width is not None and request.height is not None:
-            size = (request.width, request.height)
-        references = [image.data for image in request.images]
-        images = [
-            ProviderImage(
-                data=_png(
-                    draw_edit_preview(
-                        request.prompt,
-                        references,
-                        size=size,
-                        mask=request.mask.data if request.mask is not None else None,
-                        seed=request.seed or 0,
-                        index=index,
-                        transparent=request.background == "transparent",
-                    )
-                ),
-                mime_type="image/png",
-            )
-            for index in range(request.count)
-        ]
-        return ProviderResult(images=images, usage=None, model=PREVIEW)
-
-    def close(self) -> None:
-        """Nothing to release: the preview draws locally."""

@@ -21,6 +21,7 @@ from fetchflow.errors import SettingsInvalid, with_hint
 __all__ = [
     "PRESIGN_MAX_SECONDS",
     "Settings",
+    "SettingsModel",
     "check_home",
     "load_settings",
     "read_settings",
@@ -31,7 +32,7 @@ PRESIGN_MAX_SECONDS = 7 * 24 * 3600
 
 _MIB = 1024 * 1024
 
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+SettingsT = TypeVar("SettingsT", bound="SettingsModel")
 
 
 def _default_store(data: dict[str, Any]) -> str:
@@ -42,8 +43,13 @@ def _default_spool_dir(data: dict[str, Any]) -> Path:
     return Path(data["home"]) / "spool"
 
 
-class Settings(BaseSettings):
-    """fetchflow's own configuration."""
+class SettingsModel(BaseSettings):
+    """Base of a settings model read from ``FETCHFLOW_<NAME>`` variables and ``.env``.
+
+    The engine's :class:`Settings` is one; a step library keeps its own (never in the
+    engine's), read with :func:`read_settings`. Values are immutable; other variables in
+    ``.env`` are ignored.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="FETCHFLOW_",
@@ -52,6 +58,10 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
     )
+
+
+class Settings(SettingsModel):
+    """fetchflow's own configuration."""
 
     home: Path = Field(
         default=Path(".fetchflow"),
@@ -126,7 +136,7 @@ def load_settings() -> Settings:
 
 
 def read_settings(model: type[SettingsT]) -> SettingsT:
-    """Read any ``FETCHFLOW_*`` settings model (the engine's, a step library's own).
+    """Read a ``FETCHFLOW_*`` settings model (the engine's, a step library's own).
 
     Raises:
         SettingsInvalid: A value is invalid; every bad one is named as its variable.
@@ -140,8 +150,7 @@ def read_settings(model: type[SettingsT]) -> SettingsT:
         for issue in translate_errors(error, list(model.model_fields)):
             if issue.message.startswith("the default factory uses validated data"):
                 continue  # a consequence of another bad value, reported on its own
-            prefix = str(model.model_config.get("env_prefix") or "")
-            name = f"{prefix}{issue.field}".upper()
+            name = f"FETCHFLOW_{issue.field.upper()}"
             lines.append(with_hint(f"setting {name}: {issue.message}", issue.hint))
         raise SettingsInvalid("\n".join(lines)) from None
 

@@ -15,25 +15,16 @@ import threading
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fetchflow.settings import read_settings
+from fetchflow.settings import SettingsModel, read_settings
 
 __all__ = ["ImageSettings", "image_settings", "use_image_settings"]
 
 _MIB = 1024 * 1024
 
 
-class ImageSettings(BaseSettings):
+class ImageSettings(SettingsModel):
     """How the image steps call providers and fetch reference images."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="FETCHFLOW_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
 
     provider_concurrency: int = Field(
         default=4,

@@ -17,8 +17,9 @@ from PIL import Image
 
 from fetchflow.errors import ProviderError
 from steps.imaging.providers.base import ImageRequest
-from steps.imaging.providers.errors import RateLimited, UpstreamError
+from steps.imaging.providers.errors import RateLimited
 from steps.imaging.providers.google_images import GeminiProvider, google_error
+from steps.imaging.providers.redaction import UpstreamError
 
 # The fixture, used by name (tests/steps is on sys.path: pytest puts a test module's
 # folder there, so ``fakes`` imports the same under ``pytest`` and ``python -m pytest``).

@@ -1,7 +1,7 @@
 """OpenAIProvider through the real ``openai`` SDK against a fake Images API over HTTP.
 
-Also the shared error helpers of ``steps.imaging.providers.errors`` (redaction, trimming,
-endpoints, retry-after), which both providers use.
+Also the shared error helpers of ``steps.imaging.providers.redaction`` and ``.errors``
+(redaction, trimming, endpoints, retry-after), which both providers use.
 """
 
 from __future__ import annotations
@@ -23,18 +23,12 @@ from fakes.fake_openai import FakeOpenAI, openai_error_body
 from PIL import Image
 
 from fetchflow.errors import ProviderError
+from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.providers.base import ImageRequest
-from steps.imaging.providers.errors import (
-    RateLimited,
-    UpstreamError,
-    public_endpoint,
-    redact,
-    retry_after_seconds,
-    sniff_mime_type,
-    trim_body,
-)
+from steps.imaging.providers.errors import RateLimited, retry_after_seconds
 from steps.imaging.providers.openai_images import OpenAIProvider, openai_error
 from steps.imaging.providers.openai_requests import generation_params
+from steps.imaging.providers.redaction import UpstreamError, public_endpoint, redact, trim_body
 
 # The fixture, used by name (tests/steps is on sys.path: pytest puts a test module's
 # folder there, so ``fakes`` imports the same under ``pytest`` and ``python -m pytest``).

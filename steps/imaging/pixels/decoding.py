@@ -7,13 +7,15 @@ readable image, are truncated, or claim more pixels than :data:`MAX_PIXELS` (a
 decompression bomb). Pillow's ``DecompressionBombWarning`` is an error here, not a warning
 printed on the side: the limit is ours, the same in every run.
 
-Pillow is imported inside the function: importing this module stays cheap.
+:func:`decode` is the guarded decoding itself, for callers that word the failure their own
+way (a provider's answer is not a user's file).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
@@ -21,14 +23,52 @@ from fetchflow.errors import StepError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["MAX_PIXELS", "open_image"]
+__all__ = ["MAX_PIXELS", "Undecodable", "decode", "open_image"]
 
 #: The most pixels an image may have to be decoded (a decompression-bomb guard).
 MAX_PIXELS = 40_000_000
 
 
-def _refused(message: str, hint: str) -> StepError:
-    return StepError(message=message, hint=hint, retryable=False)
+@dataclass
+class Undecodable(Exception):
+    """Bytes :func:`decode` refused; the caller words the message for what they were.
+
+    Attributes:
+        kind: ``empty``, ``too_large`` (over :data:`MAX_PIXELS` by its header), ``bomb``
+            (Pillow's own decompression-bomb limit) or ``unreadable``.
+        size: ``(width, height)`` when the header was read, else None.
+        cause: Pillow's exception, for ``bomb`` and ``unreadable``.
+    """
+
+    kind: str
+    size: tuple[int, int] | None = None
+    cause: BaseException | None = None
+
+
+def decode(data: bytes) -> PILImage:
+    """The image in ``data``, fully decoded, under the :data:`MAX_PIXELS` guard.
+
+    Pillow's ``DecompressionBombWarning`` is an error here, not a warning on the side.
+
+    Raises:
+        Undecodable: Empty, over the pixel limit, or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise Undecodable("empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_PIXELS:
+                raise Undecodable("too_large", image.size)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise Undecodable("bomb", cause=error) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise Undecodable("unreadable", cause=error) from error
+    return image
 
 
 def open_image(
@@ -50,35 +90,31 @@ def open_image(
         StepError: Not retryable: empty, not an image, truncated or corrupt, or over
             :data:`MAX_PIXELS` (Pillow's decompression-bomb limit included).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
-    if not data:
-        raise _refused(f"{what} is empty (0 bytes)", hint)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise _refused(
-                    f"{what} is {width}x{height}, over the {MAX_PIXELS:,}-pixel safety limit",
-                    too_large_hint,
-                )
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise _refused(
-            f"{what} claims more pixels than the {MAX_PIXELS:,}-pixel safety limit "
-            "(a decompression bomb?)",
-            too_large_hint,
-        ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-        if isinstance(error, UnidentifiedImageError):
-            reason = "not a format Pillow knows"
-        elif "truncated" in str(error):
-            reason = "truncated"
+        return decode(data)
+    except Undecodable as failure:
+        if failure.kind == "empty":
+            message, way_out = f"{what} is empty (0 bytes)", hint
+        elif failure.kind == "too_large" and failure.size is not None:
+            width, height = failure.size
+            message = f"{what} is {width}x{height}, over the {MAX_PIXELS:,}-pixel safety limit"
+            way_out = too_large_hint
+        elif failure.kind == "bomb":
+            message = (
+                f"{what} claims more pixels than the {MAX_PIXELS:,}-pixel safety limit "
+                "(a decompression bomb?)"
+            )
+            way_out = too_large_hint
         else:
-            reason = type(error).__name__
-        raise _refused(
-            f"{what}: {len(data):,} bytes that are not a readable image ({reason})", hint
-        ) from error
-    return image
+            cause = failure.cause
+            if isinstance(cause, UnidentifiedImageError):
+                reason = "not a format Pillow knows"
+            elif "truncated" in str(cause):
+                reason = "truncated"
+            else:
+                reason = type(cause).__name__
+            message = f"{what}: {len(data):,} bytes that are not a readable image ({reason})"
+            way_out = hint
+        raise StepError(message=message, hint=way_out, retryable=False) from failure.cause

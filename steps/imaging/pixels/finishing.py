@@ -5,18 +5,16 @@ size that was asked (garbage, an empty answer or a decompression bomb is a clear
 :func:`finish_image` returns the bytes unchanged when they already are what the step wants,
 and converts only when needed: another format, a compression level, or a JPEG that must be
 flattened onto a background colour. Converted files carry no metadata.
-
-Pillow is imported inside the functions: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
+from steps.imaging.pixels.decoding import MAX_PIXELS, Undecodable, decode
 from steps.imaging.pixels.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
 
 if TYPE_CHECKING:
@@ -32,8 +30,6 @@ __all__ = [
     "mime_type",
 ]
 
-#: Larger images are refused before decoding (a decompression-bomb guard).
-MAX_PIXELS = 40_000_000
 #: How far a ratio-only model's image may stray from the ratio asked (Gemini's pixel
 #: tables round, e.g. 16:9 is 1344x768).
 RATIO_TOLERANCE = 0.08
@@ -91,6 +87,31 @@ class FinishedImage:
     converted: bool
 
 
+def _answer_refused(failure: Undecodable, source: str, size: int) -> StepError:
+    """What :func:`inspect_image` says of a provider answer that does not decode."""
+    if failure.kind == "empty":
+        return _rejected(
+            f"{source} returned an empty image", "try again; if it persists, check the provider"
+        )
+    if failure.kind == "too_large" and failure.size is not None:
+        width, height = failure.size
+        return _rejected(
+            f"{source} returned a {width}x{height} image, over the {MAX_PIXELS:,}-pixel "
+            "safety limit",
+            "ask for a smaller size",
+        )
+    if failure.kind == "bomb":
+        return _rejected(
+            f"{source} returned an image over Pillow's decompression-bomb limit",
+            "ask for a smaller size",
+        )
+    return _rejected(
+        f"{source} returned {size} bytes that are not a readable image "
+        f"({type(failure.cause).__name__})",
+        "the endpoint may not be an image API; check the model and base URL",
+    )
+
+
 def inspect_image(
     data: bytes,
     claimed_mime: str,
@@ -112,39 +133,14 @@ def inspect_image(
         StepError: Empty, not an image, another format than claimed, too large, or not
             the size (or ratio) asked.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise _rejected(
-            f"{source} returned an empty image", "try again; if it persists, check the provider"
-        )
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice it: refused here all the same.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise _rejected(
-                    f"{source} returned a {width}x{height} image, over the "
-                    f"{MAX_PIXELS:,}-pixel safety limit",
-                    "ask for a smaller size",
-                )
-            named = PIL_NAMES.get(image.format or "")
-            found = named if named in OUTPUT_FORMATS else None
-            image.load()
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise _rejected(
-            f"{source} returned an image over Pillow's decompression-bomb limit",
-            "ask for a smaller size",
-        ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise _rejected(
-            f"{source} returned {len(data)} bytes that are not a readable image "
-            f"({type(error).__name__})",
-            "the endpoint may not be an image API; check the model and base URL",
-        ) from error
+        image = decode(data)
+    except Undecodable as failure:
+        raise _answer_refused(failure, source, len(data)) from failure.cause
+    width, height = image.size
+    named = PIL_NAMES.get(image.format or "")
+    found = named if named in OUTPUT_FORMATS else None
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     claimed = _format_of_mime(claimed_mime)
     if found is None or found != claimed:
         raise _rejected(

@@ -5,54 +5,37 @@
     ProviderError (fetchflow.errors)   a provider refused or could not be reached
     └── RateLimited                    HTTP 429 that a later try can pass; ``retry_after``
 
-Besides the error type, this module holds the small pieces both SDK wrappers use to build
-a :class:`~fetchflow.errors.ProviderError` that never leaks a secret: :func:`public_endpoint`
-(a URL without credentials or query), :func:`redact` and :func:`trim_body` (the start of a
-response body with key-looking strings masked), :func:`retry_after_seconds` (the server's
-``retry-after-ms`` / ``retry-after`` header) and :func:`image_from_bytes` (turn decoded bytes
-into a :class:`~steps.imaging.providers.base.ProviderImage`, refusing bytes that are no
-image at all), and :func:`unexpected_answer` (a 2xx whose body is not the API's JSON: an
-HTML page, plain text, an empty body, JSON of another shape or an event stream).
+Besides the error type, this module holds the pieces both SDK wrappers build a
+:class:`~fetchflow.errors.ProviderError` with (never leaking a secret: what they quote goes
+through :mod:`.redaction`): :func:`timed_out` and :func:`not_reached` (no answer),
+:func:`rate_limited` and :func:`retry_after_seconds` (the server's ``retry-after-ms`` /
+``retry-after`` header), :func:`image_from_bytes` (decoded bytes that must be an image), and
+:class:`RawAnswer` (a 2xx whose body is not the API's JSON: an HTML page, plain text, an
+empty body, JSON of another shape or an event stream). The one table that classifies an
+HTTP error answer for every provider is :mod:`.failures`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit, urlunsplit
 
 from fetchflow.errors import ProviderError
 from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.providers.base import ProviderImage
+from steps.imaging.providers.redaction import trim_body
 
 __all__ = [
-    "BODY_LIMIT",
     "RateLimited",
+    "RawAnswer",
     "image_from_bytes",
     "not_reached",
-    "public_endpoint",
     "rate_limited",
-    "redact",
     "retry_after_seconds",
-    "sniff_mime_type",
     "timed_out",
-    "trim_body",
-    "unexpected_answer",
 ]
-
-#: How many characters of a response body an error keeps.
-BODY_LIMIT = 300
-
-#: Strings that look like credentials whoever they belong to: OpenAI keys (``sk-...``,
-#: ``sk-proj-...``), Google API keys (``AIza...``) and bearer tokens.
-_KEY_LIKE = re.compile(
-    r"sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{12,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{6,}"
-)
-_REDACTED = "[redacted]"
 
 
 @dataclass
@@ -109,78 +92,6 @@ def rate_limited(
         body=body,
         retry_after=wait,
     )
-
-
-def public_endpoint(url: object) -> str:
-    """The URL of a call as errors may show it: no credentials, query or fragment.
-
-    Args:
-        url: A URL (``str`` or an ``httpx`` URL object).
-
-    Returns:
-        ``scheme://host[:port]/path``.
-    """
-    parts = urlsplit(str(url))
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal needs its brackets back
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask the given secret values and anything that looks like an API key.
-
-    Args:
-        text: Any text that came from a provider (a message, a body).
-        secrets: Exact values to mask (the API key in use); empty values are ignored.
-
-    Returns:
-        The text with each secret and key-looking string replaced by ``[redacted]``.
-    """
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
-    return _KEY_LIKE.sub(_REDACTED, text)
-
-
-class UpstreamError(Exception):
-    """An SDK exception as tracebacks may show it: its type and redacted message.
-
-    Provider errors chain this instead of the SDK's own exception, whose message can echo the
-    API key back (``Incorrect API key provided: sk-...``) into every logged traceback.
-    """
-
-
-def sanitized(exc: BaseException, secrets: Iterable[str] = ()) -> UpstreamError:
-    """A stand-in for ``exc`` that is safe to chain (``raise ... from sanitized(exc, [key])``)."""
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return UpstreamError(f"{kind}: {redact(str(exc), secrets)}")
-
-
-def trim_body(body: object, secrets: Iterable[str] = (), limit: int = BODY_LIMIT) -> str:
-    """The start of a response body, redacted, as one line of at most ``limit`` characters.
-
-    Args:
-        body: A decoded JSON body (dict or list), text, bytes or ``None``.
-        secrets: Exact values to mask, as for :func:`redact`.
-        limit: The most characters kept; longer bodies end with ``...``.
-
-    Returns:
-        The redacted, trimmed body; ``""`` for ``None``.
-    """
-    if body is None:
-        return ""
-    if isinstance(body, bytes):
-        text = body.decode("utf-8", errors="replace")
-    elif isinstance(body, str):
-        text = body
-    else:
-        try:
-            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
-        except ValueError:  # a circular structure; fall back to its repr
-            text = repr(body)
-    text = redact(" ".join(text.split()), secrets)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -252,45 +163,48 @@ def image_from_bytes(
     return ProviderImage(data=data, mime_type=mime_type)
 
 
-def unexpected_answer(
-    what: str,
-    *,
-    provider: str,
-    endpoint: str,
-    status: int,
-    content_type: str,
-    body: object,
-    secrets: Iterable[str],
-    check: str,
-) -> ProviderError:
-    """A 2xx answer that is not what the API sends (not retryable: it may have been billed).
+@dataclass(frozen=True)
+class RawAnswer:
+    """A 2xx answer as it came back, before it is read: what an error about it quotes.
 
-    The message names the endpoint, the status, the content type and the start of the body
-    (redacted); the hint says where to look (``check``) and why the call is not repeated.
-
-    Args:
-        what: What is wrong with the answer (``the answer is not JSON``).
+    Attributes:
         provider: The provider's name.
         endpoint: The URL called (already public).
         status: The HTTP status (a 2xx).
         content_type: The ``content-type`` header, ``""`` when there was none.
-        body: The body as received (bytes, text or decoded JSON).
+        content: The body as received.
         secrets: Exact values to mask (the key in use).
-        check: What to check first (``check that OPENAI_BASE_URL points at ...``).
-
-    Returns:
-        The error to raise.
+        check: What to check first when the answer is not the API's
+            (``check that OPENAI_BASE_URL points at ...``).
     """
-    kind = content_type.split(";", 1)[0].strip() or "no content-type"
-    trimmed = trim_body(body, secrets)
-    return ProviderError(
-        message=f"{provider} {endpoint}: {status} {kind}: {what}: "
-        + (trimmed if trimmed else "(empty body)"),
-        hint=f"{check}; not retried: the provider answered {status}, so the call may have "
-        "been billed",
-        provider=provider,
-        endpoint=endpoint,
-        status=status,
-        body=trimmed,
-        retryable=False,
-    )
+
+    provider: str
+    endpoint: str
+    status: int
+    content_type: str
+    content: bytes = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    check: str
+
+    def unexpected(self, what: str) -> ProviderError:
+        """The answer is not what the API sends (not retryable: it may have been billed).
+
+        The message names the endpoint, the status, the content type and the start of the
+        body (redacted); the hint says where to look and why the call is not repeated.
+
+        Args:
+            what: What is wrong with the answer (``the answer is not JSON``).
+        """
+        kind = self.content_type.split(";", 1)[0].strip() or "no content-type"
+        trimmed = trim_body(self.content, self.secrets)
+        return ProviderError(
+            message=f"{self.provider} {self.endpoint}: {self.status} {kind}: {what}: "
+            + (trimmed if trimmed else "(empty body)"),
+            hint=f"{self.check}; not retried: the provider answered {self.status}, so the call "
+            "may have been billed",
+            provider=self.provider,
+            endpoint=self.endpoint,
+            status=self.status,
+            body=trimmed,
+            retryable=False,
+        )

@@ -5,7 +5,7 @@ Two checks, in order:
 1. :func:`check_body`: the raw answer must be a JSON object shaped like a
    ``GenerateContentResponse`` (``candidates`` or ``promptFeedback``). An HTML page from a
    wrong ``GOOGLE_GEMINI_BASE_URL``, plain text, an empty body or JSON of another shape is a
-   :func:`~.errors.unexpected_answer`, never retried (a 2xx may have been billed).
+   :meth:`~.errors.RawAnswer.unexpected`, never retried (a 2xx may have been billed).
 2. :func:`images_of`: the image parts of the first candidate; without one, the reason, from
    :data:`FINISH_REASONS` (the one table of Gemini's finish reasons) or the prompt's
    ``blockReason``. Messages quote Google's ``finishMessage`` and the model's text.
@@ -16,13 +16,14 @@ Two checks, in order:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import ProviderError
 from steps.imaging.providers.base import ProviderImage
-from steps.imaging.providers.errors import image_from_bytes, redact, trim_body, unexpected_answer
+from steps.imaging.providers.errors import RawAnswer, image_from_bytes
+from steps.imaging.providers.redaction import redact, trim_body
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -147,34 +148,20 @@ def _unknown(reason: str) -> Stop:
     )
 
 
-def check_body(
-    *, status: int, content_type: str, content: bytes, endpoint: str, secrets: Iterable[str]
-) -> dict[str, object]:
+def check_body(answer: RawAnswer) -> dict[str, object]:
     """Refuse a 2xx body that is not a ``GenerateContentResponse`` (not retryable).
 
     Returns:
         The decoded body.
 
     Raises:
-        ProviderError: From :func:`~.errors.unexpected_answer`, saying what came back.
+        ProviderError: From :meth:`~.errors.RawAnswer.unexpected`, saying what came back.
     """
-
-    def unexpected(what: str) -> ProviderError:
-        return unexpected_answer(
-            what,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=status,
-            content_type=content_type,
-            body=content,
-            secrets=secrets,
-            check=BASE_URL_CHECK,
-        )
-
-    if content_type.split(";", 1)[0].strip().lower() == "text/event-stream":
+    unexpected = answer.unexpected
+    if answer.content_type.split(";", 1)[0].strip().lower() == "text/event-stream":
         raise unexpected("the answer is an event stream, not one JSON answer")
     try:
-        body = json.loads(content)
+        body = json.loads(answer.content)
     except (UnicodeDecodeError, ValueError):
         raise unexpected("the answer is not JSON") from None
     if not isinstance(body, dict):

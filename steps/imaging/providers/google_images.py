@@ -29,18 +29,16 @@ from steps.imaging.providers.base import (
     ProviderImage,
     ProviderResult,
 )
-from steps.imaging.providers.errors import (
-    not_reached,
-    public_endpoint,
-    rate_limited,
-    redact,
-    retry_after_seconds,
-    sanitized,
-    timed_out,
-    trim_body,
+from steps.imaging.providers.errors import RawAnswer, not_reached, retry_after_seconds, timed_out
+from steps.imaging.providers.failures import HttpFailure, ProviderTerms, classify
+from steps.imaging.providers.google_answers import (
+    BASE_URL_CHECK,
+    check_body,
+    images_of,
+    usage_of,
 )
-from steps.imaging.providers.google_answers import check_body, images_of, usage_of
 from steps.imaging.providers.google_edits import edit_contents
+from steps.imaging.providers.redaction import public_endpoint, redact, sanitized, trim_body
 
 if TYPE_CHECKING:
     import httpx2
@@ -52,6 +50,18 @@ __all__ = ["API_KEY_ENV", "GeminiProvider", "google_error", "takes_image_size"]
 PROVIDER = "google"
 #: Where users put their own Gemini key; named in hints, never read here.
 API_KEY_ENV = "GEMINI_API_KEY"
+#: How Google is named in failures, and what its statuses mean.
+TERMS = ProviderTerms(
+    name=PROVIDER,
+    company="Google",
+    key_name="Gemini",
+    out_of_quota="the project has no quota for this model",
+    quota_hint="enable billing for the Google AI project (aistudio.google.com, Billing) or use "
+    "another key; retrying will not help",
+    forbidden="the API key was rejected",
+    forbidden_hint="the key's project may not use this model",
+    passing_statuses=frozenset({408}),
+)
 #: The SDK's own default root and API version (google-genai 3.4.0); the tests check the
 #: endpoint built from them against the path the SDK really calls.
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
@@ -190,11 +200,15 @@ class GeminiProvider:
         if answer is None or not answer.is_success:
             return None
         return check_body(
-            status=answer.status_code,
-            content_type=answer.headers.get("content-type", ""),
-            content=answer.read(),
-            endpoint=public_endpoint(answer.url),
-            secrets=(self._api_key,),
+            RawAnswer(
+                PROVIDER,
+                public_endpoint(answer.url),
+                answer.status_code,
+                answer.headers.get("content-type", ""),
+                answer.read(),
+                (self._api_key,),
+                BASE_URL_CHECK,
+            )
         )
 
 
@@ -277,17 +291,10 @@ def google_error(
 ) -> ProviderError:
     """Translate a ``google-genai`` or transport exception into a :class:`ProviderError`.
 
-    ==========================================  =========  ==================================
-    What failed                                 retryable  error
-    ==========================================  =========  ==================================
-    429 with a quota of 0 (``limit: 0``)        no         billing hint
-    429 ``RESOURCE_EXHAUSTED``                  yes        :class:`RateLimited` + retry_after
-    400 ``API_KEY_INVALID``, 401, 403           no         hint names ``GEMINI_API_KEY``
-    408 / 5xx                                   yes        server error
-    other 4xx                                   no         the provider's message
-    timeout                                     yes        names the endpoint and timeout
-    connection failure                          yes        names the endpoint
-    ==========================================  =========  ==================================
+    A timeout or a connection failure is retryable; an HTTP error answer is classified by
+    :func:`~.failures.classify`, the table every provider shares (a quota of 0, ``limit:
+    0``, is the empty quota; ``API_KEY_INVALID`` a rejected key; Google's ``RetryInfo`` the
+    wait it asks for, before ``Retry-After``).
 
     Args:
         exc: A ``google.genai.errors.APIError`` or an ``httpx2.HTTPError``.
@@ -320,49 +327,20 @@ def google_error(
     url = getattr(exc.response, "url", None)
     if url is not None:
         endpoint = public_endpoint(url)
-    status = int(exc.code)
-    said = redact(str(exc.message or ""), secrets)
-    head = f"{PROVIDER} {endpoint}: {status}" + (f" {exc.status}" if exc.status else "")
     entries = _error_details(exc.details)
-    body = trim_body(exc.details, secrets)
-
-    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
-        return ProviderError(
-            message=f"{head}: {what}",
-            hint=hint,
-            retryable=retryable,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=status,
-            body=body,
-        )
-
-    if status == 429 and _quota_is_zero(entries, said):
-        return fail(
-            f"the project has no quota for this model: {said}",
-            "enable billing for the Google AI project (aistudio.google.com, Billing) or use "
-            "another key; retrying will not help",
-            retryable=False,
-        )
-    if status == 429:
-        headers = getattr(exc.response, "headers", None)
-        wait = _retry_delay(entries)
-        if wait is None and isinstance(headers, Mapping):
-            wait = retry_after_seconds(headers)
-        return rate_limited(
-            head, said, provider=PROVIDER, endpoint=endpoint, status=status, body=body, wait=wait
-        )
-    if status in (401, 403) or "API_KEY_INVALID" in _reasons(entries):
-        return fail(
-            f"the API key was rejected: {said}",
-            f"check the Gemini key in {key_source} (where this step's charge_type took it "
-            "from); 403 also means the key's project may not use this model",
-            retryable=False,
-        )
-    if status >= 500 or status == 408:
-        return fail(
-            f"server error: {said}",
-            "Google had a problem answering; run again later",
-            retryable=True,
-        )
-    return fail(said, "fix the request the provider complains about", retryable=False)
+    said = redact(str(exc.message or ""), secrets)
+    wait = _retry_delay(entries)
+    headers = getattr(exc.response, "headers", None)
+    if wait is None and isinstance(headers, Mapping):
+        wait = retry_after_seconds(headers)
+    failure = HttpFailure(
+        endpoint=endpoint,
+        status=int(exc.code),
+        code=str(exc.status or ""),
+        said=said,
+        body=trim_body(exc.details, secrets),
+        retry_after=wait,
+        quota_exhausted=_quota_is_zero(entries, said),
+        key_invalid="API_KEY_INVALID" in _reasons(entries),
+    )
+    return classify(failure, TERMS, key_source=key_source)

@@ -10,9 +10,9 @@ What came back                                 retryable  result
 =============================================  =========  ===================================
 JSON ``{data: [{b64_json}, ...], usage}``      -          the images and the token usage
 JSON with ``data: []``                         yes        "holds no images"
-JSON of another shape, HTML, text, no body     no         :func:`~.errors.unexpected_answer`
+JSON of another shape, HTML, text, no body     no         :meth:`~.errors.RawAnswer.unexpected`
 ``text/event-stream`` with ``*.completed``     -          the final images, kept (paid for)
-``text/event-stream`` without a final image    no         :func:`~.errors.unexpected_answer`
+``text/event-stream`` without a final image    no         :meth:`~.errors.RawAnswer.unexpected`
 an item with a URL or no ``b64_json``          no         "has no b64_json"
 bad base64, bytes that are no image            yes        garbled answer
 =============================================  =========  ===================================
@@ -27,11 +27,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from fetchflow.errors import ProviderError
 from steps.imaging.providers.base import ProviderImage, ProviderResult
-from steps.imaging.providers.errors import image_from_bytes, unexpected_answer
+from steps.imaging.providers.errors import RawAnswer, image_from_bytes
 
 __all__ = ["BASE_URL_CHECK", "read_answer", "usage_counts"]
 
@@ -46,24 +46,12 @@ _COMPLETED = frozenset({"image_generation.completed", "image_edit.completed"})
 _PARTIAL = frozenset({"image_generation.partial_image", "image_edit.partial_image"})
 
 
-def read_answer(
-    *,
-    status: int,
-    content_type: str,
-    content: bytes,
-    endpoint: str,
-    model: str,
-    secrets: Iterable[str],
-) -> ProviderResult:
+def read_answer(answer: RawAnswer, *, model: str) -> ProviderResult:
     """The images of a 2xx answer, or the :class:`ProviderError` saying why there are none.
 
     Args:
-        status: The HTTP status (a 2xx).
-        content_type: The ``content-type`` header (``""`` when absent).
-        content: The body as received.
-        endpoint: The URL called, as errors show it.
+        answer: The answer as received (status, ``content-type``, body, endpoint, secrets).
         model: The model asked for.
-        secrets: Exact values to mask in errors (the key in use).
 
     Returns:
         The decoded images, in the order returned, with the token usage.
@@ -71,21 +59,9 @@ def read_answer(
     Raises:
         ProviderError: See the module's table.
     """
-    secrets = tuple(secrets)
-
-    def unexpected(what: str, body: object = content) -> ProviderError:
-        return unexpected_answer(
-            what,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=status,
-            content_type=content_type,
-            body=body,
-            secrets=secrets,
-            check=BASE_URL_CHECK,
-        )
-
-    if _is_event_stream(content_type, content):
+    status, endpoint, content = answer.status, answer.endpoint, answer.content
+    unexpected = answer.unexpected
+    if _is_event_stream(answer.content_type, content):
         return _read_stream(content, endpoint=endpoint, model=model, unexpected=unexpected)
     try:
         body = json.loads(content)

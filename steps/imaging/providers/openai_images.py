@@ -22,18 +22,11 @@ from steps.imaging.providers.base import (
     ImageRequest,
     ProviderResult,
 )
-from steps.imaging.providers.errors import (
-    not_reached,
-    public_endpoint,
-    rate_limited,
-    redact,
-    retry_after_seconds,
-    sanitized,
-    timed_out,
-    trim_body,
-)
-from steps.imaging.providers.openai_answers import read_answer
+from steps.imaging.providers.errors import RawAnswer, not_reached, retry_after_seconds, timed_out
+from steps.imaging.providers.failures import HttpFailure, ProviderTerms, classify
+from steps.imaging.providers.openai_answers import BASE_URL_CHECK, read_answer
 from steps.imaging.providers.openai_requests import edit_params, generation_params
+from steps.imaging.providers.redaction import public_endpoint, redact, sanitized, trim_body
 
 if TYPE_CHECKING:
     import openai
@@ -45,6 +38,19 @@ __all__ = ["API_KEY_ENV", "OpenAIProvider", "generation_params", "openai_error"]
 PROVIDER = "openai"
 #: Where users put their own OpenAI key; named in hints, never read here.
 API_KEY_ENV = "OPENAI_API_KEY"
+#: How OpenAI is named in failures, and what its statuses mean.
+TERMS = ProviderTerms(
+    name=PROVIDER,
+    company="OpenAI",
+    key_name="OpenAI",
+    out_of_quota="the account is out of quota",
+    quota_hint="add credit or raise the limit in the OpenAI billing settings "
+    "(platform.openai.com/settings/organization/billing), or use another key; "
+    "retrying will not help",
+    forbidden="the key may not do this",
+    forbidden_hint="no access to this model, project or region",
+    passing_statuses=frozenset({408, 409}),
+)
 #: Error codes of a refused prompt: GPT image models, then the DALL·E-era code.
 _MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 
@@ -154,14 +160,16 @@ class OpenAIProvider:
                 timeout=self._timeout,
                 key_source=self._key_source,
             ) from sanitized(exc, [self._api_key])
-        return read_answer(
-            status=raw.status_code,
-            content_type=raw.headers.get("content-type", ""),
-            content=content,
-            endpoint=public_endpoint(raw.http_request.url),
-            model=model,
-            secrets=(self._api_key,),
+        answer = RawAnswer(
+            PROVIDER,
+            public_endpoint(raw.http_request.url),
+            raw.status_code,
+            raw.headers.get("content-type", ""),
+            content,
+            (self._api_key,),
+            BASE_URL_CHECK,
         )
+        return read_answer(answer, model=model)
 
 
 def openai_error(
@@ -174,18 +182,10 @@ def openai_error(
 ) -> ProviderError:
     """Translate an ``openai`` SDK exception into a :class:`ProviderError`.
 
-    ==========================================  =========  ==================================
-    What failed                                 retryable  error
-    ==========================================  =========  ==================================
-    429 ``insufficient_quota``                  no         billing hint
-    429 other (rate limit)                      yes        :class:`RateLimited` + retry_after
-    400 ``moderation_blocked`` / ``content_...``no         the safety system refused
-    401 / 403                                   no         hint names ``OPENAI_API_KEY``
-    408 / 409 / 5xx                             yes        server error
-    other 4xx                                   no         the provider's message
-    timeout                                     yes        names the endpoint and timeout
-    connection failure                          yes        names the endpoint
-    ==========================================  =========  ==================================
+    A timeout or a connection failure is retryable; an HTTP error answer is classified by
+    :func:`~.failures.classify`, the table every provider shares (``insufficient_quota``
+    is the empty quota; ``moderation_blocked`` and ``content_policy_violation`` the
+    moderation refusals).
 
     Args:
         exc: What the SDK raised.
@@ -217,69 +217,21 @@ def openai_error(
             body=trim_body(getattr(exc, "body", None), secrets),
         )
 
-    status = exc.status_code
     body = exc.body if isinstance(exc.body, Mapping) else {}
-    said = redact(str(body.get("message") or exc.message), secrets)
-    code = exc.code or exc.type or ""
-    head = f"{PROVIDER} {endpoint}: {status}" + (f" {code}" if code else "")
-    body_text = trim_body(exc.body, secrets)
-
-    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
-        return ProviderError(
-            message=f"{head}: {what}",
-            hint=hint,
-            retryable=retryable,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=status,
-            body=body_text,
-        )
-
-    if status == 429 and code == "insufficient_quota":
-        return fail(
-            f"the account is out of quota: {said}",
-            "add credit or raise the limit in the OpenAI billing settings "
-            "(platform.openai.com/settings/organization/billing), or use another key; "
-            "retrying will not help",
-            retryable=False,
-        )
-    if status == 429:
-        wait = retry_after_seconds(exc.response.headers)
-        return rate_limited(
-            head,
-            said,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=status,
-            body=body_text,
-            wait=wait,
-        )
-    if code in _MODERATION_CODES:
-        return fail(
-            f"the safety system refused the prompt{_moderation_details(body)}",
-            "rephrase the prompt; the same prompt is refused again, so it is not retried",
-            retryable=False,
-        )
-    if status in (401, 403):
-        reason = "the API key was rejected" if status == 401 else "the key may not do this"
-        return fail(
-            f"{reason}: {said}",
-            f"check the OpenAI key in {key_source} (where this step's charge_type took it "
-            "from); 403 also means no access to this model, project or region",
-            retryable=False,
-        )
-    if status >= 500 or status in (408, 409):
-        return fail(
-            f"server error: {said}",
-            "OpenAI had a problem answering; run again later",
-            retryable=True,
-        )
+    code = str(exc.code or exc.type or "")
     param = body.get("param")
-    return fail(
-        said,
-        "fix the request the provider complains about" + (f" (param: {param})" if param else ""),
-        retryable=False,
+    failure = HttpFailure(
+        endpoint=endpoint,
+        status=exc.status_code,
+        code=code,
+        said=redact(str(body.get("message") or exc.message), secrets),
+        body=trim_body(exc.body, secrets),
+        retry_after=retry_after_seconds(exc.response.headers),
+        quota_exhausted=code == "insufficient_quota",
+        moderation=_moderation_details(body) if code in _MODERATION_CODES else None,
+        param=str(param) if param else None,
     )
+    return classify(failure, TERMS, key_source=key_source)
 
 
 def _moderation_details(body: Mapping[str, object]) -> str:

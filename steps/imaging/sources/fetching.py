@@ -11,11 +11,10 @@ body over ``max_reference_bytes`` (a larger Content-Length is refused before the
 the body is read in chunks and abandoned past the cap); bytes without a PNG, JPEG, WebP or
 GIF signature (the Content-Type is not trusted).
 
-DNS rebinding: the host is resolved once, and the connection classes below override
-``connect()`` to open the TCP socket to the vetted address itself; ``http.client`` still
-sends the URL's host in ``Host``, and https wraps the socket with ``server_hostname`` = the
-URL's host, so SNI and certificate checks are against the name. Proxy variables are ignored
-on purpose: a proxy would resolve the name again, out of our sight.
+DNS rebinding: the host is resolved once, and the connection goes to the vetted addresses
+only (:func:`~steps.imaging.sources.pinned.pinned_connection`), the certificate still
+checked against the URL's host. Proxy variables are ignored on purpose: a proxy would
+resolve the name again, out of our sight.
 
 Messages show the URL without query string, fragment or credentials (a presigned URL's
 signature lives in the query); :attr:`FetchedImage.url` is that same form, safe to store.
@@ -35,6 +34,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from fetchflow.errors import StepError
 from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.settings import ImageSettings
+from steps.imaging.sources.pinned import pinned_connection
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -223,49 +223,6 @@ def _vetted_addresses(target: _Target, *, allow_private: bool) -> list[str]:
     return addresses
 
 
-def _connect_first(addresses: list[str], port: int, timeout: float | None) -> socket.socket:
-    last_error: OSError | None = None
-    for address in addresses:
-        try:
-            return socket.create_connection((address, port), timeout)
-        except OSError as error:
-            last_error = error
-    assert last_error is not None  # addresses is never empty
-    raise last_error
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to vetted addresses only; the ``Host`` header still names the URL's host."""
-
-    def __init__(self, host: str, port: int, *, addresses: list[str], timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._vetted = addresses
-
-    def connect(self) -> None:
-        """Open the socket to a vetted address, never to a fresh resolution of the name."""
-        self.sock = _connect_first(self._vetted, self.port, self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to vetted addresses only; SNI and certificate checks use the URL's host."""
-
-    def __init__(
-        self, host: str, port: int, *, addresses: list[str], timeout: float, tls: ssl.SSLContext
-    ) -> None:
-        super().__init__(host, port, timeout=timeout, context=tls)
-        self._vetted = addresses
-        self._tls = tls
-
-    def connect(self) -> None:
-        """Open the socket to a vetted address, then TLS with the URL's host name."""
-        raw = _connect_first(self._vetted, self.port, self.timeout)
-        try:
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
-        except BaseException:
-            raw.close()
-            raise
-
-
 def _read_capped(
     response: http.client.HTTPResponse, target: _Target, cap: int, deadline: float
 ) -> bytes:
@@ -303,17 +260,6 @@ def _status_error(response: http.client.HTTPResponse, target: _Target) -> StepEr
     return _refused(target.shown, detail, hint, retryable=retryable)
 
 
-def _connection(
-    target: _Target, addresses: list[str], timeout: float
-) -> http.client.HTTPConnection:
-    if target.scheme == "https":
-        tls = ssl.create_default_context()
-        return _PinnedHTTPSConnection(
-            target.host, target.port, addresses=addresses, timeout=timeout, tls=tls
-        )
-    return _PinnedHTTPConnection(target.host, target.port, addresses=addresses, timeout=timeout)
-
-
 def fetch_reference(url: str, *, settings: ImageSettings, timeout: float = 30.0) -> FetchedImage:
     """Fetch the image at an http(s) URL, refusing anything hostile (see the module doc).
 
@@ -340,7 +286,13 @@ def fetch_reference(url: str, *, settings: ImageSettings, timeout: float = 30.0)
             shown = f"{shown} (redirected from {origin})"
         target = _check_url(current, shown)
         addresses = _vetted_addresses(target, allow_private=settings.allow_private_urls)
-        connection = _connection(target, addresses, max(deadline - time.monotonic(), 0.001))
+        connection = pinned_connection(
+            target.scheme,
+            target.host,
+            target.port,
+            addresses,
+            max(deadline - time.monotonic(), 0.001),
+        )
         response: http.client.HTTPResponse | None = None
         try:
             connection.request(

@@ -56,15 +56,16 @@ GEMINI_KEY = "AIzaTestSECRETrunfaults0123456789"
 PREFIX = "prefix"
 #: Tries per provider call in these runs (the 500 case sends exactly this many).
 ATTEMPTS = 3
-PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def clean_environment(
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     """Only this test's keys and endpoints: nothing of the machine's, no ``.env`` read."""
-    for name in list(os.environ):
-        if name in PROVIDER_VARIABLES or name.startswith(("FETCHFLOW_", "AWS_")):
-            monkeypatch.delenv(name)
+    scrub_environ(monkeypatch)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

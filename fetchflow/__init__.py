@@ -1,8 +1,9 @@
 """fetchflow: YAML image-production workflows, checked before they run, run on Prefect.
 
-The public API for step authors and embedders. Names are imported on first use, so that the
-``fetchflow`` command starts fast; importing this package never imports Prefect (only
-:mod:`fetchflow.orchestration.runner` does, when a run starts).
+The public API for step authors and embedders (and :mod:`fetchflow.testing` for their
+tests). Names are imported on first use, so that the ``fetchflow`` command starts fast;
+importing this package never imports Prefect (only :mod:`fetchflow.orchestration.runner`
+does, when a run starts).
 """
 
 from __future__ import annotations
@@ -12,59 +13,99 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fetchflow.errors import (
+        ApprovalAnswerError,
+        BudgetExceeded,
+        CommandError,
         FetchflowError,
         Interrupted,
         PluginError,
         Problem,
         ProviderError,
+        ResumeError,
         RuleViolation,
         RunError,
+        ServeError,
+        ServerError,
         SettingsInvalid,
         StepError,
         StorageError,
         TemplateError,
+        UsageError,
         WorkflowInvalid,
     )
-    from fetchflow.interrupt import check_interrupt, stop_requested
-    from fetchflow.registry import StepRegistry
-    from fetchflow.step import Step, StepConfig, StepContext, deferred
+    from fetchflow.interrupt import (
+        check_interrupt,
+        stop_requested,
+    )
+    from fetchflow.registry import (
+        StepRegistry,
+    )
+    from fetchflow.step import (
+        CostEstimate,
+        OutputLength,
+        Step,
+        StepConfig,
+        StepContext,
+        deferred,
+    )
 
 __version__ = "0.1.0"
 
+#: Where each public name lives; it is imported from there on first use.
 _HOMES = {
     "fetchflow.errors": (
+        "ApprovalAnswerError",
+        "BudgetExceeded",
+        "CommandError",
         "FetchflowError",
-        "RuleViolation",
         "Interrupted",
         "PluginError",
         "Problem",
         "ProviderError",
+        "ResumeError",
+        "RuleViolation",
         "RunError",
+        "ServeError",
+        "ServerError",
         "SettingsInvalid",
         "StepError",
         "StorageError",
         "TemplateError",
+        "UsageError",
         "WorkflowInvalid",
     ),
-    "fetchflow.interrupt": ("check_interrupt", "stop_requested"),
+    "fetchflow.interrupt": (
+        "check_interrupt",
+        "stop_requested",
+    ),
+    "fetchflow.registry": ("StepRegistry",),
     "fetchflow.step": (
+        "CostEstimate",
+        "OutputLength",
         "Step",
         "StepConfig",
         "StepContext",
         "deferred",
     ),
-    "fetchflow.registry": ("StepRegistry",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
+    "ApprovalAnswerError",
+    "BudgetExceeded",
+    "CommandError",
+    "CostEstimate",
     "FetchflowError",
     "Interrupted",
+    "OutputLength",
     "PluginError",
     "Problem",
     "ProviderError",
+    "ResumeError",
     "RuleViolation",
     "RunError",
+    "ServeError",
+    "ServerError",
     "SettingsInvalid",
     "Step",
     "StepConfig",
@@ -73,6 +114,7 @@ __all__ = [
     "StepRegistry",
     "StorageError",
     "TemplateError",
+    "UsageError",
     "WorkflowInvalid",
     "__version__",
     "check_interrupt",

@@ -24,6 +24,7 @@ from types import FrameType
 from fetchflow.errors import Interrupted
 
 __all__ = [
+    "STOP_SIGNALS",
     "Interrupted",
     "check_interrupt",
     "clear_stop",

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from fetchflow.templating import Templates
 
 __all__ = [
+    "PROJECT_ROOT_CONTEXT_KEY",
+    "TEMPLATED_CONTEXT_KEY",
     "CostEstimate",
     "OutputLength",
     "Progress",

@@ -32,18 +32,25 @@ from jinja2.sandbox import SandboxedFormatter
 from jinja2.visitor import NodeTransformer
 
 __all__ = [
+    "HOOKS",
     "LIMITS_HINT",
     "MAX_INT_BITS",
     "MAX_TEMPLATE_STEPS",
     "MAX_VALUE_SIZE",
     "TemplateLimitError",
     "bounded_filters",
+    "bounded_lipsum",
+    "bounded_str_format",
     "check_binop",
     "check_call",
     "check_format_spec",
+    "check_format_string",
+    "check_printf",
     "check_size",
+    "count_step",
     "limit_error",
     "render_budget",
+    "size_of",
     "transform",
 ]
 

@@ -36,6 +36,7 @@ __all__ = [
     "JINJA_GLOBALS",
     "TEMPLATE_MARKERS",
     "Templates",
+    "canonical",
     "is_template",
     "to_text",
 ]

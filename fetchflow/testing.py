@@ -35,7 +35,7 @@ from fetchflow.workflow.plan import PlannedStep
 from fetchflow.workflow.spec import StepCommon
 from fetchflow.workflow.validation import validate_config
 
-__all__ = ["make_context", "run_step"]
+__all__ = ["STARTED_AT", "make_context", "run_step"]
 
 _ConfigT = TypeVar("_ConfigT", bound=StepConfig)
 _OutputT = TypeVar("_OutputT")

@@ -3,7 +3,9 @@
 ``tests/conftest.py`` writes a ``fetchflow_teststeps-0.0.0.dist-info`` folder whose
 ``entry_points.txt`` names these classes in the ``fetchflow.steps`` group, so
 :meth:`fetchflow.StepRegistry.from_entry_points` finds them exactly as it finds a
-third-party plugin.
+third-party plugin. Each states its config model and output type once, in its class line
+(``Step[EchoConfig, JsonValue]``), as the README tells plugin authors to; the built-in steps
+set ``config_model`` and ``output_type`` as well, so both ways stay tested.
 
 ```yaml
 - id: a
@@ -40,10 +42,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from fetchflow import RuleViolation, Step, StepConfig, StepContext, StepError, deferred
-from fetchflow.step import CostEstimate
+from fetchflow import CostEstimate, RuleViolation, Step, StepConfig, StepContext, StepError
+from fetchflow.settings import Settings
 
 __all__ = [
     "CrashStep",
@@ -68,9 +70,6 @@ class EchoConfig(StepConfig):
 
 class EchoStep(Step[EchoConfig, JsonValue]):
     """Return the configured value unchanged (lists stay lists)."""
-
-    config_model = EchoConfig
-    output_type = JsonValue
 
     def run(self, config: EchoConfig, ctx: StepContext) -> JsonValue:
         """Return ``value``."""
@@ -110,9 +109,6 @@ class SleepOutput(BaseModel):
 class SleepStep(Step[SleepConfig, SleepOutput]):
     """Sleep for a while in small slices, so that a timeout can interrupt it."""
 
-    config_model = SleepConfig
-    output_type = SleepOutput
-
     def run(self, config: SleepConfig, ctx: StepContext) -> SleepOutput:
         """Wait for ``after_file`` if given, sleep ``seconds`` and say when."""
         started = time.monotonic()
@@ -144,9 +140,8 @@ class FailConfig(StepConfig):
     )
 
     @model_validator(mode="after")
-    def _counting_needs_a_state_file(self, info: ValidationInfo) -> Self:
-        if deferred(info, "fail_times", "state_file"):
-            return self
+    def _counting_needs_a_state_file(self) -> Self:
+        # No deferred() here on purpose: a RuleViolation over a templated field waits by itself.
         if self.fail_times >= 0 and self.state_file is None:
             raise RuleViolation(
                 f"fail_times {self.fail_times} needs a state_file to count attempts in",
@@ -165,9 +160,6 @@ def count_attempt(state_file: Path) -> int:
 
 class FailStep(Step[FailConfig, str]):
     """Raise a StepError, always or for the first ``fail_times`` attempts."""
-
-    config_model = FailConfig
-    output_type = str
 
     def run(self, config: FailConfig, ctx: StepContext) -> str:
         """Fail while the attempt count is within ``fail_times``, then return ``"ok"``."""
@@ -188,9 +180,6 @@ class CrashConfig(StepConfig):
 
 class CrashStep(Step[CrashConfig, str]):
     """Raise a plain ValueError, the way a buggy plugin would."""
-
-    config_model = CrashConfig
-    output_type = str
 
     def run(self, config: CrashConfig, ctx: StepContext) -> str:
         """Raise ``ValueError("boom")``."""
@@ -215,9 +204,6 @@ class ListOutputConfig(StepConfig):
 class ListOutputStep(Step[ListOutputConfig, list[Item]]):
     """Produce ``count`` items named ``item-<n>.png``."""
 
-    config_model = ListOutputConfig
-    output_type = list[Item]
-
     def run(self, config: ListOutputConfig, ctx: StepContext) -> list[Item]:
         """Return the items, numbered from 0."""
         return [
@@ -240,14 +226,11 @@ class PricedConfig(StepConfig):
 class PricedStep(Step[PricedConfig, JsonValue]):
     """A billable step: costs ``price`` per item, so approval forms and estimates see it."""
 
-    config_model = PricedConfig
-    output_type = JsonValue
     billable = True
     approval_fields = ("prompt", "count")
 
     @classmethod
-    def estimate(cls, config: BaseModel, settings: object) -> CostEstimate | None:  # type: ignore[override]
-        assert isinstance(config, PricedConfig)
+    def estimate(cls, config: PricedConfig, settings: Settings) -> CostEstimate | None:
         return CostEstimate(
             cost_usd=config.price * config.count,
             images=config.count,

@@ -35,6 +35,7 @@ from fetchflow.run.report import RunReport
 from fetchflow.settings import Settings
 from fetchflow.workflow.checking import check_file
 from fetchflow.workflow.inputs import resolve_inputs
+from steps.imaging.settings import ImageSettings, image_settings
 
 # The fake providers live in tests/steps/fakes, importable as ``fakes`` once tests/steps is
 # on sys.path (pytest puts it there for the modules in tests/steps; this module is not one).
@@ -98,6 +99,7 @@ class CanaryRun:
 
     report: RunReport
     settings: Settings
+    image_settings: ImageSettings
     home: Path
     openai_credentials: list[str | None]
     gemini_credentials: list[str | None]
@@ -231,6 +233,9 @@ def _collect(run: CanaryRun) -> None:
         repr(run.settings),
         str(run.settings),
         run.settings.model_dump_json(),
+        repr(run.image_settings),
+        str(run.image_settings),
+        run.image_settings.model_dump_json(),
     ]
 
 
@@ -273,6 +278,7 @@ def canary_run(
         run = CanaryRun(
             report=report,
             settings=settings,
+            image_settings=image_settings(),
             home=home,
             openai_credentials=[r.credential for r in openai.requests],
             gemini_credentials=[r.credential for r in gemini.requests],
@@ -361,9 +367,9 @@ def test_each_place_holds_what_it_should(canary_run: CanaryRun) -> None:
     assert any("hosted image usage" in log for log in logs)
     assert any("run-summary" in artifact for artifact in places["artifacts"])
     assert run_id in places["Prefect database (every row)"][0]
-    assert "**********" in repr(canary_run.settings)  # the hosted key is there, masked
-    assert canary_run.settings.hosted_gemini_api_key is not None
-    assert canary_run.settings.hosted_gemini_api_key.get_secret_value() == HOSTED_GEMINI_KEY
+    assert "**********" in repr(canary_run.image_settings)  # the hosted key is there, masked
+    assert canary_run.image_settings.hosted_gemini_api_key is not None
+    assert canary_run.image_settings.hosted_gemini_api_key.get_secret_value() == HOSTED_GEMINI_KEY
 
 
 def test_a_rejected_key_error_says_where_that_key_came_from(canary_run: CanaryRun) -> None:

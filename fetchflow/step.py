@@ -455,7 +455,8 @@ def definition_problem(cls: type[Step[Any, Any]]) -> tuple[str, str] | None:
     try:
         _output_schema(cls)
     except Exception as error:  # pydantic's schema errors have no common base worth naming
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # Pydantic's first sentence says what it could not describe; the rest is its advice.
+        reason = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__
         return (
             f"{name}'s output type {_type_name(output)} has no JSON Schema ({reason})",
             "return a pydantic model, a dataclass or JSON types (str, int, float, bool, "

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from fetchflow.errors import PluginError, Problem, WorkflowInvalid, closest
+from fetchflow.errors import PluginError, Problem, RunError, StepError, WorkflowInvalid, closest
 from fetchflow.registry import StepRegistry
 from fetchflow.run.execution import validated_config
 from fetchflow.settings import Settings
@@ -184,7 +184,11 @@ def run_step(
         line=0,
     )
     validated = validated_config(planned, ctx.templates, ctx.scope)
-    output = step_cls().run(validated, ctx)
+    try:
+        output = step_cls().run(validated, ctx)
+    except RunError as error:  # named after its step, as a run names it
+        error.step_id = error.step_id or ctx.step_id
+        raise
     step_cls.dump_output(output)  # what downstream templates would see must serialise
     return output
 
@@ -220,8 +224,6 @@ def _local_store(settings: Settings) -> AssetStore:
 
 
 def _secret_reader(secrets: Mapping[str, str]) -> Callable[[str], str]:
-    from fetchflow.errors import StepError
-
     def read(name: str) -> str:
         if name not in secrets:
             raise StepError(

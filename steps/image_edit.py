@@ -262,7 +262,6 @@ def _is_template(value: object) -> bool:
 class ImageEditStep(ImageStep[ImageEditConfig]):
     """Edit images with a prompt: refine, compose, inpaint, outpaint, remove backgrounds."""
 
-    config_model = ImageEditConfig
     approval_fields = ("prompt", "model", "count", "size", "aspect_ratio", "outpaint")
 
     @classmethod

@@ -100,7 +100,6 @@ class ImageGenerationConfig(ImageOutputConfig, _Prompt):
 class ImageGenerationStep(ImageStep[ImageGenerationConfig]):
     """Generate images from a prompt (OpenAI, Gemini, or the offline preview)."""
 
-    config_model = ImageGenerationConfig
     approval_fields = ("prompt", "model", "count", "size", "aspect_ratio", "resolution", "style")
 
     @classmethod

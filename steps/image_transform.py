@@ -164,8 +164,6 @@ def settings_sha256(config: ImageTransformConfig) -> str:
 class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
     """Resize, crop or pad, and re-encode images with Pillow (free, offline)."""
 
-    config_model = ImageTransformConfig
-    output_type = list[ImageAsset]
     billable = False
     produces_files = True
 

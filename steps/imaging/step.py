@@ -59,7 +59,6 @@ class ImagePlan:
 class ImageStep(Step[ConfigT, list[ImageAsset]]):
     """Base of the steps that pay a provider for images (generation, edit)."""
 
-    output_type = list[ImageAsset]
     billable = True
     produces_files = True
 

@@ -28,10 +28,12 @@
     ├── jinja2 SecurityError
     │   └── TemplateLimitError     (fetchflow.template_limits) a template built too much or ran
     │                              too long; jinja's sandbox raises it, so it stays jinja's kind
-    └── UpstreamError*             an SDK exception, redacted: what a ProviderError chains
+    ├── UpstreamError*             an SDK exception, redacted: what a ProviderError chains
+    └── Undecodable*               bytes Pillow refused; its caller words it as a StepError
 
-    * defined by the step library (``steps/imaging``), which the engine does not know; drawn
-      here so the whole tree is in one place.
+    * defined by the step library (``steps/imaging``: ``providers/errors.py``,
+      ``providers/redaction.py``, ``partial.py``, ``pixels/decoding.py``), which the engine
+      does not know; drawn here so the whole tree is in one place.
 
 Every error of ours has a ``message`` (what is wrong, with the value found) and a ``hint``
 (a concrete fix), and one function, :func:`with_hint`, puts them together: the first line,

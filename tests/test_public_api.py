@@ -101,3 +101,28 @@ def test_star_import_gives_every_public_name_without_prefect() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
     assert done.returncode == 0, done.stderr
+
+
+def test_every_exception_class_is_drawn_in_the_error_tree() -> None:
+    """fetchflow.errors draws the whole tree, the step library's exceptions included."""
+    import fetchflow.errors
+
+    found: set[str] = set()
+    for package in ("fetchflow", "steps"):
+        root = Path(importlib.import_module(package).__file__ or "").parent
+        for path in sorted(root.rglob("*.py")):
+            if path.name == "__main__.py":
+                continue  # runs the command line when imported
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            module = importlib.import_module(name)
+            found.update(
+                value.__name__
+                for value in vars(module).values()
+                if isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == name
+            )
+    drawing = fetchflow.errors.__doc__ or ""
+
+    assert sorted(name for name in found if f" {name} " not in drawing.replace("*", " ")) == []

@@ -1,16 +1,23 @@
-"""Suite-wide fixtures: the test step plugin (a real entry point) and one Prefect server.
+"""Suite-wide fixtures: the test step plugin (a real entry point), one Prefect server, and the
+one definition of which of the machine's settings no test may see.
 
 The test step types in ``tests/plugin/fetchflow_teststeps.py`` are registered the way any
 plugin is: a ``*.dist-info`` folder with an ``entry_points.txt`` on ``sys.path``. Nothing
 here imports Prefect at module level, so tests that do not run flows never pay for it.
+
+A test's subprocess starts from ``clean_env`` (the machine's environment without them); a
+test that reads settings in-process calls ``scrub_environ(monkeypatch)``. A command-line run
+that does not test Prefect's cold start adds ``PREFECT_API_URL=prefect_api`` (the session's
+server) instead of starting an embedded server of its own (10-30 s each).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -33,6 +40,23 @@ TEST_STEP_ENTRY_POINTS = {
     "list_output": "fetchflow_teststeps:ListOutputStep",
     "priced": "fetchflow_teststeps:PricedStep",
 }
+
+#: Prefixes of the machine's settings that would change what a test does: a developer's
+#: fetchflow store, Prefect server, AWS profile or endpoint, provider key or base URL (the
+#: SDKs read ``OPENAI_*``, ``GEMINI_*`` and ``GOOGLE_*``), coverage's subprocess hooks.
+MACHINE_PREFIXES = ("PREFECT_", "FETCHFLOW_", "AWS_", "OPENAI_", "GEMINI_", "GOOGLE_", "COV_CORE_")
+
+
+def is_machine_setting(name: str) -> bool:
+    """Whether the environment variable ``name`` is one no test may inherit."""
+    return name.startswith(MACHINE_PREFIXES)
+
+
+#: The environment as the session started, without the machine's settings. Taken once, at
+#: import, so what a test monkeypatches never leaks into another test's subprocess.
+CLEAN_ENV = MappingProxyType(
+    {name: value for name, value in os.environ.items() if not is_machine_setting(name)}
+)
 
 #: Prefect settings for every test session: quiet console, no analytics, a patient start.
 QUIET_PREFECT = {
@@ -84,6 +108,27 @@ def write_dist_info(site_dir: Path, entry_points: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def clean_env() -> Mapping[str, str]:
+    """The environment for a test's subprocess: the machine's without its settings
+    (:data:`MACHINE_PREFIXES`). Read-only: ``env = {**clean_env, "FETCHFLOW_HOME": ...}``."""
+    return CLEAN_ENV
+
+
+def _scrub(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if is_machine_setting(name) and not name.startswith("PREFECT_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def scrub_environ() -> Callable[[pytest.MonkeyPatch], None]:
+    """A function removing the machine's settings (:data:`MACHINE_PREFIXES`) from
+    ``os.environ`` through the monkeypatch it is given, so they come back with it. The
+    ``PREFECT_*`` ones stay: in-process they are the session server's (``prefect_api``)."""
+    return _scrub
+
+
+@pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> PluginSite:
     """The test plugin installed as a distribution in a temp folder (not yet on sys.path)."""
     site_dir = tmp_path_factory.mktemp("plugin-site")
@@ -119,7 +164,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("prefect-home")
     patch = pytest.MonkeyPatch()
     for name in list(os.environ):
-        if name.startswith("PREFECT_"):
+        if name.startswith("PREFECT_"):  # the machine's; the session's are set below
             patch.delenv(name)
     patch.setenv("PREFECT_HOME", str(home))
     for name, value in QUIET_PREFECT.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -261,13 +261,13 @@ def test_answering_a_run_that_is_not_paused_is_a_clear_error(
 
 
 @pytest.mark.parametrize("verb", ["approve", "deny"])
-def test_the_cli_says_when_there_is_no_server_to_answer_on(verb: str, tmp_path: Path) -> None:
-    import os
+def test_the_cli_says_when_there_is_no_server_to_answer_on(
+    verb: str, tmp_path: Path, clean_env: Mapping[str, str]
+) -> None:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["FETCHFLOW_HOME"] = str(tmp_path / "home")
+    env = {**clean_env, "FETCHFLOW_HOME": str(tmp_path / "home")}
     done = subprocess.run(
         [sys.executable, "-m", "fetchflow.cli", verb, "0b7f1b3e-4c1a-4d5e-9f00-000000000000"],
         env=env,

@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,6 @@ MAKE_SIZE_HINT = (
     "use aspect_ratio and resolution to get the closest size the model supports, "
     "or fix size as the message says"
 )
-
-#: Variables a developer's shell may hold that would change what the subprocess does.
-_DROPPED_PREFIXES = ("PREFECT_", "FETCHFLOW_", "AWS_", "OPENAI_", "GEMINI_", "GOOGLE_")
 
 #: Runs at the subprocess's start: at exit, writes every Prefect module it imported.
 _PROBE = """\
@@ -565,13 +563,13 @@ def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def sandbox(
-    tmp_path: Path, probe_dir: Path, fake_openai: FakeOpenAI, fake_gemini: FakeGemini
+    tmp_path: Path,
+    probe_dir: Path,
+    fake_openai: FakeOpenAI,
+    fake_gemini: FakeGemini,
+    clean_env: Mapping[str, str],
 ) -> Sandbox:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(_DROPPED_PREFIXES) and not name.startswith("COV_CORE_")
-    }
+    env = dict(clean_env)  # nothing of a developer's shell that would change what it does
     # The repository first: the venv's editable install maps ``fetchflow`` as a namespace
     # package outside the repository, where ``from fetchflow import Step`` then fails.
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(probe_dir)])

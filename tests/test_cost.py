@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,10 +70,9 @@ def test_a_budget_cannot_be_kept_when_a_cost_is_unknown(plugin_registry: StepReg
 
 
 def run_cli(
-    args: list[str], plugin_pythonpath: str, home: Path
+    args: list[str], env: Mapping[str, str], plugin_pythonpath: str, home: Path
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PYTHONPATH=plugin_pythonpath, FETCHFLOW_HOME=str(home))
+    env = {**env, "PYTHONPATH": plugin_pythonpath, "FETCHFLOW_HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "fetchflow.cli", "run", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
@@ -81,10 +80,11 @@ def run_cli(
 
 
 def test_dry_run_prints_the_plan_and_estimate_and_calls_nothing(
-    plugin_pythonpath: str, tmp_path: Path
+    plugin_pythonpath: str, tmp_path: Path, clean_env: Mapping[str, str]
 ) -> None:
     done = run_cli(
         [str(FLOWS / "priced.yaml"), "--dry-run", "--json", "-i", "copies=4"],
+        clean_env,
         plugin_pythonpath,
         tmp_path / "home",
     )
@@ -102,10 +102,13 @@ def test_dry_run_prints_the_plan_and_estimate_and_calls_nothing(
 
 
 def test_budget_flag_overrides_the_workflow_and_stops_the_run(
-    plugin_pythonpath: str, tmp_path: Path
+    plugin_pythonpath: str, tmp_path: Path, clean_env: Mapping[str, str]
 ) -> None:
     done = run_cli(
-        [str(FLOWS / "priced.yaml"), "--budget", "0.10"], plugin_pythonpath, tmp_path / "home"
+        [str(FLOWS / "priced.yaml"), "--budget", "0.10"],
+        clean_env,
+        plugin_pythonpath,
+        tmp_path / "home",
     )
 
     assert done.returncode == 2  # refused before the run: nothing ran
@@ -119,10 +122,11 @@ def test_budget_flag_overrides_the_workflow_and_stops_the_run(
 
 
 def test_a_dry_run_over_budget_prints_the_estimate_then_refuses_with_exit_2(
-    plugin_pythonpath: str, tmp_path: Path
+    plugin_pythonpath: str, tmp_path: Path, clean_env: Mapping[str, str]
 ) -> None:
     done = run_cli(
         [str(FLOWS / "priced.yaml"), "--dry-run", "--budget", "0.10"],
+        clean_env,
         plugin_pythonpath,
         tmp_path / "home",
     )

@@ -1,7 +1,7 @@
 """``fetchflow run`` as users call it: a subprocess, the embedded Prefect server, exit codes.
 
-Each run starts its own Prefect server (no ``PREFECT_API_URL``), ~20 s cold, so the runs
-share one ``FETCHFLOW_HOME`` (its Prefect database is migrated once) and stay few.
+One run starts its own Prefect server (no ``PREFECT_API_URL``), the cold start a user without
+``fetchflow server`` gets (~20 s); the others run on the session's server (``prefect_api``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -29,13 +29,9 @@ class CliResult:
     stderr: str
 
 
-def base_env(home: Path, pythonpath: str) -> dict[str, str]:
-    """The machine's environment minus Prefect, fetchflow and AWS settings, plus ours."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("PREFECT_", "FETCHFLOW_", "AWS_", "COV_CORE_"))
-    }
+def base_env(clean_env: Mapping[str, str], home: Path, pythonpath: str) -> dict[str, str]:
+    """The machine's environment minus its Prefect, fetchflow and AWS settings, plus ours."""
+    env = dict(clean_env)
     # The repository first: the venv's editable install maps ``fetchflow`` as a namespace
     # package outside the repository, where ``from fetchflow import Step`` then fails.
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), pythonpath])
@@ -58,16 +54,28 @@ def fetchflow_run(env: dict[str, str], cwd: Path, *args: str) -> CliResult:
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
-@pytest.fixture(scope="module")
-def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One FETCHFLOW_HOME for the module's runs (one Prefect database)."""
-    return tmp_path_factory.mktemp("cli-home")
+@pytest.fixture
+def cold_run_cli(
+    clean_env: Mapping[str, str], plugin_pythonpath: str, tmp_path: Path
+) -> Callable[..., CliResult]:
+    """``fetchflow run ARGS...`` in a subprocess with the test steps installed, starting its
+    own Prefect server in a fresh ``FETCHFLOW_HOME``."""
+    env = base_env(clean_env, tmp_path / "home", plugin_pythonpath)
+
+    def run(*args: str) -> CliResult:
+        return fetchflow_run(env, tmp_path, *args)
+
+    return run
 
 
 @pytest.fixture
-def run_cli(cli_home: Path, plugin_pythonpath: str, tmp_path: Path) -> Callable[..., CliResult]:
-    """``fetchflow run ARGS...`` in a subprocess with the test steps installed."""
-    env = base_env(cli_home, plugin_pythonpath)
+def run_cli(
+    clean_env: Mapping[str, str], prefect_api: str, plugin_pythonpath: str, tmp_path: Path
+) -> Callable[..., CliResult]:
+    """``fetchflow run ARGS...`` in a subprocess with the test steps installed, on the
+    session's Prefect server."""
+    env = base_env(clean_env, tmp_path / "home", plugin_pythonpath)
+    env["PREFECT_API_URL"] = prefect_api
 
     def run(*args: str) -> CliResult:
         return fetchflow_run(env, tmp_path, *args)
@@ -82,9 +90,11 @@ def assert_quiet(stderr: str) -> None:
     assert "| ERROR" not in stderr and "| WARNING" not in stderr, stderr
 
 
-def test_invalid_input_exits_2_before_anything_runs(plugin_pythonpath: str, tmp_path: Path) -> None:
+def test_invalid_input_exits_2_before_anything_runs(
+    clean_env: Mapping[str, str], plugin_pythonpath: str, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
-    env = base_env(home, plugin_pythonpath)
+    env = base_env(clean_env, home, plugin_pythonpath)
 
     done = fetchflow_run(env, tmp_path, str(RUNS / "continue.yaml"), "--input", "count=abc")
 
@@ -97,8 +107,11 @@ def test_invalid_input_exits_2_before_anything_runs(plugin_pythonpath: str, tmp_
 
 
 @pytest.mark.prefect
-def test_completed_run_prints_progress_and_summary(run_cli: Callable[..., CliResult]) -> None:
-    done = run_cli(str(RUNS / "downstream.yaml"), "--input", "word=hi")
+def test_completed_run_prints_progress_and_summary(
+    cold_run_cli: Callable[..., CliResult],
+) -> None:
+    """The suite's one cold start: the embedded server starts, and none of it is shown."""
+    done = cold_run_cli(str(RUNS / "downstream.yaml"), "--input", "word=hi")
 
     assert done.code == 0, done.stderr
     assert done.stdout == ""

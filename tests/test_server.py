@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -192,11 +192,12 @@ def page_status(url: str) -> int:
 
 
 @pytest.mark.prefect
-def test_fetchflow_server_serves_the_ui_on_its_port_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+def test_fetchflow_server_serves_the_ui_on_its_port_and_ctrl_c_stops_it(
+    tmp_path: Path, clean_env: Mapping[str, str]
+) -> None:
     settings = Settings(home=tmp_path / "home")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FETCHFLOW_"))}
-    env["FETCHFLOW_HOME"] = str(settings.home)
+    env = {**clean_env, "FETCHFLOW_HOME": str(settings.home)}
     script = (
         "import sys; from fetchflow.orchestration.server import serve_forever; "
         "from fetchflow.settings import Settings; "

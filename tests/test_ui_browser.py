@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,14 +116,10 @@ class UiServer:
 
 
 @pytest.fixture
-def ui_server(tmp_path: Path) -> Iterator[UiServer]:
+def ui_server(tmp_path: Path, clean_env: Mapping[str, str]) -> Iterator[UiServer]:
     """``fetchflow server`` on a free port with a temp home; stopped with SIGTERM after."""
     home = tmp_path / "home"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("PREFECT_", "FETCHFLOW_", "AWS_", "COV_CORE_"))
-    }
+    env = dict(clean_env)
     # The repository first: the venv's editable install may map ``fetchflow`` elsewhere.
     env["PYTHONPATH"] = str(REPO)
     env["FETCHFLOW_HOME"] = str(home)

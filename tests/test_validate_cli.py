@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -15,26 +15,34 @@ from jsonschema import Draft202012Validator
 ROOT = Path(__file__).parent.parent
 FLOWS = Path("tests") / "data" / "flows"
 BROKEN = FLOWS / "broken"
+#: ``fetchflow(*args, cwd=..., pythonpath=...)``: the command in a subprocess.
+Fetchflow = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def fetchflow(
-    *args: str, cwd: Path = ROOT, pythonpath: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FETCHFLOW_")}
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run(
-        [sys.executable, "-m", "fetchflow.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+@pytest.fixture
+def fetchflow(clean_env: Mapping[str, str]) -> Fetchflow:
+    """``python -m fetchflow.cli ARGS...`` in the repository, without the machine's settings."""
+
+    def run(
+        *args: str, cwd: Path = ROOT, pythonpath: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(clean_env)
+        if pythonpath is not None:
+            env["PYTHONPATH"] = str(pythonpath)
+        return subprocess.run(
+            [sys.executable, "-m", "fetchflow.cli", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run
 
 
-def test_valid_file_exits_0_with_ok_on_stdout() -> None:
+def test_valid_file_exits_0_with_ok_on_stdout(fetchflow: Fetchflow) -> None:
     result = fetchflow("validate", "flows/hello.yaml")
 
     assert (result.returncode, result.stdout, result.stderr) == (
@@ -44,7 +52,7 @@ def test_valid_file_exits_0_with_ok_on_stdout() -> None:
     )
 
 
-def test_several_valid_files_are_each_reported() -> None:
+def test_several_valid_files_are_each_reported(fetchflow: Fetchflow) -> None:
     files = [str(FLOWS / name) for name in ("chain.yaml", "include.yaml", "merge.yaml")]
 
     result = fetchflow("validate", *files)
@@ -57,7 +65,7 @@ def test_several_valid_files_are_each_reported() -> None:
     ]
 
 
-def test_broken_file_exits_2_with_the_problem_on_stderr() -> None:
+def test_broken_file_exits_2_with_the_problem_on_stderr(fetchflow: Fetchflow) -> None:
     path = BROKEN / "cycle.yaml"
 
     result = fetchflow("validate", str(path))
@@ -71,7 +79,7 @@ def test_broken_file_exits_2_with_the_problem_on_stderr() -> None:
     ]
 
 
-def test_every_broken_file_is_reported_without_a_traceback() -> None:
+def test_every_broken_file_is_reported_without_a_traceback(fetchflow: Fetchflow) -> None:
     files = sorted(str(path) for path in BROKEN.glob("*.yaml"))
 
     result = fetchflow("validate", *files)
@@ -86,7 +94,7 @@ def test_every_broken_file_is_reported_without_a_traceback() -> None:
     assert (str(BROKEN / "many_problems.yaml"), "8") in summaries
 
 
-def test_valid_and_broken_files_together_exit_2() -> None:
+def test_valid_and_broken_files_together_exit_2(fetchflow: Fetchflow) -> None:
     result = fetchflow("validate", "flows/hello.yaml", str(BROKEN / "unknown_field.yaml"))
 
     assert result.returncode == 2
@@ -104,7 +112,9 @@ def test_valid_and_broken_files_together_exit_2() -> None:
         pytest.param("tests", "Is a directory", id="directory"),
     ],
 )
-def test_unreadable_file_exits_2_without_a_traceback(name: str, reason: str) -> None:
+def test_unreadable_file_exits_2_without_a_traceback(
+    name: str, reason: str, fetchflow: Fetchflow
+) -> None:
     result = fetchflow("validate", name)
 
     assert result.returncode == 2
@@ -115,7 +125,7 @@ def test_unreadable_file_exits_2_without_a_traceback(name: str, reason: str) -> 
     ]
 
 
-def test_validate_without_files_is_a_usage_error() -> None:
+def test_validate_without_files_is_a_usage_error(fetchflow: Fetchflow) -> None:
     result = fetchflow("validate")
 
     assert result.returncode == 2
@@ -123,7 +133,9 @@ def test_validate_without_files_is_a_usage_error() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_broken_plugin_exits_2_with_its_name_and_no_traceback(tmp_path: Path) -> None:
+def test_broken_plugin_exits_2_with_its_name_and_no_traceback(
+    tmp_path: Path, fetchflow: Fetchflow
+) -> None:
     info = tmp_path / "ffplugin_broken-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ffplugin_broken\nVersion: 1.0\n")
@@ -166,7 +178,7 @@ print(json.dumps(seen))
     assert {argv: modules for argv, modules in seen.items() if modules} == {}
 
 
-def test_steps_lists_template_with_its_fields() -> None:
+def test_steps_lists_template_with_its_fields(fetchflow: Fetchflow) -> None:
     result = fetchflow("steps")
 
     assert result.returncode == 0
@@ -181,7 +193,7 @@ def test_steps_lists_template_with_its_fields() -> None:
     assert lines[-1].startswith("Every step also takes: id, type, name, needs, on_failure")
 
 
-def test_steps_json_describes_every_field() -> None:
+def test_steps_json_describes_every_field(fetchflow: Fetchflow) -> None:
     result = fetchflow("steps", "--json")
 
     assert result.returncode == 0
@@ -194,7 +206,7 @@ def test_steps_json_describes_every_field() -> None:
     }
 
 
-def test_schema_prints_a_valid_json_schema() -> None:
+def test_schema_prints_a_valid_json_schema(fetchflow: Fetchflow) -> None:
     result = fetchflow("schema")
 
     assert result.returncode == 0

@@ -39,11 +39,13 @@ def clock() -> Callable[[], datetime]:
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def aws_env(
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     """boto3 sees test credentials only: no profile, no endpoint, no ~/.aws of the machine."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "FETCHFLOW_")):
-            monkeypatch.delenv(name)
+    scrub_environ(monkeypatch)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

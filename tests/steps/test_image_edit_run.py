@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,6 @@ fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
 
 KEY = "sk-fetchflow-edit-run-KEY-0123456789"
-KEY_VARIABLES = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
@@ -81,11 +80,13 @@ class Project:
 
 
 @pytest.fixture(autouse=True)
-def no_provider_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def no_provider_environment(
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     """No key or FETCHFLOW_* setting from the machine; no developer's ``.env`` read."""
-    for name in list(os.environ):
-        if name in KEY_VARIABLES or name.startswith("FETCHFLOW_"):
-            monkeypatch.delenv(name)
+    scrub_environ(monkeypatch)
     monkeypatch.chdir(tmp_path)
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import fixtures
 from PIL import Image
 
 from fetchflow.registry import StepRegistry
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.prefect
 
 FLOWS = Path(__file__).resolve().parents[1] / "data" / "image_flows"
 REGISTRY = StepRegistry.from_entry_points()
-PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 
 
 def run_workflow(name: str, home: Path) -> tuple[RunReport, LocalStore]:
@@ -62,11 +60,12 @@ def stored_image(store: LocalStore, record: dict[str, object]) -> Image.Image:
 
 
 def test_generate_outpaint_cut_out_and_shrink_in_one_run(
-    prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    prefect_api: str,
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    for name in list(os.environ):
-        if name in PROVIDER_VARIABLES or name.startswith("FETCHFLOW_"):
-            monkeypatch.delenv(name)
+    scrub_environ(monkeypatch)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.chdir(home)  # Settings reads ./.env: a developer's one must not count

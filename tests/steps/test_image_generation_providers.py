@@ -15,13 +15,12 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,16 +60,17 @@ GEMINI_KEY = "AIzaTestSECRETgemini0123456789"
 HOSTED_KEY = "sk-hosted-OPERATOR-9876543210"
 
 #: Variables a developer's shell may hold that would change what these tests see.
-PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 LOGGER = "fetchflow.test.image_providers"
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def clean_environment(
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     """No provider key, base URL or FETCHFLOW_* setting from the machine; no ``.env`` read."""
-    for name in list(os.environ):
-        if name in PROVIDER_VARIABLES or name.startswith("FETCHFLOW_"):
-            monkeypatch.delenv(name)
+    scrub_environ(monkeypatch)
     monkeypatch.chdir(tmp_path)  # Settings reads ./.env: a developer's one must not count
 
 
@@ -701,14 +701,9 @@ def test_the_key_appears_in_no_record_file_error_or_log(
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def cli_env(tmp_path: Path, clean_env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     """The machine's environment minus Prefect, fetchflow, AWS and provider settings."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("PREFECT_", "FETCHFLOW_", "AWS_", "COV_CORE_"))
-        and name not in PROVIDER_VARIABLES
-    }
+    env = dict(clean_env)
     env["PYTHONPATH"] = str(REPO)
     env["FETCHFLOW_HOME"] = str(tmp_path / "home")
     env["NO_COLOR"] = "1"

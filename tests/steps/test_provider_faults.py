@@ -10,7 +10,6 @@ loop is in ``test_retrying.py``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -49,7 +48,6 @@ fake_gemini = fixtures.fake_gemini
 OPENAI_KEY = "sk-test-SECRET-faults-0123456789"
 GEMINI_KEY = "AIzaTestSECRETfaults0123456789"
 LOGGER = "fetchflow.test.provider_faults"
-PROVIDER_VARIABLES = fixtures.PROVIDER_VARIABLES
 #: One image from each provider; Gemini makes one image per call.
 OPENAI_STEP = {"prompt": "a paper crane", "model": "gpt-image-2", "size": "1024x1024"}
 GEMINI_STEP = {"prompt": "a paper crane", "model": "gemini-2.5-flash-image", "aspect_ratio": "1:1"}
@@ -57,11 +55,13 @@ ATTEMPT_LINE = re.compile(r"^attempt (\d+)/(\d+) after (.+) from (\S+) (\S+): wa
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def clean_environment(
+    scrub_environ: Callable[[pytest.MonkeyPatch], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     """No provider key, base URL or FETCHFLOW_* setting from the machine; no ``.env`` read."""
-    for name in list(os.environ):
-        if name in PROVIDER_VARIABLES or name.startswith("FETCHFLOW_"):
-            monkeypatch.delenv(name)
+    scrub_environ(monkeypatch)
     monkeypatch.chdir(tmp_path)
 
 

@@ -300,7 +300,7 @@ class Step(ABC, Generic[ConfigT, OutputT]):
     template_file_fields: ClassVar[tuple[str, ...]] = ()
     approval_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         """Read ``config_model`` and ``output_type`` from ``Step[...]`` unless set here.
 
         Only what the class line states concretely is taken (a generic base such as

@@ -1,4 +1,11 @@
-"""Image providers: the contract (:mod:`.base`) and :func:`make_provider`, choosing one by name.
+"""Image providers: the only code that talks to an image API, and what they share.
+
+The contract (:mod:`.base`), one module per provider with its request building and answer
+reading (``openai_*``, ``google_*``, :mod:`.preview` offline), the error types
+(:mod:`.errors`), the one table that classifies a failed call for every provider
+(:mod:`.failures`), keeping secrets out of errors (:mod:`.redaction`), and the retry loop
+with its per-provider call limit (:mod:`.retrying`). :func:`make_provider` chooses one by
+name.
 
 Provider modules import their SDK lazily, and :func:`make_provider` imports the provider
 module only when it is asked for one: importing this package costs nothing.

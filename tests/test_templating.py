@@ -322,7 +322,9 @@ def test_a_template_past_the_limits_is_refused_before_it_builds(
     with pytest.raises(TemplateLimitError, match=match) as refused:
         templates.render(source, {"inputs": {"big": BIG}})
 
-    assert time.monotonic() - started < 5
+    # Refused before it builds: far sooner than building it would take (a generous bound
+    # for a loaded 2-core machine).
+    assert time.monotonic() - started < 30
     assert refused.value.hint == LIMITS_HINT  # type: ignore[attr-defined]
 
 

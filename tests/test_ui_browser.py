@@ -247,15 +247,19 @@ def test_the_run_page_and_its_gallery_render_in_chromium(
             # The gallery: one decoded thumbnail per image, named after its file.
             thumbnails = page.locator('[data-testid="markdown-display"] img')
             expect(thumbnails).to_have_count(len(images), timeout=wait)
-            page.wait_for_function(
-                "n => [...document.querySelectorAll('[data-testid=\"markdown-display\"] img')]"
-                ".filter(img => img.complete).length === n",
+            # Read them in the same moment they are all decoded: the UI may redraw the
+            # markdown while it polls, so a second look could catch it mid-redraw.
+            shown_now = page.wait_for_function(
+                """n => {
+                    const imgs = [...document.querySelectorAll(
+                        '[data-testid="markdown-display"] img')];
+                    if (imgs.length !== n || !imgs.every(img => img.complete)) return null;
+                    return imgs.map(img => ({alt: img.alt, width: img.naturalWidth,
+                        height: img.naturalHeight, src: img.src.slice(0, 16)}));
+                }""",
                 arg=len(images),
             )
-            loaded = thumbnails.evaluate_all(
-                "imgs => imgs.map(img => ({alt: img.alt, width: img.naturalWidth,"
-                " height: img.naturalHeight, src: img.src.slice(0, 16)}))"
-            )
+            loaded = shown_now.json_value()
             assert [shown["alt"] for shown in loaded] == [i["file_name"] for i in images]
             assert all(shown["src"].startswith("data:image/") for shown in loaded), loaded
             assert all(shown["width"] > 0 and shown["height"] > 0 for shown in loaded), loaded

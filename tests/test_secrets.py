@@ -219,7 +219,7 @@ def _collect(run: CanaryRun) -> None:
             )
         ]
         # Not client.read_artifacts: Prefect 3.8.8's client sends the filters left out as
-        # null, which its server refuses (see tests/test_artifacts.py).
+        # null, which its server refuses (see tests/orchestration/test_artifacts.py).
         places["artifacts"] = [
             json.dumps(artifact)
             for artifact in _api_pages(

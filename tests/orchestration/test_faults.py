@@ -7,7 +7,7 @@ with the same data. For each fault: the run ends as its steps' ``on_failure`` sa
 the provider made (and billed) is lost, and no object is written twice.
 
 Waits are kept short with ``provider_max_delay_seconds``; the sleeps are real. The step-level
-behaviour of each fault is in ``tests/steps/test_provider_faults.py``.
+behaviour of each fault is in ``tests/steps/imaging/providers/test_provider_faults.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from fetchflow.workflow.plan import PlannedStep
 
 # The fake servers live in tests/steps/fakes, imported as ``fakes`` the way the step tests
 # import them (tests/steps has no __init__.py: it would clash with the ``steps`` package).
-_STEP_TESTS = str(Path(__file__).resolve().parent / "steps")
+_STEP_TESTS = str(Path(__file__).resolve().parents[1] / "steps")
 if _STEP_TESTS not in sys.path:
     sys.path.insert(0, _STEP_TESTS)
 
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.prefect
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
 
-FAULTS = Path(__file__).resolve().parent / "data" / "faults"
+FAULTS = Path(__file__).resolve().parents[1] / "data" / "faults"
 REGISTRY = StepRegistry.from_entry_points()
 OPENAI_KEY = "sk-test-SECRET-runfaults-0123456789"
 GEMINI_KEY = "AIzaTestSECRETrunfaults0123456789"

@@ -44,7 +44,7 @@ from fetchflow.orchestration.server import run_url
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 CHROMIUM = Path(os.environ.get("FETCHFLOW_CHROMIUM", "/usr/bin/chromium"))
 #: Chromium on a machine with a closed network: no sandbox as root, no GPU, and none of the

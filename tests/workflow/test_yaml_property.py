@@ -30,7 +30,7 @@ from fetchflow.templating import Templates
 from fetchflow.workflow.checking import check_text
 from fetchflow.workflow.plan import Plan
 
-TEMPLATES = Path(__file__).parent / "data" / "templates"
+TEMPLATES = Path(__file__).parents[1] / "data" / "templates"
 FILE = "prop.yaml"
 REGISTRY = StepRegistry.from_entry_points()
 

@@ -19,7 +19,7 @@ from fetchflow.workflow.inputs import resolve_inputs
 if TYPE_CHECKING:
     from fetchflow.registry import StepRegistry
 
-FLOWS = Path(__file__).resolve().parent / "data" / "reuse"
+FLOWS = Path(__file__).resolve().parents[1] / "data" / "reuse"
 
 
 def counter(path: Path) -> int:

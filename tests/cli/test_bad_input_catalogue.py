@@ -30,7 +30,7 @@ import pytest
 
 # The fake servers live in tests/steps/fakes, imported as ``fakes`` the way the step tests
 # import them (tests/steps has no __init__.py: it would clash with the ``steps`` package).
-_STEP_TESTS = str(Path(__file__).resolve().parent / "steps")
+_STEP_TESTS = str(Path(__file__).resolve().parents[1] / "steps")
 if _STEP_TESTS not in sys.path:
     sys.path.insert(0, _STEP_TESTS)
 
@@ -46,7 +46,7 @@ STEP_TYPES = StepRegistry.from_entry_points().names()
 fake_openai = fixtures.fake_openai
 fake_gemini = fixtures.fake_gemini
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 CATALOGUE = DATA / "catalogue"
 RUN_INPUTS = CATALOGUE / "run_inputs.yaml"

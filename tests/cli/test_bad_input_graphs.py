@@ -23,7 +23,7 @@ from test_bad_input_catalogue import (  # noqa: F401
     sandbox,
 )
 
-GRAPHS = Path(__file__).resolve().parent / "data" / "catalogue" / "graphs"
+GRAPHS = Path(__file__).resolve().parents[1] / "data" / "catalogue" / "graphs"
 
 #: Wall-clock bound for validating 10 000 steps in a subprocess (about 2 s on a quiet
 #: machine, start-up included); generous for a loaded CI runner.

@@ -17,8 +17,8 @@ from fetchflow.workflow.checking import check_text
 from fetchflow.workflow.schema import workflow_schema
 from steps.template import TemplateStep
 
-ROOT = Path(__file__).parent.parent
-FLOWS = Path(__file__).parent / "data" / "flows"
+ROOT = Path(__file__).parents[2]
+FLOWS = Path(__file__).parents[1] / "data" / "flows"
 NEEDS_BUG = (
     "BUG: the schema says needs is a list, but the check accepts one step id as a string "
     "(needs: handoff)"

@@ -28,7 +28,7 @@ from fetchflow.interrupt import (
     stop_signal,
 )
 
-DATA = Path(__file__).resolve().parent / "data" / "interrupt"
+DATA = Path(__file__).resolve().parents[1] / "data" / "interrupt"
 FLOW = DATA / "three_gemini.yaml"
 #: How long each fake Gemini answer takes: long enough to signal while it is in flight.
 SLOW_SECONDS = 3.0

@@ -27,7 +27,7 @@ from fetchflow.workflow.plan import PlannedStep
 if TYPE_CHECKING:
     from fetchflow.registry import StepRegistry
 
-FLOWS = Path(__file__).resolve().parent / "data" / "approval"
+FLOWS = Path(__file__).resolve().parents[1] / "data" / "approval"
 
 
 @dataclass

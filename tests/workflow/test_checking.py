@@ -16,11 +16,11 @@ from fetchflow.workflow.checking import check_file, check_text, template_search_
 from fetchflow.workflow.plan import Plan
 from steps.template import TemplateStep
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 FLOWS = DATA / "flows"
 BROKEN = FLOWS / "broken"
 TEMPLATES = DATA / "templates"
-EXAMPLES = Path(__file__).parent.parent / "flows"
+EXAMPLES = Path(__file__).parents[2] / "flows"
 
 SYNTAX_HINT = (
     "check the indentation and quoting on this line and the one before; "

@@ -27,7 +27,7 @@ from fetchflow.workflow.plan import Plan, PlannedStep
 if TYPE_CHECKING:
     from fetchflow.registry import StepRegistry
 
-RUNS = Path(__file__).resolve().parent / "data" / "runs"
+RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
 T = TypeVar("T")
 
 

@@ -26,7 +26,7 @@ fake_gemini = catalogue.fake_gemini
 probe_dir = catalogue.probe_dir
 sandbox = catalogue.sandbox
 
-BOMBS = Path(__file__).resolve().parent / "data" / "catalogue" / "bombs"
+BOMBS = Path(__file__).resolve().parents[1] / "data" / "catalogue" / "bombs"
 
 ALIAS_BOMB = (
     "aliases expand this value past the limit of 1000000 added values or 10000000 added "

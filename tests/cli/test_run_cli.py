@@ -17,8 +17,8 @@ from uuid import UUID
 
 import pytest
 
-RUNS = Path(__file__).resolve().parent / "data" / "runs"
-REPO = Path(__file__).resolve().parents[1]
+RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
+REPO = Path(__file__).resolve().parents[2]
 PROGRESS_MARKS = ("▶ ", "  ▸ ", "  ✓ ", "  ✗ ", "  – ")
 
 

@@ -35,7 +35,7 @@ from fetchflow.registry import StepRegistry
 from fetchflow.settings import Settings
 from fetchflow.workflow.checking import check_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "deploy"
 TYPED = DATA / "typed.yaml"
 HELLO = REPO / "flows" / "hello.yaml"

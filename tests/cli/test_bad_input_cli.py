@@ -29,7 +29,7 @@ from test_bad_input_catalogue import (  # noqa: F401
     sandbox,
 )
 
-DATA = Path(__file__).resolve().parent / "data" / "catalogue" / "cli"
+DATA = Path(__file__).resolve().parents[1] / "data" / "catalogue" / "cli"
 BILLABLE = DATA / "billable.yaml"
 OTHER_RUN = "0b9f3c1e-5d2a-4c4b-9d7e-2f1a6b8c9d00"
 

@@ -19,8 +19,8 @@ from fetchflow.workflow.inputs import resolve_inputs
 if TYPE_CHECKING:
     from fetchflow.registry import StepRegistry
 
-FLOWS = Path(__file__).resolve().parent / "data" / "cost"
-REPO = Path(__file__).resolve().parent.parent
+FLOWS = Path(__file__).resolve().parents[1] / "data" / "cost"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def estimate(registry: StepRegistry, name: str, **given: object):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 FLOWS = Path("tests") / "data" / "flows"
 BROKEN = FLOWS / "broken"
 #: ``fetchflow(*args, cwd=..., pythonpath=...)``: the command in a subprocess.

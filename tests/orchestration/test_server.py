@@ -33,7 +33,7 @@ from fetchflow.orchestration.server import (
 )
 from fetchflow.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ sandbox = catalogue.sandbox
 
 pytestmark = pytest.mark.prefect
 
-DATA = Path(__file__).resolve().parent / "data" / "catalogue" / "providers"
+DATA = Path(__file__).resolve().parents[1] / "data" / "catalogue" / "providers"
 ATTEMPTS = 4
 
 

@@ -2,7 +2,7 @@
 
 NaN compares false with everything, so ``total > budget`` never stops a run whose budget or
 estimate is NaN; an infinite budget stops nothing either. The CLI and the workflow file refuse
-such budgets (``tests/test_bad_input_cli.py``); :func:`check_budget` refuses them too, for
+such budgets (``tests/cli/test_bad_input_cli.py``); :func:`check_budget` refuses them too, for
 callers that build a budget or an estimate themselves.
 """
 
@@ -18,7 +18,7 @@ from fetchflow.run.cost import BudgetExceeded, PlanEstimate, StepEstimate, check
 from fetchflow.step import CostEstimate
 from fetchflow.workflow.checking import check_file
 
-BILLABLE = Path(__file__).resolve().parent / "data" / "catalogue" / "cli" / "billable.yaml"
+BILLABLE = Path(__file__).resolve().parents[1] / "data" / "catalogue" / "cli" / "billable.yaml"
 
 
 def estimate_of(cost: float) -> PlanEstimate:

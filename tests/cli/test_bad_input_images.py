@@ -45,7 +45,7 @@ from steps.imaging.pixels.transform import TransformSpec, transform_image
 from steps.imaging.sources.edit_plan import plan_edits
 from steps.imaging.sources.references import Reference
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 CASES = DATA / "catalogue" / "images"
 REFS = CASES / "refs"
 HERO = 'step "hero" (image_generation)'

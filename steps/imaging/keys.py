@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
-from steps.imaging.settings import ImageSettings
+
+if TYPE_CHECKING:
+    from steps.imaging.settings import ImageSettings
 
 __all__ = ["ENV_BASE_URLS", "ENV_KEYS", "Credential", "key_sources", "missing_key", "resolve"]
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from steps.imaging.assets import ImageAsset, record_hosted_usage, store_image
 from steps.imaging.models.catalog import AUTO, PREVIEW, ModelSpec
-from steps.imaging.settings import image_settings
 
 if TYPE_CHECKING:
     from fetchflow.step import StepContext
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from steps.imaging.options import ImageOutputConfig
     from steps.imaging.production import ImageJob, MadeImage
     from steps.imaging.providers.base import ImageProvider
+    from steps.imaging.settings import ImageSettings
 
 __all__ = [
     "PREVIEW_NOTICE",
@@ -50,6 +50,14 @@ _announced: set[str] = set()
 _announced_lock = threading.Lock()
 
 
+def _image_settings() -> ImageSettings:
+    """The image settings, read once; pydantic-settings is imported only when a step runs
+    (``fetchflow validate`` never needs it)."""
+    from steps.imaging.settings import image_settings
+
+    return image_settings()
+
+
 def _announce_preview_once(ctx: StepContext) -> None:
     with _announced_lock:
         if ctx.run_id in _announced:
@@ -71,7 +79,7 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     from fetchflow.templating import is_template
     from steps.imaging.models.choice import choose_model
 
-    settings = image_settings()  # an invalid image setting is said before anything runs
+    settings = _image_settings()  # an invalid image setting is said before anything runs
     raw = raw_config.model_dump() if isinstance(raw_config, StepConfig) else raw_config
     fields = ("model", "charge_type", "api_key_secret")
     if any(isinstance(raw.get(name), str) and is_template(str(raw[name])) for name in fields):
@@ -106,7 +114,7 @@ def pick_model(
     """
     from steps.imaging.models.choice import choose_for
 
-    spec = choose_for(config, image_settings(), edit=edit)
+    spec = choose_for(config, _image_settings(), edit=edit)
     if spec.name == PREVIEW and config.model == AUTO:
         _announce_preview_once(ctx)
     if config.seed is not None and not spec.seed:
@@ -125,7 +133,7 @@ def open_provider(spec: ModelSpec, config: ImageOutputConfig, ctx: StepContext) 
         spec.provider,
         spec.name,
         config.charge_type,
-        image_settings(),
+        _image_settings(),
         os.environ,
         secret_name=config.api_key_secret,
         read_secret=ctx.secret,
@@ -185,7 +193,7 @@ def make_images(
         # these on (PartialImages.kept) so images paid for are not lost.
         return KeptImage(asset.storage_uri, asset.model_dump(mode="json"))
 
-    settings = image_settings()
+    settings = _image_settings()
     hosted = job.options.charge_type == "hosted"
     retry = RetryPolicy(
         attempts=settings.provider_attempts,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fetchflow.errors import StepError
 from steps.imaging.keys import key_sources, missing_key
 from steps.imaging.models.catalog import AUTO, AUTO_CANDIDATES, CATALOG, PREVIEW, ModelSpec
 from steps.imaging.models.rules import EditNeeds, lookup_model, unsupported
-from steps.imaging.settings import ImageSettings
+
+if TYPE_CHECKING:
+    from steps.imaging.settings import ImageSettings
 
 __all__ = ["ImageOptions", "choose_for", "choose_model"]
 

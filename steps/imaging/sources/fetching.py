@@ -29,12 +29,15 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from fetchflow.errors import StepError
 from steps.imaging.pixels.formats import sniff_mime_type
-from steps.imaging.settings import ImageSettings
 from steps.imaging.sources.pinned import pinned_connection
+
+if TYPE_CHECKING:
+    from steps.imaging.settings import ImageSettings
 
 __all__ = [
     "MAX_REDIRECTS",

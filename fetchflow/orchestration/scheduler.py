@@ -188,7 +188,7 @@ class RunScheduler:
             tags=[step.type] if step.step_cls.billable else None,
             retries=common.retries,
             retry_delay_seconds=delays or 0,
-            retry_condition_fn=_retry_wanted,
+            retry_condition_fn=_retry_billable if step.step_cls.billable else _retry_wanted,
             timeout_seconds=common.timeout_seconds,
             cache_policy=NO_CACHE,
             persist_result=False,
@@ -508,3 +508,14 @@ def _retry_wanted(task: Any, task_run: Any, state: State) -> bool:
         # make (and pay for) it again.
         return error.retryable and error.partial_output is None
     return True
+
+
+def _retry_billable(task: Any, task_run: Any, state: State) -> bool:
+    """:func:`_retry_wanted` for a billable step, which a timeout also ends for good.
+
+    A step that timed out may have a provider call still in flight (its thread cannot be
+    stopped) that will be billed: a retry would pay for the same work again.
+    """
+    if isinstance(state.result(raise_on_failure=False), TimeoutError):
+        return False
+    return _retry_wanted(task, task_run, state)

@@ -256,6 +256,23 @@ def test_a_provider_slower_than_the_step_timeout_fails_the_step(
     assert stored(store) == []  # the answer that came too late was not kept
 
 
+def test_a_billable_step_that_timed_out_is_not_retried_by_its_retries(
+    prefect_api: str, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    openai.queue_slow(3)  # the step allows 2 s; retries: 2
+    openai.queue_slow(3)
+    openai.queue_slow(3)
+
+    report, store = local_run("provider_timeout_retries", tmp_path / "home")
+
+    hero = report.steps["hero"]
+    assert hero.status == "failed" and hero.error is not None
+    assert hero.error.startswith("timed out"), hero.error
+    assert hero.attempts == 1
+    assert len(openai.requests) == 1  # the call in flight may be billed: never a second one
+    assert stored(store) == []
+
+
 def test_a_step_timeout_ends_the_step_while_the_provider_still_hangs(
     prefect_api: str, openai: FakeOpenAI, tmp_path: Path
 ) -> None:

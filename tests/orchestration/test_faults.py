@@ -42,7 +42,7 @@ if _STEP_TESTS not in sys.path:
 from fakes import RecordedRequest, Reply, fixtures  # noqa: E402
 from fakes.fake_gemini import FakeGemini  # noqa: E402
 from fakes.fake_openai import FakeOpenAI  # noqa: E402
-from storage.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, RcloneS3  # noqa: E402
+from storage.conftest import BUCKET, RcloneS3, use_test_aws  # noqa: E402
 
 pytestmark = pytest.mark.prefect
 
@@ -66,11 +66,7 @@ def clean_environment(
 ) -> None:
     """Only this test's keys and endpoints: nothing of the machine's, no ``.env`` read."""
     scrub_environ(monkeypatch)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    use_test_aws(monkeypatch, tmp_path)
     # The image steps' own settings: few tries, short waits.
     monkeypatch.setenv("FETCHFLOW_PROVIDER_ATTEMPTS", str(ATTEMPTS))
     monkeypatch.setenv("FETCHFLOW_PROVIDER_MAX_DELAY_SECONDS", "0.3")

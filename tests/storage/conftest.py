@@ -46,6 +46,11 @@ def aws_env(
 ) -> None:
     """boto3 sees test credentials only: no profile, no endpoint, no ~/.aws of the machine."""
     scrub_environ(monkeypatch)
+    use_test_aws(monkeypatch, tmp_path)
+
+
+def use_test_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The test credentials for boto3, and no ``~/.aws`` files of the machine."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fetchflow.errors import SettingsInvalid, with_hint
@@ -118,6 +118,13 @@ class Settings(SettingsModel):
         default_factory=_default_spool_dir,
         description="Where the bytes of an upload that failed after every retry are kept "
         "until they are pushed again. Default: <home>/spool.",
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="The database of `fetchflow server`: a PostgreSQL URL in Prefect's "
+        "asyncpg form, postgresql+asyncpg://user:password@host:5432/db. Default: the "
+        "embedded SQLite database in <home>/prefect.",
     )
 
     @property

@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--port", type=int, default=4200, help="port (default 4200)")
     server.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    server.add_argument(
+        "--database",
+        metavar="URL",
+        default=None,
+        help="PostgreSQL for the server's history: postgresql+asyncpg://USER:PASSWORD@HOST:"
+        "5432/DB (default: FETCHFLOW_DATABASE_URL, else the embedded SQLite database); "
+        "keep the password out of the command line with PGPASSWORD or FETCHFLOW_DATABASE_URL",
+    )
 
     for verb, what in (("approve", "approve"), ("deny", "deny")):
         answer = commands.add_parser(

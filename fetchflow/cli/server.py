@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from fetchflow.cli.common import bad_flag, with_home
 
@@ -11,6 +12,7 @@ __all__ = ["main"]
 
 def main(args: argparse.Namespace) -> int:
     """Serve the UI and API until Ctrl-C."""
+    from fetchflow.orchestration.database import server_database
     from fetchflow.orchestration.server import serve_forever
     from fetchflow.settings import load_settings
 
@@ -20,4 +22,6 @@ def main(args: argparse.Namespace) -> int:
             f"expected a port number from 1 to 65535, got {args.port}",
             "leave --port out for 4200, or give a free port such as 4201",
         )
-    return serve_forever(with_home(load_settings()), port=args.port, host=args.host)
+    settings = with_home(load_settings())
+    database = server_database(settings, args.database, os.environ)
+    return serve_forever(settings, port=args.port, host=args.host, database=database)

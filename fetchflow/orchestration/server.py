@@ -11,6 +11,11 @@ Two Prefect details handled here: ``--port`` alone leaves the UI calling the API
 4200 (``PREFECT_UI_API_URL`` points it at the right port), and Prefect 3.8 serves two UIs,
 the default one (``v2``) under ``/v2``: ``ui_url`` is the default UI's address, read from
 the server's ``/ui-settings``.
+
+The server's database is the embedded SQLite one in the Prefect home, or PostgreSQL
+(``--database``, ``FETCHFLOW_DATABASE_URL``: see :mod:`fetchflow.orchestration.database`),
+checked before the server starts; its password never reaches the console, the state file or
+an error.
 """
 
 from __future__ import annotations
@@ -34,9 +39,15 @@ from types import FrameType
 from typing import TextIO
 
 from fetchflow.errors import ServerError, SettingsInvalid
+from fetchflow.orchestration.database import (
+    PREFECT_DATABASE_VARIABLE,
+    ServerDatabase,
+    check_database,
+)
 from fetchflow.settings import Settings
 
 __all__ = [
+    "ServerDatabase",
     "ServerError",
     "ServerInfo",
     "check_prefect_api",
@@ -67,11 +78,13 @@ class ServerInfo:
         api_url: Its API, for ``PREFECT_API_URL`` (``http://127.0.0.1:4200/api``).
         ui_url: Its default UI (``http://127.0.0.1:4200/v2``); pages hang below it.
         pid: The server's process id, when known.
+        database: Its database URL, password hidden (None: the embedded SQLite one).
     """
 
     api_url: str
     ui_url: str
     pid: int | None = None
+    database: str | None = None
 
 
 def server_state_file(settings: Settings) -> Path:
@@ -94,12 +107,21 @@ def _base_url(host: str, port: int) -> str:
 
 
 def server_environment(
-    settings: Settings, *, host: str, port: int, environ: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    environ: Mapping[str, str] | None = None,
+    database: ServerDatabase | None = None,
 ) -> dict[str, str]:
     """The environment of ``prefect server start``: fetchflow's Prefect home, the UI
-    pointed at this port's API, analytics off; the rest is the current environment."""
+    pointed at this port's API, analytics off, the database (None: the embedded SQLite);
+    the rest is the current environment."""
     env = dict(os.environ if environ is None else environ)
     env.pop("PREFECT_API_URL", None)  # the server serves the API; it must not look for one
+    env.pop(PREFECT_DATABASE_VARIABLE, None)
+    if database is not None:
+        env[PREFECT_DATABASE_VARIABLE] = database.url
     env.update(
         {
             "PREFECT_HOME": str(settings.prefect_home.resolve()),
@@ -201,7 +223,13 @@ def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | Non
         path.unlink(missing_ok=True)
         return None
     pid = data.get("pid")
-    info = ServerInfo(data["api_url"], data["ui_url"], pid if isinstance(pid, int) else None)
+    database = data.get("database")
+    info = ServerInfo(
+        data["api_url"],
+        data["ui_url"],
+        pid if isinstance(pid, int) else None,
+        database if isinstance(database, str) else None,
+    )
     health = _healthy(info.api_url, timeout)
     if health is False:
         path.unlink(missing_ok=True)
@@ -234,18 +262,22 @@ def _default_ui(base: str, timeout: float) -> str:
     return base + path.rstrip("/") if isinstance(path, str) else base
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: Path, lines: int = 15, secret: str | None = None) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+    if secret:
+        text = text.replace(secret, "***")
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _write_state(path: Path, info: ServerInfo) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    state = {"api_url": info.api_url, "ui_url": info.ui_url, "pid": info.pid}
+    state: dict[str, object] = {"api_url": info.api_url, "ui_url": info.ui_url, "pid": info.pid}
+    if info.database is not None:
+        state["database"] = info.database
     temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     temporary.replace(path)
 
@@ -255,14 +287,19 @@ def start_server(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
     *,
+    database: ServerDatabase | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
 ) -> subprocess.Popen[bytes]:
     """Start ``prefect server start`` and wait until it answers; then write the state file.
 
     The server runs in its own session (Ctrl-C in the terminal reaches fetchflow, which
     stops it: see :func:`serve_forever`); its output goes to :func:`server_log_file`.
+    ``database`` is checked first (:func:`~fetchflow.orchestration.database.check_database`);
+    None is the embedded SQLite database.
 
     Raises:
+        SettingsInvalid: The database cannot be used (wrong scheme, unreachable, login
+            refused).
         ServerError: A server is already running, the port is taken, or the server exited
             or did not answer within ``startup_timeout`` seconds.
     """
@@ -274,13 +311,16 @@ def start_server(
             + (f", or kill {found.pid})" if found.pid else ")"),
         )
     _check_port_free(host, port)
+    if database is not None:
+        check_database(database)
+    secret = urllib.parse.urlsplit(database.url).password if database is not None else None
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
     log_path = server_log_file(settings)
     command = [sys.executable, "-m", "prefect", "server", "start"]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [*command, "--host", host, "--port", str(port)],
-            env=server_environment(settings, host=host, port=port),
+            env=server_environment(settings, host=host, port=port, database=database),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -293,7 +333,7 @@ def start_server(
             if process.poll() is not None:
                 raise ServerError(
                     f"the Prefect server exited with code {process.returncode} before it "
-                    f"answered; its last lines:\n{_tail(log_path)}",
+                    f"answered; its last lines:\n{_tail(log_path, secret=secret)}",
                     f"see {log_path}",
                 )
             if time.monotonic() > deadline:
@@ -302,7 +342,12 @@ def start_server(
                     f"see {log_path}; a first start creates the database and is the slowest",
                 )
             time.sleep(0.25)
-        info = ServerInfo(f"{base}/api", _default_ui(base, 5.0), process.pid)
+        info = ServerInfo(
+            f"{base}/api",
+            _default_ui(base, 5.0),
+            process.pid,
+            database.display() if database is not None else None,
+        )
         _write_state(server_state_file(settings), info)
     except BaseException:
         _terminate(process)
@@ -365,9 +410,12 @@ def serve_forever(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
     *,
+    database: ServerDatabase | None = None,
     out: TextIO | None = None,
 ) -> int:
     """``fetchflow server``: start the server, say where it is, run until Ctrl-C.
+
+    ``database``: see :func:`start_server`.
 
     Ctrl-C, SIGTERM and SIGHUP stop the server and remove the state file.
 
@@ -376,23 +424,26 @@ def serve_forever(
         stopped by itself.
 
     Raises:
-        ServerError: See :func:`start_server`.
+        SettingsInvalid, ServerError: See :func:`start_server`.
     """
     out = out or sys.stderr
+    if database is not None:
+        check_database(database)  # a bad database is the only message, not after "starting"
     print(f"starting Prefect server on {_base_url(host, port)} …", file=out, flush=True)
     restore = stop_on_signals()
     try:
         try:
-            process = start_server(settings, port, host)
+            process = start_server(settings, port, host, database=database)
         except KeyboardInterrupt:
             return 130
         try:
             info = running_server(settings, timeout=5.0)
             if info is not None:
+                history = info.database or str(settings.prefect_home.resolve())
                 print(
                     f"Prefect UI   {info.ui_url}\n"
                     f"API          {info.api_url}\n"
-                    f"history      {settings.prefect_home.resolve()}\n"
+                    f"history      {history}\n"
                     "fetchflow run sends its runs here while this runs; Ctrl-C stops it.",
                     file=out,
                     flush=True,

@@ -39,6 +39,7 @@ COMMANDS = {
     "approve": "answer",
     "deny": "answer",
     "serve": "serve",
+    "deploy": "deploy",
     "steps": "steps",
     "schema": "schema",
 }
@@ -132,6 +133,27 @@ def _parser() -> argparse.ArgumentParser:
         help="most flow runs at the same time on this machine (default 5)",
     )
 
+    deploy = commands.add_parser(
+        "deploy",
+        help="register workflows as deployments on a Prefect work pool "
+        "(run by `prefect worker start --pool NAME` on any machine with fetchflow)",
+    )
+    deploy.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="workflow files or folders of *.yaml"
+    )
+    deploy.add_argument(
+        "--pool", required=True, metavar="NAME", help="the work pool (it must exist; any type)"
+    )
+    deploy.add_argument(
+        "--work-queue", metavar="NAME", default=None, help="the pool's queue (default: its own)"
+    )
+    deploy.add_argument(
+        "--job-variables",
+        metavar="JSON",
+        default=None,
+        help='overrides of the pool\'s job template, e.g. \'{"image": "...", "env": {...}}\'',
+    )
+
     steps = commands.add_parser("steps", help="list the step types and their fields")
     steps.add_argument("--json", action="store_true", help="as JSON")
 
@@ -142,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchflow`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.command not in ("run", "serve"):
+    if args.command not in ("run", "serve", "deploy"):
         # Pydantic looks for its own plugins (scanning every installed distribution, ~40 ms)
         # when the first model is built; checking a file needs none of them.
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

@@ -21,8 +21,15 @@ program that calls :func:`serve_workflows` needs the usual ``if __name__ == "__m
 guard (console scripts and ``python -m`` have it).
 
 Work-pool workers (``prefect worker start``) are a different mechanism: they load a flow
-from the deployment's entrypoint, which a workflow built from YAML does not have; several
-``fetchflow serve`` processes pointed at one API are how runs spread over machines.
+from the deployment's entrypoint and pull steps; ``fetchflow deploy``
+(:mod:`fetchflow.orchestration.pool`) makes such deployments, carrying the workflow itself.
+
+Both pin the workflow's version: the deployment's ``version`` and the flow's ``version``
+are the content hash of the workflow and the files it reads
+(:func:`fetchflow.orchestration.bundle.workflow_version`), and a flow run created for
+another version than the one about to run it is refused, ``Failed`` with both hashes
+(:func:`fetchflow.orchestration.bundle.version_refusal`): two serve processes with different
+files under one name never silently run either.
 
 Prefect is imported only by the functions that serve; checking and the schema need none.
 """
@@ -30,7 +37,6 @@ Prefect is imported only by the functions that serve; checking and the schema ne
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import socket
 import sys
@@ -226,16 +232,14 @@ def deployment_schema(plan: Plan) -> dict[str, object]:
     }
 
 
-def _version(plan: Plan) -> str:
-    """The workflow file's content hash: which version of the YAML a deployment serves."""
-    return hashlib.sha256(plan.file.read_bytes()).hexdigest()[:12]
-
-
 # -- serving (Prefect) -----------------------------------------------------------------------
 
 
-def _add_workflow(runner: Any, plan: Plan, *, settings: Settings, ui_url: str | None) -> UUID:
-    """Register a plan's deployment with ``runner``; returns the deployment's id.
+def _add_workflow(
+    runner: Any, plan: Plan, *, settings: Settings, ui_url: str | None
+) -> tuple[UUID, str, str | None]:
+    """Register a plan's deployment with ``runner``; returns the deployment's id, its
+    version and the version it carried before (None when it is new).
 
     ``Runner.add_flow`` is what keeps the flow object in memory for the runner to run
     (``add_deployment`` would make it import the flow's entrypoint, which a flow built from
@@ -244,22 +248,31 @@ def _add_workflow(runner: Any, plan: Plan, *, settings: Settings, ui_url: str | 
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.exceptions import ObjectNotFound
 
+    from fetchflow.orchestration.bundle import workflow_version
     from fetchflow.orchestration.runner import build_flow
 
+    version = workflow_version(plan)
+    with get_client(sync_client=True) as client:
+        try:
+            before = client.read_deployment_by_name(f"{plan.name}/{plan.name}").version
+        except ObjectNotFound:
+            before = None
     workflow_flow = build_flow(plan, settings=settings, ui_url=ui_url)
+    workflow_flow.version = version  # what each run checks its deployment's version against
     deployment_id: UUID = runner.add_flow(
         workflow_flow,
         name=plan.name,
         description=plan.header.description or None,
-        version=_version(plan),
+        version=version,
         tags=["fetchflow"],
         enforce_parameter_schema=True,
     )
     schema = deployment_schema(plan)
     with get_client(sync_client=True) as client:
         client.update_deployment(deployment_id, DeploymentUpdate(parameter_openapi_schema=schema))
-    return deployment_id
+    return deployment_id, version, before
 
 
 def _poll_seconds() -> float:
@@ -321,13 +334,26 @@ def serve_workflows(
         query_seconds=_poll_seconds(),
     )
     for plan in plans:
-        deployment_id = _add_workflow(runner, plan, settings=settings, ui_url=ui_url)
+        deployment_id, version, before = _add_workflow(
+            runner, plan, settings=settings, ui_url=ui_url
+        )
         where = (
             f"{ui_url.rstrip('/')}/deployments/deployment/{deployment_id}"
             if ui_url
             else str(deployment_id)
         )
-        print(f"serving {plan.name}/{plan.name}  {where}  ({plan.file})", file=out, flush=True)
+        print(
+            f"serving {plan.name}/{plan.name}  version {version}  {where}  ({plan.file})",
+            file=out,
+            flush=True,
+        )
+        if before is not None and before != version:
+            print(
+                f"  note: {plan.name}/{plan.name} was version {before}; runs created for it "
+                "are refused (Failed), not run with this file",
+                file=out,
+                flush=True,
+            )
     print(
         f"{len(plans)} workflow(s) served to {api_url}; start runs from the UI "
         "(Deployments > Run) or `prefect deployment run NAME/NAME`; Ctrl-C stops.",

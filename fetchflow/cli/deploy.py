@@ -1,0 +1,86 @@
+"""``fetchflow deploy PATH... --pool NAME``: workflows as deployments on a Prefect work pool.
+
+Any machine with fetchflow installed then runs them with ``prefect worker start --pool NAME``
+(see :mod:`fetchflow.orchestration.pool`). Every workflow and flag is checked before Prefect
+is imported; nothing is deployed unless all of them pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from fetchflow.cli.common import EXIT_OK, bad_flag, step_types, with_home
+
+__all__ = ["main"]
+
+
+def _job_variables(text: str | None) -> dict[str, object]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise bad_flag(
+            "--job-variables",
+            f"not JSON: {error.msg} at character {error.pos + 1}",
+            """give a JSON object, e.g. --job-variables '{"image": "repo/fetchflow:1", """
+            """"env": {"FETCHFLOW_STORE": "s3://bucket/prefix"}}'""",
+        ) from None
+    if not isinstance(value, dict):
+        raise bad_flag(
+            "--job-variables",
+            f"expected a JSON object, got {type(value).__name__}",
+            """give a JSON object, e.g. --job-variables '{"env": {"FETCHFLOW_HOME": "/srv/ff"}}'""",
+        )
+    env = value.get("env")
+    if env is not None and not (
+        isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+    ):
+        raise bad_flag(
+            "--job-variables",
+            'field "env": expected an object of strings (NAME: "value")',
+            """write every value as a string: {"env": {"FETCHFLOW_MAX_PARALLEL_STEPS": "4"}}""",
+        )
+    return value
+
+
+def main(args: argparse.Namespace) -> int:
+    """Check every workflow and flag, then register one deployment per workflow."""
+    from fetchflow.orchestration.bundle import bundle_workflow
+    from fetchflow.orchestration.deploy import check_workflows, serve_target
+    from fetchflow.settings import load_settings
+
+    pool = args.pool.strip()
+    if not pool:
+        raise bad_flag("--pool", "the work pool name is empty", "give --pool NAME")
+    work_queue = args.work_queue.strip() if args.work_queue is not None else None
+    if work_queue == "":
+        raise bad_flag(
+            "--work-queue", "the queue name is empty", "leave --work-queue out for the default"
+        )
+    job_variables = _job_variables(args.job_variables)
+    settings = with_home(load_settings())
+    plans = check_workflows(args.paths, step_types())  # every problem of every file first
+    for plan in plans:
+        bundle_workflow(plan)  # too large to travel: a problem of that file, before Prefect
+    target = serve_target(settings)
+    if os.environ.get("PREFECT_API_URL"):
+        from fetchflow.orchestration.server import check_prefect_api
+
+        check_prefect_api(target.api_url)
+    os.environ["PREFECT_API_URL"] = target.api_url
+    from fetchflow.orchestration.prefect_env import prepare_prefect_environment
+
+    prepare_prefect_environment(settings)
+    from fetchflow.orchestration.pool import deploy_workflows
+
+    deploy_workflows(
+        plans,
+        pool=pool,
+        work_queue=work_queue,
+        job_variables=job_variables,
+        ui_url=target.ui_url,
+    )
+    return EXIT_OK

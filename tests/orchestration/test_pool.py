@@ -139,6 +139,48 @@ def test_a_bundle_too_large_to_travel_is_a_problem_of_its_file(
     assert "largest: templates/greeting.j2" in caught.value.format()
 
 
+@pytest.mark.parametrize(
+    ("deployment", "created_for", "running", "refused"),
+    [
+        pytest.param(False, None, "b" * 12, False, id="no-deployment-fetchflow-run"),
+        pytest.param(True, "a" * 12, "a" * 12, False, id="same-version"),
+        pytest.param(True, None, "b" * 12, False, id="deployment-without-version"),
+        pytest.param(True, "a" * 12, "b" * 12, True, id="another-version-refused"),
+    ],
+)
+def test_a_run_created_for_another_version_is_refused(
+    deployment: bool, created_for: str | None, running: str, refused: bool
+) -> None:
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    from prefect.client.schemas.objects import FlowRun
+
+    from fetchflow.orchestration.bundle import version_refusal
+
+    flow_run = FlowRun(
+        flow_id=uuid4(),
+        deployment_id=uuid4() if deployment else None,
+        deployment_version=created_for,
+    )
+    context = SimpleNamespace(
+        flow_run=flow_run, flow=SimpleNamespace(name="greet", version=running)
+    )
+    state = version_refusal(context)  # type: ignore[arg-type]
+    if not refused:
+        assert state is None
+        return
+    assert state is not None and state.is_failed()
+    assert state.message == (
+        "deployment greet/greet: this run was created for workflow version aaaaaaaaaaaa, but "
+        "the workflow that picked it up is version bbbbbbbbbbbb (the file was deployed again "
+        "with changes, or another `fetchflow serve` serves a different file under this name); "
+        "nothing ran\n"
+        "  hint: start the run again to run version bbbbbbbbbbbb; to run aaaaaaaaaaaa, deploy or "
+        "serve that file again (one file per deployment name)"
+    )
+
+
 # -- deployed for real ------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,13 +57,17 @@ def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout: float) -
     return value
 
 
-def make_project(folder: Path, greeting: str | None = None) -> Path:
+def make_project(folder: Path, greeting: str | None = None, name: str = "greet") -> Path:
     """A copy of ``tests/data/pool`` (the workflow and its template) in ``folder``."""
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(DATA, folder, ignore=shutil.ignore_patterns("broken"))
     if greeting is not None:
         (folder / "templates" / "greeting.j2").write_text(greeting, encoding="utf-8")
-    return folder / "greet.yaml"
+    workflow = folder / "greet.yaml"
+    if name != "greet":
+        text = workflow.read_text(encoding="utf-8").replace("name: greet\n", f"name: {name}\n")
+        workflow.write_text(text, encoding="utf-8")
+    return workflow
 
 
 # -- the bundle (pure) ------------------------------------------------------------------------
@@ -478,6 +483,82 @@ def test_a_changed_file_is_a_new_version_and_old_runs_are_refused(
     )
     assert f"  hint: start the run again to run version {new.version}" in refused.state.message
     assert read_task_runs(parked.id) == []  # nothing ran
+
+
+SERVE = """
+import sys
+from pathlib import Path
+from fetchflow.orchestration.deploy import serve_workflows
+from fetchflow.registry import StepRegistry
+from fetchflow.settings import load_settings
+
+registry = StepRegistry.from_entry_points()
+serve_workflows([Path(sys.argv[1])], settings=load_settings(), registry=registry)
+"""
+
+
+@contextmanager
+def serving(workflow: Path, env: dict[str, str], log: Path) -> Iterator[Callable[[], str]]:
+    """``serve_workflows`` for one file in a subprocess, until it serves; Ctrl-C after."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(workflow)],
+            env=env,
+            cwd=log.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output() -> str:
+        return log.read_text(encoding="utf-8", errors="replace")
+
+    try:
+        wait_for(lambda: "served to" in output() or process.poll() is not None, bool, 60)
+        assert process.poll() is None, output()
+        yield output
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.prefect
+def test_serve_refuses_a_run_for_another_version_of_its_name(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two serve processes, two files, one name: the one serving the old file refuses the
+    runs created for the new one (Failed, both hashes) instead of running its own file."""
+    from prefect.deployments import run_deployment
+
+    env = {
+        **base_env,
+        "FETCHFLOW_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    first = make_project(tmp_path / "one", name="greet_served")
+    second = make_project(tmp_path / "two", greeting="v2 << inputs.who >>", name="greet_served")
+    with serving(first, env, tmp_path / "one.log") as one:
+        v1 = read_deployment("greet_served/greet_served").version
+        assert f"serving greet_served/greet_served  version {v1}" in one()
+        with serving(second, env, tmp_path / "two.log") as two:
+            v2 = read_deployment("greet_served/greet_served").version
+            assert v2 != v1
+            assert f"note: greet_served/greet_served was version {v1}; runs created for it" in two()
+        # Only the first file is served now; the deployment says version 2.
+        flow_run = run_deployment(
+            "greet_served/greet_served", parameters={"who": "eve"}, timeout=90
+        )
+        assert flow_run.state is not None and flow_run.state.is_failed(), (flow_run.state, one())
+        assert flow_run.state.message.startswith(
+            "deployment greet_served/greet_served: this run was created for workflow version "
+            f"{v2}, but the workflow that picked it up is version {v1}"
+        )
+        assert read_task_runs(flow_run.id) == []
 
 
 # -- bad input: one message, exit 2 ----------------------------------------------------------

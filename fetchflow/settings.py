@@ -75,6 +75,20 @@ class Settings(SettingsModel):
         le=256,
         description="How many steps of one run may execute at the same time.",
     )
+    task_runner: str = Field(
+        default="threads",
+        pattern=r"^(threads|dask|dask://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$",
+        description="Where a run's steps execute: threads (in the run's process), dask (a "
+        "local cluster of worker processes, needs fetchflow[dask]) or dask://host:port (an "
+        "existing Dask scheduler; its workers need fetchflow and the step plugins).",
+    )
+    heartbeat_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="How often a running run refreshes its record in the store. A run whose "
+        "record is older than 6 times this is dead: running it again takes it over.",
+    )
 
     store: str = Field(
         default_factory=_default_store,

@@ -207,9 +207,11 @@ class StepContext:
         progress: Reports progress of a multi-item step, when the run shows it.
         timeout_seconds: The step's ``timeout_seconds``: network calls should not wait
             longer (the engine can only interrupt Python code, not a blocked socket read).
-        kept: On ``--resume``, what the interrupted (or failed) earlier run of this step
-            made and kept, its partial output as JSON data with fresh links: a step that can
-            makes only the rest. None otherwise.
+        kept: On ``--resume`` (or when a crashed run is run again), what the earlier run of
+            this step made and kept (its partial output, or the items it recorded with
+            :meth:`keep`), as JSON data with fresh links: a step that can makes only the
+            rest. None otherwise.
+        on_kept: Records one paid item in the run's checkpoints (see :meth:`keep`).
     """
 
     step_id: str
@@ -227,6 +229,18 @@ class StepContext:
     progress: Progress | None = field(default=None, repr=False)
     timeout_seconds: float | None = None
     kept: object = field(default=None, repr=False)
+    on_kept: Callable[[object], None] | None = field(default=None, repr=False)
+
+    def keep(self, item: object) -> None:
+        """Record one paid piece of work the moment it is stored (an image's record, as
+        JSON data), in the run's checkpoints in the store.
+
+        A step that makes several billable things calls it for each one: if the process
+        dies before the step ends, ``--resume`` (or the re-run of a crashed run) hands the
+        recorded items back as :attr:`kept`, and nothing is paid for twice.
+        """
+        if self.on_kept is not None:
+            self.on_kept(item)
 
     def interrupted(self) -> bool:
         """Whether the run was asked to stop (Ctrl-C, SIGTERM): start nothing billable."""

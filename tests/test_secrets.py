@@ -166,16 +166,21 @@ def _collect(run: CanaryRun) -> None:
         p.read_bytes().decode("latin-1") + f"\n{p}" for p in files
     ]
     places["files under FETCHFLOW_HOME (paths)"] = [str(p) for p in files]
-    assets = [p for p in files if p.is_relative_to(run.home / "assets")]
+    state = (run.home / "assets" / "runs", run.home / "assets" / "cache")
+    assets = [
+        p
+        for p in files
+        if p.is_relative_to(run.home / "assets") and not any(p.is_relative_to(s) for s in state)
+    ]
     places["asset files"] = [p.read_bytes().decode("latin-1") for p in assets]
     places["image metadata (PNG chunks, EXIF, XMP)"] = [
         _image_metadata(p) for p in assets if p.suffix in {".png", ".jpg", ".webp"}
     ]
-    places["saved runs (runs/*.json)"] = [
-        p.read_text(encoding="utf-8") for p in (run.home / "runs").glob("*.json")
+    places["run checkpoints (runs/<id>/**.json)"] = [
+        p.read_text(encoding="utf-8") for p in (run.home / "assets" / "runs").rglob("*.json")
     ]
     places["generation cache (cache/*.json)"] = [
-        p.read_text(encoding="utf-8") for p in (run.home / "cache").rglob("*.json")
+        p.read_text(encoding="utf-8") for p in (run.home / "assets" / "cache").rglob("*.json")
     ]
     places["spool"] = [
         p.read_bytes().decode("latin-1") for p in (run.home / "spool").rglob("*") if p.is_file()
@@ -318,7 +323,7 @@ PLACES = [
     "files under FETCHFLOW_HOME (paths)",
     "asset files",
     "image metadata (PNG chunks, EXIF, XMP)",
-    "saved runs (runs/*.json)",
+    "run checkpoints (runs/<id>/**.json)",
     "generation cache (cache/*.json)",
     "flow run (parameters, state, everything)",
     "flow run parameters",
@@ -356,7 +361,8 @@ def test_each_place_holds_what_it_should(canary_run: CanaryRun) -> None:
     """The searches read the real thing, not an empty or wrong answer."""
     places, run_id = canary_run.places, canary_run.report.run_id
     assert len(places["image metadata (PNG chunks, EXIF, XMP)"]) == 2  # hero and detail
-    assert len(places["saved runs (runs/*.json)"]) == 1
+    # The run's record, one document per step (7) and one per image kept as it was stored.
+    assert len(places["run checkpoints (runs/<id>/**.json)"]) >= 1 + 7 + 2
     assert len(places["generation cache (cache/*.json)"]) == 2  # hero and detail: cache: true
     assert json.loads(places["flow run parameters"][0]) == {"product": "blue vase"}
     assert len(places["task runs"]) == 7

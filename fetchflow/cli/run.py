@@ -74,8 +74,9 @@ def main(args: argparse.Namespace) -> int:
     from fetchflow.interrupt import exit_code_for, stop_on_interrupt, stop_requested, stop_signal
     from fetchflow.orchestration.prefect_env import prepare_prefect_environment
     from fetchflow.orchestration.server import check_prefect_api, running_server
+    from fetchflow.orchestration.task_runners import check_task_runner
     from fetchflow.run.cost import check_budget, estimate_plan, format_estimate
-    from fetchflow.run.preflight import preflight
+    from fetchflow.run.preflight import StoreOpener, preflight
     from fetchflow.run.reuse import Reused, outputs_to_resume
     from fetchflow.settings import load_settings
     from fetchflow.workflow.checking import check_file
@@ -87,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     given = parse_input_args(plan.header, args.input)
     reuse: dict[str, Reused] = {}
     if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
-        earlier, reuse = outputs_to_resume(settings.home, args.resume, plan)
+        earlier, reuse = outputs_to_resume(StoreOpener(settings)(), args.resume, plan)
         given = {**earlier, **given}
     inputs = resolve_inputs(plan.header, given)
     budget = budget_flag if budget_flag is not None else plan.header.budget_usd
@@ -109,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         if os.environ.get("PREFECT_API_URL"):  # before the store check writes its probe
             check_prefect_api(os.environ["PREFECT_API_URL"])
         with_home(settings)
+        check_task_runner(settings)
         store = preflight(plan, settings)
     except (RunError, SettingsInvalid) as error:
         # Refused before anything ran (a missing key, the budget, the store, the server):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from inspect import Parameter, Signature
 from typing import Any
 
@@ -20,15 +21,18 @@ from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, get_run_context
 from prefect.exceptions import TerminationSignal
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from fetchflow.interrupt import handle_stop_signals, stop_requested, stop_signal
 from fetchflow.orchestration.artifacts import publish_run_summary
+from fetchflow.orchestration.bundle import version_refusal
+from fetchflow.orchestration.run_claim import claim_run, still_ours
 from fetchflow.orchestration.scheduler import RunObserver, RunScheduler, error_text
 from fetchflow.orchestration.server import run_url
+from fetchflow.orchestration.task_runners import make_task_runner, runs_steps_elsewhere
+from fetchflow.run.checkpoints import Checkpoints
 from fetchflow.run.preflight import preflight
 from fetchflow.run.report import RunReport
-from fetchflow.run.reuse import GenerationCache, Reused, save_run
+from fetchflow.run.reuse import Reused, step_fingerprint
 from fetchflow.settings import Settings
 from fetchflow.workflow.inputs import resolve_inputs
 from fetchflow.workflow.plan import Plan
@@ -108,6 +112,8 @@ def build_flow(
         context = get_run_context()
         assert isinstance(context, FlowRunContext) and context.flow_run is not None
         flow_run = context.flow_run
+        if (refused := version_refusal(context)) is not None:
+            return refused  # created for another version of the workflow (bundle.py)
         report = RunReport(workflow=plan.name, run_id=str(flow_run.id))
         if on_report is not None:
             on_report(report)
@@ -115,24 +121,37 @@ def build_flow(
             report.url = run_url(ui_url, report.run_id)
         inputs = resolve_inputs(plan.header, {k: v for k, v in given.items() if v is not None})
         opener = open_store if open_store is not None else preflight(plan, settings)
+        checkpoints = Checkpoints(opener, report.run_id)
+        attempt = max(1, flow_run.run_count or 1)
+        claim = claim_run(opener, report.run_id, plan, attempt=attempt, settings=settings)
+        if claim.finished_by_other is not None:
+            # Another copy of this very run was alive and finished it while this one
+            # waited: say what it did, never run it twice nor overwrite its end.
+            return claim.finished_by_other.mirror(report)
         run = RunScheduler(plan, settings, inputs, report, observer, opener)
-        run.reused = dict(reuse or {})
-        run.cache = GenerationCache(settings.home / "cache")
+        run.reused = {**dict(reuse or {}), **claim.reuse}
+        run.checkpoints = checkpoints
+        run.remote_steps = runs_steps_elsewhere(settings)
         run.run_info = {
             "id": str(flow_run.id),
             "name": flow_run.name,
             "started_at": run.started_at.isoformat(),
         }
+        checkpoints.start(
+            plan,
+            inputs,
+            {sid: step_fingerprint(step) for sid, step in plan.steps.items()},
+            attempt=attempt,
+        )
         if observer is not None:
             observer.run_started(report)
         started = time.monotonic()
         signals = handle_stop_signals() if stop_on_signals else contextlib.nullcontext()
-        with signals:  # also over the summary and the save: a signal never loses the record
-            return _finish(run, report, inputs, started)
+        with signals, _heartbeat(checkpoints, settings.heartbeat_seconds):
+            # Also over the summary and the record: a signal never loses the record.
+            return _finish(run, report, started)
 
-    def _finish(
-        run: RunScheduler, report: RunReport, inputs: dict[str, object], started: float
-    ) -> State:
+    def _finish(run: RunScheduler, report: RunReport, started: float) -> State:
         try:
             final = run.schedule()
         except KeyboardInterrupt:
@@ -144,7 +163,7 @@ def build_flow(
                 f"{sum(r.status == 'completed' for r in report.steps.values())} completed "
                 "step(s)"
             )
-            _save(plan, inputs, report)
+            _record_end(run, report)
             raise
         publish_run_summary(
             report,
@@ -152,14 +171,20 @@ def build_flow(
             step_types={sid: step.type for sid, step in plan.steps.items()},
             seconds=time.monotonic() - started,
         )
-        _save(plan, inputs, report)
+        _record_end(run, report)
         return final
 
-    def _save(plan: Plan, inputs: Mapping[str, object], report: RunReport) -> None:
-        try:
-            save_run(settings.home, plan, inputs, report)
-        except OSError as error:  # the run itself is done: a warning, not its failure
-            get_run_logger().warning("could not save the run for --resume: %s", error)
+    def _record_end(run: RunScheduler, report: RunReport) -> None:
+        checkpoints = run.checkpoints
+        if checkpoints is None:
+            return
+        if still_ours(checkpoints, settings):
+            checkpoints.finish(report)
+        else:
+            get_run_logger().warning(
+                "this run was taken over by a later attempt while this one was out of touch "
+                "with the store: its end is left to that attempt"
+            )
 
     body.__signature__ = _signature(plan)  # type: ignore[attr-defined]
     body.__name__ = body.__qualname__ = "fetchflow_" + "".join(
@@ -171,8 +196,27 @@ def build_flow(
         validate_parameters=False,
         persist_result=False,
         log_prints=False,
-        task_runner=ThreadPoolTaskRunner(max_workers=settings.max_parallel_steps),  # type: ignore[arg-type]
+        task_runner=make_task_runner(settings),
     )(body)
+
+
+@contextlib.contextmanager
+def _heartbeat(checkpoints: Checkpoints, every: float) -> Iterator[None]:
+    """Refresh the run's record in the store every ``every`` seconds while the block runs:
+    how other machines know this run is alive (and never take it over)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            checkpoints.heartbeat()
+
+    thread = threading.Thread(target=beat, name="fetchflow-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every + 5)
 
 
 def run_plan(

@@ -23,25 +23,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, Completed, Failed
-from prefect.utilities.annotations import allow_failure
+from prefect.utilities.annotations import allow_failure, quote
 
 from fetchflow.errors import Interrupted, RunError, StepError
-from fetchflow.interrupt import check_interrupt, stop_requested, stop_signal
+from fetchflow.interrupt import stop_requested, stop_signal
 from fetchflow.orchestration.approval import ApprovalDecision, ApprovalRequest, ask_for_approval
-from fetchflow.orchestration.artifacts import StepProgress, publish_step_output
-from fetchflow.run.execution import execute_step, run_config, validated_config
+from fetchflow.orchestration.limits import limited_tags
+from fetchflow.orchestration.step_task import StepJob, StepOutcome, run_step
+from fetchflow.run.checkpoints import Checkpoints
+from fetchflow.run.execution import validated_config
 from fetchflow.run.report import RunReport, StepResult
-from fetchflow.run.reuse import GenerationCache, Reused, fresh_links
+from fetchflow.run.reuse import Reused, fresh_links, step_fingerprint
 from fetchflow.settings import Settings
-from fetchflow.step import StepContext
 from fetchflow.workflow.plan import Plan, PlannedStep
 
 __all__ = ["RunObserver", "RunScheduler", "error_text"]
@@ -76,7 +76,6 @@ class _StepState:
     started: float = 0.0
     error: BaseException | None = None
     reused: str | None = None
-    began: bool = False  # past the engine's own stop check: the step's work started
 
 
 @dataclass
@@ -97,7 +96,11 @@ class RunScheduler:
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     decisions: dict[str, ApprovalDecision] = field(default_factory=dict)
     reused: dict[str, Reused] = field(default_factory=dict)
-    cache: GenerationCache = field(default_factory=lambda: GenerationCache(Path()))
+    checkpoints: Checkpoints | None = None
+    #: Steps run in other processes (a Dask task runner): jobs carry no watcher.
+    remote_steps: bool = False
+    #: Step types with a Prefect tag concurrency limit (their tasks take a slot).
+    limited_types: frozenset[str] = frozenset()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- a step as a Prefect task --------------------------------------------------------
@@ -109,83 +112,48 @@ class RunScheduler:
                 scope[upstream] = {"output": self.outputs[upstream]}
         return scope
 
+    def attempt_started(self, step_id: str, attempt: int) -> None:
+        """A step's attempt began (its task calls this when it runs in this process)."""
+        with self.lock:
+            record = self.states.setdefault(step_id, _StepState())
+            record.attempts = max(record.attempts, attempt)
+            if not record.started:
+                record.started = time.monotonic()
+        if self.observer is not None:
+            self.observer.step_started(self.plan.steps[step_id], attempt)
+
     def _task(self, step: PlannedStep, overrides: dict[str, object]) -> Any:
+        """The step's Prefect task and its job (plain data: any task runner can run it)."""
         common = step.common
-        scope = self._scope(step)
-        record = self.states.setdefault(step.id, _StepState())
         earlier = self.reused.get(step.id)  # only a partial one: a complete one never runs
         kept = fresh_links(earlier.output, self.open_store) if earlier is not None else None
-
-        def run_step() -> object:
-            with self.lock:
-                record.attempts += 1
-                record.error = None  # the last attempt's failure is the step's error
-                attempt = record.attempts
-                if attempt == 1:
-                    record.started = time.monotonic()
-            if self.observer is not None:
-                self.observer.step_started(step, attempt)
-            logger = get_run_logger()
-            ctx = StepContext(
-                step_id=step.id,
-                step_type=step.type,
-                run_id=self.run_info["id"],
-                run_name=self.run_info["name"],
-                workflow=self.plan.name,
-                started_at=self.started_at,
-                logger=logger,
-                settings=self.settings,
-                templates=self.plan.templates,
-                scope=scope,
-                open_store=self.open_store,
-                read_secret=_read_secret,
-                progress=StepProgress(workflow=self.plan.name, step_id=step.id),
-                timeout_seconds=step.common.timeout_seconds,
-                kept=kept,
-            )
-            try:
-                check_interrupt()  # submitted before the stop request, not started yet
-                record.began = True
-                output = self._execute(step, ctx, overrides, record, logger)
-            except Exception as error:
-                # Only real failures: a timeout arrives as a cancellation Prefect injects into
-                # this thread and turns into its own TaskRunTimeoutError, read in _settle.
-                record.error = error
-                if isinstance(error, RunError):
-                    logger.error("%s", error.format())
-                    if error.partial_output is not None and step.step_cls.produces_files:
-                        publish_step_output(  # what was paid for shows in the UI too
-                            workflow=self.plan.name,
-                            step_id=step.id,
-                            step_title=step.title,
-                            step_type=step.type,
-                            output=error.partial_output,
-                            read_bytes=self._read_bytes,
-                        )
-                raise
-            # Outside the try: a display problem is a warning, never the step's error. Only
-            # steps that make files get an Output artifact (gallery and table): an API call
-            # per trivial step would cost more than the step itself.
-            if step.step_cls.produces_files:
-                publish_step_output(
-                    workflow=self.plan.name,
-                    step_id=step.id,
-                    step_title=step.title,
-                    step_type=step.type,
-                    output=output,
-                    read_bytes=self._read_bytes,
-                )
-            return output
-
+        if self.checkpoints is not None and isinstance(kept, list):
+            for item in kept:  # this run holds them too, should it be cut short again
+                self.checkpoints.keep(step.id, item)
+        job = StepJob(
+            plan=self.plan,
+            step_id=step.id,
+            settings=self.settings,
+            scope=self._scope(step),
+            run_info=dict(self.run_info),
+            started_at=self.started_at,
+            overrides=dict(overrides),
+            kept=kept,
+            open_store=self.open_store,
+            checkpoints=self.checkpoints,
+            watcher=None if self.remote_steps else self,
+        )
+        if self.remote_steps:
+            self.attempt_started(step.id, 1)  # retries in a worker are not seen from here
         delays = [common.retry_delay_seconds * 2**n for n in range(common.retries)]
-        return task(
+        prefect_task = task(
             name=step.id,
             task_run_name=step.id,
             description=f"{step.title} ({step.type})",
-            # A tag costs the server a concurrency-limit lookup per task run (it doubled the
-            # run time of 30 trivial steps): only billable steps, where Prefect's tag limits
-            # are worth it, carry their type as a tag. Every task shows it in its description.
-            tags=[step.type] if step.step_cls.billable else None,
+            # A tag costs the server a concurrency lease per task run (under load a 503 and a
+            # ~2 s back-off): only a step whose type has a tag concurrency limit on the server
+            # carries its type as a tag. Every task shows its type in its description.
+            tags=[step.type] if step.type in self.limited_types else None,
             retries=common.retries,
             retry_delay_seconds=delays or 0,
             retry_condition_fn=_retry_billable if step.step_cls.billable else _retry_wanted,
@@ -194,28 +162,7 @@ class RunScheduler:
             persist_result=False,
             log_prints=False,
         )(run_step)
-
-    def _execute(
-        self,
-        step: PlannedStep,
-        ctx: StepContext,
-        overrides: dict[str, object],
-        record: _StepState,
-        logger: Any,
-    ) -> object:
-        """Run the step, or reuse a cached output of exactly the same rendered request."""
-        if not step.common.cache:
-            return execute_step(step, self.plan.templates, ctx, overrides)
-        config = validated_config(step, self.plan.templates, ctx.scope, overrides)
-        key = self.cache.key(step, config)
-        hit = self.cache.get(key)
-        if hit is not None:
-            record.reused = hit.note
-            logger.info("%s: the same request ran before, its output is reused", hit.note)
-            return fresh_links(hit.output, self.open_store)
-        output = run_config(step, config, ctx)
-        self.cache.put(key, output, self.run_info["id"])
-        return output
+        return prefect_task, job
 
     def _marker(
         self, step: PlannedStep, state: Callable[[str], State], note: str, tag: str
@@ -228,7 +175,7 @@ class RunScheduler:
             name=step.id,
             task_run_name=step.id,
             description=f"{step.title} ({step.type})",
-            tags=[step.type, tag],
+            tags=[tag],  # never a limited type: a step that does not run takes no slot
             cache_policy=NO_CACHE,
             persist_result=False,
         )(state)
@@ -241,12 +188,6 @@ class RunScheduler:
         self.states.setdefault(step.id, _StepState()).reused = reused.note
         future = self._marker(step, _reused, reused.note, "reused")
         future.add_done_callback(lambda _: self.done.put(step.id))
-
-    def _read_bytes(self, storage_uri: str) -> bytes:
-        if self.open_store is None:
-            raise RuntimeError("this run has no asset store")
-        data: bytes = self.open_store().read(storage_uri)
-        return data
 
     def _upstream_futures(self, step_id: str) -> list[Any]:
         step = self.plan.steps[step_id]
@@ -268,7 +209,9 @@ class RunScheduler:
             self._refuse(step, StepError(message=decision.message, retryable=False))
             return
         overrides = decision.overrides if decision is not None else {}
-        future = self._task(step, overrides).submit(wait_for=self._upstream_futures(step.id))
+        prefect_task, job = self._task(step, overrides)
+        # quote: Prefect would otherwise walk the whole job (the plan) looking for futures.
+        future = prefect_task.submit(quote(job), wait_for=self._upstream_futures(step.id))
         self.futures[step.id] = future
         future.add_done_callback(lambda _: self.done.put(step.id))
 
@@ -329,6 +272,8 @@ class RunScheduler:
         step = self.plan.steps[step_id]
         result = StepResult(status="skipped", error=reason)
         self.report.steps[step_id] = result
+        if self.checkpoints is not None:
+            self.checkpoints.step(step_id, result, step_fingerprint(step))
         self._marker(step, _skipped, reason, "skipped")
         if self.observer is not None:
             self.observer.step_finished(step, result)
@@ -336,6 +281,9 @@ class RunScheduler:
     # -- the loop --------------------------------------------------------------------------
 
     def schedule(self) -> State:
+        billable = {step.type for step in self.plan.steps.values() if step.step_cls.billable}
+        if billable:
+            self.limited_types = limited_tags(billable)
         if self.plan.header.approval == "batch":
             self._approve_batch()
         waiting = self.plan.order()
@@ -388,6 +336,13 @@ class RunScheduler:
         return self._final_state(terminated_by, failed)
 
     def _settle(self, step: PlannedStep) -> StepResult:
+        """How a finished step ended, recorded in the run's checkpoints at once."""
+        result = self._result(step)
+        if self.checkpoints is not None:
+            self.checkpoints.step(step.id, result, step_fingerprint(step))
+        return result
+
+    def _result(self, step: PlannedStep) -> StepResult:
         future = self.futures[step.id]
         future.wait()
         record = self.states.get(step.id, _StepState())
@@ -397,21 +352,24 @@ class RunScheduler:
             reused = self.reused.get(step.id)
             if reused is not None and reused.complete:
                 output = fresh_links(reused.output, self.open_store)
+                attempts = 0
             else:
-                output = future.result()
+                outcome = future.result()
+                assert isinstance(outcome, StepOutcome)
+                output, attempts = outcome.output, outcome.attempt
+                record.reused = outcome.reused
             self.outputs[step.id] = output
-            return StepResult(
-                "completed", output, None, seconds, record.attempts, reused=record.reused
-            )
+            return StepResult("completed", output, None, seconds, attempts, reused=record.reused)
         error = record.error
         if error is None:
             found = state.result(raise_on_failure=False)
             error = found if isinstance(found, BaseException) else None
         message = error_text(error) if error is not None else (state.message or state.name)
         kept = error.partial_output if isinstance(error, RunError) else None
-        if isinstance(error, Interrupted) and kept is None and not record.began:
+        if isinstance(error, Interrupted) and getattr(error, "fetchflow_not_started", False):
             return StepResult("skipped", None, _NOT_STARTED)
-        return StepResult("failed", kept, message, seconds, record.attempts)
+        attempts = getattr(error, "fetchflow_attempt", 0) or record.attempts
+        return StepResult("failed", kept, message, seconds, attempts)
 
     def _interrupted(self) -> State:
         """End a run whose stop was requested: say what was kept and what did not start."""
@@ -469,23 +427,6 @@ def _signal_name(number: int | None) -> str:
         return signal.Signals(number).name if number is not None else "stop requested"
     except ValueError:
         return f"signal {number}"
-
-
-def _read_secret(name: str) -> str:
-    """A Prefect Secret block's value (what ``StepContext.secret`` reads during a run)."""
-    from prefect.blocks.system import Secret
-
-    try:
-        block: Any = Secret.load(name)
-    except ValueError as error:
-        raise StepError(
-            message=f'no Prefect Secret block named "{name}" ({error})',
-            hint=f"create it: prefect block create secret (name {name}), or in the UI under "
-            "Blocks, or use the environment variable instead",
-            retryable=False,
-        ) from None
-    value = block.get()
-    return value if isinstance(value, str) else str(value)
 
 
 def _reused(note: str) -> State:

@@ -22,22 +22,35 @@ if TYPE_CHECKING:
 
 __all__ = ["StoreOpener", "check_store", "preflight"]
 
-StoreOpener = Callable[[], "AssetStore"]
 
+class StoreOpener:
+    """Opens the run's asset store on first use and keeps it (one per process).
 
-def _store_opener(settings: Settings) -> StoreOpener:
-    from fetchflow.storage import open_store
+    Picklable: a copy sent to another process (a Dask worker) opens its own store there
+    from the same settings.
 
-    opened: list[AssetStore] = []
-    lock = threading.Lock()
+    Args:
+        settings: fetchflow settings (``FETCHFLOW_STORE`` and the S3 options).
+    """
 
-    def opener() -> AssetStore:
-        with lock:
-            if not opened:
-                opened.append(open_store(settings))
-            return opened[0]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: AssetStore | None = None
+        self._lock = threading.Lock()
 
-    return opener
+    def __call__(self) -> AssetStore:
+        with self._lock:
+            if self._store is None:
+                from fetchflow.storage import open_store
+
+                self._store = open_store(self.settings)
+            return self._store
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"settings": self.settings}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["settings"])  # type: ignore[misc]
 
 
 def check_store(open_store: Callable[[], AssetStore]) -> AssetStore:
@@ -64,9 +77,8 @@ def preflight(plan: Plan, settings: Settings) -> StoreOpener:
             :class:`~fetchflow.errors.StorageError` is chained.
         RunError: A step type is not ready (its error names the step).
     """
-    opener = _store_opener(settings)
-    if plan.needs_store:
-        check_store(opener)
+    opener = StoreOpener(settings)
+    check_store(opener)  # every run keeps its record and checkpoints in the store
     for step in plan.steps.values():
         try:
             step.step_cls.preflight(step.raw_config, settings)

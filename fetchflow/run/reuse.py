@@ -1,14 +1,15 @@
-"""Never pay twice: resuming a run from what it already made, and the generation cache.
+"""Never pay twice: resuming a run from its checkpoints, and the generation cache.
 
-- Every run's report is saved under ``<home>/runs/<run id>.json`` with its inputs and a
-  fingerprint of each step's definition. ``fetchflow run --resume RUN_ID`` reuses the
-  outputs of every step of that run that completed and whose definition has not changed
-  since (no provider call; shown as reused), and runs the rest. A step that kept part of its
-  work (an interrupted image step's paid images) gets it back (``StepContext.kept``) and
-  makes only what is missing. Interrupted runs are saved too.
-- A step with ``cache: true`` looks its *rendered* request up in ``<home>/cache/`` (keyed on
-  the step type and every rendered, validated field: prompt, model, every parameter, seed,
-  reference images' hashes) and reuses the output of an earlier run on a hit.
+- Every run records itself in the asset store as it goes (:mod:`fetchflow.run.checkpoints`).
+  ``fetchflow run --resume RUN_ID``, from any machine sharing the store, reuses the outputs
+  of every step of that run that completed and whose definition has not changed since (no
+  provider call; shown as reused), and runs the rest. A step that kept part of its work (the
+  paid images of a step that was interrupted, failed or killed) gets it back
+  (``StepContext.kept``) and makes only what is missing.
+- A step with ``cache: true`` looks its *rendered* request up in the store's ``cache/``
+  (keyed on the step type and every rendered, validated field: prompt, model, every
+  parameter, seed, reference images' hashes) and reuses the output of an earlier run on a
+  hit, from any machine sharing the store.
 
 Reused asset records get fresh links from the store (presigned URLs expire).
 """
@@ -17,21 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from fetchflow.errors import ResumeError
+from fetchflow.errors import ResumeError, StorageError
+from fetchflow.run.checkpoints import SavedRun
 from fetchflow.workflow.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
-    from fetchflow.run.report import RunReport
     from fetchflow.storage import AssetStore
 
 __all__ = [
@@ -40,9 +39,11 @@ __all__ = [
     "Reused",
     "fresh_links",
     "outputs_to_resume",
-    "save_run",
+    "outputs_to_reuse",
     "step_fingerprint",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,13 @@ class Reused:
     Attributes:
         output: The step's output (JSON data).
         note: Where it came from, as users read it (``reused from run …``, ``cache hit``).
-        complete: False for a partial output (what a step kept before it was interrupted
-            or failed): the step runs again, given it as ``StepContext.kept``.
+        complete: False for a partial output (what a step kept before it was interrupted,
+            failed or killed): the step runs again, given it as ``StepContext.kept``.
     """
 
     output: object
     note: str
     complete: bool = True
-
-
-def _write_json(path: Path, document: object) -> None:
-    """Write atomically, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        json.dump(document, file, ensure_ascii=False, default=str)
-    Path(temporary).replace(path)
 
 
 def step_fingerprint(step: PlannedStep) -> str:
@@ -80,114 +72,124 @@ def step_fingerprint(step: PlannedStep) -> str:
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
-def _runs_dir(home: Path) -> Path:
-    return home / "runs"
-
-
-def save_run(home: Path, plan: Plan, inputs: Mapping[str, object], report: RunReport) -> Path:
-    """Keep a finished run's report for ``--resume``."""
-    document = {
-        "workflow": plan.name,
-        "file": str(plan.file),
-        "inputs": dict(inputs),
-        "run_id": report.run_id,
-        "status": report.status,
-        "fingerprints": {sid: step_fingerprint(step) for sid, step in plan.steps.items()},
-        "steps": {sid: result.to_json() for sid, result in report.steps.items()},
-    }
-    path = _runs_dir(home) / f"{report.run_id}.json"
-    _write_json(path, document)
-    return path
-
-
-def _recent_runs(home: Path) -> str:
+def _recent_runs(store: AssetStore, workflow: str) -> str:
+    """The latest runs of ``workflow`` the store has, for hints (at most 3)."""
     try:
-        saved = sorted(_runs_dir(home).glob("*.json"), key=lambda p: p.stat().st_mtime)
-    except OSError:
-        saved = []
-    return ", ".join(p.stem for p in saved[-3:]) or "none yet"
+        keys = [key for key in store.list_state("runs/") if key.endswith("/run.json")]
+        records = [store.get_state(key) for key in keys[-200:]]
+    except StorageError:
+        return "the store cannot be listed"
+    mine = sorted(
+        (str(r.get("started_at", "")), str(r.get("run_id", "")))
+        for r in records
+        if r is not None and r.get("workflow") == workflow
+    )
+    return ", ".join(run_id for _, run_id in mine[-3:]) or "none yet"
 
 
-def _load_run(home: Path, run_id: str) -> dict[str, object]:
+def _load_run(store: AssetStore, run_id: str, plan: Plan) -> SavedRun:
     if not _RUN_ID.fullmatch(run_id):
         raise ResumeError(
             f"--resume {run_id!r} is not a run id",
-            "give the id fetchflow run printed (▶ workflow · run <id>); latest saved runs: "
-            + _recent_runs(home),
-        )
-    path = _runs_dir(home) / f"{run_id}.json"
-    if not path.is_file():
-        raise ResumeError(
-            f"no saved run {run_id!r} in {_runs_dir(home)}",
-            "resume a run made on this machine with this FETCHFLOW_HOME (latest: "
-            f"{_recent_runs(home)})",
+            "give the id fetchflow run printed (▶ workflow · run <id>); latest runs of "
+            f"{plan.name}: {_recent_runs(store, plan.name)}",
         )
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        saved = SavedRun.load(store, run_id)
+    except StorageError as error:
         raise ResumeError(
-            f"saved run {path} cannot be read: {error}",
-            "delete it and run the workflow again (without --resume)",
+            f"the checkpoints of run {run_id} cannot be read: {error.message}",
+            error.hint or "check FETCHFLOW_STORE and the store's credentials",
         ) from None
-    if not isinstance(loaded, dict):
+    if saved is None:
         raise ResumeError(
-            f"{path} is not a saved run", "delete it and run the workflow again (without --resume)"
+            f"no run {run_id!r} in the asset store {store.describe()}",
+            "resume a run that wrote to this store (the same FETCHFLOW_STORE, on any "
+            f"machine); latest runs of {plan.name}: {_recent_runs(store, plan.name)}",
         )
-    return loaded
+    return saved
 
 
-def outputs_to_resume(
-    home: Path, run_id: str, plan: Plan
-) -> tuple[dict[str, object], dict[str, Reused]]:
-    """The inputs of an earlier run of ``plan`` and the outputs it can reuse.
+def outputs_to_reuse(saved: SavedRun, plan: Plan, how: str) -> dict[str, Reused]:
+    """What of a saved run ``plan`` can reuse.
 
     Reused: every step that completed then and whose definition is unchanged. A failed,
     skipped or edited step runs again (and so does everything after it that used it); one
-    that kept a partial output (a list: the images an interrupted step made) and is
-    unchanged gets it as a :class:`Reused` with ``complete`` False, to make only the rest.
+    that kept paid items (an interrupted, failed or killed image step) and is unchanged gets
+    them as a :class:`Reused` with ``complete`` False, to make only the rest.
 
-    Raises:
-        ResumeError: No such saved run, or it was a run of another workflow.
+    Args:
+        saved: The earlier run's checkpoints.
+        plan: The workflow as it is now.
+        how: How the notes name the earlier run (``reused from run <id>``).
     """
-    saved = _load_run(home, run_id)
-    if saved.get("workflow") != plan.name:
-        raise ResumeError(
-            f"run {run_id} was a run of workflow {saved.get('workflow')!r}, not {plan.name!r}",
-            f"resume it with its own workflow file ({saved.get('file')})",
-        )
-    fingerprints = saved.get("fingerprints")
-    steps = saved.get("steps")
-    inputs = saved.get("inputs")
-    if not (
-        isinstance(fingerprints, dict) and isinstance(steps, dict) and isinstance(inputs, dict)
-    ):
-        raise ResumeError(
-            f"saved run {run_id} is incomplete", "run the workflow again (without --resume)"
-        )
-    assert isinstance(inputs, dict)
+    fingerprints = saved.record.get("fingerprints")
+    fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
     reused: dict[str, Reused] = {}
     for step_id, step in plan.steps.items():
-        result = steps.get(step_id)
-        if not isinstance(result, dict) or fingerprints.get(step_id) != step_fingerprint(step):
+        if fingerprints.get(step_id) != step_fingerprint(step):
             continue
-        output = result.get("output")
+        result = saved.steps.get(step_id, {})
         if result.get("status") == "completed":
-            reused[step_id] = Reused(output, f"reused from run {run_id}")
-        elif result.get("status") == "failed" and isinstance(output, list) and output:
-            note = f"continued from run {run_id} ({len(output)} kept)"
-            reused[step_id] = Reused(output, note, complete=False)
-    return inputs, reused
+            reused[step_id] = Reused(result.get("output"), f"reused from {how}")
+            continue
+        kept = _merge(result.get("output"), saved.kept.get(step_id, []))
+        if kept:
+            reused[step_id] = Reused(
+                kept, f"continued from {how} ({len(kept)} kept)", complete=False
+            )
+    return reused
+
+
+def _merge(output: object, kept: list[object]) -> list[object]:
+    """A failed step's partial output and its kept items, each item once, in order."""
+    merged: list[object] = []
+    seen: set[str] = set()
+    for item in (output if isinstance(output, list) else []) + kept:
+        text = json.dumps(_without_links(item), sort_keys=True, default=str)
+        if text not in seen:
+            seen.add(text)
+            merged.append(item)
+    return merged
+
+
+def outputs_to_resume(
+    store: AssetStore, run_id: str, plan: Plan
+) -> tuple[dict[str, object], dict[str, Reused]]:
+    """The inputs of an earlier run of ``plan`` (from its checkpoints in the store) and the
+    outputs it can reuse (see :func:`outputs_to_reuse`).
+
+    Raises:
+        ResumeError: No such run in the store, or it was a run of another workflow.
+    """
+    saved = _load_run(store, run_id, plan)
+    if saved.record.get("workflow") != plan.name:
+        raise ResumeError(
+            f"run {run_id} was a run of workflow {saved.record.get('workflow')!r}, not "
+            f"{plan.name!r}",
+            f"resume it with its own workflow file ({saved.record.get('file')})",
+        )
+    inputs = saved.record.get("inputs")
+    if not isinstance(inputs, dict):
+        raise ResumeError(
+            f"the record of run {run_id} has no inputs", "run the workflow again (without --resume)"
+        )
+    return inputs, outputs_to_reuse(saved, plan, f"run {run_id}")
 
 
 class GenerationCache:
     """Outputs of ``cache: true`` steps by their rendered request, across runs.
 
+    Entries are state documents in the run's asset store (``cache/<key>.json``), so a
+    second machine sharing the store hits them too. A store that cannot be read or written
+    is a miss, never the step's failure.
+
     Args:
-        folder: Where entries are kept (``<home>/cache``).
+        open_store: Opens the run's store.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, open_store: Callable[[], AssetStore] | None) -> None:
+        self.open_store = open_store
 
     @staticmethod
     def key(step: PlannedStep, config: BaseModel) -> str:
@@ -202,18 +204,25 @@ class GenerationCache:
 
     def get(self, key: str) -> Reused | None:
         """The cached output for ``key``, if any."""
-        path = self.folder / f"{key}.json"
-        try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        if self.open_store is None:
             return None
-        if not isinstance(entry, dict) or "output" not in entry:
+        try:
+            entry = self.open_store().get_state(f"cache/{key}.json")
+        except StorageError as error:
+            _log.warning("the generation cache cannot be read (a miss): %s", error.format())
+            return None
+        if entry is None or "output" not in entry:
             return None
         return Reused(entry["output"], f"cache hit (made by run {entry.get('run_id')})")
 
     def put(self, key: str, output: object, run_id: str) -> None:
         """Keep an output for later runs."""
-        _write_json(self.folder / f"{key}.json", {"run_id": run_id, "output": output})
+        if self.open_store is None:
+            return
+        try:
+            self.open_store().put_state(f"cache/{key}.json", {"run_id": run_id, "output": output})
+        except StorageError as error:
+            _log.warning("the generation cache cannot be written: %s", error.format())
 
 
 def _without_links(value: object) -> object:

@@ -8,6 +8,8 @@ and on a final failure keep the bytes in the spool so nothing paid for is lost.
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,15 @@ from fetchflow.storage.keys import (
 from fetchflow.storage.records import AssetRecord, asset_id
 from fetchflow.storage.spool import SpoolEntry, spool_bytes
 
-__all__ = ["AssetStore", "BaseStore", "PutRequest", "StoredObject"]
+__all__ = [
+    "AssetStore",
+    "BaseStore",
+    "PutRequest",
+    "StoredObject",
+    "check_state_key",
+    "decode_state",
+    "encode_state",
+]
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,73 @@ class AssetStore(Protocol):
         """
         ...
 
+    # Run state: small JSON documents (run records, checkpoints, cache entries) under the
+    # store's prefix, so every machine sharing the store sees them.
+
+    def put_state(self, key: str, document: Mapping[str, object]) -> None:
+        """Write a JSON document at ``key`` (``runs/<id>/run.json``), replacing it whole.
+
+        Raises:
+            StorageError: It could not be written.
+        """
+        ...
+
+    def get_state(self, key: str) -> dict[str, object] | None:
+        """The JSON document at ``key``; None when there is none.
+
+        Raises:
+            StorageError: It is there but cannot be read (unreachable, not JSON).
+        """
+        ...
+
+    def list_state(self, prefix: str) -> list[str]:
+        """The keys of every document under ``prefix`` (``runs/<id>/steps/``), sorted.
+
+        Raises:
+            StorageError: The store cannot be listed.
+        """
+        ...
+
+
+#: A state key: slash-separated names of letters, digits, ``._-`` (no ``..``, no leading dot).
+_STATE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?")
+
+
+def check_state_key(key: str) -> str:
+    """``key`` if it is a safe state key (never a path out of the store).
+
+    Raises:
+        ValueError: It is not.
+    """
+    if not _STATE_KEY.fullmatch(key) or len(key) > 512:
+        raise ValueError(f"not a state key: {key!r}")
+    return key
+
+
+def encode_state(document: Mapping[str, object]) -> bytes:
+    """A state document as stored: UTF-8 JSON (values JSON cannot hold become text)."""
+    return json.dumps(document, ensure_ascii=False, default=str, sort_keys=True).encode()
+
+
+def decode_state(data: bytes, where: str) -> dict[str, object]:
+    """A stored state document.
+
+    Raises:
+        StorageError: It is not a JSON object.
+    """
+    try:
+        document = json.loads(data)
+    except ValueError as error:
+        document = error
+    if not isinstance(document, dict):
+        raise StorageError(
+            message=f"{where} is not a fetchflow state document (not a JSON object)",
+            hint="delete it; fetchflow writes it again when the run or step next runs",
+            target=where,
+            retryable=False,
+        )
+    return document
+
 
 class BaseStore(ABC):
     """Shared behaviour of the built-in stores; subclasses do only the I/O.
@@ -157,6 +234,18 @@ class BaseStore(ABC):
     @abstractmethod
     def read(self, storage_uri: str) -> bytes:
         """The bytes behind one of this store's ``storage_uri``."""
+
+    @abstractmethod
+    def put_state(self, key: str, document: Mapping[str, object]) -> None:
+        """Write a JSON state document at ``key`` under the prefix, replacing it whole."""
+
+    @abstractmethod
+    def get_state(self, key: str) -> dict[str, object] | None:
+        """The JSON state document at ``key``; None when there is none."""
+
+    @abstractmethod
+    def list_state(self, prefix: str) -> list[str]:
+        """The keys of every state document under ``prefix``, sorted."""
 
     @abstractmethod
     def _store(

@@ -8,13 +8,19 @@ a folder can later be synced to a bucket as is. ``file_url`` and ``storage_uri``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from fetchflow.errors import StorageError
-from fetchflow.storage.base import BaseStore, StoredObject
+from fetchflow.storage.base import (
+    BaseStore,
+    StoredObject,
+    check_state_key,
+    decode_state,
+    encode_state,
+)
 from fetchflow.storage.keys import sha256_hex, sha256_of_key
 from fetchflow.storage.spool import write_atomically
 
@@ -145,3 +151,66 @@ class LocalStore(BaseStore):
                 retryable=False,
             )
         return data
+
+    # -- run state ---------------------------------------------------------------------------
+
+    def _state_path(self, key: str) -> Path:
+        try:
+            return self.root / check_state_key(key)
+        except ValueError as error:
+            raise StorageError(
+                message=f"local asset store {self.root}: {error}",
+                hint="state keys are made by fetchflow; this is a bug, please report it",
+                target=str(self.root),
+                retryable=False,
+            ) from None
+
+    def put_state(self, key: str, document: Mapping[str, object]) -> None:
+        """Write the document atomically (a crash never leaves half of it).
+
+        Raises:
+            StorageError: It could not be written.
+        """
+        path = self._state_path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, encode_state(document))
+        except OSError as error:
+            raise StorageError(
+                message=f"writing {path} failed: {_reason(error)}",
+                hint=f"free space or fix permissions in {self.root}, or {_FIX_STORE}",
+                target=str(path),
+            ) from error
+
+    def get_state(self, key: str) -> dict[str, object] | None:
+        """The document, or None when there is no such file.
+
+        Raises:
+            StorageError: It cannot be read or is not a JSON object.
+        """
+        path = self._state_path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StorageError(
+                message=f"reading {path} failed: {_reason(error)}",
+                hint=f"fix permissions in {self.root}",
+                target=str(path),
+                retryable=False,
+            ) from error
+        return decode_state(data, str(path))
+
+    def list_state(self, prefix: str) -> list[str]:
+        """Every document's key under ``prefix``, sorted (none when the folder is missing)."""
+        folder = self._state_path(prefix.rstrip("/"))
+        try:
+            found = [path for path in folder.rglob("*") if path.is_file()]
+        except OSError:
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in found
+            if not path.name.startswith(".")  # a write in progress (write_atomically)
+        )

@@ -19,7 +19,7 @@ import contextlib
 import io
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,13 @@ from urllib.parse import quote
 
 from fetchflow.errors import StorageError
 from fetchflow.settings import PRESIGN_MAX_SECONDS
-from fetchflow.storage.base import BaseStore, StoredObject
+from fetchflow.storage.base import (
+    BaseStore,
+    StoredObject,
+    check_state_key,
+    decode_state,
+    encode_state,
+)
 from fetchflow.storage.keys import join_key, sha256_hex, sha256_of_key, split_s3_uri
 from fetchflow.storage.s3_errors import translate_s3_error
 
@@ -301,3 +307,75 @@ class S3Store(BaseStore):
                 retryable=False,
             )
         return data
+
+    # -- run state ---------------------------------------------------------------------------
+
+    def _state_key(self, key: str) -> str:
+        try:
+            return join_key(self.prefix, check_state_key(key))
+        except ValueError as error:
+            raise StorageError(
+                message=f"S3 store {self.describe()}: {error}",
+                hint="state keys are made by fetchflow; this is a bug, please report it",
+                target=self._uri(self.prefix),
+                retryable=False,
+            ) from None
+
+    def put_state(self, key: str, document: Mapping[str, object]) -> None:
+        """PUT the document (S3 writes are whole: a reader sees the old or the new one).
+
+        Raises:
+            StorageError: The upload failed (after the client's retries).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._state_key(key)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=full,
+                Body=encode_state(document),
+                ContentType="application/json",
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise self._error(error, doing="writing run state to", key=full) from error
+
+    def get_state(self, key: str) -> dict[str, object] | None:
+        """The document, or None when there is no such object.
+
+        Raises:
+            StorageError: Unreachable, refused, or not a JSON object.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._state_key(key)
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise self._error(error, doing="reading run state from", key=full) from error
+        except BotoCoreError as error:
+            raise self._error(error, doing="reading run state from", key=full) from error
+        return decode_state(data, self._uri(full))
+
+    def list_state(self, prefix: str) -> list[str]:
+        """Every document's key under ``prefix`` (relative to the store's prefix), sorted.
+
+        Raises:
+            StorageError: The bucket cannot be listed.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._state_key(prefix.rstrip("/")) + "/"
+        base = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                keys.extend(item["Key"].removeprefix(base) for item in page.get("Contents", []))
+        except (ClientError, BotoCoreError) as error:
+            raise self._error(error, doing="listing run state in", key=full) from error
+        return sorted(keys)

@@ -187,11 +187,14 @@ def make_images(
             extra_provenance=provenance(made) if provenance is not None else None,
         )
         assets.append(asset)
+        # The JSON record is what the step outputs for this image; a later failure hands
+        # these on (PartialImages.kept), and the run's checkpoint has it at once (a killed
+        # process loses nothing paid for).
+        record = asset.model_dump(mode="json")
+        ctx.keep(record)
         if ctx.progress is not None:
             ctx.progress.advance()
-        # The JSON record is what the step outputs for this image; a later failure hands
-        # these on (PartialImages.kept) so images paid for are not lost.
-        return KeptImage(asset.storage_uri, asset.model_dump(mode="json"))
+        return KeptImage(asset.storage_uri, record)
 
     settings = _image_settings()
     hosted = job.options.charge_type == "hosted"

@@ -61,9 +61,17 @@ def seeds(box: Sandbox) -> list[int]:
 
 
 def saved_run(box: Sandbox, run_id: str) -> dict[str, object]:
-    document = json.loads((box.home / "runs" / f"{run_id}.json").read_text("utf-8"))
-    assert isinstance(document, dict)
-    return document
+    """The run as its checkpoints in the store say: status, and each step's end."""
+    from fetchflow.run.checkpoints import SavedRun
+    from fetchflow.storage import LocalStore
+
+    saved = SavedRun.load(LocalStore(box.store, spool_dir=box.home / "spool"), run_id)
+    assert saved is not None
+    steps = {
+        step_id: {key: document[key] for key in ("status", "output", "error")}
+        for step_id, document in saved.steps.items()
+    }
+    return {"status": saved.status, "steps": steps}
 
 
 def stored_images(box: Sandbox) -> list[Path]:
@@ -196,6 +204,7 @@ def test_a_stop_before_the_first_step_starts_nothing_and_the_run_can_be_resumed(
 ) -> None:
     from fetchflow.orchestration.runner import run_plan
     from fetchflow.registry import StepRegistry
+    from fetchflow.run.preflight import StoreOpener
     from fetchflow.run.reuse import outputs_to_resume
     from fetchflow.settings import Settings
     from fetchflow.workflow.checking import check_file
@@ -209,10 +218,10 @@ def test_a_stop_before_the_first_step_starts_nothing_and_the_run_can_be_resumed(
     assert (stopped.status, stopped.exit_code) == ("interrupted", 143)
     assert stopped.message == "interrupted (SIGTERM): kept nothing; not finished: greet"
     assert stopped.steps["greet"].status == "skipped"
-    assert (tmp_path / "home" / "runs" / f"{stopped.run_id}.json").is_file()
+    assert (tmp_path / "home" / "assets" / "runs" / stopped.run_id / "run.json").is_file()
 
     clear_stop()
-    inputs, reuse = outputs_to_resume(tmp_path / "home", stopped.run_id, plan)
+    inputs, reuse = outputs_to_resume(StoreOpener(settings)(), stopped.run_id, plan)
     resumed = run_plan(plan, inputs, settings=settings, drain=False, reuse=reuse)
 
     assert (resumed.status, resumed.steps["greet"].output) == ("completed", "hello")

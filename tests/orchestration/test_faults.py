@@ -159,7 +159,13 @@ def local_run(name: str, home: Path) -> tuple[RunReport, LocalStore]:
 
 
 def stored(store: LocalStore) -> list[Path]:
-    return sorted(p for p in store.root.rglob("*") if p.is_file())
+    """The asset files in a local store (the run's state documents left out)."""
+    state = (store.root / "runs", store.root / "cache")
+    return sorted(
+        p
+        for p in store.root.rglob("*")
+        if p.is_file() and not any(p.is_relative_to(folder) for folder in state)
+    )
 
 
 def spooled(home: Path) -> list[Path]:
@@ -431,12 +437,12 @@ class Object:
 
 
 def objects(server: RcloneS3) -> dict[str, Object]:
-    """Every object under the prefix (preflight probes left out), by key."""
+    """Every asset object under the prefix (preflight probes and run state left out)."""
     root = server.data_dir / BUCKET
     found = {}
     for path in sorted((root / PREFIX).rglob("*")):
         key = path.relative_to(root).as_posix()
-        if path.is_file() and "/.fetchflow-preflight/" not in key:
+        if path.is_file() and not _probe_or_state(key):
             stat = path.stat()
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             found[key] = Object(stat.st_ino, stat.st_mtime_ns, digest)
@@ -453,8 +459,12 @@ def listed(server: RcloneS3) -> dict[str, Any]:
         item["Key"]: item["LastModified"]
         for page in pages
         for item in page.get("Contents", [])
-        if "/.fetchflow-preflight/" not in item["Key"]
+        if not _probe_or_state(item["Key"])
     }
+
+
+def _probe_or_state(key: str) -> bool:
+    return any(f"/{part}/" in key for part in (".fetchflow-preflight", "runs", "cache"))
 
 
 def key_of(record: dict[str, Any]) -> str:

@@ -10,16 +10,35 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from fetchflow.run.checkpoints import Checkpoints
+from fetchflow.run.preflight import StoreOpener
 from fetchflow.run.report import RunReport
-from fetchflow.run.reuse import ResumeError, outputs_to_resume
+from fetchflow.run.reuse import ResumeError, outputs_to_resume, step_fingerprint
 from fetchflow.settings import Settings
 from fetchflow.workflow.checking import check_file
 from fetchflow.workflow.inputs import resolve_inputs
 
 if TYPE_CHECKING:
     from fetchflow.registry import StepRegistry
+    from fetchflow.storage import AssetStore
+    from fetchflow.workflow.plan import Plan
 
 FLOWS = Path(__file__).resolve().parents[1] / "data" / "reuse"
+
+
+def store_of(home: Path) -> AssetStore:
+    """The store a run with this home writes to (the embedded default, <home>/assets)."""
+    return StoreOpener(Settings(home=home))()
+
+
+def save(home: Path, plan: Plan, inputs: dict[str, object], report: RunReport) -> None:
+    """Write a run's checkpoints the way a run does, one step at a time."""
+    checkpoints = Checkpoints(StoreOpener(Settings(home=home)), report.run_id)
+    fingerprints = {sid: step_fingerprint(step) for sid, step in plan.steps.items()}
+    checkpoints.start(plan, inputs, fingerprints)
+    for step_id, result in report.steps.items():
+        checkpoints.step(step_id, result, fingerprints[step_id])
+    checkpoints.finish(report)
 
 
 def counter(path: Path) -> int:
@@ -38,7 +57,7 @@ def run(
         plan = check_file(FLOWS / f"{name}.yaml", plugin_registry)
         reuse = {}
         if resume is not None:
-            earlier, reuse = outputs_to_resume(home, resume, plan)
+            earlier, reuse = outputs_to_resume(store_of(home), resume, plan)
             given = {**earlier, **given}
         return run_plan(
             plan,
@@ -110,20 +129,19 @@ def test_resume_refuses_unknown_runs_and_other_workflows(
         match=r"run .* was a run of workflow 'cached', not "
         r"'resume_me'\n  hint: resume it with its own workflow file",
     ):
-        outputs_to_resume(tmp_path / "home", done.run_id, plan)
+        outputs_to_resume(store_of(tmp_path / "home"), done.run_id, plan)
     with pytest.raises(
         ResumeError,
-        match=r"no saved run 'nope' in .*runs\n  hint: resume a run "
-        r"made on this machine",
+        match=r"no run 'nope' in the asset store .*assets\n  hint: resume a run that wrote "
+        r"to this store \(the same FETCHFLOW_STORE, on any machine\); latest runs of "
+        r"resume_me: none yet$",
     ):
-        outputs_to_resume(tmp_path / "home", "nope", plan)
+        outputs_to_resume(store_of(tmp_path / "home"), "nope", plan)
 
 
 def test_an_edited_step_is_not_reused(plugin_registry: StepRegistry, tmp_path: Path) -> None:
-    import json
-
+    from fetchflow.run.checkpoints import run_key
     from fetchflow.run.report import StepResult
-    from fetchflow.run.reuse import save_run, step_fingerprint
 
     plan = check_file(FLOWS / "resume.yaml", plugin_registry)
     report = RunReport(workflow="resume_me", run_id="r1", status="failed")
@@ -132,12 +150,14 @@ def test_an_edited_step_is_not_reused(plugin_registry: StepRegistry, tmp_path: P
         "flaky": StepResult("failed", None, "boom"),
         "after": StepResult("skipped", None, "skipped"),
     }
-    path = save_run(tmp_path, plan, {"state": "/tmp/x"}, report)
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    saved["fingerprints"]["counted"] = "edited since"
-    path.write_text(json.dumps(saved), encoding="utf-8")
+    save(tmp_path, plan, {"state": "/tmp/x"}, report)
+    store = store_of(tmp_path)
+    saved = store.get_state(run_key("r1"))
+    assert saved is not None
+    saved["fingerprints"] = {**saved["fingerprints"], "counted": "edited since"}  # type: ignore[dict-item]
+    store.put_state(run_key("r1"), saved)
 
-    inputs, reuse = outputs_to_resume(tmp_path, "r1", plan)
+    inputs, reuse = outputs_to_resume(store, "r1", plan)
 
     assert inputs == {"state": "/tmp/x"}
     assert reuse == {}  # counted changed since: it runs again
@@ -184,7 +204,7 @@ def test_an_interrupted_run_hands_its_kept_partial_output_back_to_the_step(
     plugin_registry: StepRegistry, tmp_path: Path
 ) -> None:
     from fetchflow.run.report import StepResult
-    from fetchflow.run.reuse import Reused, save_run
+    from fetchflow.run.reuse import Reused
 
     plan = check_file(FLOWS / "resume.yaml", plugin_registry)
     report = RunReport(workflow="resume_me", run_id="r2", status="interrupted")
@@ -194,9 +214,9 @@ def test_an_interrupted_run_hands_its_kept_partial_output_back_to_the_step(
         "flaky": StepResult("failed", kept, "interrupted: image 2 of 3 not started"),
         "after": StepResult("skipped", None, "not started: the run was interrupted"),
     }
-    save_run(tmp_path, plan, {"state": "/tmp/x"}, report)
+    save(tmp_path, plan, {"state": "/tmp/x"}, report)
 
-    inputs, reuse = outputs_to_resume(tmp_path, "r2", plan)
+    inputs, reuse = outputs_to_resume(store_of(tmp_path), "r2", plan)
 
     assert inputs == {"state": "/tmp/x"}
     assert reuse == {
@@ -209,7 +229,6 @@ def test_a_failed_step_that_kept_nothing_is_not_handed_anything(
     plugin_registry: StepRegistry, tmp_path: Path
 ) -> None:
     from fetchflow.run.report import StepResult
-    from fetchflow.run.reuse import save_run
 
     plan = check_file(FLOWS / "resume.yaml", plugin_registry)
     report = RunReport(workflow="resume_me", run_id="r3", status="failed")
@@ -218,9 +237,9 @@ def test_a_failed_step_that_kept_nothing_is_not_handed_anything(
         "flaky": StepResult("failed", "not a list", "boom"),
         "after": StepResult("skipped"),
     }
-    save_run(tmp_path, plan, {"state": "/tmp/x"}, report)
+    save(tmp_path, plan, {"state": "/tmp/x"}, report)
 
-    assert outputs_to_resume(tmp_path, "r3", plan)[1] == {}
+    assert outputs_to_resume(store_of(tmp_path), "r3", plan)[1] == {}
 
 
 @pytest.mark.parametrize("run_id", ["../r1", "r1/..", "", ".r1", "r 1"])
@@ -232,6 +251,6 @@ def test_a_malformed_run_id_is_refused_without_reading_a_path(
     with pytest.raises(
         ResumeError,
         match=rf"^--resume {re.escape(repr(run_id))} is not a run id\n  hint: give the id "
-        r"fetchflow run printed \(▶ workflow · run <id>\); latest saved runs: none yet$",
+        r"fetchflow run printed \(▶ workflow · run <id>\); latest runs of resume_me: none yet$",
     ):
-        outputs_to_resume(tmp_path, run_id, plan)
+        outputs_to_resume(store_of(tmp_path), run_id, plan)

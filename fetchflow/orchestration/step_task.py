@@ -1,0 +1,216 @@
+"""One step as a plain, serializable Prefect task: :func:`run_step` of a :class:`StepJob`.
+
+Everything a step needs travels in its job (the checked plan, the settings, its template
+scope, a reviewer's edits, what an earlier run kept, a picklable store opener and the run's
+checkpoints), and nothing refers back to the scheduler: no lock, queue or open client. So
+any Prefect task runner can run it, threads in this process or Dask worker processes on
+other machines (``FETCHFLOW_TASK_RUNNER``, see :mod:`fetchflow.orchestration.task_runners`).
+
+What the scheduler needs back comes with the result: a :class:`StepOutcome` (the output,
+where it came from, the attempt), or the exception with its attempt set on it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prefect import get_run_logger
+from prefect.context import TaskRunContext
+
+from fetchflow.errors import RunError, StepError
+from fetchflow.interrupt import check_interrupt
+from fetchflow.orchestration.artifacts import StepProgress, publish_step_output
+from fetchflow.run.checkpoints import Checkpoints
+from fetchflow.run.execution import execute_step, run_config, validated_config
+from fetchflow.run.reuse import GenerationCache, fresh_links
+from fetchflow.settings import Settings
+from fetchflow.step import StepContext
+from fetchflow.workflow.plan import Plan, PlannedStep
+
+if TYPE_CHECKING:
+    from fetchflow.storage import AssetStore
+
+__all__ = ["StepJob", "StepOutcome", "StepWatcher", "run_step"]
+
+
+class StepWatcher(Protocol):
+    """Told when an attempt of a step starts (only when the step runs in this process)."""
+
+    def attempt_started(self, step_id: str, attempt: int) -> None:
+        """Attempt ``attempt`` (1 first) of ``step_id`` began."""
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """Everything one step's task needs; picklable (no watcher) for process task runners.
+
+    Attributes:
+        plan: The checked workflow.
+        step_id: The step to run.
+        settings: fetchflow settings.
+        scope: The step's template scope (inputs, run, upstream outputs).
+        run_info: The run's id, name and start (``run.*`` in templates).
+        started_at: When the run started.
+        overrides: Values a reviewer set when approving the step.
+        kept: What an earlier run of this step kept (``StepContext.kept``), fresh links.
+        open_store: Opens the run's asset store (a picklable ``StoreOpener``).
+        checkpoints: The run's checkpoints (paid items are recorded as they are stored).
+        watcher: Told when each attempt starts; None when the task runs in other processes.
+    """
+
+    plan: Plan
+    step_id: str
+    settings: Settings
+    scope: dict[str, object]
+    run_info: dict[str, str]
+    started_at: datetime
+    overrides: dict[str, object] = field(default_factory=dict)
+    kept: object = None
+    open_store: Callable[[], AssetStore] | None = None
+    checkpoints: Checkpoints | None = None
+    watcher: StepWatcher | None = None
+
+    @property
+    def step(self) -> PlannedStep:
+        """The planned step."""
+        return self.plan.steps[self.step_id]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A step's task result.
+
+    Attributes:
+        output: The step's output as JSON data.
+        attempt: Which attempt made it (1 first).
+        reused: ``cache hit (made by run …)`` when the cache answered, else None.
+    """
+
+    output: object
+    attempt: int
+    reused: str | None = None
+
+
+def _attempt() -> int:
+    context = TaskRunContext.get()
+    return context.task_run.run_count if context is not None else 1
+
+
+def run_step(job: StepJob) -> StepOutcome:
+    """Run one step of a run (the body of its Prefect task run).
+
+    Raises:
+        Exception: The step's failure, with ``fetchflow_attempt`` set on it; a stop that
+            came before the step began has ``fetchflow_not_started`` set too.
+    """
+    step = job.step
+    attempt = _attempt()
+    if job.watcher is not None:
+        job.watcher.attempt_started(step.id, attempt)
+    logger = get_run_logger()
+    checkpoints = job.checkpoints
+    ctx = StepContext(
+        step_id=step.id,
+        step_type=step.type,
+        run_id=job.run_info["id"],
+        run_name=job.run_info["name"],
+        workflow=job.plan.name,
+        started_at=job.started_at,
+        logger=logger,
+        settings=job.settings,
+        templates=job.plan.templates,
+        scope=job.scope,
+        open_store=job.open_store,
+        read_secret=_read_secret,
+        progress=StepProgress(workflow=job.plan.name, step_id=step.id),
+        timeout_seconds=step.common.timeout_seconds,
+        kept=job.kept,
+        on_kept=functools.partial(checkpoints.keep, step.id) if checkpoints else None,
+    )
+    read_bytes = _reader(job.open_store)
+    try:
+        try:
+            check_interrupt()  # submitted before the stop request, not started yet
+        except RunError as error:
+            error.fetchflow_not_started = True  # type: ignore[attr-defined]
+            raise
+        output, reused = _execute(job, ctx, logger)
+    except Exception as error:
+        # Only real failures: a timeout arrives as a cancellation Prefect injects into this
+        # thread and turns into its own TaskRunTimeoutError.
+        error.fetchflow_attempt = attempt  # type: ignore[attr-defined]
+        if isinstance(error, RunError):
+            error.step_id = error.step_id or step.id
+            logger.error("%s", error.format())
+            if error.partial_output is not None and step.step_cls.produces_files:
+                publish_step_output(  # what was paid for shows in the UI too
+                    workflow=job.plan.name,
+                    step_id=step.id,
+                    step_title=step.title,
+                    step_type=step.type,
+                    output=error.partial_output,
+                    read_bytes=read_bytes,
+                )
+        raise
+    # Outside the try: a display problem is a warning, never the step's error. Only steps
+    # that make files get an Output artifact (gallery and table): an API call per trivial
+    # step would cost more than the step itself.
+    if step.step_cls.produces_files:
+        publish_step_output(
+            workflow=job.plan.name,
+            step_id=step.id,
+            step_title=step.title,
+            step_type=step.type,
+            output=output,
+            read_bytes=read_bytes,
+        )
+    return StepOutcome(output, attempt, reused)
+
+
+def _execute(job: StepJob, ctx: StepContext, logger: Any) -> tuple[object, str | None]:
+    """Run the step, or reuse a cached output of exactly the same rendered request."""
+    step = job.step
+    templates = job.plan.templates
+    if not step.common.cache:
+        return execute_step(step, templates, ctx, job.overrides), None
+    cache = GenerationCache(job.open_store)
+    config = validated_config(step, templates, ctx.scope, job.overrides)
+    key = cache.key(step, config)
+    hit = cache.get(key)
+    if hit is not None:
+        logger.info("%s: the same request ran before, its output is reused", hit.note)
+        return fresh_links(hit.output, job.open_store), hit.note
+    output = run_config(step, config, ctx)
+    cache.put(key, output, job.run_info["id"])
+    return output, None
+
+
+def _reader(open_store: Callable[[], AssetStore] | None) -> Callable[[str], bytes] | None:
+    if open_store is None:
+        return None
+
+    def read(storage_uri: str) -> bytes:
+        return open_store().read(storage_uri)
+
+    return read
+
+
+def _read_secret(name: str) -> str:
+    """A Prefect Secret block's value (what ``StepContext.secret`` reads during a run)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        block: Any = Secret.load(name)
+    except ValueError as error:
+        raise StepError(
+            message=f'no Prefect Secret block named "{name}" ({error})',
+            hint=f"create it: prefect block create secret (name {name}), or in the UI under "
+            "Blocks, or use the environment variable instead",
+            retryable=False,
+        ) from None
+    value = block.get()
+    return value if isinstance(value, str) else str(value)

@@ -40,6 +40,7 @@ COMMANDS = {
     "deny": "answer",
     "serve": "serve",
     "deploy": "deploy",
+    "recover": "recover",
     "steps": "steps",
     "schema": "schema",
 }
@@ -154,6 +155,36 @@ def _parser() -> argparse.ArgumentParser:
         help='overrides of the pool\'s job template, e.g. \'{"image": "...", "env": {...}}\'',
     )
 
+    recover = commands.add_parser(
+        "recover",
+        help="mark runs whose machine died Crashed and reschedule them to resume from their "
+        "checkpoints (a run is dead after 6 heartbeats without one)",
+    )
+    recover.add_argument(
+        "--watch", action="store_true", help="keep looking (Ctrl-C stops); once otherwise"
+    )
+    recover.add_argument(
+        "--every",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between two looks with --watch (default 10)",
+    )
+    recover.add_argument(
+        "--pending-seconds",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="a run claimed by a worker but not started after this is dead (default 600)",
+    )
+    recover.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a run that crashed N times is marked Crashed and not rescheduled (default 3)",
+    )
+
     steps = commands.add_parser("steps", help="list the step types and their fields")
     steps.add_argument("--json", action="store_true", help="as JSON")
 
@@ -164,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchflow`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.command not in ("run", "serve", "deploy"):
+    if args.command not in ("run", "serve", "deploy", "recover"):
         # Pydantic looks for its own plugins (scanning every installed distribution, ~40 ms)
         # when the first model is built; checking a file needs none of them.
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

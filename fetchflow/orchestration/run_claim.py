@@ -19,6 +19,7 @@ An attempt writes the run's end only while the record still names it (:func:`sti
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from prefect import get_run_logger
 from prefect.client.schemas.objects import State
+from prefect.exceptions import MissingContextError
 from prefect.states import Cancelled, Completed, Failed
 
 from fetchflow.errors import StorageError
@@ -93,11 +95,19 @@ def is_stale(record: dict[str, object], heartbeat_seconds: float) -> bool:
     return _age_seconds(record) > STALE_HEARTBEATS * heartbeat_seconds
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger (the run's log in the UI), or this module's outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def _load(open_store: Callable[[], AssetStore], run_id: str) -> SavedRun | None:
     try:
         return SavedRun.load(open_store(), run_id)
     except StorageError as error:
-        get_run_logger().warning(
+        _logger().warning(
             "the checkpoints of this run cannot be read (starting afresh): %s", error.format()
         )
         return None
@@ -120,7 +130,7 @@ def claim_run(
     saved = _load(open_store, run_id)
     if saved is None:
         return Claim()
-    logger = get_run_logger()
+    logger = _logger()
     waited = False
     while (
         saved.status == "running"

@@ -32,6 +32,7 @@ from test_bad_input_catalogue import (  # noqa: F401
 DATA = Path(__file__).resolve().parents[1] / "data" / "catalogue" / "cli"
 BILLABLE = DATA / "billable.yaml"
 OTHER_RUN = "0b9f3c1e-5d2a-4c4b-9d7e-2f1a6b8c9d00"
+SAME_RUN = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 
 # -- --budget and budget_usd -----------------------------------------------------------------
 
@@ -127,31 +128,40 @@ def test_a_number_input_that_is_not_finite_is_refused(
 # -- --resume --------------------------------------------------------------------------------
 
 
-def save_other_run(box: Sandbox) -> Path:
-    """A saved run of another workflow, as ``fetchflow run`` writes it."""
-    path = box.home / "runs" / f"{OTHER_RUN}.json"
+def save_run_record(box: Sandbox, run_id: str, workflow: str, file: str) -> Path:
+    """A run's record in the store, as ``fetchflow run`` writes it when the run starts."""
+    path = box.store / "runs" / run_id / "run.json"
     path.parent.mkdir(parents=True)
     document = {
-        "workflow": "not billable",
-        "file": "flows/other.yaml",
+        "fetchflow_state": 1,
+        "kind": "run",
+        "workflow": workflow,
+        "file": file,
         "inputs": {},
-        "run_id": OTHER_RUN,
+        "run_id": run_id,
         "status": "interrupted",
+        "started_at": "2026-11-30T10:00:00+00:00",
         "fingerprints": {},
-        "steps": {},
     }
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
 
 
+def save_other_run(box: Sandbox) -> Path:
+    """A run of another workflow in the store."""
+    return save_run_record(box, OTHER_RUN, "not billable", "flows/other.yaml")
+
+
 def test_resume_of_an_unknown_run_exits_2_with_a_hint(sandbox: Sandbox) -> None:  # noqa: F811
     save_other_run(sandbox)
+    save_run_record(sandbox, SAME_RUN, "billable", str(BILLABLE))
     outcome = sandbox.fetchflow("run", str(BILLABLE), "--resume", "3f2b1c0d-nope")
 
     assert outcome.code == 2, outcome.stderr
     assert outcome.stderr.splitlines() == [
-        f"fetchflow: no saved run '3f2b1c0d-nope' in {sandbox.home / 'runs'}",
-        f"  hint: resume a run made on this machine with this FETCHFLOW_HOME (latest: {OTHER_RUN})",
+        f"fetchflow: no run '3f2b1c0d-nope' in the asset store {sandbox.store.resolve()}",
+        "  hint: resume a run that wrote to this store (the same FETCHFLOW_STORE, on any "
+        f"machine); latest runs of billable: {SAME_RUN}",
     ]
     assert outcome.prefect_modules == []
     assert sandbox.openai.requests == []
@@ -167,8 +177,8 @@ def test_resume_of_a_malformed_id_exits_2_and_reads_no_path(
     assert outcome.code == 2, outcome.stderr
     assert outcome.stderr.splitlines() == [
         f"fetchflow: --resume {run_id!r} is not a run id",
-        "  hint: give the id fetchflow run printed (▶ workflow · run <id>); latest saved runs: "
-        "none yet",
+        "  hint: give the id fetchflow run printed (▶ workflow · run <id>); latest runs of "
+        "billable: none yet",
     ]
     sandbox.assert_nothing_happened(outcome)
 
@@ -195,8 +205,11 @@ def test_resume_of_an_unreadable_record_exits_2_not_internal_error(
 
     assert outcome.code == 2, outcome.stderr
     lines = outcome.stderr.splitlines()
-    assert lines[0].startswith(f"fetchflow: saved run {path} cannot be read: ")
-    assert lines[1:] == ["  hint: delete it and run the workflow again (without --resume)"]
+    assert lines == [
+        f"fetchflow: the checkpoints of run {OTHER_RUN} cannot be read: {path.resolve()} is "
+        "not a fetchflow state document (not a JSON object)",
+        "  hint: delete it; fetchflow writes it again when the run or step next runs",
+    ]
     assert "internal error" not in outcome.stderr
     assert sandbox.openai.requests == []
 

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,6 +24,8 @@ from fetchflow.orchestration.limits import limited_tags
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+
+    from fetchflow.registry import StepRegistry
 
 pytestmark = pytest.mark.prefect
 
@@ -152,3 +155,46 @@ def test_a_task_tagged_only_when_limited_still_honours_a_limit_of_one(
     assert second[0] >= first[1] - 0.05, "the limit of 1 let both run at once"
     first, second = sorted(spans[free])
     assert second[0] < first[1], "an unlimited type ran one at a time"
+
+
+def task_tags(client: SyncPrefectClient, run_id: str) -> list[list[str]]:
+    """The tags of a flow run's task runs, once the server has recorded them."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    deadline = time.monotonic() + 30
+    while True:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)])),
+            sort=TaskRunSort.NAME_ASC,
+            limit=10,
+        )
+        if runs or time.monotonic() > deadline:
+            return [sorted(run.tags) for run in runs]
+        time.sleep(0.2)
+
+
+def test_a_billable_step_asks_for_a_slot_only_when_its_type_has_a_limit(
+    client: SyncPrefectClient, cleanup: list[str], plugin_registry: StepRegistry, tmp_path: Path
+) -> None:
+    from fetchflow.orchestration.runner import run_plan
+    from fetchflow.settings import Settings
+    from fetchflow.workflow.checking import check_file
+
+    workflow = tmp_path / "priced.yaml"
+    workflow.write_text(
+        "name: slots\nsteps:\n  - id: poster\n    type: priced\n    prompt: a poster\n"
+        "    count: 1\n    price: 0.01\n",
+        encoding="utf-8",
+    )
+    plan = check_file(workflow, plugin_registry)
+    settings = Settings(_env_file=None, home=tmp_path / "home")  # type: ignore[call-arg]
+
+    free = run_plan(plan, {}, settings=settings, drain=True)
+    cleanup.append("tag:priced")
+    client.create_concurrency_limit(tag="priced", concurrency_limit=50)
+    limited = run_plan(plan, {}, settings=settings, drain=True)
+
+    assert (free.status, limited.status) == ("completed", "completed")
+    assert task_tags(client, free.run_id) == [[]]  # no limit: no tag, no lease request
+    assert task_tags(client, limited.run_id) == [["priced"]]

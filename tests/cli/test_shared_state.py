@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storage.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, RcloneS3
+from storage.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, RcloneS3, running_rclone
 from test_bad_input_catalogue import Sandbox, fake_gemini, fake_openai, probe_dir, sandbox  # noqa: F401
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "shared_state"
@@ -28,16 +28,8 @@ PREFIX = "team/prod"
 
 @pytest.fixture
 def rclone(tmp_path: Path) -> Iterator[RcloneS3]:
-    data_dir = tmp_path / "rclone-data"
-    (data_dir / BUCKET).mkdir(parents=True)
-    config_file = tmp_path / "rclone.conf"
-    config_file.write_text("")
-    server = RcloneS3(data_dir=data_dir, config_file=config_file)
-    server.start()
-    try:
+    with running_rclone(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def machine(box: Sandbox, server: RcloneS3, name: str) -> dict[str, str]:

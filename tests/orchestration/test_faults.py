@@ -42,7 +42,7 @@ if _STEP_TESTS not in sys.path:
 from fakes import RecordedRequest, Reply, fixtures  # noqa: E402
 from fakes.fake_gemini import FakeGemini  # noqa: E402
 from fakes.fake_openai import FakeOpenAI  # noqa: E402
-from storage.conftest import BUCKET, RcloneS3, use_test_aws  # noqa: E402
+from storage.conftest import BUCKET, RcloneS3, running_rclone, use_test_aws  # noqa: E402
 
 pytestmark = pytest.mark.prefect
 
@@ -92,17 +92,9 @@ def gemini(fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch) -> FakeGemi
 @pytest.fixture
 def rclone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RcloneS3]:
     """A real ``rclone serve s3`` with an empty bucket, reached through ``AWS_ENDPOINT_URL``."""
-    data_dir = tmp_path / "rclone-data"
-    (data_dir / BUCKET).mkdir(parents=True)
-    config_file = tmp_path / "rclone.conf"
-    config_file.write_text("")
-    server = RcloneS3(data_dir=data_dir, config_file=config_file)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    try:
+    with running_rclone(tmp_path) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
         yield server
-    finally:
-        server.stop()
 
 
 # -- running a workflow ----------------------------------------------------------------------

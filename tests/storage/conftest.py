@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -126,9 +127,9 @@ class RcloneS3:
         self.process = None
 
 
-@pytest.fixture
-def rclone_s3(tmp_path: Path) -> Iterator[RcloneS3]:
-    """A running rclone S3 server with an empty bucket ``fetchflow-assets``."""
+@contextlib.contextmanager
+def running_rclone(tmp_path: Path) -> Iterator[RcloneS3]:
+    """A running rclone S3 server with an empty bucket ``fetchflow-assets``, stopped after."""
     data_dir = tmp_path / "rclone-data"
     (data_dir / BUCKET).mkdir(parents=True)
     config_file = tmp_path / "rclone.conf"
@@ -139,6 +140,13 @@ def rclone_s3(tmp_path: Path) -> Iterator[RcloneS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def rclone_s3(tmp_path: Path) -> Iterator[RcloneS3]:
+    """A running rclone S3 server with an empty bucket ``fetchflow-assets``."""
+    with running_rclone(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ themselves, untouched.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fetchflow.errors import SettingsInvalid, with_hint
+from fetchflow.errors import RuleViolation, SettingsInvalid, with_hint
 
 __all__ = [
     "PRESIGN_MAX_SECONDS",
@@ -31,6 +32,9 @@ __all__ = [
 PRESIGN_MAX_SECONDS = 7 * 24 * 3600
 
 _MIB = 1024 * 1024
+
+#: ``FETCHFLOW_TASK_RUNNER``'s forms: threads, dask, dask://host:port.
+_TASK_RUNNER = re.compile(r"threads|dask|dask://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")
 
 SettingsT = TypeVar("SettingsT", bound="SettingsModel")
 
@@ -77,11 +81,23 @@ class Settings(SettingsModel):
     )
     task_runner: str = Field(
         default="threads",
-        pattern=r"^(threads|dask|dask://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$",
         description="Where a run's steps execute: threads (in the run's process), dask (a "
         "local cluster of worker processes, needs fetchflow[dask]) or dask://host:port (an "
         "existing Dask scheduler; its workers need fetchflow and the step plugins).",
     )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _task_runner_form(cls, value: str) -> str:
+        if not _TASK_RUNNER.fullmatch(value):
+            raise RuleViolation(
+                f'must be threads, dask or dask://host:port; got "{value}"',
+                fields=("task_runner",),
+                hint="e.g. FETCHFLOW_TASK_RUNNER=dask (a local cluster of worker processes) "
+                "or dask://127.0.0.1:8786 (a running Dask scheduler)",
+            )
+        return value
+
     heartbeat_seconds: float = Field(
         default=10.0,
         ge=1,

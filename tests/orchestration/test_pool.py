@@ -638,15 +638,20 @@ def test_an_invalid_workflow_exits_2_with_every_problem_before_prefect(
     broken = DATA / "broken" / "greet_broken.yaml"
     done = Deployer(env, tmp_path).deploy(str(broken), str(tmp_path / "gone.yaml"), "--pool", POOL)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.splitlines() == [
-        f'{broken}:6:25: step "greeting" (template) field "template": "inputs.nobody": '
-        'no input "nobody" is declared',
-        "  hint: declare it under inputs: (declared: none)",
-        f"{tmp_path / 'gone.yaml'}: no such file or folder",
-        "  hint: check the path (relative paths start at the current folder)",
-        "",
-        "PREFECT-IMPORTED: False",
-    ]
+    problems = sorted(  # every problem of every file, in the order of their paths
+        [
+            [
+                f'{broken}:6:25: step "greeting" (template) field "template": "inputs.nobody": '
+                'no input "nobody" is declared',
+                "  hint: declare it under inputs: (declared: none)",
+            ],
+            [
+                f"{tmp_path / 'gone.yaml'}: no such file or folder",
+                "  hint: check the path (relative paths start at the current folder)",
+            ],
+        ]
+    )
+    assert done.stderr.splitlines() == [*problems[0], *problems[1], "", "PREFECT-IMPORTED: False"]
 
 
 def test_the_pool_is_required(clean_env: Mapping[str, str], tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ page where the thumbnails render, and clicking the run summary's card opens the 
 
 The screenshots land in the test's temp folder; with ``FETCHFLOW_UPDATE_SCREENSHOTS=1`` they
 also replace ``docs/run-page.png`` and ``docs/gallery.png`` (the README's pictures).
-``scripts/ci-browser-deps`` installs Chromium.
+``scripts/ci-system-deps`` installs Chromium.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ pytestmark = [
     pytest.mark.prefect,
     pytest.mark.browser,
     pytest.mark.skipif(
-        not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (scripts/ci-browser-deps)"
+        not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (scripts/ci-system-deps)"
     ),
 ]
 

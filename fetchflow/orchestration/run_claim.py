@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prefect import get_run_logger
@@ -32,7 +31,7 @@ from prefect.exceptions import MissingContextError
 from prefect.states import Cancelled, Completed, Failed
 
 from fetchflow.errors import StorageError
-from fetchflow.run.checkpoints import Checkpoints, SavedRun, run_key
+from fetchflow.run.checkpoints import STALE_HEARTBEATS, Checkpoints, SavedRun, is_stale, run_key
 from fetchflow.run.reuse import Reused, outputs_to_reuse
 from fetchflow.settings import Settings
 from fetchflow.workflow.plan import Plan
@@ -41,10 +40,7 @@ if TYPE_CHECKING:
     from fetchflow.run.report import RunReport
     from fetchflow.storage import AssetStore
 
-__all__ = ["Claim", "FinishedElsewhere", "claim_run", "is_stale", "still_ours"]
-
-#: A record not refreshed for this many heartbeats belongs to a dead attempt.
-STALE_HEARTBEATS = 6
+__all__ = ["STALE_HEARTBEATS", "Claim", "FinishedElsewhere", "claim_run", "is_stale", "still_ours"]
 
 
 @dataclass(frozen=True)
@@ -80,19 +76,6 @@ class Claim:
 
     reuse: dict[str, Reused] = field(default_factory=dict)
     finished_by_other: FinishedElsewhere | None = None
-
-
-def _age_seconds(record: dict[str, object]) -> float:
-    try:
-        beat = datetime.fromisoformat(str(record.get("heartbeat_at")))
-    except ValueError:
-        return float("inf")
-    return (datetime.now(UTC) - beat).total_seconds()
-
-
-def is_stale(record: dict[str, object], heartbeat_seconds: float) -> bool:
-    """Whether a running record's attempt is dead: no heartbeat for 6 heartbeats."""
-    return _age_seconds(record) > STALE_HEARTBEATS * heartbeat_seconds
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
     from fetchflow.workflow.plan import Plan
 
 __all__ = [
+    "STALE_HEARTBEATS",
     "Checkpoints",
     "SavedRun",
+    "is_stale",
     "kept_prefix",
     "run_key",
     "step_key",
@@ -49,6 +51,9 @@ __all__ = [
 STATE_VERSION = 1
 
 _log = logging.getLogger(__name__)
+
+#: A running record not refreshed for this many heartbeats belongs to a dead attempt.
+STALE_HEARTBEATS = 6
 
 
 def run_key(run_id: str) -> str:
@@ -68,6 +73,19 @@ def kept_prefix(run_id: str, step_id: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def is_stale(
+    record: Mapping[str, object], heartbeat_seconds: float, now: datetime | None = None
+) -> bool:
+    """Whether a running record's attempt is dead: no heartbeat for 6 heartbeats (an
+    unreadable ``heartbeat_at`` counts as none)."""
+    try:
+        beat = datetime.fromisoformat(str(record.get("heartbeat_at")))
+    except ValueError:
+        return True
+    age = ((now or datetime.now(UTC)) - beat).total_seconds()
+    return age > STALE_HEARTBEATS * heartbeat_seconds
 
 
 def workflow_digest(plan: Plan) -> str:

@@ -117,7 +117,7 @@ def fetchflow_runs(steps: int, folder: Path) -> dict[str, Callable[[], object]]:
         plan = check_file(file, registry)
 
         def run(plan: Any = plan) -> object:
-            report = run_plan(plan, {}, settings=settings, drain=False, open_store=lambda: None)
+            report = run_plan(plan, {}, settings=settings, drain=False)
             assert report.status == "completed", report.message
             return report
 

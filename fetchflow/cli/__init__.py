@@ -175,7 +175,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=600.0,
         metavar="S",
-        help="a run claimed by a worker but not started after this is dead (default 600)",
+        help="a run claimed by a worker (Pending) but not started after this is dead "
+        "(default 600; it has no heartbeat yet: keep it longer than a run takes to start)",
     )
     recover.add_argument(
         "--max-attempts",

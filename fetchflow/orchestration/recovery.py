@@ -21,19 +21,26 @@ so:
   store holds the record of another run of the same flow (proof that this is the store its
   runs write to: a ``recover`` pointed at the wrong store never touches a live run);
 - ``Pending`` (a worker claimed it and died before it started): dead after
-  ``pending_seconds`` (default 10 minutes: a container or a Kubernetes pod may take long to
-  start).
+  ``pending_seconds`` (default 10 minutes). Nothing of fetchflow runs yet in a Pending run,
+  so there is no heartbeat to go by, only time: a container or a Kubernetes pod may take
+  minutes to start, and on a loaded machine (load 13 on 2 cores) a process worker's runs
+  stayed Pending over 20 s. A live Pending run declared dead is rescheduled and starts twice;
+  the claim in the store still lets only one attempt run (measured: every run Completed once,
+  no call repeated), but it is wasted work: keep this window long.
 
 A dead run is set ``Crashed`` (forced; the message names its last heartbeat, host and
 attempt). When it belongs to a deployment it is then set ``Scheduled`` (what ``prefect
 flow-run retry`` does): a worker picks it up, and the new attempt's claim resumes it from its
-checkpoints (completed steps reused, paid images kept). A run without a deployment (a
+checkpoints (completed steps reused, paid images kept); it keeps its first scheduled time,
+so workers take it before the runs created after it. A run without a deployment (a
 ``fetchflow run`` in a terminal) is only marked ``Crashed``; its message says ``fetchflow run
 FILE --resume ID``. A run that has crashed ``max_attempts`` times is not rescheduled again.
 
 How long: a dead run is marked within ``6 x FETCHFLOW_HEARTBEAT_SECONDS + every`` seconds of
-its last heartbeat (70 s with the defaults and ``--every 10``), then waits for a worker's next
-poll. Never twice at once: a live run's heartbeat is fresh, so it is never declared dead; and
+its last heartbeat, plus the time one look takes (a second or two): 70 s with the defaults
+(``--every 10``); then a worker with a free slot takes it at its next poll.
+
+Never twice at once: a live run's heartbeat is fresh, so it is never declared dead; and
 if a run that only lost touch with the store comes back, the claim in the store keeps the
 later attempt from running beside it and the earlier one from overwriting its end.
 The machines' clocks must agree (NTP): heartbeats are compared with this machine's clock.
@@ -330,9 +337,14 @@ class _Pass:
         message = f"fetchflow recover: the run's process is gone ({verdict.why}); {next_step}"
         self.client.set_flow_run_state(flow_run.id, Crashed(message=message), force=True)
         if again:
+            # Its first scheduled time: it keeps its place at the head of the pool's queue
+            # instead of waiting behind every run created after it.
             self.client.set_flow_run_state(
                 flow_run.id,
-                Scheduled(message=f"fetchflow recover: attempt {attempts + 1} after a crash"),
+                Scheduled(
+                    scheduled_time=flow_run.expected_start_time or self.now(),
+                    message=f"fetchflow recover: attempt {attempts + 1} after a crash",
+                ),
                 force=True,
             )
         line = f"crashed {name} ({run_id}): {verdict.why}; {next_step}"

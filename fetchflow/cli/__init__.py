@@ -43,7 +43,37 @@ COMMANDS = {
     "recover": "recover",
     "steps": "steps",
     "schema": "schema",
+    "runs": "history",
+    "show": "history",
+    "export": "history",
 }
+
+
+def _version() -> str:
+    """This fetchflow's version and Prefect's, from the installed packages' metadata (no
+    Prefect import)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    python = platform.python_version()
+    return f"fetchflow {of('fetchflow')} (Prefect {of('prefect')}, Python {python})"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the versions are looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_version())
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 the run failed, 2 invalid workflow, inputs, arguments or "
         "settings, 130/143 interrupted (Ctrl-C/SIGTERM; resumable with --resume).",
     )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     validate = commands.add_parser("validate", help="check workflow files without running anything")
@@ -87,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--verbose", "-v", action="store_true", help="also show Prefect's own log lines"
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="when the run ends (also failed or interrupted), write the files it made into "
+        "DIR as <step>-<n>.<ext> (like fetchflow export)",
     )
 
     commands.add_parser("push", help="upload the files kept in the spool after failed uploads")
@@ -175,8 +213,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=600.0,
         metavar="S",
-        help="a run claimed by a worker (Pending) but not started after this is dead "
-        "(default 600; it has no heartbeat yet: keep it longer than a run takes to start)",
+        help="a run claimed by a worker but not started after this is dead (default 600)",
     )
     recover.add_argument(
         "--max-attempts",
@@ -190,6 +227,30 @@ def _parser() -> argparse.ArgumentParser:
     steps.add_argument("--json", action="store_true", help="as JSON")
 
     commands.add_parser("schema", help="print the JSON Schema of workflow files")
+
+    runs = commands.add_parser(
+        "runs", help="list the latest runs from the run records in the store (FETCHFLOW_STORE)"
+    )
+    runs.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE", help="only this workflow's runs"
+    )
+    runs.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="at most N runs (default 20)"
+    )
+    runs.add_argument("--json", action="store_true", help="as JSON")
+
+    show = commands.add_parser("show", help="one run's steps and outputs, with links to its files")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--json", action="store_true", help="as JSON (outputs in full)")
+
+    export = commands.add_parser(
+        "export", help="write a run's files into a folder as <step>-<n>.<ext> and <step>.txt"
+    )
+    export.add_argument("run_id", metavar="RUN_ID")
+    export.add_argument("dir", type=Path, metavar="DIR", help="the folder (made if missing)")
+    export.add_argument(
+        "--force", action="store_true", help="replace files in DIR that differ from the run's"
+    )
     return parser
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fetchflow.cli.common import EXIT_INVALID, EXIT_OK, bad_flag, step_types, with_home
+from fetchflow.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, bad_flag, step_types, with_home
 from fetchflow.errors import RunError, SettingsInvalid
 
 __all__ = ["main"]
@@ -71,6 +71,7 @@ def _estimate_json(workflow: str, estimate: Any, budget: float | None) -> dict[s
 def main(args: argparse.Namespace) -> int:
     """Check, estimate, preflight, then run the workflow as one Prefect flow run."""
     from fetchflow.cli.console import ConsoleProgress, format_summary
+    from fetchflow.cli.history import check_out_folder, export_after_run
     from fetchflow.interrupt import exit_code_for, stop_on_interrupt, stop_requested, stop_signal
     from fetchflow.orchestration.prefect_env import prepare_prefect_environment
     from fetchflow.orchestration.server import check_prefect_api, running_server
@@ -84,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     budget_flag = _budget(args.budget)
+    check_out_folder(args.out)
     plan = check_file(args.file, step_types())
     given = parse_input_args(plan.header, args.input)
     reuse: dict[str, Reused] = {}
@@ -166,4 +168,11 @@ def main(args: argparse.Namespace) -> int:
         print(format_summary(report), file=sys.stderr)
     if report.status == "interrupted" and report.run_id:
         print(f"resume it: {_resume_command(args.file, report.run_id)}", file=sys.stderr)
+    # --out: what was made, whatever the end; a failed export fails a completed run.
+    if (
+        args.out
+        and report.run_id
+        and not export_after_run(store(), report.run_id, args.out, settings)
+    ):
+        return report.exit_code or EXIT_FAILED
     return report.exit_code

@@ -430,7 +430,8 @@ def main() -> None:
                     f"kill -> Crashed: {spread(crashed_after)}",
                     f"kill -> Running again: {spread(running_after)}",
                     f"kill -> Completed: {spread(completed_after)}",
-                    f"(bound for kill -> Crashed: 6 x heartbeat + --every = {window + 1} s)",
+                    f"(bound for kill -> Crashed: 6 x heartbeat + --every = {window + 1} s, plus "
+                    "the time one look of recover takes on this machine)",
                 ]
             ),
             flush=True,

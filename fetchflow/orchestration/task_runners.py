@@ -82,7 +82,10 @@ def make_task_runner(settings: Settings) -> Any:
             "n_workers": workers,
             "threads_per_worker": threads,
             "processes": True,
-            "dashboard_address": None,
+            # No dashboard, and its HTTP server (always started) on a free loopback port:
+            # runs side by side never compete for 8787.
+            "dashboard_address": "127.0.0.1:0",
+            "scheduler_kwargs": {"dashboard": False},
         }
     )
 

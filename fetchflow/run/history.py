@@ -639,7 +639,7 @@ def files_to_export(store: AssetStore, detail: RunDetail) -> list[ExportFile]:
     """Every file of a run under its readable name, its bytes read through the store.
 
     Files: each step's asset records (a step cut short: what it made and kept), a text
-    output as ``<step>.txt``, other data (not None) as ``<step>.json``.
+    output as ``<step>.txt``, other data (not empty) as ``<step>.json``.
 
     Raises:
         StorageError: A file cannot be read or does not match its record (nothing is
@@ -661,7 +661,7 @@ def files_to_export(store: AssetStore, detail: RunDetail) -> list[ExportFile]:
         elif isinstance(step.output, str):
             text = step.output if step.output.endswith("\n") else f"{step.output}\n"
             files.append(ExportFile(f"{step.step_id}.txt", text.encode(), step.step_id))
-        elif step.output is not None and step.status == "completed":
+        elif step.output not in (None, [], {}) and step.status == "completed":
             data = json.dumps(step.output, indent=2, ensure_ascii=False, default=str) + "\n"
             files.append(ExportFile(f"{step.step_id}.json", data.encode(), step.step_id))
     return files

@@ -40,7 +40,15 @@ if TYPE_CHECKING:
     from fetchflow.run.report import RunReport
     from fetchflow.storage import AssetStore
 
-__all__ = ["STALE_HEARTBEATS", "Claim", "FinishedElsewhere", "claim_run", "is_stale", "still_ours"]
+__all__ = [
+    "STALE_HEARTBEATS",
+    "Claim",
+    "FinishedElsewhere",
+    "claim_run",
+    "end_when_superseded",
+    "is_stale",
+    "still_ours",
+]
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class FinishedElsewhere:
         report.status = status if status in {"completed", "partial", "failed"} else "failed"  # type: ignore[assignment]
         report.message = (
             f"attempt {self.record.get('attempt')} of this run (on {self.record.get('host')}) "
-            f"finished it while this attempt waited, nothing ran twice: {said}"
+            f"finished it, and its end is the run's (nothing ran twice): {said}"
         )
         if status == "failed":
             return Failed(message=report.message)
@@ -146,6 +154,37 @@ def claim_run(
             sum(reused.complete for reused in reuse.values()),
         )
     return Claim(reuse=reuse)
+
+
+def end_when_superseded(
+    checkpoints: Checkpoints,
+    report: RunReport,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> State | None:
+    """End an attempt that a later one took over: wait for that one, end as it ended.
+
+    Returns:
+        None when the run is still this attempt's (write its end as usual), or when the
+        later attempt died too (this one is the survivor: its end is written). Otherwise
+        the later attempt's end, mirrored: a stale copy never overwrites a finished run.
+    """
+    if still_ours(checkpoints, settings):
+        return None
+    attempt = checkpoints.record.get("attempt")
+    _logger().warning(
+        "attempt %s of this run was taken over by a later attempt while it was out of touch "
+        "with the store: waiting for that one, its end is the run's",
+        attempt,
+    )
+    while True:
+        saved = _load(checkpoints.open_store, checkpoints.run_id)
+        if saved is None or is_stale(saved.record, settings.heartbeat_seconds):
+            return None
+        if saved.status != "running":
+            return FinishedElsewhere(saved.record).mirror(report)
+        sleep(settings.heartbeat_seconds)
 
 
 def still_ours(checkpoints: Checkpoints, settings: Settings) -> bool:

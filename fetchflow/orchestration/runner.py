@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from inspect import Parameter, Signature
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, get_run_context
 from prefect.exceptions import TerminationSignal
@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from fetchflow.interrupt import handle_stop_signals, stop_requested, stop_signal
 from fetchflow.orchestration.artifacts import publish_run_summary
 from fetchflow.orchestration.bundle import version_refusal
-from fetchflow.orchestration.run_claim import claim_run, still_ours
+from fetchflow.orchestration.run_claim import claim_run, end_when_superseded
 from fetchflow.orchestration.scheduler import RunObserver, RunScheduler, error_text
 from fetchflow.orchestration.server import run_url
 from fetchflow.orchestration.task_runners import make_task_runner, runs_steps_elsewhere
@@ -142,6 +142,7 @@ def build_flow(
             inputs,
             {sid: step_fingerprint(step) for sid, step in plan.steps.items()},
             attempt=attempt,
+            heartbeat_seconds=settings.heartbeat_seconds,
         )
         if observer is not None:
             observer.run_started(report)
@@ -171,20 +172,18 @@ def build_flow(
             step_types={sid: step.type for sid, step in plan.steps.items()},
             seconds=time.monotonic() - started,
         )
-        _record_end(run, report)
-        return final
+        return _record_end(run, report) or final
 
-    def _record_end(run: RunScheduler, report: RunReport) -> None:
+    def _record_end(run: RunScheduler, report: RunReport) -> State | None:
+        """Write the run's end in the store; when a later attempt took the run over, end
+        the way that one ended instead (its state, not this stale copy's)."""
         checkpoints = run.checkpoints
         if checkpoints is None:
-            return
-        if still_ours(checkpoints, settings):
+            return None
+        mirrored = end_when_superseded(checkpoints, report, settings)
+        if mirrored is None:
             checkpoints.finish(report)
-        else:
-            get_run_logger().warning(
-                "this run was taken over by a later attempt while this one was out of touch "
-                "with the store: its end is left to that attempt"
-            )
+        return mirrored
 
     body.__signature__ = _signature(plan)  # type: ignore[attr-defined]
     body.__name__ = body.__qualname__ = "fetchflow_" + "".join(

@@ -78,14 +78,17 @@ def _now() -> str:
 def is_stale(
     record: Mapping[str, object], heartbeat_seconds: float, now: datetime | None = None
 ) -> bool:
-    """Whether a running record's attempt is dead: no heartbeat for 6 heartbeats (an
-    unreadable ``heartbeat_at`` counts as none)."""
+    """Whether a running record's attempt is dead: no heartbeat for 6 heartbeats, of its own
+    period (``heartbeat_seconds`` in the record) or ``heartbeat_seconds``, whichever is
+    longer. An unreadable ``heartbeat_at`` counts as none."""
     try:
         beat = datetime.fromisoformat(str(record.get("heartbeat_at")))
     except ValueError:
         return True
+    own = record.get("heartbeat_seconds")
+    period = max(heartbeat_seconds, float(own) if isinstance(own, int | float) else 0.0)
     age = ((now or datetime.now(UTC)) - beat).total_seconds()
-    return age > STALE_HEARTBEATS * heartbeat_seconds
+    return age > STALE_HEARTBEATS * period
 
 
 def workflow_digest(plan: Plan) -> str:
@@ -111,10 +114,17 @@ class Checkpoints:
     open_store: Callable[[], AssetStore]
     run_id: str
     record: dict[str, object] = field(default_factory=dict)
+    #: A later attempt took the run over: this one no longer writes the run's record.
+    superseded: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"open_store": self.open_store, "run_id": self.run_id, "record": {}}
+        return {
+            "open_store": self.open_store,
+            "run_id": self.run_id,
+            "record": {},
+            "superseded": False,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
@@ -139,6 +149,7 @@ class Checkpoints:
         *,
         attempt: int = 1,
         resumed_from: str | None = None,
+        heartbeat_seconds: float = 10.0,
     ) -> None:
         """Write the run's record: it exists now, and what it runs."""
         self.record = {
@@ -156,16 +167,34 @@ class Checkpoints:
             "pid": os.getpid(),
             "started_at": _now(),
             "heartbeat_at": _now(),
+            "heartbeat_seconds": heartbeat_seconds,
             "resumed_from": resumed_from,
         }
         self._put(run_key(self.run_id), self.record)
 
     def heartbeat(self) -> None:
-        """Say the run is alive (its record's ``heartbeat_at``)."""
+        """Say the run is alive (its record's ``heartbeat_at``), unless a later attempt took
+        the run over: then this one stops writing the run's record (:attr:`superseded`)."""
         with self._lock:
-            if self.record.get("status") == "running":
-                self.record["heartbeat_at"] = _now()
-                self._put(run_key(self.run_id), self.record)
+            if self.record.get("status") != "running" or self.superseded:
+                return
+            try:
+                current = self.open_store().get_state(run_key(self.run_id))
+            except StorageError:
+                current = None  # cannot tell: keep saying this attempt is alive
+            if current is not None and current.get("attempt") != self.record.get("attempt"):
+                # A later attempt took the run over (this one was out of touch for longer
+                # than six heartbeats): its record is the run's; never write over it.
+                self.superseded = True
+                _log.warning(
+                    "attempt %s of run %s was taken over by attempt %s: it stops beating",
+                    self.record.get("attempt"),
+                    self.run_id,
+                    current.get("attempt"),
+                )
+                return
+            self.record["heartbeat_at"] = _now()
+            self._put(run_key(self.run_id), self.record)
 
     def step(self, step_id: str, result: StepResult, fingerprint: str) -> None:
         """Record how a step ended (its output with it), the moment it ended."""

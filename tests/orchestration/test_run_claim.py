@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fetchflow.orchestration.run_claim import claim_run, is_stale, still_ours
+from fetchflow.orchestration.run_claim import (
+    claim_run,
+    end_when_superseded,
+    is_stale,
+    still_ours,
+)
 from fetchflow.run.checkpoints import Checkpoints, run_key
 from fetchflow.run.preflight import StoreOpener
 from fetchflow.run.report import RunReport, StepResult
@@ -43,7 +48,7 @@ def earlier_attempt(plan: Plan, settings: Settings, *, attempt: int = 1) -> Chec
     """Attempt ``attempt`` of the run: started, its first step completed, still running."""
     checkpoints = Checkpoints(StoreOpener(settings), RUN)
     fingerprints = {sid: step_fingerprint(step) for sid, step in plan.steps.items()}
-    checkpoints.start(plan, {"state": "/tmp/x"}, fingerprints, attempt=attempt)
+    checkpoints.start(plan, {"state": "/tmp/x"}, fingerprints, attempt=attempt, heartbeat_seconds=1)
     checkpoints.step("counted", StepResult("completed", "ok", attempts=1), fingerprints["counted"])
     return checkpoints
 
@@ -104,7 +109,9 @@ def test_a_live_attempt_is_waited_for_and_its_end_is_mirrored_never_run_twice(
     assert state.is_completed()
     assert mine.status == "completed"
     assert mine.message.startswith("attempt 1 of this run (on ")
-    assert mine.message.endswith("finished it while this attempt waited, nothing ran twice: 3 done")
+    assert mine.message.endswith(
+        "finished it, and its end is the run's (nothing ran twice): 3 done"
+    )
 
 
 def test_a_failed_end_of_the_live_attempt_is_mirrored_as_failed(
@@ -162,3 +169,41 @@ def test_a_heartbeat_is_stale_after_six_missed_beats() -> None:
     assert not is_stale(fresh, 10)
     assert is_stale(old, 10)
     assert is_stale({"heartbeat_at": "not a time"}, 10)
+
+
+def test_a_stale_copy_stops_beating_and_ends_as_the_attempt_that_took_over(
+    plan: Plan, settings: Settings
+) -> None:
+    stale = earlier_attempt(plan, settings, attempt=1)
+    owner = earlier_attempt(plan, settings, attempt=2)  # took the run over meanwhile
+    store = stale.open_store()
+
+    stale.heartbeat()  # back in touch with the store: it must not write over the owner
+
+    assert stale.superseded
+    assert store.get_state(run_key(RUN))["attempt"] == 2  # type: ignore[index]
+    done = RunReport(workflow=plan.name, run_id=RUN, status="completed", message="all 3")
+    sleep, slept = sleeps(lambda: owner.finish(done))
+    mine = RunReport(workflow=plan.name, run_id=RUN, status="failed", message="stale view")
+
+    state = end_when_superseded(stale, mine, settings, sleep=sleep)
+
+    assert slept == [1]  # it waited for the owner to end
+    assert state is not None and state.is_completed()
+    assert mine.status == "completed"
+    assert mine.message.endswith("(nothing ran twice): all 3")
+    assert store.get_state(run_key(RUN))["status"] == "completed"  # type: ignore[index]
+
+
+def test_the_attempt_that_owns_the_run_writes_its_own_end(plan: Plan, settings: Settings) -> None:
+    owner = earlier_attempt(plan, settings, attempt=1)
+    report = RunReport(workflow=plan.name, run_id=RUN, status="completed")
+
+    assert end_when_superseded(owner, report, settings) is None
+
+
+def test_a_record_with_a_longer_heartbeat_is_judged_by_its_own() -> None:
+    old = (datetime.now(UTC) - timedelta(seconds=100)).isoformat()
+
+    assert is_stale({"heartbeat_at": old}, 10)
+    assert not is_stale({"heartbeat_at": old, "heartbeat_seconds": 30}, 10)

@@ -229,6 +229,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON Schema of workflow files")
 
+    refs = commands.add_parser(
+        "refs", help="every << reference >> each step can use, with types (the variable picker)"
+    )
+    refs.add_argument("file", type=Path, metavar="FILE")
+    refs.add_argument("step", nargs="?", metavar="STEP", help="only this step")
+    refs.add_argument(
+        "--run", metavar="RUN_ID", help="with the values this run produced (from the store)"
+    )
+    refs.add_argument("--json", action="store_true", help="as JSON")
+
     runs = commands.add_parser(
         "runs", help="list the latest runs from the run records in the store (FETCHFLOW_STORE)"
     )
@@ -254,16 +264,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     return parser
 
-
-    refs = commands.add_parser(
-        "refs", help="every << reference >> each step can use, with types (the variable picker)"
-    )
-    refs.add_argument("file", type=Path, metavar="FILE")
-    refs.add_argument("step", nargs="?", metavar="STEP", help="only this step")
-    refs.add_argument(
-        "--run", metavar="RUN_ID", help="with the values this run produced (from the store)"
-    )
-    refs.add_argument("--json", action="store_true", help="as JSON")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchflow`` console script; returns the exit code."""

@@ -6,7 +6,7 @@ start. The steps are ``whereami`` steps (tests/data/task_runners/fetchflow_where
 registered by entry point as in the tests) that sleep ``--seconds`` and say which process ran
 them. Prints, per runner: the median wall time of ``--repeats`` runs, what the steps alone
 need (``seconds x ceil(steps / FETCHFLOW_MAX_PARALLEL_STEPS)``), the overhead over that, how
-many processes ran steps, and the dask/threads ratio.
+many processes ran steps, the dask/threads ratio and the load average.
 
     .venv/bin/python bench/bench_task_runners.py --steps 8 --seconds 1 --repeats 3
 """
@@ -112,6 +112,8 @@ def main() -> None:
                     f"step processes {sorted(processes)}"
                 )
             print(f"  dask / threads wall time: {results['dask'] / results['threads']:.2f}")
+            load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+            print(f"  load average: {load}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from fetchflow.step import RuleViolation, StepConfig, deferred
 from fetchflow.templating import to_text
 from steps.imaging.assets import ChargeType
 from steps.imaging.models import rules
-from steps.imaging.models.catalog import AUTO, parse_size
+from steps.imaging.models.catalog import AUTO, CATALOG, parse_size
 
 __all__ = [
     "AspectRatio",
@@ -135,7 +135,9 @@ class OutputOptions:
 class ImageOutputConfig(StepConfig):
     """Fields every image-making step takes: the model, the output, who pays."""
 
-    model: str = Field(AUTO, description="A catalog model, preview, or auto.")
+    model: str = Field(
+        AUTO, description="A catalog model, preview, or auto.", examples=[AUTO, *CATALOG]
+    )
     size: str | None = Field(None, description="WxH (e.g. 1536x1024) or auto.")
     aspect_ratio: AspectRatio | None = Field(
         None, description="Instead of size: mapped to the model's closest size."

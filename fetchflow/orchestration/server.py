@@ -44,6 +44,7 @@ from fetchflow.orchestration.database import (
     ServerDatabase,
     check_database,
 )
+from fetchflow.orchestration.file_server import FileServer, start_file_server
 from fetchflow.settings import Settings
 
 __all__ = [
@@ -79,12 +80,17 @@ class ServerInfo:
         ui_url: Its default UI (``http://127.0.0.1:4200/v2``); pages hang below it.
         pid: The server's process id, when known.
         database: Its database URL, password hidden (None: the embedded SQLite one).
+        files_url: Base URL of the local asset store's file server
+            (:mod:`fetchflow.orchestration.file_server`), None when it serves none.
+        files_root: The store folder it serves.
     """
 
     api_url: str
     ui_url: str
     pid: int | None = None
     database: str | None = None
+    files_url: str | None = None
+    files_root: str | None = None
 
 
 def server_state_file(settings: Settings) -> Path:
@@ -224,11 +230,14 @@ def running_server(settings: Settings, timeout: float = 0.5) -> ServerInfo | Non
         return None
     pid = data.get("pid")
     database = data.get("database")
+    files_url, files_root = data.get("files_url"), data.get("files_root")
     info = ServerInfo(
         data["api_url"],
         data["ui_url"],
         pid if isinstance(pid, int) else None,
         database if isinstance(database, str) else None,
+        files_url if isinstance(files_url, str) else None,
+        files_root if isinstance(files_root, str) else None,
     )
     health = _healthy(info.api_url, timeout)
     if health is False:
@@ -278,6 +287,8 @@ def _write_state(path: Path, info: ServerInfo) -> None:
     state: dict[str, object] = {"api_url": info.api_url, "ui_url": info.ui_url, "pid": info.pid}
     if info.database is not None:
         state["database"] = info.database
+    if info.files_url is not None:
+        state["files_url"], state["files_root"] = info.files_url, info.files_root
     temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     temporary.replace(path)
 
@@ -289,13 +300,15 @@ def start_server(
     *,
     database: ServerDatabase | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
+    files: FileServer | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``prefect server start`` and wait until it answers; then write the state file.
 
     The server runs in its own session (Ctrl-C in the terminal reaches fetchflow, which
     stops it: see :func:`serve_forever`); its output goes to :func:`server_log_file`.
     ``database`` is checked first (:func:`~fetchflow.orchestration.database.check_database`);
-    None is the embedded SQLite database.
+    None is the embedded SQLite database. ``files``: the local store's file server, noted
+    in the state file for runs to link to.
 
     Raises:
         SettingsInvalid: The database cannot be used (wrong scheme, unreachable, login
@@ -347,6 +360,8 @@ def start_server(
             _default_ui(base, 5.0),
             process.pid,
             database.display() if database is not None else None,
+            files.url if files is not None else None,
+            str(files.root) if files is not None else None,
         )
         _write_state(server_state_file(settings), info)
     except BaseException:
@@ -412,10 +427,13 @@ def serve_forever(
     *,
     database: ServerDatabase | None = None,
     out: TextIO | None = None,
+    files_port: int | None = None,
 ) -> int:
     """``fetchflow server``: start the server, say where it is, run until Ctrl-C.
 
-    ``database``: see :func:`start_server`.
+    ``database``: see :func:`start_server`. With the local asset store, its files are
+    served too (:mod:`~fetchflow.orchestration.file_server`) on ``files_port``; None is
+    ``port + 1``, or a free port when that one is taken.
 
     Ctrl-C, SIGTERM and SIGHUP stop the server and remove the state file.
 
@@ -431,20 +449,27 @@ def serve_forever(
         check_database(database)  # a bad database is the only message, not after "starting"
     print(f"starting Prefect server on {_base_url(host, port)} …", file=out, flush=True)
     restore = stop_on_signals()
+    files = _serve_files(settings, host, files_port or port + 1, chosen=files_port is not None)
     try:
         try:
-            process = start_server(settings, port, host, database=database)
+            process = start_server(settings, port, host, database=database, files=files)
         except KeyboardInterrupt:
             return 130
         try:
             info = running_server(settings, timeout=5.0)
             if info is not None:
                 history = info.database or str(settings.prefect_home.resolve())
+                served = (
+                    f"files        {files.url} (the local store {files.root})\n"
+                    if files is not None
+                    else ""
+                )
                 print(
                     f"Prefect UI   {info.ui_url}\n"
                     f"API          {info.api_url}\n"
                     f"history      {history}\n"
-                    "fetchflow run sends its runs here while this runs; Ctrl-C stops it.",
+                    + served
+                    + "fetchflow run sends its runs here while this runs; Ctrl-C stops it.",
                     file=out,
                     flush=True,
                 )
@@ -454,4 +479,36 @@ def serve_forever(
         finally:
             stop_server(process, settings)
     finally:
+        if files is not None:
+            files.close()
         restore()
+
+
+def _serve_files(settings: Settings, host: str, port: int, *, chosen: bool) -> FileServer | None:
+    """The local store's file server on ``port``, or None when the store is not a local
+    folder (S3 links open in a browser already). A taken default port gives a free one; a
+    taken ``chosen`` one is an error.
+
+    Raises:
+        ServerError: The chosen port is taken.
+    """
+    from fetchflow.errors import StorageError
+    from fetchflow.storage.factory import open_store
+    from fetchflow.storage.local import LocalStore
+
+    try:
+        store = open_store(settings)
+    except StorageError:
+        return None  # a run says what is wrong with FETCHFLOW_STORE; the UI still works
+    if not isinstance(store, LocalStore):
+        return None
+    try:
+        return start_file_server(store.root, host, port)
+    except OSError as error:
+        if chosen:
+            raise ServerError(
+                f"cannot serve the local store's files on {host}:{port}: {error.strerror or error}",
+                f"another program uses port {port}; choose another: fetchflow server "
+                f"--files-port {port + 1}",
+            ) from None
+    return start_file_server(store.root, host, 0)

@@ -143,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
         "5432/DB (default: FETCHFLOW_DATABASE_URL, else the embedded SQLite database); "
         "keep the password out of the command line with PGPASSWORD or FETCHFLOW_DATABASE_URL",
     )
+    server.add_argument(
+        "--files-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="port of the local asset store's file server, which makes the UI's image links "
+        "open (default: --port + 1, or a free port when that one is taken)",
+    )
 
     for verb, what in (("approve", "approve"), ("deny", "deny")):
         answer = commands.add_parser(

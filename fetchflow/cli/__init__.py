@@ -113,6 +113,23 @@ def _parser() -> argparse.ArgumentParser:
         "completed (no provider call); its inputs unless given again",
     )
     run.add_argument(
+        "--only",
+        metavar="STEP[,STEP...]",
+        help="run just these steps; every step they need is reused from the latest run of "
+        "the workflow that completed it (or --using): not run, not paid for",
+    )
+    run.add_argument(
+        "--from",
+        dest="start",
+        metavar="STEP",
+        help="run STEP and every step after it; the steps before it are reused like --only",
+    )
+    run.add_argument(
+        "--using",
+        metavar="RUN_ID",
+        help="with --only/--from: the run whose outputs are reused (default: the latest)",
+    )
+    run.add_argument(
         "--budget",
         metavar="USD",
         help="stop before any billable call when the estimate is over this (overrides budget_usd)",
@@ -222,7 +239,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=600.0,
         metavar="S",
-        help="a run claimed by a worker but not started after this is dead (default 600)",
+        help="a run claimed by a worker (Pending) but not started after this is dead "
+        "(default 600; it has no heartbeat yet: keep it longer than a run takes to start)",
     )
     recover.add_argument(
         "--max-attempts",

@@ -46,6 +46,34 @@ def _budget(text: str | None) -> float | None:
     )
 
 
+def _check_selection_flags(args: argparse.Namespace) -> None:
+    """``--only``, ``--from``, ``--using`` and ``--resume`` go together only as they can.
+
+    Raises:
+        WorkflowInvalid: Two that exclude each other, or ``--using`` alone.
+    """
+    if args.only is not None and args.start is not None:
+        raise bad_flag(
+            "--only",
+            "--only and --from cannot be given together",
+            "--only runs just the steps named; --from runs a step and everything after it",
+        )
+    selecting = args.only is not None or args.start is not None
+    if args.resume is not None and (selecting or args.using is not None):
+        raise bad_flag(
+            "--resume",
+            "--resume cannot be given with --only, --from or --using",
+            "--resume continues a run as it was; --only/--from --using RUN_ID run chosen "
+            "steps on that run's outputs",
+        )
+    if args.using is not None and not selecting:
+        raise bad_flag(
+            "--using",
+            "--using needs --only or --from (it names the run their upstream outputs come from)",
+            "add --only STEP or --from STEP; to continue a run as it was, use --resume",
+        )
+
+
 def _resume_command(file: Path, run_id: str) -> str:
     return f"fetchflow run {shlex.quote(str(file))} --resume {run_id}"
 
@@ -79,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
     from fetchflow.run.cost import check_budget, estimate_plan, format_estimate
     from fetchflow.run.preflight import StoreOpener, preflight
     from fetchflow.run.reuse import Reused, outputs_to_resume
+    from fetchflow.run.selection import parse_steps, read_selection
     from fetchflow.settings import load_settings
     from fetchflow.workflow.checking import check_file
     from fetchflow.workflow.inputs import parse_input_args, resolve_inputs
@@ -89,12 +118,24 @@ def main(args: argparse.Namespace) -> int:
     plan = check_file(args.file, step_types())
     given = parse_input_args(plan.header, args.input)
     reuse: dict[str, Reused] = {}
+    not_selected: dict[str, str] = {}
+    _check_selection_flags(args)
     if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
         earlier, reuse = outputs_to_resume(StoreOpener(settings)(), args.resume, plan)
         given = {**earlier, **given}
+    elif args.only is not None or args.start is not None:
+        selection = read_selection(
+            StoreOpener(settings)(),
+            plan,
+            only=parse_steps(args.only, plan, "--only") if args.only is not None else (),
+            start=parse_steps(args.start, plan, "--from")[0] if args.start is not None else None,
+            using=args.using,
+        )
+        reuse, not_selected = selection.reuse, selection.not_selected
+        given = {**selection.inputs, **given}
     inputs = resolve_inputs(plan.header, given)
     budget = budget_flag if budget_flag is not None else plan.header.budget_usd
-    done = {step_id for step_id, reused in reuse.items() if reused.complete}
+    done = {step_id for step_id, reused in reuse.items() if reused.complete} | set(not_selected)
     estimate = estimate_plan(plan, inputs, settings, reused=done)
     if args.dry_run:
         if args.json:
@@ -158,6 +199,7 @@ def main(args: argparse.Namespace) -> int:
             open_store=store,
             ui_url=server.ui_url if server is not None else None,
             reuse=reuse,
+            not_selected=not_selected,
             stop_on_signals=True,
         )
     finally:

@@ -85,6 +85,7 @@ def build_flow(
     ui_url: str | None = None,
     on_report: Callable[[RunReport], None] | None = None,
     reuse: Mapping[str, Reused] | None = None,
+    not_selected: Mapping[str, str] | None = None,
     stop_on_signals: bool = False,
 ) -> Any:
     """The Prefect flow of a checked plan: one flow run per call, one task run per step.
@@ -104,6 +105,7 @@ def build_flow(
         on_report: Receives each run's report.
         reuse: Outputs of an earlier run to reuse instead of running those steps
             (``--resume``, see :func:`fetchflow.run.reuse.outputs_to_resume`).
+        not_selected: Steps that do not run in this run (``--only``/``--from``), with why.
         stop_on_signals: SIGINT and SIGTERM request a stop (:mod:`fetchflow.interrupt`)
             while the flow body runs, instead of Prefect's SIGTERM handler crashing it.
     """
@@ -130,6 +132,7 @@ def build_flow(
             return claim.finished_by_other.mirror(report)
         run = RunScheduler(plan, settings, inputs, report, observer, opener)
         run.reused = {**dict(reuse or {}), **claim.reuse}
+        run.not_selected = dict(not_selected or {})
         run.checkpoints = checkpoints
         run.remote_steps = runs_steps_elsewhere(settings)
         run.run_info = {
@@ -228,6 +231,7 @@ def run_plan(
     drain: bool = True,
     ui_url: str | None = None,
     reuse: Mapping[str, Reused] | None = None,
+    not_selected: Mapping[str, str] | None = None,
     stop_on_signals: bool = False,
 ) -> RunReport:
     """Run a checked plan as one Prefect flow run, in this process.
@@ -243,7 +247,8 @@ def run_plan(
         drain: Flush Prefect's event and log workers before returning (so the run's
             history is complete even if the process exits right after).
         ui_url: The Prefect UI's address, to put the run's link in the report.
-        reuse: Outputs of an earlier run to reuse (``--resume``).
+        reuse: Outputs of an earlier run to reuse (``--resume``, ``--only``).
+        not_selected: Steps that do not run (``--only``/``--from``), with why.
         stop_on_signals: SIGINT and SIGTERM request a stop during the run (the CLI's
             behaviour, see :mod:`fetchflow.interrupt`); the report then says
             ``interrupted``.
@@ -262,6 +267,7 @@ def run_plan(
         ui_url=ui_url,
         on_report=reports.append,
         reuse=reuse,
+        not_selected=not_selected,
         stop_on_signals=stop_on_signals,
     )
     try:

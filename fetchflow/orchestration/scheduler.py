@@ -97,6 +97,8 @@ class RunScheduler:
     decisions: dict[str, ApprovalDecision] = field(default_factory=dict)
     reused: dict[str, Reused] = field(default_factory=dict)
     checkpoints: Checkpoints | None = None
+    #: Steps that do not run in this run (``--only``/``--from``), with why.
+    not_selected: dict[str, str] = field(default_factory=dict)
     #: Steps run in other processes (a Dask task runner): jobs carry no watcher.
     remote_steps: bool = False
     #: Step types with a Prefect tag concurrency limit (their tasks take a slot).
@@ -287,6 +289,9 @@ class RunScheduler:
         if self.plan.header.approval == "batch":
             self._approve_batch()
         waiting = self.plan.order()
+        for step_id, reason in self.not_selected.items():
+            waiting.remove(step_id)
+            self._skip(step_id, reason)
         running: set[str] = set()
         terminated_by: str | None = None
         failed: list[str] = []
@@ -415,7 +420,10 @@ class RunScheduler:
             )
             return Completed(message=self.report.message)
         self.report.status = "completed"
-        self.report.message = f"{len(steps)} step(s) completed"
+        done = len(steps) - len(self.not_selected)
+        self.report.message = f"{done} step(s) completed" + (
+            f", {len(self.not_selected)} not selected" if self.not_selected else ""
+        )
         return Completed(message=self.report.message)
 
 

@@ -1,0 +1,201 @@
+"""Run one step, or from one step on, reusing upstream outputs: ``--only``, ``--from``, ``--using``.
+
+``fetchflow run FILE --only STEP[,STEP...]`` runs just those steps; ``--from STEP`` runs STEP
+and everything downstream of it. Every step they need that is not selected is *reused*: its
+output comes from an earlier run's checkpoints in the store (the latest run of the workflow
+that completed it, or ``--using RUN_ID``), so it is neither run nor paid for. Steps that are
+neither selected nor needed do not run (``not selected``). The run's inputs are the earlier
+run's unless given again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fetchflow.errors import StorageError, UsageError, closest
+from fetchflow.run.checkpoints import SavedRun
+from fetchflow.run.reuse import Reused, step_fingerprint
+
+if TYPE_CHECKING:
+    from fetchflow.storage import AssetStore
+    from fetchflow.workflow.plan import Plan
+
+__all__ = ["Selection", "parse_steps", "read_selection", "select_steps"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a ``--only``/``--from`` run does with each step.
+
+    Attributes:
+        run_id: The earlier run whose outputs are reused ("" when nothing is reused).
+        inputs: That run's inputs.
+        reuse: The outputs of the needed upstream steps, by step id.
+        not_selected: Why each other step does not run, by step id.
+        selected: The steps that run, in run order.
+    """
+
+    run_id: str
+    inputs: dict[str, object] = field(default_factory=dict)
+    reuse: dict[str, Reused] = field(default_factory=dict)
+    not_selected: dict[str, str] = field(default_factory=dict)
+    selected: tuple[str, ...] = ()
+
+
+def parse_steps(text: str, plan: Plan, flag: str) -> list[str]:
+    """The step ids of ``--only a,b`` (or ``--from a``), each checked against the plan.
+
+    Raises:
+        UsageError: Empty, or a name that is no step of the workflow.
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError(
+            f"{flag}: expected step ids, got {text!r}",
+            f"give step ids of {plan.name}: {', '.join(plan.steps)}",
+        )
+    for name in names:
+        if name not in plan.steps:
+            guess = closest(name, list(plan.steps))
+            raise UsageError(
+                f'{flag}: workflow {plan.name} has no step "{name}"'
+                + (f'; did you mean "{guess}"?' if guess else ""),
+                f"its steps: {', '.join(plan.steps)}",
+            )
+    return names
+
+
+def _ancestors(plan: Plan, steps: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    pending = list(steps)
+    while pending:
+        for upstream in plan.steps[pending.pop()].depends_on:
+            if upstream not in found:
+                found.add(upstream)
+                pending.append(upstream)
+    return found
+
+
+def _latest_runs(store: AssetStore, workflow: str) -> list[SavedRun]:
+    """The workflow's runs in the store, newest first."""
+    keys = [key for key in store.list_state("runs/") if key.endswith("/run.json")]
+    records = [store.get_state(key) for key in keys]
+    mine = sorted(
+        (
+            (str(record.get("started_at", "")), str(record.get("run_id", "")))
+            for record in records
+            if record is not None and record.get("workflow") == workflow
+        ),
+        reverse=True,
+    )
+    runs = [SavedRun.load(store, run_id) for _, run_id in mine]
+    return [run for run in runs if run is not None]
+
+
+def _completed(run: SavedRun, step_id: str) -> bool:
+    return run.steps.get(step_id, {}).get("status") == "completed"
+
+
+def select_steps(
+    store: AssetStore,
+    plan: Plan,
+    *,
+    only: Sequence[str] = (),
+    start: str | None = None,
+    using: str | None = None,
+) -> Selection:
+    """Which steps run and which outputs are reused for ``--only``/``--from``.
+
+    Args:
+        store: The run's store (where earlier runs' checkpoints are).
+        plan: The workflow.
+        only: ``--only`` step ids.
+        start: ``--from`` step id.
+        using: ``--using``: the run to take upstream outputs from (default: the latest run
+            of the workflow that completed every needed step).
+
+    Raises:
+        UsageError: No earlier run has a needed upstream output (the message names the
+            step and the run to use), or ``--using`` names no run of this workflow.
+        StorageError: The store cannot be read.
+    """
+    chosen = set(only) if only else {start, *plan.downstream(start)} if start else set()
+    selected = tuple(step_id for step_id in plan.order() if step_id in chosen)
+    needed = _ancestors(plan, selected) - chosen
+    flag = f"--only {','.join(only)}" if only else f"--from {start}"
+    not_selected = {
+        step_id: f"not selected ({flag})"
+        for step_id in plan.steps
+        if step_id not in chosen and step_id not in needed
+    }
+    if not needed:
+        return Selection("", {}, {}, not_selected, selected)
+    if using is not None:
+        run = SavedRun.load(store, using)
+        if run is None or run.record.get("workflow") != plan.name:
+            found = "no run" if run is None else f"a run of {run.record.get('workflow')!r}"
+            raise UsageError(
+                f"--using {using}: {found} in the asset store {store.describe()}, not a run "
+                f"of {plan.name}",
+                f"give the id of a run of this workflow (fetchflow runs {plan.file} lists them)",
+            )
+        candidates = [run]
+    else:
+        candidates = _latest_runs(store, plan.name)
+    source = next((run for run in candidates if all(_completed(run, s) for s in needed)), None)
+    if source is None:
+        missing = sorted(needed, key=list(plan.steps).index)
+        if not candidates:
+            raise UsageError(
+                f"{flag}: no earlier run of {plan.name} in the asset store {store.describe()} "
+                f"to take the output of {', '.join(missing)} from",
+                f"run the whole workflow once (fetchflow run {plan.file}), or run those "
+                f"steps too (--only {','.join([*missing, *selected])})",
+            )
+        latest = candidates[0]
+        lacking = [step for step in missing if not _completed(latest, step)]
+        raise UsageError(
+            f'{flag} needs the output of step "{lacking[0]}", and run {latest.run_id} '
+            f"({'the one given' if using else 'the latest'}) did not complete it",
+            f"run it too (--from {lacking[0]}), or use a run that completed it "
+            f"(--using RUN_ID; fetchflow runs {plan.file} lists them)",
+        )
+    fingerprints = source.record.get("fingerprints")
+    fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
+    reuse: dict[str, Reused] = {}
+    for step_id in needed:
+        edited = fingerprints.get(step_id) != step_fingerprint(plan.steps[step_id])
+        note = f"reused from run {source.run_id}" + (" (edited since)" if edited else "")
+        reuse[step_id] = Reused(source.steps[step_id].get("output"), note)
+    inputs = source.record.get("inputs")
+    return Selection(
+        source.run_id,
+        dict(inputs) if isinstance(inputs, dict) else {},
+        reuse,
+        not_selected,
+        selected,
+    )
+
+
+def read_selection(
+    store: AssetStore,
+    plan: Plan,
+    *,
+    only: Sequence[str] = (),
+    start: str | None = None,
+    using: str | None = None,
+) -> Selection:
+    """:func:`select_steps`, with a store that cannot be read said as a usage problem.
+
+    Raises:
+        UsageError: See :func:`select_steps`; also an unreadable store.
+    """
+    try:
+        return select_steps(store, plan, only=only, start=start, using=using)
+    except StorageError as error:
+        raise UsageError(
+            f"the earlier runs of {plan.name} cannot be read: {error.message}",
+            error.hint or "check FETCHFLOW_STORE and the store's credentials",
+        ) from None

@@ -5,10 +5,11 @@ the store (:mod:`fetchflow.run.checkpoints`), so every machine sharing ``FETCHFL
 sees the same history, whichever machine ran what.
 
 Listing stays fast with many runs: the store is listed once (``runs/``), every
-``run.json`` is read in a pool of threads (on S3 one GET each, ~16 at a time: they are
-needed to sort by start), and only the runs shown (``limit``) have their step documents
-read, for their image count and cost. No index document: one more thing every run would
-have to update, from several machines at once, and get wrong when one dies.
+``run.json`` is read (they are needed to sort by start; on S3 one GET each, 16 at a time
+by a pool of threads, in this thread for a local store), and only the runs shown
+(``limit``) have their step documents read, for their image count and cost. No index
+document: one more thing every run would have to update, from several machines at once,
+and get wrong when one dies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,8}")
 #: Most state documents read at the same time (S3: GETs in flight).
 READ_THREADS = 16
+#: A first read quicker than this is local: the rest are read in this thread.
+LOCAL_READ_SECONDS = 0.002
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -248,7 +252,7 @@ def _keys_by_run(keys: Iterable[str]) -> dict[str, _Keys]:
 
 
 def _read_many(
-    store: AssetStore, keys: Sequence[str]
+    store: AssetStore, keys: Sequence[str], threads: int = READ_THREADS
 ) -> dict[str, dict[str, object] | StorageError | None]:
     """Every document at ``keys``, read by a pool of threads (an error stays its key's)."""
 
@@ -258,10 +262,18 @@ def _read_many(
         except StorageError as error:
             return error
 
-    if len(keys) <= 1:
-        return {key: read(key) for key in keys}
-    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(keys))) as pool:
-        return dict(zip(keys, pool.map(read, keys), strict=True))
+    if not keys:
+        return {}
+    # Threads pay off only when a read waits on the network (S3: one GET each); a local
+    # read is done in microseconds and threads only contend for the GIL. The first read
+    # tells which.
+    started = time.perf_counter()
+    first = {keys[0]: read(keys[0])}
+    rest = keys[1:]
+    if threads <= 1 or len(rest) <= 1 or time.perf_counter() - started < LOCAL_READ_SECONDS:
+        return first | {key: read(key) for key in rest}
+    with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
+        return first | dict(zip(rest, pool.map(read, rest), strict=True))
 
 
 def _status(record: Mapping[str, object], heartbeat_seconds: float, now: datetime) -> str:
@@ -330,6 +342,7 @@ def list_runs(
     heartbeat_seconds: float = 10.0,
     now: datetime | None = None,
     with_steps: bool = True,
+    threads: int = READ_THREADS,
 ) -> RunListing:
     """The latest runs in ``store``, newest first.
 
@@ -342,6 +355,7 @@ def list_runs(
         now: The time to judge heartbeats by (tests).
         with_steps: Read the shown runs' step documents for their images and cost (False:
             both None, one listing and the run records only).
+        threads: Most documents read at the same time.
 
     Raises:
         StorageError: The store cannot be listed.
@@ -349,7 +363,7 @@ def list_runs(
     now = now or datetime.now(UTC)
     by_run = _keys_by_run(store.list_state("runs/"))
     record_keys = [run_key(run_id) for run_id, keys in by_run.items() if keys.record]
-    documents = _read_many(store, record_keys)
+    documents = _read_many(store, record_keys, threads)
     unreadable: list[str] = []
     records: list[tuple[str, dict[str, object]]] = []
     for key, document in documents.items():
@@ -365,7 +379,7 @@ def list_runs(
     kept_documents: dict[str, dict[str, object] | StorageError | None] = {}
     if with_steps:
         step_documents = _read_many(
-            store, [key for run_id, _ in shown for key in by_run[run_id].steps.values()]
+            store, [key for run_id, _ in shown for key in by_run[run_id].steps.values()], threads
         )
         unfinished = [
             key
@@ -374,7 +388,7 @@ def list_runs(
             if not _completed(step_documents.get(by_run[run_id].steps.get(step_id, "")))
             for key in keys
         ]
-        kept_documents = _read_many(store, unfinished)
+        kept_documents = _read_many(store, unfinished, threads)
     runs: list[RunSummary] = []
     for run_id, record in shown:
         images: int | None = None

@@ -1,32 +1,41 @@
 """What a run shows in the Prefect UI besides its task runs: artifacts, published.
 
-- Each step's output, on its task run: for asset records a gallery (inline thumbnails, each
-  linking to the full ``file_url``) and a table of the records; otherwise the output as text.
+- Each step's output, on its task run, one markdown artifact: for asset records a gallery
+  (inline thumbnails, each linking to the full file) and a table of the files; otherwise
+  the output as text (trimmed).
 - The run summary, on the flow run: the steps with status, time, images, usage and cost.
 - Progress of a step that makes several files (:class:`StepProgress`).
 
-Keys are ``<workflow>-<step>-output``, ``<workflow>-<step>-assets``,
-``<workflow>-<step>-progress`` and ``<workflow>-run-summary`` (see :func:`artifact_key`); a
-key groups the same artifact across runs on Prefect's Artifacts page. The content is made
-by :mod:`fetchflow.run.artifact_content`. A display problem never fails a step or a run: it is
+Keys are ``<workflow>-<step>-output``, ``<workflow>-<step>-progress`` and
+``<workflow>-run-summary`` (see :func:`artifact_key`); a key groups the same artifact across
+runs on Prefect's Artifacts page. The content is made by
+:mod:`fetchflow.run.artifact_content`. A display problem never fails a step or a run: it is
 a warning in the run's log. Prefect is imported only by the functions that talk to it.
+
+Publishing is off the steps' critical path when asked (``background=True``): one publisher
+thread per process renders (thumbnails included) and sends, in order, while the steps go on;
+:func:`publish_run_summary` waits for it (:func:`drain_publisher`) before the summary, so a
+run's artifacts are all there when it ends.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import hashlib
-import json
 import logging
+import queue
 import re
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fetchflow.run.artifact_content import (
+    ThumbnailCache,
     asset_records,
-    asset_table,
     error_text,
     render_gallery,
     render_output,
@@ -41,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "StepProgress",
     "artifact_key",
+    "drain_publisher",
     "publish_run_summary",
     "publish_step_output",
 ]
@@ -67,6 +77,65 @@ def artifact_key(*parts: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:8]
         key = key[: MAX_KEY_LENGTH - 9].rstrip("-") + "-" + digest
     return key
+
+
+# -- the publisher thread -------------------------------------------------------------------
+
+
+class _Publisher:
+    """One daemon thread that runs publishing jobs in order, each in the context (Prefect
+    settings, run context) of the thread that submitted it."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[contextvars.Context, Callable[[], object]]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[[], object]) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._work, name="fetchflow-artifacts", daemon=True
+                )
+                self._thread.start()
+        self._jobs.put((contextvars.copy_context(), job))
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every job submitted so far is done; False after ``timeout`` s."""
+        done = threading.Event()
+        self.submit(done.set)
+        return done.wait(timeout)
+
+    def _work(self) -> None:
+        while True:
+            context, job = self._jobs.get()
+            try:
+                context.run(job)
+            except Exception:  # pragma: no cover - jobs log their own failures
+                logging.getLogger(__name__).warning("artifact job failed", exc_info=True)
+
+
+_PUBLISHER = _Publisher()
+
+
+@functools.cache
+def _thumbnails(folder: Path | None) -> ThumbnailCache:
+    """This process's thumbnails kept in ``folder``, by content: a cache hit's gallery (and
+    the same file in a later run) makes none."""
+    return ThumbnailCache(folder)
+
+
+#: Longest wait for the artifacts still being published when a run ends.
+DRAIN_TIMEOUT_SECONDS = 60.0
+
+
+def drain_publisher(timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
+    """Wait until the artifacts submitted in the background so far are published.
+
+    Returns:
+        False when some were still pending after ``timeout`` seconds.
+    """
+    return _PUBLISHER.drain(timeout)
 
 
 # -- publishing (Prefect) -------------------------------------------------------------------
@@ -140,12 +209,15 @@ def publish_step_output(
     step_type: str,
     output: object,
     read_bytes: Callable[[str], bytes] | None,
+    links: Callable[[str], str] | None = None,
+    background: bool = False,
+    thumbnail_dir: Path | None = None,
 ) -> list[str]:
-    """Publish a step's output as artifacts of the current task run.
+    """Publish a step's output as an artifact of the current task run.
 
     Call it inside the step's task run. Asset records (a list of record dicts) give a
-    gallery (``<workflow>-<step>-output``) and a table (``<workflow>-<step>-assets``);
-    any other output gives a markdown artifact of the output (``<workflow>-<step>-output``).
+    gallery with a table of the files (``<workflow>-<step>-output``); any other output
+    gives a markdown artifact of the output (the same key), trimmed.
 
     Args:
         workflow: The workflow's name.
@@ -154,44 +226,53 @@ def publish_step_output(
         step_type: The step's type.
         output: The step's output as JSON data.
         read_bytes: Reads a file's bytes by ``storage_uri`` (the run's store), for thumbnails.
+        links: Maps a record's ``file_url`` to the link the UI shows (the local store's file
+            server: :func:`fetchflow.orchestration.file_server.public_links`); None: as is.
+        background: Render and send in the publisher thread, off the step's critical path
+            (:func:`drain_publisher` waits for it); only where the run's flow runs in this
+            process.
+        thumbnail_dir: Where thumbnails are kept between runs (``<home>/thumbnails``);
+            None keeps them in this process only.
 
     Returns:
-        The keys of the artifacts created (a failure is a logged warning, never raised).
+        The key of the artifact (to be) created; none when it could not be (a failure is a
+        logged warning, never raised; in the background it is only logged).
     """
     logger = _logger()
     ids = _run_ids()
-    output_key = artifact_key(workflow, step_id, "output")
-    made: list[str] = []
-    try:
-        records = asset_records(output)
-        if records is None:
-            text = render_output(
-                output, step_id=step_id, step_title=step_title, step_type=step_type
+    key = artifact_key(workflow, step_id, "output")
+
+    def publish() -> bool:
+        try:
+            records = asset_records(output)
+            if records is None:
+                text = render_output(
+                    output, step_id=step_id, step_title=step_title, step_type=step_type
+                )
+                description = f"Output of {step_id}"
+            else:
+                text = render_gallery(
+                    records,
+                    step_id=step_id,
+                    step_title=step_title,
+                    step_type=step_type,
+                    read_bytes=read_bytes,
+                    warn=logger.warning,
+                    thumbnails=_thumbnails(thumbnail_dir),
+                    links=links,
+                )
+                description = f"Files made by {step_id}"
+        except Exception as error:  # a display problem must never fail the step
+            logger.warning(
+                "output of %s not published: %s", step_id, error_text(error), exc_info=True
             )
-            planned: list[tuple[ArtifactType, str, object, str]] = [
-                ("markdown", output_key, text, f"Output of {step_id}")
-            ]
-        else:
-            gallery = render_gallery(
-                records,
-                step_id=step_id,
-                step_title=step_title,
-                step_type=step_type,
-                read_bytes=read_bytes,
-                warn=logger.warning,
-            )
-            table = json.dumps(asset_table(records), ensure_ascii=False, default=str)
-            planned = [
-                ("markdown", output_key, gallery, f"Files made by {step_id}"),
-                ("table", artifact_key(workflow, step_id, "assets"), table, f"Assets of {step_id}"),
-            ]
-    except Exception as error:  # a display problem must never fail the step
-        logger.warning("output of %s not published: %s", step_id, error_text(error), exc_info=True)
-        return made
-    for kind, key, data, description in planned:
-        if _create(kind, key, data, description, ids, logger) is not None:
-            made.append(key)
-    return made
+            return False
+        return _create("markdown", key, text, description, ids, logger) is not None
+
+    if background and ids != (None, None):
+        _PUBLISHER.submit(publish)
+        return [key]
+    return [key] if publish() else []
 
 
 def publish_run_summary(
@@ -203,12 +284,15 @@ def publish_run_summary(
 ) -> str | None:
     """Publish the run summary (``<workflow>-run-summary``) on the current flow run.
 
-    Call it in the flow body once the steps have settled.
+    Call it in the flow body once the steps have settled: it first waits for the artifacts
+    still being published in the background (:func:`drain_publisher`).
 
     Returns:
         The artifact's key, or None when it could not be published (logged as a warning).
     """
     logger = _logger()
+    if not drain_publisher():
+        logger.warning("some step artifacts were still being published when the run ended")
     key = artifact_key(report.workflow, "run-summary")
     try:
         text = render_summary(
@@ -227,21 +311,31 @@ class StepProgress:
     Create it inside the step's task run (it remembers the run); then :meth:`start` and
     :meth:`advance` may be called from any thread. Updates are throttled to one every
     ``min_interval`` seconds, except the last. A failing update is a warning and turns
-    further updates off.
+    further updates off. With ``background``, the calls to Prefect go through the
+    publisher thread (in order), never on the step's own thread.
 
     Args:
         workflow: The workflow's name.
         step_id: The step's id.
         min_interval: Least seconds between two updates sent to Prefect.
+        background: Send from the publisher thread (see :func:`publish_step_output`).
     """
 
-    def __init__(self, *, workflow: str, step_id: str, min_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        *,
+        workflow: str,
+        step_id: str,
+        min_interval: float = 0.25,
+        background: bool = False,
+    ) -> None:
         self.key = artifact_key(workflow, step_id, "progress")
         self.total = 0
         self.done = 0
         self._ids = _run_ids()
         self._logger = _logger()
         self._interval = min_interval
+        self._background = background and self._ids != (None, None)
         self._lock = threading.Lock()
         self._artifact_id: UUID | None = None
         self._sent_at = 0.0
@@ -256,11 +350,9 @@ class StepProgress:
         """Publish the artifact at 0 % for ``total`` items."""
         with self._lock:
             self.total, self.done = max(0, total), 0
-            self._artifact_id = _create(
-                "progress", self.key, 0.0, self._describe(), self._ids, self._logger
-            )
-            self._off = self._artifact_id is None
             self._sent_at = time.monotonic()
+            description = self._describe()
+        self._run(lambda: self._create(description))
 
     def advance(self, done: int = 1) -> None:
         """Count ``done`` more items as finished and update the artifact."""
@@ -269,23 +361,35 @@ class StepProgress:
             finished = self.done >= self.total
             if self._off or (not finished and time.monotonic() - self._sent_at < self._interval):
                 return
-            self._send()
+            self._sent_at = time.monotonic()
+            percent, description = self.percent, self._describe()
+        self._run(lambda: self._send(percent, description))
+
+    def _run(self, job: Callable[[], None]) -> None:
+        if self._background:
+            _PUBLISHER.submit(job)
+        else:
+            job()
 
     def _describe(self) -> str:
         return f"{self.done} of {self.total} done"
 
-    def _send(self) -> None:
+    def _create(self, description: str) -> None:
+        self._artifact_id = _create("progress", self.key, 0.0, description, self._ids, self._logger)
+        self._off = self._artifact_id is None
+
+    def _send(self, percent: float, description: str) -> None:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import ArtifactUpdate
 
-        assert self._artifact_id is not None
+        if self._artifact_id is None:
+            return  # not created (a warning said why)
         try:
             with get_client(sync_client=True) as client:
                 client.update_artifact(
                     artifact_id=self._artifact_id,
-                    artifact=ArtifactUpdate(data=self.percent, description=self._describe()),
+                    artifact=ArtifactUpdate(data=percent, description=description),
                 )
         except Exception as error:  # progress is a display: never fail the step for it
             self._logger.warning("progress of %s not updated: %s", self.key, error_text(error))
             self._off = True
-        self._sent_at = time.monotonic()

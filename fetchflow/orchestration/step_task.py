@@ -13,6 +13,7 @@ where it came from, the attempt), or the exception with its attempt set on it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,8 @@ from prefect.context import TaskRunContext
 from fetchflow.errors import RunError, StepError
 from fetchflow.interrupt import check_interrupt
 from fetchflow.orchestration.artifacts import StepProgress, publish_step_output
+from fetchflow.orchestration.file_server import public_links
+from fetchflow.orchestration.server import server_state_file
 from fetchflow.run.checkpoints import Checkpoints
 from fetchflow.run.execution import execute_step, run_config, validated_config
 from fetchflow.run.reuse import GenerationCache, fresh_links
@@ -34,7 +37,7 @@ from fetchflow.workflow.plan import Plan, PlannedStep
 if TYPE_CHECKING:
     from fetchflow.storage import AssetStore
 
-__all__ = ["StepJob", "StepOutcome", "StepWatcher", "run_step"]
+__all__ = ["NotingLogger", "StepJob", "StepOutcome", "StepWatcher", "run_step"]
 
 
 class StepWatcher(Protocol):
@@ -88,11 +91,31 @@ class StepOutcome:
         output: The step's output as JSON data.
         attempt: Which attempt made it (1 first).
         reused: ``cache hit (made by run …)`` when the cache answered, else None.
+        notes: What the step warned about (the terminal says it under the step's line).
     """
 
     output: object
     attempt: int
     reused: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+class NotingLogger(logging.LoggerAdapter[Any]):
+    """The step's logger: everything goes to the task run's log, and each warning (or worse)
+    is also kept in ``notes``, which the run's terminal shows under the step's line
+    (Prefect's own console lines are hidden without ``-v``)."""
+
+    def __init__(self, logger: Any, notes: list[str]) -> None:
+        super().__init__(logger, {})
+        self.notes = notes
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.WARNING:
+            try:
+                self.notes.append(str(msg) % args if args else str(msg))
+            except (TypeError, ValueError):
+                self.notes.append(str(msg))
+        self.logger.log(level, msg, *args, **kwargs)
 
 
 def _attempt() -> int:
@@ -111,8 +134,12 @@ def run_step(job: StepJob) -> StepOutcome:
     attempt = _attempt()
     if job.watcher is not None:
         job.watcher.attempt_started(step.id, attempt)
-    logger = get_run_logger()
+    notes: list[str] = []
+    logger = NotingLogger(get_run_logger(), notes)  # warnings are said in the terminal too
     checkpoints = job.checkpoints
+    # Artifacts off the step's critical path where the run's flow (which waits for them
+    # before its summary) is in this process; a worker process publishes before returning.
+    background = job.watcher is not None
     ctx = StepContext(
         step_id=step.id,
         step_type=step.type,
@@ -126,12 +153,23 @@ def run_step(job: StepJob) -> StepOutcome:
         scope=job.scope,
         open_store=job.open_store,
         read_secret=_read_secret,
-        progress=StepProgress(workflow=job.plan.name, step_id=step.id),
+        progress=StepProgress(workflow=job.plan.name, step_id=step.id, background=background),
         timeout_seconds=step.common.timeout_seconds,
         kept=job.kept,
         on_kept=functools.partial(checkpoints.keep, step.id) if checkpoints else None,
     )
     read_bytes = _reader(job.open_store)
+    publish = functools.partial(
+        publish_step_output,
+        workflow=job.plan.name,
+        step_id=step.id,
+        step_title=step.title,
+        step_type=step.type,
+        read_bytes=read_bytes,
+        links=public_links(server_state_file(job.settings)),
+        background=background,
+        thumbnail_dir=job.settings.home / "thumbnails",
+    )
     try:
         try:
             check_interrupt()  # submitted before the stop request, not started yet
@@ -143,32 +181,18 @@ def run_step(job: StepJob) -> StepOutcome:
         # Only real failures: a timeout arrives as a cancellation Prefect injects into this
         # thread and turns into its own TaskRunTimeoutError.
         error.fetchflow_attempt = attempt  # type: ignore[attr-defined]
+        error.fetchflow_notes = tuple(notes)  # type: ignore[attr-defined]
         if isinstance(error, RunError):
             error.step_id = error.step_id or step.id
             logger.error("%s", error.format())
             if error.partial_output is not None and step.step_cls.produces_files:
-                publish_step_output(  # what was paid for shows in the UI too
-                    workflow=job.plan.name,
-                    step_id=step.id,
-                    step_title=step.title,
-                    step_type=step.type,
-                    output=error.partial_output,
-                    read_bytes=read_bytes,
-                )
+                publish(output=error.partial_output)  # what was paid for shows in the UI too
         raise
-    # Outside the try: a display problem is a warning, never the step's error. Only steps
-    # that make files get an Output artifact (gallery and table): an API call per trivial
-    # step would cost more than the step itself.
-    if step.step_cls.produces_files:
-        publish_step_output(
-            workflow=job.plan.name,
-            step_id=step.id,
-            step_title=step.title,
-            step_type=step.type,
-            output=output,
-            read_bytes=read_bytes,
-        )
-    return StepOutcome(output, attempt, reused)
+    # Outside the try: a display problem is a warning, never the step's error. Every step
+    # gets its Output artifact (a gallery and table of files, or its text), published off
+    # the step's critical path.
+    publish(output=output)
+    return StepOutcome(output, attempt, reused, tuple(notes))
 
 
 def _execute(job: StepJob, ctx: StepContext, logger: Any) -> tuple[object, str | None]:

@@ -1,31 +1,40 @@
 """The content of fetchflow's Prefect artifacts, as plain data (no Prefect here).
 
-Thumbnails, the gallery of a step's files, the rows of its asset table, a text output and
-the run summary, all rendered as markdown or table rows by pure functions;
+Thumbnails, the gallery of a step's files (thumbnails, then a table of the files), a text
+output and the run summary, all rendered as markdown by pure functions;
 :mod:`fetchflow.orchestration.artifacts` publishes them. Thumbnails are made with Pillow
 from bytes read through the store (so they render even when the bucket is private) and kept
-small: one gallery stays well under what Prefect stores comfortably. Every text that comes
-from a run is escaped, links are limited to http(s) and file URLs, and the summary holds no
-file URL (a signed query string in an error message is cut).
+small: one gallery stays well under what Prefect stores comfortably. Stored files are named
+by their content's sha256, so a thumbnail is made once per content and size
+(:class:`ThumbnailCache`): a cache hit's gallery makes none. Every text that comes from a
+run is escaped, links are limited to http(s) and file URLs, and the summary holds no file
+URL (a signed query string in an error message is cut).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import io
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from fetchflow.errors import RunError
+from fetchflow.storage.keys import sha256_of_key
 
 if TYPE_CHECKING:
     from fetchflow.run.report import RunReport
 
 __all__ = [
+    "ThumbnailCache",
     "asset_records",
     "asset_table",
     "error_text",
@@ -89,6 +98,68 @@ def thumbnail_uri(data: bytes, max_px: int = THUMBNAIL_PX) -> str:
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
 
 
+class ThumbnailCache:
+    """Thumbnails by content (the sha256 in a stored file's name) and size, in memory and,
+    with ``folder``, on disk (so a later run's cache hit makes none). Thread-safe.
+
+    Args:
+        folder: Where thumbnails are kept between processes; None keeps them in memory only.
+        capacity: Most thumbnails kept in memory.
+    """
+
+    def __init__(self, folder: Path | None = None, capacity: int = 512) -> None:
+        self.folder = folder
+        self._capacity = capacity
+        self._memory: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._lock = threading.Lock()
+        #: Thumbnails made (not found): what a cache hit must not increase.
+        self.made = 0
+
+    def get(self, storage_uri: str, read: Callable[[], bytes], max_px: int) -> str:
+        """The thumbnail of the stored file ``storage_uri`` (``read`` gives its bytes when
+        it must be made)."""
+        sha = sha256_of_key(unquote(urlsplit(storage_uri).path).rsplit("/", 1)[-1])
+        if sha is None:  # not content-named: nothing says two reads are the same bytes
+            return thumbnail_uri(read(), max_px)
+        key = (sha, max_px)
+        with self._lock:
+            found = self._memory.get(key)
+            if found is not None:
+                self._memory.move_to_end(key)
+                return found
+        path = self.folder / sha[:2] / f"{sha}-{max_px}.txt" if self.folder else None
+        uri = _read_text(path) if path is not None else None
+        if uri is None or not uri.startswith("data:image/"):
+            uri = thumbnail_uri(read(), max_px)
+            self.made += 1
+            if path is not None:
+                _write_text(path, uri)
+        with self._lock:
+            self._memory[key] = uri
+            while len(self._memory) > self._capacity:
+                self._memory.popitem(last=False)
+        return uri
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, ValueError):
+        return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write atomically; a cache that cannot be written is only slower."""
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="ascii")
+        temporary.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
 # -- markdown helpers -----------------------------------------------------------------------
 
 
@@ -150,30 +221,42 @@ def render_gallery(
     step_type: str,
     read_bytes: Callable[[str], bytes] | None,
     warn: Callable[[str], None] = lambda _: None,
+    thumbnails: ThumbnailCache | None = None,
+    links: Callable[[str], str] | None = None,
 ) -> str:
-    """The Output artifact of a step that made files: linked thumbnails, then a list.
+    """The Output artifact of a step that made files: linked thumbnails, then a table.
 
     A thumbnail that cannot be made (unreadable bytes, not an image, over the size budget)
-    leaves the file's link and a note instead; ``warn`` is told why.
+    leaves the file's link and a note instead; ``warn`` is told why. ``thumbnails`` keeps
+    thumbnails by content (None: a private one, for this gallery only). ``links`` maps a
+    record's ``file_url`` to the link shown (the local store's file server).
     """
+    cache = thumbnails if thumbnails is not None else ThumbnailCache(capacity=len(records))
     budget = GALLERY_BUDGET
     thumbs: list[str] = []
-    lines: list[str] = []
+    rows = [
+        "| # | file | size | dimensions | model | cost | note |",
+        "|---:|---|---:|---|---|---:|---|",
+    ]
+    shown_urls: list[str] = []
     for number, record in enumerate(records, 1):
-        name, link = _md(record.get("file_name", "")), _url(record.get("file_url"))
-        facts = [_dims(record), _size(record.get("file_size")), _md(record.get("model") or "")]
-        facts.append(_cost(record.get("cost_usd")))
+        file_url = str(record.get("file_url") or "")
+        if links is not None and file_url:
+            file_url = links(file_url)
+        shown_urls.append(file_url)
+        name, link = _md(record.get("file_name", "")), _url(file_url)
         note = ""
         if _is_image(record):
             uri: str | None = None
             if read_bytes is None:
                 note = "no preview: the store is not readable here"
             else:
+                storage_uri = str(record["storage_uri"])
+                read = functools.partial(read_bytes, storage_uri)
                 try:
-                    data = read_bytes(str(record["storage_uri"]))
-                    uri = thumbnail_uri(data)
+                    uri = cache.get(storage_uri, read, THUMBNAIL_PX)
                     if len(uri) > budget:
-                        uri = thumbnail_uri(data, SMALL_THUMBNAIL_PX)
+                        uri = cache.get(storage_uri, read, SMALL_THUMBNAIL_PX)
                 except Exception as error:  # any store or image failure: show the link
                     note = f"no preview: {_md(type(error).__name__)}"
                     warn(f"no thumbnail for {record.get('file_name')}: {error_text(error)}")
@@ -183,26 +266,32 @@ def render_gallery(
                 budget -= len(uri)
                 image = f"![{name}]({uri})"
                 thumbs.append(f"[{image}]({link})" if link else image)
-        label = f"[{name}]({link})" if link else name
-        detail = " · ".join(fact for fact in [*facts, note] if fact)
-        lines.append(f"{number}. {label}" + (f" · {detail}" if detail else ""))
+        cells = [
+            str(number),
+            f"[{name}]({link})" if link else name,
+            _size(record.get("file_size")),
+            _dims(record),
+            _md(record.get("model") or ""),
+            _cost(record.get("cost_usd")),
+            note,
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
     images = sum(1 for record in records if _is_image(record))
     count = f"{images} image{'s' * (images != 1)}" if images else f"{len(records)} file(s)"
     head = [f"### {_md(step_title)} · {_md(step_type)}", ""]
-    local = [
-        str(r.get("file_url", ""))
-        for r in records
-        if str(r.get("file_url", "")).startswith("file://")
-    ]
+    local = [url for url in shown_urls if url.startswith("file://")]
     if local:
         # Browsers do not open file:// links from a web page (the UI drops them): say where.
         folder = local[0].removeprefix("file://").rsplit("/", 2)[0]
-        where = f"The files are in the local store, under `{folder}`."
+        where = (
+            f"The files are in the local store, under `{folder}` (run `fetchflow server` "
+            "to open them from here)."
+        )
     else:
         where = "Click a thumbnail for the full file."
     head += [f"Step `{step_id}` made {count}. {where}", ""]
     gallery = [" ".join(thumbs), ""] if thumbs else []
-    return "\n".join([*head, *gallery, *lines, ""])
+    return "\n".join([*head, *gallery, *rows, ""])
 
 
 def asset_table(records: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from fetchflow.orchestration.artifacts import MAX_KEY_LENGTH, artifact_key
 from fetchflow.run import artifact_content
 from fetchflow.run.artifact_content import (
     GALLERY_BUDGET,
+    ThumbnailCache,
     asset_records,
     asset_table,
     render_gallery,
@@ -155,11 +155,24 @@ def test_gallery_links_every_thumbnail_to_its_file(store: LocalStore) -> None:
     assert [url for _, url in linked] == [record["file_url"] for record in records]
     assert all(max(decode(uri).size) <= 256 for uri, _ in linked)
     assert "### Hero shot · image" in markdown
-    assert "1\\. " not in markdown and "1. [hero-1.png](file://" in markdown
-    assert "800×600 · " in markdown
+    assert "| 1 | [hero-1.png](file://" in markdown
+    assert " | 800×600 | " in markdown
     # Local files: the UI cannot open file:// links, so the gallery says where they are.
     folder = records[0]["file_url"].removeprefix("file://").rsplit("/", 2)[0]
-    assert f"made 3 images. The files are in the local store, under `{folder}`." in markdown
+    assert f"made 3 images. The files are in the local store, under `{folder}` (run" in markdown
+    # Through the local store's file server, the links open.
+    served = render_gallery(
+        records,
+        step_id="hero",
+        step_title="Hero shot",
+        step_type="image",
+        read_bytes=store.read,
+        links=lambda url: url.replace("file://", "http://127.0.0.1:4201"),
+    )
+    served_links = [url for _, url in LINKED_THUMB.findall(served)]
+    assert all(url.startswith("http://127.0.0.1:4201/") for url in served_links)
+    assert "| 1 | [hero-1.png](http://127.0.0.1:4201/" in served
+    assert "made 3 images. Click a thumbnail for the full file." in served
     https = [
         {**record, "file_url": f"https://cdn.example/{i}.png"} for i, record in enumerate(records)
     ]
@@ -181,7 +194,7 @@ def test_unreadable_files_keep_their_link_and_say_why(store: LocalStore) -> None
     )
 
     assert len(LINKED_THUMB.findall(markdown)) == 1
-    assert f"2. [hero-2.png]({records[1]['file_url']}) · 100×100" in markdown
+    assert f"| 2 | [hero-2.png]({records[1]['file_url']}) | " in markdown
     assert "no preview: StorageError" in markdown
     assert len(warnings) == 1 and "hero-2.png" in warnings[0] and "outside" in warnings[0]
 
@@ -400,7 +413,7 @@ def test_step_output_artifacts_belong_to_the_task_run(
 
     artifacts = read_artifacts(run_flow(lambda: hero.submit().wait()))
 
-    assert published["hero"] == ["product-shots-hero-output", "product-shots-hero-assets"]
+    assert published["hero"] == ["product-shots-hero-output"]  # gallery and table in one
     assert published["brief"] == ["product-shots-brief-output"]
     assert set(artifacts) == {*published["hero"], *published["brief"]}
     assert all(prefect_key_is_valid(key) for key in artifacts)
@@ -410,11 +423,9 @@ def test_step_output_artifacts_belong_to_the_task_run(
     linked = LINKED_THUMB.findall(gallery.data)
     assert [url for _, url in linked] == [record["file_url"] for record in records]
     assert [max(decode(uri).size) for uri, _ in linked] == [256, 256, 256]
-    table = artifacts["product-shots-hero-assets"]
-    assert table.type == "table"
-    rows = json.loads(table.data)
-    assert [row["file_name"] for row in rows] == ["hero-1.png", "hero-2.png", "hero-3.png"]
-    assert rows[0]["dimensions"] == "1024×768"
+    for number in (1, 2, 3):
+        assert f"| {number} | [hero-{number}.png](file://" in gallery.data
+    assert " | 1024×768 | " in gallery.data
     assert "A blue vase" in artifacts["product-shots-brief-output"].data
 
 
@@ -477,3 +488,88 @@ def test_outside_a_run_nothing_is_published_and_nothing_raises(
     )
     assert keys == []
     assert "artifact w-s-output not published: not inside a Prefect run" in caplog.text
+
+
+def test_thumbnails_are_made_once_per_content_and_kept_on_disk(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    records = stored_records(store, [(800, 600), (300, 300)])
+    cache = ThumbnailCache(tmp_path / "thumbnails")
+    first = render_gallery(
+        records,
+        step_id="hero",
+        step_title="h",
+        step_type="i",
+        read_bytes=store.read,
+        thumbnails=cache,
+    )
+    assert cache.made == 2
+
+    def unreadable(_: str) -> bytes:
+        raise AssertionError("a cached thumbnail must not read the file again")
+
+    again = render_gallery(
+        records,
+        step_id="hero",
+        step_title="h",
+        step_type="i",
+        read_bytes=unreadable,
+        thumbnails=cache,
+    )
+    later = ThumbnailCache(tmp_path / "thumbnails")  # a later run: another process
+    from_disk = render_gallery(
+        records,
+        step_id="hero",
+        step_title="h",
+        step_type="i",
+        read_bytes=unreadable,
+        thumbnails=later,
+    )
+    assert first == again == from_disk
+    assert (cache.made, later.made) == (2, 0)
+
+
+@pytest.mark.prefect
+def test_background_publishing_is_done_when_the_publisher_is_drained(
+    run_flow: Callable[[Callable[[], object]], UUID], store: LocalStore
+) -> None:
+    from prefect import task
+
+    from fetchflow.orchestration.artifacts import drain_publisher, publish_step_output
+
+    records = stored_records(store, [(640, 480)])
+    published: dict[str, list[str]] = {}
+
+    @task(name="steps", persist_result=False)
+    def steps() -> None:
+        published["brief"] = publish_step_output(
+            workflow="w",
+            step_id="brief",
+            step_title="brief",
+            step_type="template",
+            output="A *blue* vase " + "x" * 5000,
+            read_bytes=None,
+            background=True,
+        )
+        published["hero"] = publish_step_output(
+            workflow="w",
+            step_id="hero",
+            step_title="hero",
+            step_type="image_generation",
+            output=records,
+            read_bytes=store.read,
+            background=True,
+        )
+
+    def body() -> None:
+        steps.submit().wait()
+        assert drain_publisher(60)
+
+    artifacts = read_artifacts(run_flow(body))
+
+    assert published == {"brief": ["w-brief-output"], "hero": ["w-hero-output"]}
+    assert set(artifacts) == {"w-brief-output", "w-hero-output"}
+    text = artifacts["w-brief-output"].data
+    assert "A *blue* vase" in text and "… (1014 more characters)" in text  # fenced, trimmed
+    assert all(artifact.task_run_id is not None for artifact in artifacts.values())
+    assert len(LINKED_THUMB.findall(artifacts["w-hero-output"].data)) == 1

@@ -8,7 +8,9 @@ decompression bomb). Pillow's ``DecompressionBombWarning`` is an error here, not
 printed on the side: the limit is ours, the same in every run.
 
 :func:`decode` is the guarded decoding itself, for callers that word the failure their own
-way (a provider's answer is not a user's file).
+way (a provider's answer is not a user's file); :func:`probe` checks bytes without decoding
+their pixels (the header, Pillow's ``verify()`` and the format's end marker), for bytes
+that are stored as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fetchflow.errors import StepError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["MAX_PIXELS", "Undecodable", "decode", "open_image"]
+__all__ = ["MAX_PIXELS", "Undecodable", "decode", "open_image", "probe"]
 
 #: The most pixels an image may have to be decoded (a decompression-bomb guard).
 MAX_PIXELS = 40_000_000
@@ -69,6 +71,45 @@ def decode(data: bytes) -> PILImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise Undecodable("unreadable", cause=error) from error
     return image
+
+
+def probe(data: bytes) -> PILImage:
+    """The image in ``data``, checked but not decoded: its header read (size, mode,
+    format), Pillow's ``verify()`` passed (PNG: every chunk's CRC through ``IEND``) and the
+    file complete (JPEG: an end-of-image marker; WebP: as long as its RIFF header says).
+
+    The image returned cannot be loaded (``verify()`` consumed it); read its attributes.
+
+    Raises:
+        Undecodable: Empty, over the pixel limit, not a readable image, or truncated.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise Undecodable("empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_PIXELS:
+                raise Undecodable("too_large", image.size)
+            image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise Undecodable("bomb", cause=error) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise Undecodable("unreadable", cause=error) from error
+    if not _complete(image.format or "", data):
+        raise Undecodable("unreadable", cause=EOFError("image file is truncated"))
+    return image
+
+
+def _complete(pil_format: str, data: bytes) -> bool:
+    """Whether ``data`` reaches its format's end (``verify()`` does not check JPEG's)."""
+    if pil_format == "JPEG":
+        return b"\xff\xd9" in data[-64:]  # EOI; some encoders pad after it
+    if pil_format == "WEBP":
+        return int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return True
 
 
 def open_image(

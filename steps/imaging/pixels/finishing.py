@@ -1,10 +1,12 @@
 """Provider answers checked and finished with Pillow before they are uploaded.
 
 :func:`inspect_image` proves the bytes are an image of the kind the provider said and the
-size that was asked (garbage, an empty answer or a decompression bomb is a clear error);
+size that was asked (garbage, an empty or truncated answer or a decompression bomb is a
+clear error) from the header and Pillow's ``verify()``, without decoding the pixels;
 :func:`finish_image` returns the bytes unchanged when they already are what the step wants,
 and converts only when needed: another format, a compression level, or a JPEG that must be
-flattened onto a background colour. Converted files carry no metadata.
+flattened onto a background colour, decoding the pixels once. Converted files carry no
+metadata.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
-from steps.imaging.pixels.decoding import MAX_PIXELS, Undecodable, decode
+from steps.imaging.pixels.decoding import MAX_PIXELS, Undecodable, decode, probe
 from steps.imaging.pixels.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
 
 if TYPE_CHECKING:
@@ -120,7 +122,7 @@ def inspect_image(
     size: tuple[int, int] | None = None,
     aspect_ratio: str | None = None,
 ) -> CheckedImage:
-    """Decode ``data`` fully and check it is what ``source`` promised.
+    """Check ``data`` is what ``source`` promised, without decoding its pixels.
 
     Args:
         data: The bytes returned.
@@ -134,7 +136,7 @@ def inspect_image(
             the size (or ratio) asked.
     """
     try:
-        image = decode(data)
+        image = probe(data)
     except Undecodable as failure:
         raise _answer_refused(failure, source, len(data)) from failure.cause
     width, height = image.size
@@ -191,9 +193,11 @@ def convert(data: bytes, *, output_format: str, output_compression: int | None) 
 
     JPEG has no alpha: a transparent image is flattened onto white. WebP keeps alpha.
     """
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as source:
+    try:
+        source = decode(data)  # the only decode of the pixels
+    except Undecodable as failure:
+        raise _answer_refused(failure, "the image to convert", len(data)) from failure.cause
+    with source:
         image = source.convert("RGBA") if _has_alpha(source) else source.convert("RGB")
     return encode(image, output_format, output_compression)
 

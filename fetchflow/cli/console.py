@@ -55,6 +55,8 @@ class ConsoleProgress:
         else:
             detail = (result.error or result.status).replace("\n", "\n      ")
         self._line(self._paint(f"  {mark} {step.id:<{self.width}}  {detail}", result.status))
+        for note in dict.fromkeys(result.notes):  # each warning once, in order
+            self._line(f"      ! {note}".replace("\n", "\n        "))
 
 
 def format_summary(report: RunReport) -> str:

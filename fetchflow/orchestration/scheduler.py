@@ -355,16 +355,19 @@ class RunScheduler:
         state = future.state
         if state.is_completed():
             reused = self.reused.get(step.id)
+            notes: tuple[str, ...] = ()
             if reused is not None and reused.complete:
                 output = fresh_links(reused.output, self.open_store)
                 attempts = 0
             else:
                 outcome = future.result()
                 assert isinstance(outcome, StepOutcome)
-                output, attempts = outcome.output, outcome.attempt
+                output, attempts, notes = outcome.output, outcome.attempt, outcome.notes
                 record.reused = outcome.reused
             self.outputs[step.id] = output
-            return StepResult("completed", output, None, seconds, attempts, reused=record.reused)
+            return StepResult(
+                "completed", output, None, seconds, attempts, reused=record.reused, notes=notes
+            )
         error = record.error
         if error is None:
             found = state.result(raise_on_failure=False)
@@ -374,7 +377,8 @@ class RunScheduler:
         if isinstance(error, Interrupted) and getattr(error, "fetchflow_not_started", False):
             return StepResult("skipped", None, _NOT_STARTED)
         attempts = getattr(error, "fetchflow_attempt", 0) or record.attempts
-        return StepResult("failed", kept, message, seconds, attempts)
+        notes = tuple(getattr(error, "fetchflow_notes", ()))
+        return StepResult("failed", kept, message, seconds, attempts, notes=notes)
 
     def _interrupted(self) -> State:
         """End a run whose stop was requested: say what was kept and what did not start."""

@@ -25,6 +25,7 @@ class StepResult:
         seconds: How long it ran (0 when it never started).
         attempts: How many times it was tried.
         reused: Where its output came from when it did not run (resume, cache hit).
+        notes: What the step warned about while it ran (shown under its terminal line).
     """
 
     status: StepStatus
@@ -33,9 +34,11 @@ class StepResult:
     seconds: float = 0.0
     attempts: int = 0
     reused: str | None = None
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        """The ``--json`` shape of one step (``reused`` only when the output was reused)."""
+        """The ``--json`` shape of one step (``reused`` only when the output was reused,
+        ``notes`` only when the step warned)."""
         document: dict[str, object] = {
             "status": self.status,
             "output": self.output,
@@ -43,6 +46,8 @@ class StepResult:
         }
         if self.reused is not None:
             document["reused"] = self.reused
+        if self.notes:
+            document["notes"] = list(self.notes)
         return document
 
 

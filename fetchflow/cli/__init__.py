@@ -47,6 +47,7 @@ COMMANDS = {
     "show": "history",
     "export": "history",
     "refs": "refs",
+    "lsp": "lsp",
 }
 
 
@@ -264,6 +265,12 @@ def _parser() -> argparse.ArgumentParser:
         "--run", metavar="RUN_ID", help="with the values this run produced (from the store)"
     )
     refs.add_argument("--json", action="store_true", help="as JSON")
+
+    commands.add_parser(
+        "lsp",
+        help="a language server for workflow files over stdio: diagnostics, completion, "
+        "hover (needs fetchflow[lsp])",
+    )
 
     runs = commands.add_parser(
         "runs", help="list the latest runs from the run records in the store (FETCHFLOW_STORE)"

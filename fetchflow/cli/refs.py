@@ -188,8 +188,10 @@ def _text(listed: Sequence[StepRefs], scope: Mapping[str, object] | None) -> Ite
     for number, step in enumerate(listed):
         if number:
             yield ""
-        reads = ", ".join(step.upstream) or "no step"
-        yield f"{step.step_id} ({step.step_type}) — reads {reads} now"
+        reads = f"reads {', '.join(step.upstream)}" if step.upstream else "reads no step"
+        others = [other for other in step.readable if other not in step.upstream]
+        also = f" · may also read {', '.join(others)}" if others else ""
+        yield f"{step.step_id} ({step.step_type}) {reads}{also}"
         rows = _rows(step.refs, scope)
         path_width = max(len(row[0]) for row in rows)
         type_width = max(len(row[1]) for row in rows)

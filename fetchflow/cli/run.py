@@ -185,6 +185,12 @@ def main(args: argparse.Namespace) -> int:
             run_plan,  # Prefect is imported here, and only here
         )
 
+        if "PREFECT_API_URL" not in os.environ:
+            # Prefect's temporary server, out of the terminal's process group: Ctrl-C
+            # stops the run gracefully instead of killing the server it talks to.
+            from fetchflow.orchestration.temporary_server import start_temporary_server
+
+            start_temporary_server()
         if stop_requested():
             print(
                 "fetchflow: interrupted before the run started; nothing was called", file=sys.stderr

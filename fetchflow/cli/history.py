@@ -25,10 +25,11 @@ from fetchflow.errors import (
 
 if TYPE_CHECKING:
     from fetchflow.run.history import Exported, ExportFile, RunDetail, RunSummary, StepDetail
+    from fetchflow.run.report import RunReport
     from fetchflow.settings import Settings
     from fetchflow.storage import AssetStore
 
-__all__ = ["check_out_folder", "export_after_run", "main"]
+__all__ = ["check_out_folder", "export_after_run", "main", "output_lines"]
 
 #: A text output is shown up to this many lines of this many characters.
 TEXT_LINES, TEXT_WIDTH = 6, 120
@@ -438,3 +439,33 @@ def check_out_folder(folder: Path | None) -> None:
             f"{folder} is a file, not a folder",
             "give a folder to write the run's files into (made if missing)",
         )
+
+
+def output_lines(store: AssetStore, report: RunReport) -> list[str]:
+    """What each step of a run that just ended made, for the terminal (``fetchflow run``):
+    its text (trimmed) or one line per file (name, size, dimensions, a path or link to open).
+    Steps that made nothing are left out."""
+    from fetchflow.run.history import asset_records, local_link
+
+    outputs = {
+        step_id: result.output
+        for step_id, result in report.steps.items()
+        if result.output not in (None, "", [], {})
+    }
+    width = max((len(step_id) for step_id in outputs), default=4)
+    lines: list[str] = []
+    for step_id, output in outputs.items():
+        images = asset_records(output)
+        if images:
+            body = [
+                f"{record.get('file_name')}  {size(record.get('file_size'))}  "
+                f"{dimensions(record)}  {local_link(store, record)}"
+                for record in images
+            ]
+        elif isinstance(output, str):
+            body = _trimmed(output)
+        else:
+            body = _trimmed(json.dumps(output, ensure_ascii=False, default=str))
+        lines.append(f"  {step_id:<{width}}  {body[0]}")
+        lines.extend(f"  {'':<{width}}  {line}" for line in body[1:])
+    return ["", "outputs:", *lines] if lines else []

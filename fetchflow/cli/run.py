@@ -99,7 +99,7 @@ def _estimate_json(workflow: str, estimate: Any, budget: float | None) -> dict[s
 def main(args: argparse.Namespace) -> int:
     """Check, estimate, preflight, then run the workflow as one Prefect flow run."""
     from fetchflow.cli.console import ConsoleProgress, format_summary
-    from fetchflow.cli.history import check_out_folder, export_after_run
+    from fetchflow.cli.history import check_out_folder, export_after_run, output_lines
     from fetchflow.interrupt import exit_code_for, stop_on_interrupt, stop_requested, stop_signal
     from fetchflow.orchestration.prefect_env import prepare_prefect_environment
     from fetchflow.orchestration.server import check_prefect_api, running_server
@@ -214,6 +214,9 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
         print(format_summary(report), file=sys.stderr)
+        if report.run_id:
+            for line in output_lines(store(), report):
+                print(line, file=sys.stderr)
     if report.status == "interrupted" and report.run_id:
         print(f"resume it: {_resume_command(args.file, report.run_id)}", file=sys.stderr)
     # --out: what was made, whatever the end; a failed export fails a completed run.

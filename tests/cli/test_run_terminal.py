@@ -45,3 +45,11 @@ def test_the_preview_fallback_is_said_under_its_step_without_verbose(
     )
     assert sum("offline preview provider" in line for line in lines) == 1  # said once
     assert sandbox.openai.requests == [] and sandbox.gemini.requests == []
+
+    # Then what each step made: its text, or a line per file with a path to open.
+    outputs = lines[lines.index("outputs:") + 1 :]
+    assert outputs[1] == "  caption  A lantern, 1 image(s)."
+    name, size, unit, dimensions, path = outputs[0].split()[1:]
+    assert (outputs[0].split()[0], dimensions, unit) == ("hero", "1024×1024", "KB")
+    assert Path(path).is_file() and Path(path).is_relative_to(sandbox.store.resolve())
+    assert name.endswith(".png") and float(size) > 0

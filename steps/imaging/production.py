@@ -3,7 +3,8 @@
 Pure of clients: the provider and the ``keep`` callback (which uploads) are passed in. A
 count above the model's per-request limit becomes several calls; each call goes through the
 provider's call limit (:class:`~steps.imaging.providers.retrying.ProviderGate`) and our
-own retry loop (:class:`~steps.imaging.providers.retrying.RetryPolicy`). Every image is
+own retry loop (:class:`~steps.imaging.providers.retrying.RetryPolicy`); the calls of one
+job run concurrently, as many at a time as the gate allows. Every image is
 verified and kept as soon as it arrives, so images already paid for survive a later failed
 call: that failure is a :class:`~steps.imaging.partial.PartialImages` carrying their
 records.
@@ -11,8 +12,11 @@ records.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fetchflow.errors import ProviderError, StepError, StorageError
@@ -232,75 +236,169 @@ def produce(
     """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
 
     Each provider call holds a slot of ``gate`` while it runs (not while waiting to retry)
-    and is retried by ``retry`` when it fails in a way a later try can pass.
+    and is retried by ``retry`` when it fails in a way a later try can pass. A job of
+    several calls (a ``count`` above the model's per-request limit: Gemini makes one image
+    per call) makes them concurrently, as many at a time as ``gate`` allows
+    (``FETCHFLOW_PROVIDER_CONCURRENCY``; one at a time without a gate or a limit). Each
+    call still asks :func:`~fetchflow.interrupt.check_interrupt` before it is sent and is
+    retried on its own; ``keep`` is called for one image at a time, in the order the
+    images are verified (each record carries its ``index``). Once a call has failed for
+    good no further call starts; those in flight finish and what they make is kept.
 
     Args:
         job: What to make.
-        provider: Who makes it.
+        provider: Who makes it (its client must take calls from several threads).
         keep: Stores one image and returns where it went and its output record.
         retry: How failed calls are retried (default: not at all).
-        gate: The provider's call limit (default: none).
+        gate: The provider's call limit (default: none, one call at a time).
         logger: The step's logger: retries and waits for a slot are logged there.
         earlier: Images of this job an interrupted run already made and kept (``--resume``;
             their records' ``index`` says which): a call whose images are all there is not
             made again, and a later failure hands them on with the new ones.
 
     Raises:
-        ProviderError: The first call failed (nothing was kept): a refusal at once, a
-            retryable failure once ``retry`` gave up.
-        StepError: An answer of the first call failed verification.
-        PartialImages: A later call failed, or its answer failed verification, after
-            images were kept; ``kept`` holds their records, the message says how many
+        ProviderError: The call that failed first, when no image was kept: a refusal at
+            once, a retryable failure once ``retry`` gave up.
+        StepError: An answer failed verification, and no image was kept.
+        PartialImages: A call failed, or its answer failed verification, after images were
+            kept; ``kept`` holds their records in index order, the message says how many
             and where, and the error that stopped the step is chained.
     """
-    kept: list[KeptImage] = list(earlier)
     made_before = {image.record.get("index") for image in earlier}
-    try:
-        for first, request in requests_for(job):
-            if made_before.issuperset(range(first, first + request.count)):
-                continue  # paid for by the interrupted run this one resumes
-            result = _call(
-                provider,
-                request,
-                retry=retry,
-                gate=gate,
-                logger=logger,
-                describe=describe_call(first, request, job.total),
+    calls = [
+        (first, request)
+        for first, request in requests_for(job)
+        # paid for by the interrupted run this one resumes
+        if not made_before.issuperset(range(first, first + request.count))
+    ]
+    making = _Making(job, provider, keep, retry=retry, gate=gate, logger=logger)
+    for image in earlier:
+        index = image.record.get("index")
+        making.kept.append((index if isinstance(index, int) else -1, image))
+    workers = min(len(calls), gate.limit if gate is not None and gate.limit else 1)
+    if workers <= 1:
+        for first, request in calls:
+            if not making.make(first, request):
+                break
+    else:
+        making.make_concurrently(calls, workers)
+    making.finish()
+
+
+class _Making:
+    """The images of one :func:`produce`: its calls, what was kept, the first failure."""
+
+    def __init__(
+        self,
+        job: ImageJob,
+        provider: ImageProvider,
+        keep: Callable[[MadeImage], KeptImage],
+        *,
+        retry: RetryPolicy,
+        gate: ProviderGate | None,
+        logger: StepLogger,
+    ) -> None:
+        self.job = job
+        self.provider = provider
+        self._keep = keep
+        self._retry = retry
+        self._gate = gate
+        self._logger = logger
+        #: ``(index, image)`` of every image kept, ``earlier`` ones included.
+        self.kept: list[tuple[int, KeptImage]] = []
+        #: The errors that stopped calls, in the order they happened.
+        self.failures: list[ProviderError | StepError | StorageError] = []
+        self._stop = threading.Event()
+        self._keeping = threading.Lock()  # one image stored and checkpointed at a time
+
+    def make(self, first: int, request: ImageRequest) -> bool:
+        """One call and its images, each kept as soon as it is verified; False once failed."""
+        if self._stop.is_set():
+            return False  # a call failed for good: start no other
+        try:
+            self._make(first, request)
+        except (ProviderError, StepError, StorageError) as error:
+            with self._keeping:
+                self.failures.append(error)
+            self._stop.set()
+            return False
+        except BaseException:
+            self._stop.set()
+            raise
+        return True
+
+    def make_concurrently(self, calls: list[tuple[int, ImageRequest]], workers: int) -> None:
+        """:meth:`make` every call, ``workers`` at a time, each in the caller's context."""
+        name = f"fetchflow-{self.provider.name}"
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+            futures = [
+                # each call runs in a copy of the step's context (its Prefect task run)
+                pool.submit(contextvars.copy_context().run, self.make, first, request)
+                for first, request in calls
+            ]
+            try:
+                for future in futures:
+                    future.result()  # an unexpected error (a bug) surfaces here
+            except BaseException:
+                self._stop.set()
+                raise
+
+    def _make(self, first: int, request: ImageRequest) -> None:
+        job = self.job
+        result = _call(
+            self.provider,
+            request,
+            retry=self._retry,
+            gate=self._gate,
+            logger=self._logger,
+            describe=describe_call(first, request, job.total),
+        )
+        images = result.images[: request.count]
+        unstored: list[StorageError] = []
+        for position, answer in enumerate(images):
+            finished = _verify(job, request, answer.data, answer.mime_type, result.model)
+            made = MadeImage(
+                index=first + position,
+                image=finished,
+                seed=request.seed,
+                usage=share_usage(result.usage, len(images), position),
+                model=result.model,
             )
-            images = result.images[: request.count]
-            unstored: list[StorageError] = []
-            for position, answer in enumerate(images):
-                finished = _verify(job, request, answer.data, answer.mime_type, result.model)
-                made = MadeImage(
-                    index=first + position,
-                    image=finished,
-                    seed=request.seed,
-                    usage=share_usage(result.usage, len(images), position),
-                    model=result.model,
-                )
+            with self._keeping:
                 try:
-                    kept.append(keep(made))
+                    self.kept.append((made.index, self._keep(made)))
                 except StorageError as error:  # spooled: go on, every paid image is kept
                     unstored.append(error)
-            if unstored:
-                raise _not_stored(unstored)
-            if len(images) < request.count:
-                raise StepError(
-                    message=f"model {result.model} ({provider.name}) returned "
-                    f"{len(images)} of the {request.count} images asked",
-                    hint="the provider may have filtered some; try again or change the prompt",
-                    retryable=True,
-                )
-    except (ProviderError, StepError, StorageError) as error:
-        if not kept:
-            raise
+        if unstored:
+            raise _not_stored(unstored)
+        if len(images) < request.count:
+            raise StepError(
+                message=f"model {result.model} ({self.provider.name}) returned "
+                f"{len(images)} of the {request.count} images asked",
+                hint="the provider may have filtered some; try again or change the prompt",
+                retryable=True,
+            )
+
+    def finish(self) -> None:
+        """Raise what stopped the job: the first failure, or PartialImages when some were kept.
+
+        Raises:
+            ProviderError, StepError, StorageError: Nothing was kept.
+            PartialImages: Images were kept before (or while) a call failed.
+        """
+        if not self.failures:
+            return
+        error = self.failures[0]
+        if not self.kept:
+            raise error
+        kept = [image for _, image in sorted(self.kept, key=lambda item: item[0])]
         raise PartialImages(
-            message=f"{error.message}; {len(kept)} of {job.total} images were made and kept "
-            f"before that: {', '.join(image.where for image in kept)}",
+            message=f"{error.message}; {len(kept)} of {self.job.total} images were made and "
+            f"kept before that: {', '.join(image.where for image in kept)}",
             hint=error.hint,
             retryable=error.retryable,
             kept=[image.record for image in kept],
-            asked=job.total,
+            asked=self.job.total,
         ) from error
 
 

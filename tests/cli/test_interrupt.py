@@ -37,7 +37,8 @@ SLOW_SECONDS = 3.0
 def start_run(box: Sandbox, prefect_api: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "fetchflow.cli", "run", *args],
-        env={**box.env, "PREFECT_API_URL": prefect_api},
+        # One call in flight when the signal comes (a step's calls one at a time).
+        env={**box.env, "PREFECT_API_URL": prefect_api, "FETCHFLOW_PROVIDER_CONCURRENCY": "1"},
         cwd=box.tmp / "cwd",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -44,6 +44,8 @@ def machine(box: Sandbox, server: RcloneS3, name: str) -> dict[str, str]:
         AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=str(box.tmp / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(box.tmp / "no-aws-credentials"),
+        # A step's calls one at a time: the scripted answers meet them in index order.
+        FETCHFLOW_PROVIDER_CONCURRENCY="1",
     )
     return env
 

@@ -86,6 +86,9 @@ def gemini(fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch) -> FakeGemi
     """The fake Gemini server, reached through the SDK's own variables."""
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    # A step's calls one at a time, so the scripted answers meet them in index order
+    # (concurrent calls: tests/steps/test_concurrent_calls.py).
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_CONCURRENCY", "1")
     return fake_gemini
 
 

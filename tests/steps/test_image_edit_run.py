@@ -271,7 +271,11 @@ def test_background_removal_edits_each_image_with_the_built_in_prompt(
     assets = run(project, images=records, model="gpt-image-1.5", background="transparent")
 
     assert len(openai_env.requests) == 2
-    for request, source in zip(openai_env.requests, (first, second), strict=True):
+    # The two edits are sent concurrently: in either order, one per source.
+    sent = sorted(
+        openai_env.requests, key=lambda r: [first, second].index(r.files["image[]"][0].data)
+    )
+    for request, source in zip(sent, (first, second), strict=True):
         assert [part.data for part in request.files["image[]"]] == [source]
         fields = fields_of(request)
         assert fields["prompt"] == BACKGROUND_REMOVAL_PROMPT
@@ -336,6 +340,8 @@ def test_a_failed_second_edit_keeps_the_first_image(
     records = [project.stored(first, "a.png"), project.stored(second, "b.png")]
     openai_env.queue(openai_env.answer)
     fail(openai_env)
+    # The edits one at a time, so the failure meets the second (concurrent: the default).
+    use_image_settings(ImageSettings(provider_attempts=1, provider_concurrency=1))
 
     with pytest.raises(
         PartialImages, match=r"1 of 2 images were made and kept before that: file://"

@@ -296,7 +296,9 @@ def test_gemini_two_seeded_wide_images_take_two_calls(
     assets = run_step(load("gemini_wide"), "banner", workspace)
 
     assert len(fake_gemini.requests) == 2
-    for request, seed in zip(fake_gemini.requests, (41, 42), strict=True):
+    # The two calls are made concurrently: they reach the fake in either order.
+    sent = sorted(fake_gemini.requests, key=lambda r: r.json["generationConfig"]["seed"])  # type: ignore[index]
+    for request, seed in zip(sent, (41, 42), strict=True):
         assert request.path.endswith("/models/gemini-2.5-flash-image:generateContent")
         assert request.credential == GEMINI_KEY
         assert request.json is not None
@@ -310,7 +312,7 @@ def test_gemini_two_seeded_wide_images_take_two_calls(
     assert [a.index for a in assets] == [0, 1]
     for position, asset in enumerate(assets):
         data = stored(workspace, asset)
-        assert data == gemini_image(fake_gemini, position)
+        assert data == gemini_image(fake_gemini, fake_gemini.requests.index(sent[position]))
         assert asset.sha256 == sha256(data)
         assert (asset.width, asset.height) == (1344, 768) == picture(data).size
         assert (asset.model, asset.provider) == ("gemini-2.5-flash-image", "google")
@@ -595,9 +597,11 @@ def test_a_failed_first_call_is_one_request_a_clear_error_and_nothing_stored(
         plan, step_id = load("gemini_wide"), "banner"  # count 2: the first of two calls
     fault.script(fake)
 
-    # One attempt allowed: fetchflow's own retries are in test_provider_faults.py.
+    # One attempt allowed: fetchflow's own retries are in test_provider_faults.py. Calls
+    # one at a time, so the fault meets the first (concurrent: test_concurrent_calls.py).
+    settings = workspace.settings(provider_attempts=1, provider_concurrency=1)
     with pytest.raises(ProviderError, match=fault.match) as caught:
-        run_step(plan, step_id, workspace, workspace.settings(provider_attempts=1))
+        run_step(plan, step_id, workspace, settings)
 
     error = caught.value
     assert type(error) is fault.error
@@ -676,7 +680,7 @@ def test_the_key_appears_in_no_record_file_error_or_log(
         assets = run_step(plan, step_id, workspace)
         fake.queue_invalid_api_key()  # whose message echoes the key it was sent
         with pytest.raises(ProviderError, match=r"the API key was rejected") as caught:
-            run_step(plan, step_id, workspace)
+            run_step(plan, step_id, workspace, workspace.settings(provider_concurrency=1))
 
     assert fake.requests[0].credential == key  # the key really went out
     assert assets and all(key not in asset.model_dump_json() for asset in assets)
@@ -770,6 +774,6 @@ def test_the_key_is_not_in_the_traceback_of_a_rejected_key(
     fake.queue_invalid_api_key()
 
     with pytest.raises(ProviderError, match=r"the API key was rejected") as caught:
-        run_step(plan, step_id, workspace)
+        run_step(plan, step_id, workspace, workspace.settings(provider_concurrency=1))
 
     assert key not in "".join(traceback.format_exception(caught.value))

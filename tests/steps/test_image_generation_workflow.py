@@ -199,6 +199,8 @@ def test_images_paid_for_before_a_failure_stay_in_the_run(
     clean_environment(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    # One call at a time, so the stop meets the third (concurrent: test_concurrent_calls.py).
+    monkeypatch.setenv("FETCHFLOW_PROVIDER_CONCURRENCY", "1")
     fake_gemini.queue(fake_gemini.answer, fake_gemini.answer)
     fake_gemini.queue_safety_stop()
 

@@ -13,6 +13,7 @@ import io
 import json
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,6 +154,9 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        #: ``(received, answered)`` of each request answered, on ``time.monotonic()``, in
+        #: the order the answers went out: which calls were in flight together.
+        self.spans: list[tuple[float, float]] = []
         #: Exceptions the fake itself raised while answering (a bug in the fake or a
         #: request it cannot parse); the fixtures fail the test when any are left.
         self.crashes: list[str] = []
@@ -208,6 +212,7 @@ class FakeServer:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                received = time.monotonic()
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 credential = next(
@@ -248,6 +253,9 @@ class FakeServer:
                         self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
+                with fake._lock:
+                    fake.spans.append((received, time.monotonic()))
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -424,6 +424,9 @@ def use_gemini(monkeypatch: pytest.MonkeyPatch, fake: FakeGemini) -> None:
 
 
 GEMINI_THREE = {**GEMINI_STEP, "count": 3, "seed": 7}
+#: The three calls one at a time, so the scripted answers meet them in index order
+#: (concurrent calls: tests/steps/test_concurrent_calls.py).
+ONE_AT_A_TIME = {"provider_concurrency": 1}
 
 
 def test_a_refused_third_call_keeps_the_two_images_made_and_hands_on_their_records(
@@ -432,7 +435,7 @@ def test_a_refused_third_call_keeps_the_two_images_made_and_hands_on_their_recor
     use_gemini(monkeypatch, fake_gemini)
     fake_gemini.queue(fake_gemini.answer, fake_gemini.answer)
     fake_gemini.queue_safety_stop()
-    ctx, store = context(tmp_path, provider_max_delay_seconds=0.05)
+    ctx, store = context(tmp_path, provider_max_delay_seconds=0.05, **ONE_AT_A_TIME)
 
     with pytest.raises(
         PartialImages,
@@ -462,7 +465,7 @@ def test_a_failed_call_in_the_middle_is_retried_and_the_step_completes(
     use_gemini(monkeypatch, fake_gemini)
     fake_gemini.queue(fake_gemini.answer)
     fake_gemini.queue_server_error(503)
-    ctx, store = context(tmp_path, provider_max_delay_seconds=0.05)
+    ctx, store = context(tmp_path, provider_max_delay_seconds=0.05, **ONE_AT_A_TIME)
 
     assets = run_step(ctx, **GEMINI_THREE)
 
@@ -482,6 +485,7 @@ def test_hosted_usage_of_the_kept_images_is_recorded_when_a_later_call_fails(
         hosted_gemini_api_key=GEMINI_KEY,
         hosted_gemini_base_url=fake_gemini.base_url,
         provider_max_delay_seconds=0.05,
+        **ONE_AT_A_TIME,
     )
 
     with pytest.raises(PartialImages, match=r"1 of 3 images were made and kept") as caught:

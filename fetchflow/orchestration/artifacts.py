@@ -40,6 +40,7 @@ from fetchflow.run.artifact_content import (
     render_gallery,
     render_output,
     render_summary,
+    render_text_outputs,
 )
 
 if TYPE_CHECKING:
@@ -302,7 +303,24 @@ def publish_run_summary(
         logger.warning("run summary not published: %s", error_text(error), exc_info=True)
         return None
     description = f"{report.workflow}: {report.status}"
-    return key if _create("markdown", key, text, description, _run_ids(), logger) else None
+    published = _create("markdown", key, text, description, _run_ids(), logger)
+    _publish_text_outputs(report, step_titles=step_titles, step_types=step_types)
+    return key if published else None
+
+
+def _publish_text_outputs(
+    report: RunReport, *, step_titles: Mapping[str, str], step_types: Mapping[str, str]
+) -> None:
+    """The run's text outputs as one markdown artifact (``<workflow>-text-outputs``)."""
+    logger = _logger()
+    try:
+        text = render_text_outputs(report, step_titles=step_titles, step_types=step_types)
+    except Exception as error:  # a display problem must never fail the run
+        logger.warning("text outputs not published: %s", error_text(error), exc_info=True)
+        return
+    if text is not None:
+        key = artifact_key(report.workflow, "text-outputs")
+        _create("markdown", key, text, f"{report.workflow}: text outputs", _run_ids(), logger)
 
 
 class StepProgress:

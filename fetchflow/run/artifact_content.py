@@ -41,6 +41,7 @@ __all__ = [
     "render_gallery",
     "render_output",
     "render_summary",
+    "render_text_outputs",
     "thumbnail_uri",
 ]
 
@@ -420,3 +421,24 @@ def render_summary(
             "",
         ]
     )
+
+
+def render_text_outputs(
+    report: RunReport, *, step_titles: Mapping[str, str], step_types: Mapping[str, str]
+) -> str | None:
+    """The run's text outputs artifact: each step whose output is text or data (not files),
+    trimmed, in step order; None when no step has one. One artifact per run (a Prefect API
+    call per trivial step would cost more than the steps)."""
+    sections = [
+        render_output(
+            result.output,
+            step_id=step_id,
+            step_title=step_titles.get(step_id, step_id),
+            step_type=step_types.get(step_id, ""),
+        )
+        for step_id, result in report.steps.items()
+        if result.output not in (None, "", [], {}) and asset_records(result.output) is None
+    ]
+    if not sections:
+        return None
+    return "\n".join([f"## {_md(report.workflow)}: text outputs", "", *sections])

@@ -573,3 +573,29 @@ def test_background_publishing_is_done_when_the_publisher_is_drained(
     assert "A *blue* vase" in text and "… (1014 more characters)" in text  # fenced, trimmed
     assert all(artifact.task_run_id is not None for artifact in artifacts.values())
     assert len(LINKED_THUMB.findall(artifacts["w-hero-output"].data)) == 1
+
+
+@pytest.mark.prefect
+def test_text_outputs_are_one_artifact_of_the_run(prefect_api: str, tmp_path: Path) -> None:
+    from fetchflow.orchestration.runner import run_plan
+    from fetchflow.registry import StepRegistry
+    from fetchflow.settings import Settings
+    from fetchflow.workflow.checking import check_file
+    from fetchflow.workflow.inputs import resolve_inputs
+
+    plan = check_file(
+        Path(__file__).resolve().parents[2] / "flows" / "hello.yaml",
+        StepRegistry.from_entry_points(),
+    )
+    settings = Settings(_env_file=None, home=tmp_path / "home")  # type: ignore[call-arg]
+    report = run_plan(plan, resolve_inputs(plan.header, {"product": "teapot"}), settings=settings)
+
+    artifacts = read_artifacts(UUID(report.run_id))
+
+    texts = artifacts["hello-text-outputs"]
+    assert texts.task_run_id is None  # the run's, one for all its steps
+    assert texts.data.startswith("## hello: text outputs")
+    for step_id in ("brief", "caption", "handoff"):
+        assert f"Output of step `{step_id}`:" in texts.data
+    assert "Meet the teapot." in texts.data
+    assert [key for key in artifacts if key.endswith("-output")] == []  # no call per step

@@ -633,8 +633,10 @@ def test_a_later_failed_call_keeps_the_images_already_made(
         match=r"500 INTERNAL: server error: .*; 2 of 3 images were made and kept before that: "
         r"file://\S+, file://\S+\n  hint: Google had a problem answering",
     ) as caught:
-        # One attempt allowed, so the 500 is final (retries: test_provider_faults.py).
-        run_step(load("gemini_three"), "hero", workspace, workspace.settings(provider_attempts=1))
+        # One attempt allowed, so the 500 is final (retries: test_provider_faults.py); calls
+        # one at a time, so it meets the third (concurrent: test_concurrent_calls.py).
+        settings = workspace.settings(provider_attempts=1, provider_concurrency=1)
+        run_step(load("gemini_three"), "hero", workspace, settings)
 
     assert [r.json["generationConfig"]["seed"] for r in fake_gemini.requests if r.json] == [7, 8, 9]
     assert caught.value.retryable is False  # the kept images are never paid for twice

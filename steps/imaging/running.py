@@ -69,12 +69,15 @@ def _announce_preview_once(ctx: StepContext) -> None:
 def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     """Check the image settings, and that the key the step's ``charge_type`` needs is there.
 
-    Fields still holding templates are not known yet; their checks wait for ``run``.
+    Then import the SDK of the model the step would run (``auto`` resolved with today's
+    keys): the import is paid before the run starts, not inside its first step. Fields
+    still holding templates are not known yet; their checks wait for ``run``.
 
     Raises:
         SettingsInvalid: A ``FETCHFLOW_*`` image setting is invalid.
         StepError: The named model's key is missing for this charge type.
     """
+    from fetchflow.errors import StepError
     from fetchflow.step import StepConfig
     from fetchflow.templating import is_template
     from steps.imaging.models.choice import choose_model
@@ -85,19 +88,37 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     if any(isinstance(raw.get(name), str) and is_template(str(raw[name])) for name in fields):
         return
     model, charge_type = str(raw.get("model", AUTO)), str(raw.get("charge_type", "personal"))
-    if model == AUTO:
-        return  # auto never fails for want of a key: it falls back to preview
     secret = raw.get("api_key_secret")
-    choose_model(
-        model,
-        charge_type=charge_type,
-        size="auto",
-        quality="auto",
-        background="auto",
-        settings=settings,
-        environ=os.environ,
-        secret_name=secret if isinstance(secret, str) else None,
-    )
+
+    def choose() -> ModelSpec:
+        return choose_model(
+            model,
+            charge_type=charge_type,
+            size="auto",
+            quality="auto",
+            background="auto",
+            settings=settings,
+            environ=os.environ,
+            secret_name=secret if isinstance(secret, str) else None,
+        )
+
+    if model != AUTO:
+        _import_sdk_of(choose())
+        return
+    # auto never fails for want of a key (it falls back to preview), nor here for a
+    # request it cannot serve (the run says so with the step's real fields).
+    try:
+        spec = choose()
+    except StepError:
+        return
+    _import_sdk_of(spec)
+
+
+def _import_sdk_of(spec: ModelSpec) -> None:
+    """Import the SDK ``spec``'s provider calls with, before the run (not in its first step)."""
+    from steps.imaging.providers.clients import import_sdk
+
+    import_sdk(spec.provider)
 
 
 def pick_model(

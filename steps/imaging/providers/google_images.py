@@ -10,7 +10,10 @@ An HTTP 200 can still carry no image: the prompt was blocked (``promptFeedback``
 candidate stopped for safety (``finishReason`` ``SAFETY``, ``IMAGE_SAFETY``, ...) or the
 model answered in words only. Each is a :class:`~fetchflow.errors.ProviderError`; a safety
 refusal is not retryable. The SDK does not retry by default and is not asked to.
-``google.genai`` is imported when a provider is made, not when this module is.
+``google.genai`` is imported when a provider is made, not when this module is (the image
+steps' ``preflight`` imports it before the run). Providers with the same key and base URL
+share one SDK client per process (:mod:`~steps.imaging.providers.clients`); each call
+carries its step's timeout.
 """
 
 from __future__ import annotations
@@ -68,6 +71,36 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1"
 
 
+class _SharedClient:
+    """One ``genai.Client`` shared by the providers of a key and base URL, and the raw
+    answer of each thread's last call through it.
+
+    The raw answer is kept by an httpx hook: the SDK parses an HTML page into an exception
+    and an empty body into an empty response, and the error must say what really came
+    back. Thread-local: concurrent calls each read their own.
+    """
+
+    def __init__(self, api_key: str, base_url: str | None) -> None:
+        from google import genai
+        from google.genai import types
+
+        self.answers = threading.local()
+        self.client = genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                client_args={"event_hooks": {"response": [self._remember]}},
+            ),
+        )
+
+    def _remember(self, response: httpx2.Response) -> None:
+        self.answers.last = response
+
+    def close(self) -> None:
+        """Close the SDK client's connection pool."""
+        self.client.close()
+
+
 class GeminiProvider:
     """Generate images with Gemini's ``generateContent``.
 
@@ -89,33 +122,21 @@ class GeminiProvider:
         timeout: float = 120.0,
         key_source: str | None = None,
     ) -> None:
-        from google import genai
-        from google.genai import types
+        from steps.imaging.providers.clients import shared_client
 
         self._api_key = api_key
         self._key_source = key_source or API_KEY_ENV
         self._timeout = timeout
         root = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         self._root = root.rstrip("/")
-        # The raw answer of the last call, kept by an httpx hook: the SDK parses an HTML
-        # page into an exception and an empty body into an empty response, and the error
-        # must say what really came back.
-        self._answers = threading.local()
-        self._client: genai.Client = genai.Client(
-            api_key=api_key,
-            http_options=types.HttpOptions(
-                base_url=base_url,
-                timeout=round(timeout * 1000),
-                client_args={"event_hooks": {"response": [self._remember]}},
-            ),
+        shared = shared_client(
+            PROVIDER, api_key, self._root, lambda: _SharedClient(api_key, base_url)
         )
-
-    def _remember(self, response: httpx2.Response) -> None:
-        self._answers.last = response
+        self._client: genai.Client = shared.client
+        self._answers = shared.answers
 
     def close(self) -> None:
-        """Close the SDK client's connection pool."""
-        self._client.close()
+        """Nothing to do: the SDK client is shared by the process's steps, closed at exit."""
 
     def endpoint(self, model: str) -> str:
         """The URL a call to ``model`` goes to, as errors show it."""
@@ -161,7 +182,9 @@ class GeminiProvider:
             self._answers.last = None
             try:
                 response = self._client.models.generate_content(
-                    model=request.model, contents=contents, config=_config(request, seed)
+                    model=request.model,
+                    contents=contents,
+                    config=_config(request, seed, self._timeout),
                 )
             except ValueError as exc:  # the SDK could not decode a 2xx body as JSON
                 if getattr(self._answers, "last", None) is None:
@@ -225,8 +248,9 @@ def takes_image_size(model: str) -> bool:
     return spec is None or len(spec.resolutions) > 1
 
 
-def _config(request: ImageRequest, seed: int | None) -> types.GenerateContentConfig:
-    """``responseModalities: [IMAGE]``, the aspect ratio and size asked for, the seed."""
+def _config(request: ImageRequest, seed: int | None, timeout: float) -> types.GenerateContentConfig:
+    """``responseModalities: [IMAGE]``, the aspect ratio and size asked for, the seed, and
+    the step's timeout for this call (the client is shared by steps of other timeouts)."""
     from google.genai import types
 
     size = request.resolution if takes_image_size(request.model) else None
@@ -234,6 +258,7 @@ def _config(request: ImageRequest, seed: int | None) -> types.GenerateContentCon
         response_modalities=["IMAGE"],
         image_config=types.ImageConfig(aspect_ratio=request.aspect_ratio, image_size=size),
         seed=seed,
+        http_options=types.HttpOptions(timeout=round(timeout * 1000)),
     )
 
 

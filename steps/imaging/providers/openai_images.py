@@ -8,11 +8,14 @@ another try can help (:func:`openai_error`).
 
 Only parameters GPT image models accept are sent: never ``response_format`` or ``style``
 (DALL·E only), and ``output_compression`` only with jpeg or webp. ``openai`` is imported
-when a provider is made, not when this module is.
+when a provider is made, not when this module is (the image steps' ``preflight`` imports it
+before the run). Providers with the same key and base URL share one SDK client per process
+(:mod:`~steps.imaging.providers.clients`), each with its step's timeout.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -51,6 +54,9 @@ TERMS = ProviderTerms(
     forbidden_hint="no access to this model, project or region",
     passing_statuses=frozenset({408, 409}),
 )
+#: The SDK's own default root (openai 3.52), when neither ``base_url`` nor
+#: ``OPENAI_BASE_URL`` gives one.
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: Error codes of a refused prompt: GPT image models, then the DALL·E-era code.
 _MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 
@@ -78,16 +84,25 @@ class OpenAIProvider:
     ) -> None:
         import openai
 
+        from steps.imaging.providers.clients import shared_client
+
         self._api_key = api_key
         self._key_source = key_source or API_KEY_ENV
         self._timeout = timeout
-        self._client: openai.OpenAI = openai.OpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        root = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        shared = shared_client(
+            PROVIDER,
+            api_key,
+            root,
+            lambda: openai.OpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+            ),
         )
+        # The step's own timeout on a copy that shares the client's connection pool.
+        self._client: openai.OpenAI = shared.with_options(timeout=timeout)
 
     def close(self) -> None:
-        """Close the SDK client's connection pool."""
-        self._client.close()
+        """Nothing to do: the SDK client is shared by the process's steps, closed at exit."""
 
     @property
     def endpoint(self) -> str:

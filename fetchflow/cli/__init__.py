@@ -11,6 +11,7 @@ the run was interrupted by Ctrl-C or SIGTERM (it is saved: ``--resume`` continue
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -301,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchflow`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    # A log handler that fails (Prefect's API log handler while the process exits after a
+    # second Ctrl-C) must never print "--- Logging error ---" and a traceback to the user.
+    logging.raiseExceptions = False
     if args.command not in ("run", "serve", "deploy", "recover"):
         # Pydantic looks for its own plugins (scanning every installed distribution, ~40 ms)
         # when the first model is built; checking a file needs none of them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -184,7 +185,9 @@ def shown_value(value: object, width: int = VALUE_WIDTH) -> str:
 
 
 def _text(listed: Sequence[StepRefs], scope: Mapping[str, object] | None) -> Iterator[str]:
-    width = shutil.get_terminal_size((120, 24)).columns
+    # Lines are cut to a terminal's width; piped or captured, they are whole (and the
+    # result does not depend on the COLUMNS of whoever ran it).
+    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 10_000
     for number, step in enumerate(listed):
         if number:
             yield ""

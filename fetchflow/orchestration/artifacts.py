@@ -355,6 +355,8 @@ class StepProgress:
         self._interval = min_interval
         self._background = background and self._ids != (None, None)
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._last_sent = -1.0
         self._artifact_id: UUID | None = None
         self._sent_at = 0.0
         self._off = False
@@ -402,12 +404,18 @@ class StepProgress:
 
         if self._artifact_id is None:
             return  # not created (a warning said why)
-        try:
-            with get_client(sync_client=True) as client:
-                client.update_artifact(
-                    artifact_id=self._artifact_id,
-                    artifact=ArtifactUpdate(data=percent, description=description),
-                )
-        except Exception as error:  # progress is a display: never fail the step for it
-            self._logger.warning("progress of %s not updated: %s", self.key, error_text(error))
-            self._off = True
+        # Updates from several threads: one at a time, and never an older one after a newer
+        # (the artifact would end below 100 %).
+        with self._send_lock:
+            if percent < self._last_sent:
+                return
+            self._last_sent = percent
+            try:
+                with get_client(sync_client=True) as client:
+                    client.update_artifact(
+                        artifact_id=self._artifact_id,
+                        artifact=ArtifactUpdate(data=percent, description=description),
+                    )
+            except Exception as error:  # progress is a display: never fail the step for it
+                self._logger.warning("progress of %s not updated: %s", self.key, error_text(error))
+                self._off = True

@@ -124,8 +124,17 @@ def test_completed_run_prints_progress_and_summary(
         assert any(line.startswith(f"  ✓ {step_id} ") and "completed in" in line for line in lines)
     summary = lines.index(next(line for line in lines if line.startswith("downstream: ")))
     assert lines[summary].startswith("downstream: completed  (run ")
-    assert [line.split()[1] for line in lines[summary + 1 :]] == step_ids
-    # Nothing else on the terminal: every line is progress or the summary.
+    outputs = lines.index("outputs:")
+    assert [line.split()[1] for line in lines[summary + 1 : outputs]] == step_ids
+    # Then what each step made, one step a line here (short text and data).
+    assert lines[outputs + 1 :] == [
+        "  greet         hi, world",
+        "  shout         upstream said: hi, world",
+        "  numbers       [1, 2, 3]",
+        "  same_numbers  [1, 2, 3]",
+        "  second        2",
+    ]
+    # Nothing else on the terminal: every line is progress, the summary or the outputs.
     others = [line for line in lines[:summary] if not line.startswith(PROGRESS_MARKS)]
     assert others == []
     assert_quiet(done.stderr)

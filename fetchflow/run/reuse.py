@@ -126,9 +126,12 @@ def outputs_to_reuse(saved: SavedRun, plan: Plan, how: str) -> dict[str, Reused]
     fingerprints = saved.record.get("fingerprints")
     fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
     reused: dict[str, Reused] = {}
-    for step_id, step in plan.steps.items():
+    for step_id in plan.order():  # upstream first: an edited step's followers run again
+        step = plan.steps[step_id]
         if fingerprints.get(step_id) != step_fingerprint(step):
             continue
+        if not all(dep in reused and reused[dep].complete for dep in step.depends_on):
+            continue  # what it read may change: it was made from an output that runs again
         result = saved.steps.get(step_id, {})
         if result.get("status") == "completed":
             reused[step_id] = Reused(result.get("output"), f"reused from {how}")

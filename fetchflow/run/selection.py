@@ -10,7 +10,7 @@ run's unless given again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -78,8 +78,8 @@ def _ancestors(plan: Plan, steps: Iterable[str]) -> set[str]:
     return found
 
 
-def _latest_runs(store: AssetStore, workflow: str) -> list[SavedRun]:
-    """The workflow's runs in the store, newest first."""
+def _latest_runs(store: AssetStore, workflow: str) -> Iterator[SavedRun]:
+    """The workflow's runs in the store, newest first, each read only when asked for."""
     keys = [key for key in store.list_state("runs/") if key.endswith("/run.json")]
     records = [store.get_state(key) for key in keys]
     mine = sorted(
@@ -90,8 +90,10 @@ def _latest_runs(store: AssetStore, workflow: str) -> list[SavedRun]:
         ),
         reverse=True,
     )
-    runs = [SavedRun.load(store, run_id) for _, run_id in mine]
-    return [run for run in runs if run is not None]
+    for _, run_id in mine:
+        run = SavedRun.load(store, run_id)
+        if run is not None:
+            yield run
 
 
 def _completed(run: SavedRun, step_id: str) -> bool:
@@ -141,20 +143,25 @@ def select_steps(
                 f"of {plan.name}",
                 f"give the id of a run of this workflow (fetchflow runs {plan.file} lists them)",
             )
-        candidates = [run]
+        candidates: Iterator[SavedRun] = iter([run])
     else:
         candidates = _latest_runs(store, plan.name)
-    source = next((run for run in candidates if all(_completed(run, s) for s in needed)), None)
+    latest: SavedRun | None = None
+    source = None
+    for run in candidates:
+        latest = latest or run
+        if all(_completed(run, step) for step in needed):
+            source = run
+            break
     if source is None:
         missing = sorted(needed, key=list(plan.steps).index)
-        if not candidates:
+        if latest is None:
             raise UsageError(
                 f"{flag}: no earlier run of {plan.name} in the asset store {store.describe()} "
                 f"to take the output of {', '.join(missing)} from",
                 f"run the whole workflow once (fetchflow run {plan.file}), or run those "
                 f"steps too (--only {','.join([*missing, *selected])})",
             )
-        latest = candidates[0]
         lacking = [step for step in missing if not _completed(latest, step)]
         raise UsageError(
             f'{flag} needs the output of step "{lacking[0]}", and run {latest.run_id} '

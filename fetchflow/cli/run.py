@@ -74,6 +74,29 @@ def _check_selection_flags(args: argparse.Namespace) -> None:
         )
 
 
+def _check_resumed_inputs(
+    earlier: dict[str, object], given: dict[str, object], run_id: str
+) -> None:
+    """``--input`` with ``--resume`` may only repeat the run's own values: its reused
+    outputs were made from them.
+
+    Raises:
+        WorkflowInvalid: An ``--input`` that differs from the value the run had.
+    """
+    changed = [name for name, value in given.items() if name in earlier and earlier[name] != value]
+    if not changed:
+        return
+    name = changed[0]
+    raise bad_flag(
+        "--input",
+        f"{name}={given[name]!r} differs from the value run {run_id} had "
+        f"({name}={earlier[name]!r}); --resume continues a run with its own inputs, and the "
+        "outputs it reuses were made from them",
+        f"leave --input {name} out to resume run {run_id}, or run without --resume for a new "
+        "run with the new value (steps with cache: true reuse identical requests)",
+    )
+
+
 def _resume_command(file: Path, run_id: str) -> str:
     return f"fetchflow run {shlex.quote(str(file))} --resume {run_id}"
 
@@ -122,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
     _check_selection_flags(args)
     if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
         earlier, reuse = outputs_to_resume(StoreOpener(settings)(), args.resume, plan)
+        _check_resumed_inputs(earlier, given, args.resume)
         given = {**earlier, **given}
     elif args.only is not None or args.start is not None:
         selection = read_selection(

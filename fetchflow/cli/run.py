@@ -144,7 +144,12 @@ def main(args: argparse.Namespace) -> int:
     not_selected: dict[str, str] = {}
     _check_selection_flags(args)
     if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
-        earlier, reuse = outputs_to_resume(StoreOpener(settings)(), args.resume, plan)
+        earlier, reuse = outputs_to_resume(
+            StoreOpener(settings)(),
+            args.resume,
+            plan,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
         _check_resumed_inputs(earlier, given, args.resume)
         given = {**earlier, **given}
     elif args.only is not None or args.start is not None:

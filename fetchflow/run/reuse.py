@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from fetchflow.errors import ResumeError, StorageError
-from fetchflow.run.checkpoints import SavedRun
+from fetchflow.run.checkpoints import STALE_HEARTBEATS, SavedRun, is_stale
 from fetchflow.workflow.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
@@ -156,14 +158,42 @@ def _merge(output: object, kept: list[object]) -> list[object]:
     return merged
 
 
+def _alive(record: dict[str, object], heartbeat_seconds: float) -> bool:
+    """Whether the attempt that wrote a ``running`` record may still be running: its
+    heartbeat is fresh and, on this very machine, its process still exists (a run killed
+    here a moment ago is dead at once; elsewhere, after 6 missed heartbeats)."""
+    if is_stale(record, heartbeat_seconds):
+        return False
+    pid = record.get("pid")
+    if record.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # there, but not ours to signal
+    return True
+
+
 def outputs_to_resume(
-    store: AssetStore, run_id: str, plan: Plan
+    store: AssetStore, run_id: str, plan: Plan, *, heartbeat_seconds: float = 10.0
 ) -> tuple[dict[str, object], dict[str, Reused]]:
     """The inputs of an earlier run of ``plan`` (from its checkpoints in the store) and the
     outputs it can reuse (see :func:`outputs_to_reuse`).
 
+    Args:
+        store: The store the run wrote to.
+        run_id: The run to resume.
+        plan: The workflow as it is now.
+        heartbeat_seconds: ``FETCHFLOW_HEARTBEAT_SECONDS``: a run whose record is still
+            ``running`` and beat more recently than 6 of them is alive.
+
     Raises:
-        ResumeError: No such run in the store, or it was a run of another workflow.
+        ResumeError: No such run in the store, it was a run of another workflow, or it is
+            still running (resuming it would run its steps twice at once, and pay twice).
     """
     saved = _load_run(store, run_id, plan)
     if saved.record.get("workflow") != plan.name:
@@ -171,6 +201,15 @@ def outputs_to_resume(
             f"run {run_id} was a run of workflow {saved.record.get('workflow')!r}, not "
             f"{plan.name!r}",
             f"resume it with its own workflow file ({saved.record.get('file')})",
+        )
+    if saved.status == "running" and _alive(saved.record, heartbeat_seconds):
+        raise ResumeError(
+            f"run {run_id} is still running (on {saved.record.get('host') or 'another machine'}, "
+            f"last heartbeat {saved.record.get('heartbeat_at')}): resuming it now would run "
+            "its steps a second time beside it",
+            "wait for it to end, or stop it (Ctrl-C where it runs), then resume; a run whose "
+            f"machine died counts as dead after {STALE_HEARTBEATS} missed heartbeats of "
+            "FETCHFLOW_HEARTBEAT_SECONDS",
         )
     inputs = saved.record.get("inputs")
     if not isinstance(inputs, dict):

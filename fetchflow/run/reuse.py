@@ -255,6 +255,18 @@ class GenerationCache:
             return None
         if entry is None or "output" not in entry:
             return None
+        for uri in _storage_uris(entry["output"]):
+            try:
+                self.open_store().read(uri)
+            except StorageError as error:
+                # Never hand back a record of a deleted object: the step runs again.
+                _log.warning(
+                    "the cached output of request %s names a file the store no longer has "
+                    "(a miss; the step runs again): %s",
+                    key,
+                    error.format(),
+                )
+                return None
         return Reused(entry["output"], f"cache hit (made by run {entry.get('run_id')})")
 
     def put(self, key: str, output: object, run_id: str) -> None:
@@ -265,6 +277,16 @@ class GenerationCache:
             self.open_store().put_state(f"cache/{key}.json", {"run_id": run_id, "output": output})
         except StorageError as error:
             _log.warning("the generation cache cannot be written: %s", error.format())
+
+
+def _storage_uris(value: object) -> list[str]:
+    """The ``storage_uri`` of every asset record inside ``value``."""
+    if isinstance(value, dict):
+        own = [value["storage_uri"]] if isinstance(value.get("storage_uri"), str) else []
+        return own + [uri for item in value.values() for uri in _storage_uris(item)]
+    if isinstance(value, list):
+        return [uri for item in value for uri in _storage_uris(item)]
+    return []
 
 
 def _without_links(value: object) -> object:

@@ -47,6 +47,9 @@ _PATH_BEFORE = re.compile(r"[A-Za-z_]\w*(?:\.\w*)*$")
 _WORD = re.compile(r"[\w.]")
 _KEY_TYPED = re.compile(r"^(\s*)(- )?([A-Za-z_]\w*)?$")
 _TYPE_VALUE = re.compile(r"^\s*(- )?type:\s*([\w-]*)$")
+_IDENT = re.compile(r"\w+")
+#: ``<id>.output`` in a step's text (not ``x.<id>.output`` nor ``xid.output``).
+_READ = re.compile(r"(?<![\w.])(\w+)\s*\.\s*output\b")
 #: At most this many item indexes are offered after ``hero.output.``.
 MAX_INDEXES = 10
 
@@ -138,20 +141,25 @@ def outline_of(text: str, file: str) -> Outline | None:
         line = loaded.source.value(("steps", index)).line
         steps.append(StepOutline(raw["id"], kind if isinstance(kind, str) else None, line, raw))
     ids = [step.id for step in steps]
+    # Ids that are words are found by one scan of each step's text (a pattern per id, as
+    # many as there are steps, would be compiled again and again past re's cache: a
+    # 600-step file took 49 s per hover); any other id (a file being edited) by its own.
+    odd = [other for other in ids if not _IDENT.fullmatch(other)]
+    place = {other: number for number, other in reversed(list(enumerate(ids)))}
     edges: dict[str, tuple[str, ...]] = {}
     for step in steps:
         text_of_step = "\n".join(_strings(step.fields))
         needs = step.fields.get("needs")
         needed = [needs] if isinstance(needs, str) else needs if isinstance(needs, list) else []
-        edges[step.id] = tuple(
+        read = {match.group(1) for match in _READ.finditer(text_of_step)}
+        read.update(
             other
-            for other in ids
-            if other != step.id
-            and (
-                other in needed
-                or re.search(rf"(?<![\w.]){re.escape(other)}\s*\.\s*output\b", text_of_step)
-            )
+            for other in odd
+            if re.search(rf"(?<![\w.]){re.escape(other)}\s*\.\s*output\b", text_of_step)
         )
+        read.update(other for other in needed if isinstance(other, str))
+        found = sorted((other for other in read if other in place), key=place.__getitem__)
+        edges[step.id] = tuple(other for other in found if other != step.id)
     return Outline(steps, inputs, edges)
 
 
@@ -285,7 +293,7 @@ class Analyzer:
         """Markdown about the step id or reference at 0-based ``line``/``character``."""
         lines = text.split("\n")
         current = lines[line] if line < len(lines) else ""
-        start = character
+        start = min(character, len(current))  # a client may point past the line's end
         while start > 0 and _WORD.match(current[start - 1]):
             start -= 1
         end = character

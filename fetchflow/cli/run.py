@@ -119,6 +119,24 @@ def _estimate_json(workflow: str, estimate: Any, budget: float | None) -> dict[s
     }
 
 
+def _noted(estimate: Any, reuse: dict[str, Any], not_selected: dict[str, str]) -> Any:
+    """The estimate with each step that does not run said as such: ``reused from run …``
+    (not a bare ``reused``) or ``not selected (--only …)``, which is not reused at all."""
+    from fetchflow.run.cost import PlanEstimate, StepEstimate
+    from fetchflow.step import CostEstimate
+
+    notes = {step_id: reused.note for step_id, reused in reuse.items() if reused.complete}
+    notes.update(not_selected)
+    return PlanEstimate(
+        [
+            StepEstimate(row.step, CostEstimate(0.0, detail=notes[row.step.id]))
+            if row.step.id in notes
+            else row
+            for row in estimate.steps
+        ]
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     """Check, estimate, preflight, then run the workflow as one Prefect flow run."""
     from fetchflow.cli.console import ConsoleProgress, format_summary
@@ -142,6 +160,7 @@ def main(args: argparse.Namespace) -> int:
     given = parse_input_args(plan.header, args.input)
     reuse: dict[str, Reused] = {}
     not_selected: dict[str, str] = {}
+    resumed_from: str | None = args.resume
     _check_selection_flags(args)
     if args.resume is not None:  # --resume= (empty) is a mistake, not no resume
         earlier, reuse = outputs_to_resume(
@@ -161,11 +180,13 @@ def main(args: argparse.Namespace) -> int:
             using=args.using,
         )
         reuse, not_selected = selection.reuse, selection.not_selected
+        resumed_from = selection.run_id or None
         given = {**selection.inputs, **given}
     inputs = resolve_inputs(plan.header, given)
     budget = budget_flag if budget_flag is not None else plan.header.budget_usd
     done = {step_id for step_id, reused in reuse.items() if reused.complete} | set(not_selected)
     estimate = estimate_plan(plan, inputs, settings, reused=done)
+    estimate = _noted(estimate, reuse, not_selected)
     if args.dry_run:
         if args.json:
             print(json.dumps(_estimate_json(plan.name, estimate, budget), indent=2))
@@ -235,6 +256,7 @@ def main(args: argparse.Namespace) -> int:
             ui_url=server.ui_url if server is not None else None,
             reuse=reuse,
             not_selected=not_selected,
+            resumed_from=resumed_from,
             stop_on_signals=True,
         )
     finally:

@@ -86,6 +86,7 @@ def build_flow(
     on_report: Callable[[RunReport], None] | None = None,
     reuse: Mapping[str, Reused] | None = None,
     not_selected: Mapping[str, str] | None = None,
+    resumed_from: str | None = None,
     stop_on_signals: bool = False,
 ) -> Any:
     """The Prefect flow of a checked plan: one flow run per call, one task run per step.
@@ -106,6 +107,7 @@ def build_flow(
         reuse: Outputs of an earlier run to reuse instead of running those steps
             (``--resume``, see :func:`fetchflow.run.reuse.outputs_to_resume`).
         not_selected: Steps that do not run in this run (``--only``/``--from``), with why.
+        resumed_from: The run whose outputs this one reuses (recorded in its run record).
         stop_on_signals: SIGINT and SIGTERM request a stop (:mod:`fetchflow.interrupt`)
             while the flow body runs, instead of Prefect's SIGTERM handler crashing it.
     """
@@ -145,6 +147,7 @@ def build_flow(
             inputs,
             {sid: step_fingerprint(step) for sid, step in plan.steps.items()},
             attempt=attempt,
+            resumed_from=resumed_from,
             heartbeat_seconds=settings.heartbeat_seconds,
         )
         if observer is not None:
@@ -232,6 +235,7 @@ def run_plan(
     ui_url: str | None = None,
     reuse: Mapping[str, Reused] | None = None,
     not_selected: Mapping[str, str] | None = None,
+    resumed_from: str | None = None,
     stop_on_signals: bool = False,
 ) -> RunReport:
     """Run a checked plan as one Prefect flow run, in this process.
@@ -249,6 +253,7 @@ def run_plan(
         ui_url: The Prefect UI's address, to put the run's link in the report.
         reuse: Outputs of an earlier run to reuse (``--resume``, ``--only``).
         not_selected: Steps that do not run (``--only``/``--from``), with why.
+        resumed_from: The run whose outputs this one reuses (recorded in its run record).
         stop_on_signals: SIGINT and SIGTERM request a stop during the run (the CLI's
             behaviour, see :mod:`fetchflow.interrupt`); the report then says
             ``interrupted``.
@@ -268,6 +273,7 @@ def run_plan(
         on_report=reports.append,
         reuse=reuse,
         not_selected=not_selected,
+        resumed_from=resumed_from,
         stop_on_signals=stop_on_signals,
     )
     try:

@@ -146,6 +146,8 @@ def test_a_run_stopped_on_one_machine_resumes_on_another_without_paying_twice(
     assert [image["index"] for image in hero] == [0, 1, 2]
     assert [image["seed"] for image in hero] == [7, 8, 9]
     assert document["steps"]["note"]["output"] == "made: 3"
+    new_record = json.loads(state(rclone, f"runs/{document['run_id']}/run.json")[0].read_text())
+    assert (new_record["status"], new_record["resumed_from"]) == ("completed", run_id)
     # Every image paid for before the stop is in the result; none is stored twice.
     paid_uris = {
         f"s3://{BUCKET}/{p.relative_to(rclone.data_dir / BUCKET).as_posix()}" for p in paid

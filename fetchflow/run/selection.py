@@ -79,25 +79,49 @@ def _ancestors(plan: Plan, steps: Iterable[str]) -> set[str]:
 
 
 def _latest_runs(store: AssetStore, workflow: str) -> Iterator[SavedRun]:
-    """The workflow's runs in the store, newest first, each read only when asked for."""
-    keys = [key for key in store.list_state("runs/") if key.endswith("/run.json")]
-    records = [store.get_state(key) for key in keys]
-    mine = sorted(
-        (
-            (str(record.get("started_at", "")), str(record.get("run_id", "")))
-            for record in records
-            if record is not None and record.get("workflow") == workflow
-        ),
-        reverse=True,
-    )
-    for _, run_id in mine:
-        run = SavedRun.load(store, run_id)
+    """The workflow's runs in the store, newest first, each read only when asked for.
+
+    A run whose records cannot be read (a corrupted ``run.json`` or step document, of this
+    workflow or another) is passed over, as ``fetchflow runs`` skips it: one bad document
+    must not stop every ``--only``.
+
+    Raises:
+        StorageError: The store cannot be listed.
+    """
+    from fetchflow.run.history import list_runs
+
+    listing = list_runs(store, workflow=workflow, limit=None, with_steps=False)
+    for summary in listing.runs:
+        try:
+            run = SavedRun.load(store, summary.run_id)
+        except StorageError:
+            continue
         if run is not None:
             yield run
 
 
 def _completed(run: SavedRun, step_id: str) -> bool:
     return run.steps.get(step_id, {}).get("status") == "completed"
+
+
+def _using(store: AssetStore, plan: Plan, run_id: str) -> SavedRun:
+    """The run ``--using`` names, checked: a run id, in the store, of this workflow.
+
+    Raises:
+        UsageError: It is not a run id, not in the store, or a run of another workflow.
+    """
+    from fetchflow.run.history import check_run_id
+
+    check_run_id(run_id, store, "--using")
+    run = SavedRun.load(store, run_id)
+    if run is None or run.record.get("workflow") != plan.name:
+        found = "no run" if run is None else f"a run of {run.record.get('workflow')!r}"
+        raise UsageError(
+            f"--using {run_id}: {found} in the asset store {store.describe()}, not a run "
+            f"of {plan.name}",
+            f"give the id of a run of this workflow (fetchflow runs {plan.file} lists them)",
+        )
+    return run
 
 
 def select_steps(
@@ -132,18 +156,18 @@ def select_steps(
         for step_id in plan.steps
         if step_id not in chosen and step_id not in needed
     }
-    if not needed:
-        return Selection("", {}, {}, not_selected, selected)
-    if using is not None:
-        run = SavedRun.load(store, using)
-        if run is None or run.record.get("workflow") != plan.name:
-            found = "no run" if run is None else f"a run of {run.record.get('workflow')!r}"
-            raise UsageError(
-                f"--using {using}: {found} in the asset store {store.describe()}, not a run "
-                f"of {plan.name}",
-                f"give the id of a run of this workflow (fetchflow runs {plan.file} lists them)",
-            )
-        candidates: Iterator[SavedRun] = iter([run])
+    given = _using(store, plan, using) if using is not None else None
+    if not needed:  # nothing to reuse; a run given still gives its inputs
+        inputs = given.record.get("inputs") if given is not None else {}
+        return Selection(
+            given.run_id if given is not None else "",
+            dict(inputs) if isinstance(inputs, dict) else {},
+            {},
+            not_selected,
+            selected,
+        )
+    if given is not None:
+        candidates: Iterator[SavedRun] = iter([given])
     else:
         candidates = _latest_runs(store, plan.name)
     latest: SavedRun | None = None

@@ -61,7 +61,8 @@ def content_type(path: Path) -> str:
 def resolve_request(root: Path, url_path: str) -> Path | None:
     """The file a request path names under ``root``, or None when it must not be served.
 
-    Refused: anything that is not a content-named file (``<sha256>.<ext>``) of the store,
+    Refused: anything that is not a content-named file (``<sha[:2]>/<sha256>.<ext>``) of the
+    store (``cache/<sha256>.json`` is a state document),
     an empty or hidden segment, ``..``, a backslash or NUL, an absolute path after
     decoding, a directory, a missing file, and a path whose real location (symlinks
     resolved) is outside ``root``.
@@ -73,8 +74,11 @@ def resolve_request(root: Path, url_path: str) -> Path | None:
     segments = relative.split("/")
     if not relative or any(not part or part.startswith(".") for part in segments):
         return None  # "", "//x" (absolute once decoded), ".", "..", hidden files
-    if posixpath.isabs(relative) or sha256_of_key(segments[-1]) is None:
+    sha = sha256_of_key(segments[-1])
+    if posixpath.isabs(relative) or sha is None:
         return None
+    if len(segments) < 2 or segments[-2] != sha[:2]:
+        return None  # not where the store puts content: cache/<sha256>.json is run state
     real_root = root.resolve()
     try:
         candidate = (real_root / relative).resolve(strict=True)

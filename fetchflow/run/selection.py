@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from fetchflow.storage import AssetStore
     from fetchflow.workflow.plan import Plan
 
-__all__ = ["Selection", "parse_steps", "read_selection", "select_steps"]
+__all__ = ["EDITED", "Selection", "parse_steps", "read_selection", "select_steps"]
+
+#: The end of a reuse note whose step was edited after the output was made.
+EDITED = "(edited since)"
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,13 @@ def select_steps(
     fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
     reuse: dict[str, Reused] = {}
     for step_id in needed:
-        edited = fingerprints.get(step_id) != step_fingerprint(plan.steps[step_id])
-        note = f"reused from run {source.run_id}" + (" (edited since)" if edited else "")
+        # A run that reused an edited step's output records it under the new definition's
+        # fingerprint: its own note says the output is older, and so it stays.
+        earlier = source.steps[step_id].get("reused")
+        edited = fingerprints.get(step_id) != step_fingerprint(plan.steps[step_id]) or (
+            isinstance(earlier, str) and earlier.endswith(EDITED)
+        )
+        note = f"reused from run {source.run_id}" + (f" {EDITED}" if edited else "")
         reuse[step_id] = Reused(source.steps[step_id].get("output"), note)
     inputs = source.record.get("inputs")
     return Selection(

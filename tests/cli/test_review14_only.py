@@ -161,3 +161,21 @@ def test_a_dry_run_of_only_costs_the_selected_steps_and_says_what_the_others_are
     }
     assert outcome.prefect_modules == document.prefect_modules == []
     assert sandbox.gemini.requests == []
+
+
+def test_an_output_reused_after_an_edit_stays_edited_since_in_the_next_only(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    # The run that reused first after it was edited records first under its new
+    # fingerprint, with its note: the output is still the old definition's.
+    later = record(sandbox, LATER, "2026-01-01T11:00:00+00:00")
+    step = json.loads((later / "steps" / "first.json").read_text(encoding="utf-8"))
+    step["reused"] = f"reused from run {EARLIER} (edited since)"
+    (later / "steps" / "first.json").write_text(json.dumps(step), encoding="utf-8")
+
+    outcome = sandbox.fetchflow("run", str(FLOW), "--only", "hero", "--dry-run")
+
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout.splitlines()[2] == (
+        f"  first    image_generation   $0.0000  reused from run {LATER} (edited since)"
+    )

@@ -429,14 +429,19 @@ def check_out_folder(folder: Path | None) -> None:
     """``run --out DIR`` is refused before the run when ``DIR`` cannot be a folder.
 
     Raises:
-        WorkflowInvalid: It is a file.
+        WorkflowInvalid: It, or the nearest folder above it that exists, is a file (the
+            files could not be written after the run was paid for).
     """
     from fetchflow.cli.common import bad_flag
 
-    if folder is not None and folder.exists() and not folder.is_dir():
+    if folder is None:
+        return
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == folder else f" (in {folder})"
         raise bad_flag(
             "--out",
-            f"{folder} is a file, not a folder",
+            f"{existing} is a file, not a folder{where}",
             "give a folder to write the run's files into (made if missing)",
         )
 

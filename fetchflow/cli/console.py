@@ -5,6 +5,7 @@ Written to stderr so that ``--json`` output on stdout stays one clean document.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from typing import TextIO
@@ -32,7 +33,9 @@ class ConsoleProgress:
         return f"\x1b[{_COLORS[status]}m{text}\x1b[0m" if self.color else text
 
     def _line(self, text: str) -> None:
-        with self._lock:
+        # A reader gone (`| head`, a closed terminal) ends the display, never a step or
+        # the run: a write error here failed the step and left the run unfinished.
+        with self._lock, contextlib.suppress(OSError, ValueError):
             print(text, file=self.stream, flush=True)
 
     def run_started(self, report: RunReport) -> None:

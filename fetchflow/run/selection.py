@@ -33,7 +33,9 @@ class Selection:
     """What a ``--only``/``--from`` run does with each step.
 
     Attributes:
-        run_id: The earlier run whose outputs are reused ("" when nothing is reused).
+        run_id: The newest earlier run whose outputs are reused (each needed step's output
+            comes from the latest run that completed it); ``--using``'s run; "" when
+            nothing is reused.
         inputs: That run's inputs.
         reuse: The outputs of the needed upstream steps, by step id.
         not_selected: Why each other step does not run, by step id.
@@ -142,8 +144,8 @@ def select_steps(
         plan: The workflow.
         only: ``--only`` step ids.
         start: ``--from`` step id.
-        using: ``--using``: the run to take upstream outputs from (default: the latest run
-            of the workflow that completed every needed step).
+        using: ``--using``: the run to take upstream outputs from (default: for each
+            needed step, the latest run of the workflow that completed it).
 
     Raises:
         UsageError: No earlier run has a needed upstream output (the message names the
@@ -173,49 +175,85 @@ def select_steps(
         candidates: Iterator[SavedRun] = iter([given])
     else:
         candidates = _latest_runs(store, plan.name)
-    latest: SavedRun | None = None
-    source = None
+    # Each needed step from the latest run that completed it (runs read newest first,
+    # only as far as needed): a run of --only b has the new b, an older whole run the rest.
+    sources: dict[str, SavedRun] = {}
+    seen: list[SavedRun] = []
     for run in candidates:
-        latest = latest or run
-        if all(_completed(run, step) for step in needed):
-            source = run
+        seen.append(run)
+        for step in needed - sources.keys():
+            if _completed(run, step):
+                sources[step] = run
+        if len(sources) == len(needed):
             break
-    if source is None:
-        missing = sorted(needed, key=list(plan.steps).index)
-        if latest is None:
-            raise UsageError(
-                f"{flag}: no earlier run of {plan.name} in the asset store {store.describe()} "
-                f"to take the output of {', '.join(missing)} from",
-                f"run the whole workflow once (fetchflow run {plan.file}), or run those "
-                f"steps too (--only {','.join([*missing, *selected])})",
-            )
-        lacking = [step for step in missing if not _completed(latest, step)]
+    missing = sorted(needed - sources.keys(), key=list(plan.steps).index)
+    if not seen:
         raise UsageError(
-            f'{flag} needs the output of step "{lacking[0]}", and run {latest.run_id} '
-            f"({'the one given' if using else 'the latest'}) did not complete it",
-            f"run it too (--from {lacking[0]}), or use a run that completed it "
-            f"(--using RUN_ID; fetchflow runs {plan.file} lists them)",
+            f"{flag}: no earlier run of {plan.name} in the asset store {store.describe()} "
+            f"to take the output of {', '.join(missing)} from",
+            f"run the whole workflow once (fetchflow run {plan.file}), or run those "
+            f"steps too (--only {','.join([*missing, *selected])})",
         )
-    fingerprints = source.record.get("fingerprints")
-    fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
+    if missing:
+        if using is not None:
+            raise UsageError(
+                f'{flag} needs the output of step "{missing[0]}", and run {using} (the one '
+                "given) did not complete it",
+                f"run it too (--from {missing[0]}), or use a run that completed it "
+                f"(--using RUN_ID; fetchflow runs {plan.file} lists them)",
+            )
+        raise UsageError(
+            f'{flag} needs the output of step "{missing[0]}", and no run of {plan.name} in '
+            f"the asset store {store.describe()} completed it",
+            f"run it too (--from {missing[0]}), or run the whole workflow once "
+            f"(fetchflow run {plan.file})",
+        )
     reuse: dict[str, Reused] = {}
     for step_id in needed:
+        source = sources[step_id]
+        fingerprints = source.record.get("fingerprints")
+        fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
         # A run that reused an edited step's output records it under the new definition's
         # fingerprint: its own note says the output is older, and so it stays.
         earlier = source.steps[step_id].get("reused")
         edited = fingerprints.get(step_id) != step_fingerprint(plan.steps[step_id]) or (
             isinstance(earlier, str) and earlier.endswith(EDITED)
         )
+        # Made from another output of a step it reads than the one reused now (a later
+        # run remade that step): said, as an edit is.
+        changed = [
+            upstream
+            for upstream in plan.steps[step_id].depends_on
+            if sources[upstream] is not source
+            and _output(source, upstream) != _output(sources[upstream], upstream)
+        ]
         note = f"reused from run {source.run_id}" + (f" {EDITED}" if edited else "")
+        if changed:
+            note += f" (made from an older {', '.join(changed)})"
         reuse[step_id] = Reused(source.steps[step_id].get("output"), note)
-    inputs = source.record.get("inputs")
+    used = {id(run) for run in sources.values()}
+    newest = next(run for run in seen if id(run) in used)  # its inputs are the run's
+    inputs = newest.record.get("inputs")
     return Selection(
-        source.run_id,
+        newest.run_id,
         dict(inputs) if isinstance(inputs, dict) else {},
         reuse,
         not_selected,
         selected,
     )
+
+
+def _output(run: SavedRun, step_id: str) -> object:
+    """A step's output in ``run`` as content: links (which a store renews) left out."""
+
+    def content(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: content(v) for k, v in value.items() if k != "file_url"}
+        if isinstance(value, list):
+            return [content(item) for item in value]
+        return value
+
+    return content(run.steps.get(step_id, {}).get("output"))
 
 
 def read_selection(

@@ -179,3 +179,96 @@ def test_an_output_reused_after_an_edit_stays_edited_since_in_the_next_only(
     assert outcome.stdout.splitlines()[2] == (
         f"  first    image_generation   $0.0000  reused from run {LATER} (edited since)"
     )
+
+
+BRANCHES = """\
+name: branches
+steps:
+  - id: a
+    type: template
+    template: A
+  - id: b
+    type: template
+    template: "B << a.output >>"
+  - id: d
+    type: template
+    template: D
+  - id: e
+    type: template
+    template: "<< b.output >> << d.output >>"
+"""
+
+
+def branch_run(
+    box: Sandbox, flow: Path, run_id: str, started: str, outputs: dict[str, str]
+) -> None:
+    """A run of ``branches`` that completed the steps in ``outputs`` (the rest not selected)."""
+    plan = check_file(flow, StepRegistry.from_entry_points())
+    folder = box.store / "runs" / run_id
+    (folder / "steps").mkdir(parents=True)
+    document = {
+        "fetchflow_state": 1,
+        "kind": "run",
+        "run_id": run_id,
+        "workflow": "branches",
+        "file": str(flow),
+        "inputs": {},
+        "started_at": started,
+        "ended_at": started,
+        "heartbeat_at": started,
+        "status": "completed",
+        "fingerprints": {step_id: step_fingerprint(step) for step_id, step in plan.steps.items()},
+    }
+    (folder / "run.json").write_text(json.dumps(document), encoding="utf-8")
+    for step_id in plan.steps:
+        done = step_id in outputs
+        step = {
+            "fetchflow_state": 1,
+            "kind": "step",
+            "step_id": step_id,
+            "status": "completed" if done else "skipped",
+            "output": outputs.get(step_id),
+            "error": None if done else "not selected (--only b)",
+        }
+        (folder / "steps" / f"{step_id}.json").write_text(json.dumps(step), encoding="utf-8")
+
+
+def test_each_needed_step_comes_from_the_latest_run_that_completed_it(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    # The loop: the whole workflow, then b changed and run alone; e needs b and d.
+    flow = sandbox.tmp / "cwd" / "branches.yaml"
+    flow.write_text(BRANCHES, encoding="utf-8")
+    branch_run(
+        sandbox, flow, EARLIER, "2026-01-01T10:00:00+00:00", {"a": "A", "b": "B A", "d": "D"}
+    )
+    branch_run(sandbox, flow, LATER, "2026-01-01T11:00:00+00:00", {"a": "A", "b": "B2 A"})
+
+    outcome = sandbox.fetchflow("run", str(flow), "--only", "e", "--dry-run")
+
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout.splitlines()[2:6] == [
+        f"  a  template           free  reused from run {LATER}",
+        f"  b  template           free  reused from run {LATER} after a",
+        f"  d  template           free  reused from run {EARLIER}",
+        "  e  template           free after b, d",
+    ]
+
+
+def test_an_output_made_from_an_older_upstream_output_says_so(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    # a was run alone after the whole run: b (from the whole run) was made from the old a.
+    flow = sandbox.tmp / "cwd" / "branches.yaml"
+    flow.write_text(BRANCHES, encoding="utf-8")
+    branch_run(
+        sandbox, flow, EARLIER, "2026-01-01T10:00:00+00:00", {"a": "A", "b": "B A", "d": "D"}
+    )
+    branch_run(sandbox, flow, LATER, "2026-01-01T11:00:00+00:00", {"a": "A new"})
+
+    outcome = sandbox.fetchflow("run", str(flow), "--only", "e", "--dry-run")
+
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout.splitlines()[3] == (
+        f"  b  template           free  reused from run {EARLIER} (made from an older a) after a"
+    )

@@ -53,13 +53,19 @@ def parse_steps(text: str, plan: Plan, flag: str) -> list[str]:
     """The step ids of ``--only a,b`` (or ``--from a``), each checked against the plan.
 
     Raises:
-        UsageError: Empty, or a name that is no step of the workflow.
+        UsageError: Empty, a name that is no step of the workflow, or several for ``--from``.
     """
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise UsageError(
             f"{flag}: expected step ids, got {text!r}",
             f"give step ids of {plan.name}: {', '.join(plan.steps)}",
+        )
+    if flag == "--from" and len(names) > 1:
+        raise UsageError(
+            f"--from takes one step, got {text!r}",
+            f"--from {names[0]} runs {names[0]} and every step after it; to run just some "
+            f"steps, use --only {','.join(names)}",
         )
     for name in names:
         if name not in plan.steps:

@@ -272,3 +272,18 @@ def test_an_output_made_from_an_older_upstream_output_says_so(
     assert outcome.stdout.splitlines()[3] == (
         f"  b  template           free  reused from run {EARLIER} (made from an older a) after a"
     )
+
+
+def test_from_takes_one_step_not_a_list_of_which_it_ran_the_first(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    outcome = sandbox.fetchflow("run", str(FLOW), "--from", "hero,caption", "--dry-run")
+
+    assert outcome.code == 2, outcome.stdout
+    assert outcome.stdout == ""
+    assert outcome.stderr.splitlines() == [
+        "fetchflow: --from takes one step, got 'hero,caption'",
+        "  hint: --from hero runs hero and every step after it; to run just some steps, use "
+        "--only hero,caption",
+    ]
+    sandbox.assert_nothing_happened(outcome)

@@ -165,3 +165,22 @@ def test_cutout_removes_each_background(
         low, high = image.getchannel("A").getextrema()
         assert (low, high) == (0, 255)  # a transparent backdrop around an opaque subject
     assert {(r["width"], r["height"]) for r in _records(outputs, "squares")} == {(512, 512)}
+
+
+@pytest.mark.prefect
+def test_upscale_doubles_the_preview(
+    registry: StepRegistry, prefect_api: str, tmp_path: Path
+) -> None:
+    outputs = _run_example("upscale", registry, tmp_path)
+    (hero,) = _records(outputs, "hero")
+    (large,) = _records(outputs, "large")
+    assert (hero["width"], hero["height"]) == (512, 512)
+    assert (large["width"], large["height"]) == (1024, 1024) == _open(large).size
+    assert (large["model"], large["provider"], large["cost_usd"]) == ("pillow", "pillow", 0.0)
+    provenance = large["provenance"]
+    assert provenance["upscaled_from"] == hero["sha256"]  # type: ignore[index]
+    assert provenance["source"] == hero["storage_uri"]  # type: ignore[index]
+    assert (provenance["factor"], provenance["method"]) == ("2", "lanczos")  # type: ignore[index]
+    note = str(outputs["handoff"])
+    assert f"at 1024x1024: {large['file_url']}" in note
+    assert f"Upscaled 2x (lanczos) from {hero['file_url']}" in note

@@ -15,6 +15,7 @@ and the console show :meth:`ServerDatabase.display`, with the password replaced 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import urllib.parse
 from collections.abc import Mapping
@@ -23,7 +24,14 @@ from dataclasses import dataclass, field
 from fetchflow.errors import SettingsInvalid
 from fetchflow.settings import Settings
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "ServerDatabase", "check_database", "server_database"]
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "ServerDatabase",
+    "check_database",
+    "redact",
+    "secrets",
+    "server_database",
+]
 
 #: How long the check before start waits for PostgreSQL to answer.
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -78,14 +86,44 @@ class ServerDatabase:
         return self.display()
 
 
+def _userinfo(url: str) -> tuple[str, str] | None:
+    """``(user, password)`` as written before the URL's last ``@`` (None: no password).
+
+    Read by hand, not with ``urlsplit``: a password with an unencoded ``#``, ``/`` or ``?``
+    ends the address early there, and its rest would be taken for the path or fragment.
+    """
+    _, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return None
+    user, colon, password = rest.rpartition("@")[0].partition(":")
+    return (user, password) if colon else None
+
+
+#: A password given as a query parameter (``?password=...``), which libpq and asyncpg read.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """``url`` without its password (``user:***@host``); the rest as given."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, _ = parts.netloc.rpartition("@")[0].partition(":")
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` without its password (``user:***@host``, ``password=***``); the rest as given.
+
+    Errs on hiding too much: everything between the user and the last ``@`` is hidden.
+    """
+    found = _userinfo(url)
+    if found is not None:
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme}://{found[0]}:***@{rest.rpartition('@')[2]}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def secrets(url: str) -> list[str]:
+    """Every password the URL holds, as written and decoded (to scrub them from text)."""
+    found: list[str] = []
+    userinfo = _userinfo(url)
+    if userinfo is not None and userinfo[1]:
+        found.append(userinfo[1])
+    found.extend(match.group(0).split("=", 1)[1] for match in _QUERY_PASSWORD.finditer(url))
+    decoded = [urllib.parse.unquote(value) for value in found]
+    return sorted({value for value in found + decoded if value}, key=len, reverse=True)
 
 
 def server_database(
@@ -122,6 +160,17 @@ def _check_url(database: ServerDatabase) -> None:
             f"give {EXAMPLE_URL} (or leave it out for the embedded SQLite database)",
         )
     parts = urllib.parse.urlsplit(database.url)
+    userinfo = _userinfo(database.url)
+    if userinfo is not None and urllib.parse.unquote(userinfo[1]) != (parts.password or ""):
+        # '#', '/' or '?' cut the address short: a part of the password is read as the
+        # host, port or path (and would be shown as such).
+        raise SettingsInvalid(
+            f"{database.source}: {shown!r}: the password holds a character that must be "
+            "percent-encoded in a URL (# / ? as %23 %2F %3F)",
+            "encode it: python3 -c 'import getpass, urllib.parse; "
+            'print(urllib.parse.quote(getpass.getpass(), safe=""))\'; or leave the '
+            "password out of the URL and set PGPASSWORD",
+        )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
@@ -205,8 +254,6 @@ def check_database(database: ServerDatabase, timeout: float = CONNECT_TIMEOUT_SE
 def _clean(error: BaseException, url: str) -> str:
     """An error's text, first line only, with the URL's password (if any) removed."""
     text = (str(error) or type(error).__name__).strip().splitlines()[0]
-    password = urllib.parse.urlsplit(url).password
-    if password:
-        for form in {password, urllib.parse.unquote(password)}:
-            text = text.replace(form, "***")
+    for secret in secrets(url):
+        text = text.replace(secret, "***")
     return text

@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -43,6 +43,7 @@ from fetchflow.orchestration.database import (
     PREFECT_DATABASE_VARIABLE,
     ServerDatabase,
     check_database,
+    secrets,
 )
 from fetchflow.orchestration.file_server import FileServer, start_file_server
 from fetchflow.settings import Settings
@@ -271,12 +272,12 @@ def _default_ui(base: str, timeout: float) -> str:
     return base + path.rstrip("/") if isinstance(path, str) else base
 
 
-def _tail(path: Path, lines: int = 15, secret: str | None = None) -> str:
+def _tail(path: Path, lines: int = 15, hidden: Sequence[str] = ()) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    if secret:
+    for secret in hidden:
         text = text.replace(secret, "***")
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -326,7 +327,7 @@ def start_server(
     _check_port_free(host, port)
     if database is not None:
         check_database(database)
-    secret = urllib.parse.urlsplit(database.url).password if database is not None else None
+    hidden = secrets(database.url) if database is not None else []
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
     log_path = server_log_file(settings)
     command = [sys.executable, "-m", "prefect", "server", "start"]
@@ -346,7 +347,7 @@ def start_server(
             if process.poll() is not None:
                 raise ServerError(
                     f"the Prefect server exited with code {process.returncode} before it "
-                    f"answered; its last lines:\n{_tail(log_path, secret=secret)}",
+                    f"answered; its last lines:\n{_tail(log_path, hidden=hidden)}",
                     f"see {log_path}",
                 )
             if time.monotonic() > deadline:

@@ -31,8 +31,8 @@ from steps.image_upscale import (
     ImageUpscaleStep,
     lookup_upscaler,
     settings_sha256,
-    upscale_image,
 )
+from steps.imaging.pixels.upscale import upscale_image
 from steps.imaging.settings import ImageSettings, use_image_settings
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "upscale"

@@ -178,6 +178,7 @@ def main(args: argparse.Namespace) -> int:
             only=parse_steps(args.only, plan, "--only") if args.only is not None else (),
             start=parse_steps(args.start, plan, "--from")[0] if args.start is not None else None,
             using=args.using,
+            given=given,
         )
         reuse, not_selected = selection.reuse, selection.not_selected
         resumed_from = selection.run_id or None

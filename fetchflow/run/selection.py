@@ -10,7 +10,8 @@ run's unless given again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ __all__ = ["EDITED", "Selection", "parse_steps", "read_selection", "select_steps
 
 #: The end of a reuse note whose step was edited after the output was made.
 EDITED = "(edited since)"
+#: An input named in a template.
+_INPUT = re.compile(r"(?<![\w.])inputs\s*(?:\.\s*(\w+)|\[\s*[\"']([^\"']+)[\"']\s*\])")
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def select_steps(
     only: Sequence[str] = (),
     start: str | None = None,
     using: str | None = None,
+    given: Mapping[str, object] | None = None,
 ) -> Selection:
     """Which steps run and which outputs are reused for ``--only``/``--from``.
 
@@ -152,6 +156,8 @@ def select_steps(
         start: ``--from`` step id.
         using: ``--using``: the run to take upstream outputs from (default: for each
             needed step, the latest run of the workflow that completed it).
+        given: The ``--input`` values: a reused output made from another value of an
+            input its step reads says so.
 
     Raises:
         UsageError: No earlier run has a needed upstream output (the message names the
@@ -167,18 +173,18 @@ def select_steps(
         for step_id in plan.steps
         if step_id not in chosen and step_id not in needed
     }
-    given = _using(store, plan, using) if using is not None else None
+    named = _using(store, plan, using) if using is not None else None
     if not needed:  # nothing to reuse; a run given still gives its inputs
-        inputs = given.record.get("inputs") if given is not None else {}
+        inputs = named.record.get("inputs") if named is not None else {}
         return Selection(
-            given.run_id if given is not None else "",
+            named.run_id if named is not None else "",
             dict(inputs) if isinstance(inputs, dict) else {},
             {},
             not_selected,
             selected,
         )
-    if given is not None:
-        candidates: Iterator[SavedRun] = iter([given])
+    if named is not None:
+        candidates: Iterator[SavedRun] = iter([named])
     else:
         candidates = _latest_runs(store, plan.name)
     # Each needed step from the latest run that completed it (runs read newest first,
@@ -214,6 +220,11 @@ def select_steps(
             f"run it too (--from {missing[0]}), or run the whole workflow once "
             f"(fetchflow run {plan.file})",
         )
+    used = {id(run) for run in sources.values()}
+    newest = next(run for run in seen if id(run) in used)  # its inputs are the run's
+    inputs = newest.record.get("inputs")
+    inputs = dict(inputs) if isinstance(inputs, dict) else {}
+    final = {**inputs, **(given or {})}
     reuse: dict[str, Reused] = {}
     for step_id in needed:
         source = sources[step_id]
@@ -236,17 +247,34 @@ def select_steps(
         note = f"reused from run {source.run_id}" + (f" {EDITED}" if edited else "")
         if changed:
             note += f" (made from an older {', '.join(changed)})"
+        made_with = source.record.get("inputs")
+        made_with = made_with if isinstance(made_with, dict) else {}
+        other = [
+            f"{name}={made_with[name]!r}"
+            for name in sorted(_inputs_read(plan.steps[step_id].raw_config))
+            if name in made_with and name in final and made_with[name] != final[name]
+        ]
+        if other:
+            note += f" (made with {', '.join(other)})"
         reuse[step_id] = Reused(source.steps[step_id].get("output"), note)
-    used = {id(run) for run in sources.values()}
-    newest = next(run for run in seen if id(run) in used)  # its inputs are the run's
-    inputs = newest.record.get("inputs")
     return Selection(
         newest.run_id,
-        dict(inputs) if isinstance(inputs, dict) else {},
+        inputs,
         reuse,
         not_selected,
         selected,
     )
+
+
+def _inputs_read(value: object) -> set[str]:
+    """The inputs a step's fields name (``inputs.product``, ``inputs["product"]``)."""
+    if isinstance(value, str):
+        return {match.group(1) or match.group(2) for match in _INPUT.finditer(value)}
+    if isinstance(value, list):
+        return {name for item in value for name in _inputs_read(item)}
+    if isinstance(value, dict):
+        return {name for item in value.values() for name in _inputs_read(item)}
+    return set()
 
 
 def _output(run: SavedRun, step_id: str) -> object:
@@ -269,6 +297,7 @@ def read_selection(
     only: Sequence[str] = (),
     start: str | None = None,
     using: str | None = None,
+    given: Mapping[str, object] | None = None,
 ) -> Selection:
     """:func:`select_steps`, with a store that cannot be read said as a usage problem.
 
@@ -276,7 +305,7 @@ def read_selection(
         UsageError: See :func:`select_steps`; also an unreadable store.
     """
     try:
-        return select_steps(store, plan, only=only, start=start, using=using)
+        return select_steps(store, plan, only=only, start=start, using=using, given=given)
     except StorageError as error:
         raise UsageError(
             f"the earlier runs of {plan.name} cannot be read: {error.message}",

@@ -287,3 +287,25 @@ def test_from_takes_one_step_not_a_list_of_which_it_ran_the_first(
         "--only hero,caption",
     ]
     sandbox.assert_nothing_happened(outcome)
+
+
+def test_an_output_made_with_another_value_of_an_input_its_step_reads_says_so(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    record(sandbox, EARLIER, "2026-01-01T10:00:00+00:00")  # made with product=kettle
+
+    changed = sandbox.fetchflow(
+        "run", str(FLOW), "--only", "hero", "-i", "product=vase", "--dry-run"
+    )
+    same = sandbox.fetchflow(
+        "run", str(FLOW), "--only", "hero", "-i", "product=kettle", "--dry-run"
+    )
+
+    assert changed.code == 0, changed.stderr
+    assert changed.stdout.splitlines()[2] == (
+        f"  first    image_generation   $0.0000  reused from run {EARLIER} "
+        "(made with product='kettle')"
+    )
+    assert same.stdout.splitlines()[2] == (
+        f"  first    image_generation   $0.0000  reused from run {EARLIER}"
+    )

@@ -220,6 +220,40 @@ class Worker:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
+def start_worker(env: Mapping[str, str], folder: Path, pool: str, **more: str) -> Worker:
+    """``prefect worker start --pool POOL --type process`` in ``folder`` (its own cwd,
+    FETCHFLOW_HOME and PREFECT_HOME: nothing of the deployer's but the store and the API),
+    its own process group, its log in ``folder/worker.log``; returns once it has started."""
+    (folder / "cwd").mkdir(parents=True)
+    worker_env = {
+        **env,
+        "FETCHFLOW_HOME": str(folder / "home"),
+        "PREFECT_HOME": str(folder / "prefect"),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        # Its log says what happened to each flow run when a test fails.
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "INFO",
+        **more,
+    }
+    log = folder / "worker.log"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [prefect, "worker", "start", "--pool", pool, "--type", "process"],
+            cwd=folder / "cwd",
+            env=worker_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = Worker(process, log, folder / "home")
+    wait_for(lambda: "started!" in worker.output() or process.poll() is not None, bool, 60)
+    assert process.poll() is None, worker.output()
+    return worker
+
+
 def read_deployment(name: str) -> Any:
     from prefect.client.orchestration import get_client
 
@@ -309,38 +343,9 @@ def worker(
     """``prefect worker start --pool NAME --type process`` in a folder of its own, with its
     own ``FETCHFLOW_HOME``: nothing of the deployer's but the store and the API."""
     folder = tmp_path_factory.mktemp("worker")
-    (folder / "cwd").mkdir()
-    env = {
-        **base_env,
-        "FETCHFLOW_HOME": str(folder / "home"),
-        "PREFECT_HOME": str(folder / "prefect"),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
-        # Its log says what happened to each flow run when a test fails.
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "INFO",
-    }
-    log = folder / "worker.log"
-    prefect = str(Path(sys.executable).parent / "prefect")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", work_pool, "--type", "process"],
-            cwd=folder / "cwd",
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    started = Worker(process, log, folder / "home")
+    started = start_worker(base_env, folder, work_pool, PREFECT_WORKER_HEARTBEAT_SECONDS="5")
+    process = started.process
     try:
-        wait_for(
-            lambda: "started!" in started.output() or process.poll() is not None,
-            bool,
-            timeout=60,
-        )
-        assert process.poll() is None, started.output()
         yield started
     finally:
         # A worker forwards the first signal to itself and may need a second one.

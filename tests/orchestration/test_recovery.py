@@ -46,6 +46,7 @@ from fakes import RecordedRequest, Reply  # noqa: E402
 from fakes.fake_gemini import FakeGemini  # noqa: E402
 from lost_machine import kill_machine  # noqa: E402 (tests/orchestration, on sys.path)
 from test_pool import Worker, read_flow_run, wait_for  # noqa: E402
+from test_pool import start_worker as start_pool_worker  # noqa: E402
 
 # -- the verdict (pure) ---------------------------------------------------------------------
 
@@ -242,32 +243,7 @@ def fetchflow(env: Mapping[str, str], cwd: Path, *args: str) -> subprocess.Compl
 
 def start_worker(env: Mapping[str, str], folder: Path) -> Worker:
     folder.mkdir(parents=True)
-    (folder / "cwd").mkdir()
-    worker_env = {
-        **env,
-        "FETCHFLOW_HOME": str(folder / "home"),
-        "PREFECT_HOME": str(folder / "prefect"),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "INFO",
-    }
-    log = folder / "worker.log"
-    prefect = str(Path(sys.executable).parent / "prefect")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", POOL, "--type", "process"],
-            cwd=folder / "cwd",
-            env=worker_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(process, log, folder / "home")
-    wait_for(lambda: "started!" in worker.output() or process.poll() is not None, bool, 60)
-    assert process.poll() is None, worker.output()
-    return worker
+    return start_pool_worker(env, folder, POOL)
 
 
 def stop_worker(worker: Worker) -> None:

@@ -121,9 +121,35 @@ def _strings(value: object) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _template_files(plan: Plan) -> dict[str, bytes] | None:
+def _hidden(name: str) -> bool:
+    """Whether a relative path names a hidden file or folder (``.env``, ``.git/...``)."""
+    return any(part.startswith(".") for part in PurePosixPath(name).parts)
+
+
+def _outside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (through its links) lies outside ``folder``."""
+    return not path.resolve().is_relative_to(folder.resolve())
+
+
+def _refusal(name: str, filename: str, search_path: tuple[Path, ...]) -> str | None:
+    """Why the template file ``name`` (found at ``filename``) must not travel, or None.
+
+    A deployment's bundle is readable by everyone who can read the Prefect server: it never
+    carries a hidden file (``.env``) or a file behind a link leading out of its folder.
+    """
+    if _hidden(name):
+        return f'template "{name}" is a hidden file'
+    path = Path(filename)
+    folders = [folder for folder in search_path if path.is_relative_to(folder)]
+    if folders and _outside(path, folders[0]):
+        return f'template "{name}" is a link to {path.resolve()}, outside {folders[0]}'
+    return None
+
+
+def _template_files(plan: Plan, refused: list[str]) -> dict[str, bytes] | None:
     """The template files the plan reads, by name; None when a name is only known at run
-    time (an include of a variable, a ``file:`` that is a template)."""
+    time (an include of a variable, a ``file:`` that is a template). A file that must not
+    travel (:func:`_refusal`) is left out and said in ``refused``."""
     import jinja2
     import jinja2.meta
 
@@ -141,15 +167,21 @@ def _template_files(plan: Plan) -> dict[str, bytes] | None:
                     return None
                 names.append(value)
     found: dict[str, bytes] = {}
+    skipped: set[str] = set()
     while pending or names:
         if names:
             name = names.pop()
-            if name in found:
+            if name in found or name in skipped:
                 continue
             try:
                 source, filename = templates.file_source(name)
             except jinja2.TemplateNotFound:
                 continue  # the check reported it; a run would too
+            why = _refusal(name, filename, templates.search_path)
+            if why is not None:
+                refused.append(why)
+                skipped.add(name)  # not carried; its includes are not followed
+                continue
             found[name] = Path(filename).read_bytes()
             pending.append(source)
             continue
@@ -165,11 +197,14 @@ def _template_files(plan: Plan) -> dict[str, bytes] | None:
 
 
 def _every_template(plan: Plan) -> dict[str, bytes]:
-    """Every file of every folder on the template search path (the first one wins)."""
+    """Every file of every folder on the template search path (the first one wins), but
+    hidden files and links leading out of the folder (secrets, files of other projects)."""
     found: dict[str, bytes] = {}
     for folder in plan.templates.search_path:
         for path in sorted(folder.rglob("*")):
             name = path.relative_to(folder).as_posix()
+            if _hidden(name) or _outside(path, folder):
+                continue
             if path.is_file() and name not in found:
                 found[name] = path.read_bytes()
     return found
@@ -188,22 +223,29 @@ def _project_files(plan: Plan, root: Path) -> dict[str, bytes]:
                 continue
             try:
                 path = (root / text).resolve()
-                if path.is_relative_to(root) and path.is_file():
+                if (
+                    path.is_relative_to(root)
+                    and path.is_file()
+                    and not _hidden(path.relative_to(root).as_posix())
+                ):
                     found[path.relative_to(root).as_posix()] = path.read_bytes()
             except OSError:
                 continue
     return found
 
 
-def _collect(plan: Plan) -> WorkflowBundle:
+def _collect(plan: Plan, refused: list[str] | None = None) -> WorkflowBundle:
     root = project_root(plan.templates.search_path)
     source = plan.file.resolve()
     workflow = source.relative_to(root).as_posix() if source.is_relative_to(root) else source.name
-    templates = _template_files(plan)
+    said: list[str] = []
+    templates = _template_files(plan, said)
     files = _project_files(plan, root)
     for name, data in (templates if templates is not None else _every_template(plan)).items():
         files[f"{TEMPLATES}/{name}"] = data
     files[workflow] = source.read_bytes()
+    if refused is not None:
+        refused.extend(said)
     return WorkflowBundle(plan.name, workflow, files)
 
 
@@ -211,9 +253,24 @@ def bundle_workflow(plan: Plan) -> WorkflowBundle:
     """The checked workflow with every file it reads, laid out under its project folder.
 
     Raises:
-        WorkflowInvalid: The bundle is too large to travel in a deployment.
+        WorkflowInvalid: The bundle is too large to travel in a deployment, or a template
+            it reads is a hidden file or a link leading out of its folder (never carried).
     """
-    bundle = _collect(plan)
+    refused: list[str] = []
+    bundle = _collect(plan, refused)
+    if refused:
+        raise WorkflowInvalid(
+            [
+                Problem(
+                    message=f"{why}: a deployment carries only the project's own files, and "
+                    "everyone who can read the Prefect server can read them",
+                    hint="copy the file into templates/ under a name that does not start "
+                    "with '.' (never a secret: give secrets through the worker's environment)",
+                    file=str(plan.file),
+                )
+                for why in refused
+            ]
+        )
     files = bundle.files
     size = len(bundle.encode())
     if size > MAX_BUNDLE_CHARS:

@@ -102,7 +102,7 @@ def test_deploy_refuses_a_template_that_is_a_link_out_of_the_project(
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
         f'{workflow}: template "notes.j2" is a link to {target}, outside '
-        f" {project / 'templates'}: a deployment carries only the project's own files, "
+        f"{project / 'templates'}: a deployment carries only the project's own files, "
         "and everyone who can read the Prefect server can read them",
         "  hint: copy the file into templates/ under a name that does not start with '.' "
         "(never a secret: give secrets through the worker's environment)",

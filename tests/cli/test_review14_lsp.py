@@ -72,3 +72,28 @@ def test_hover_and_completion_answer_on_a_600_step_workflow(
     labels = {item["label"] for item in completion["items"]}
     assert {"inputs", "run", "s0", "s598"} <= labels
     assert "s599" not in labels  # a step never reads itself
+
+
+def test_a_malformed_message_is_one_line_in_the_editors_log_not_a_traceback(
+    client: Client,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    assert client.process.stdin is not None
+    body = b'{"a"'
+    client.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    client.process.stdin.flush()
+    text = "name: after\nsteps:\n  - id: a\n    type: templte\n"
+    uri = open_file(client, tmp_path / "after.yaml", text)
+    assert 'unknown step type "templte"' in client.diagnostics(uri)[0]["message"]  # still serves
+
+    assert client.request("shutdown") is None
+    client.notify("exit")
+    assert client.process.wait(timeout=30) == 0
+    assert client.process.stderr is not None
+    log = client.process.stderr.read().decode("utf-8", "replace")
+
+    assert "Traceback" not in log
+    assert log.splitlines() == [
+        "fetchflow lsp: Unable to handle message: JSONDecodeError: Expecting ':' delimiter: "
+        "line 1 column 5 (char 4)"
+    ]

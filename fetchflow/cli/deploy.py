@@ -16,11 +16,20 @@ from fetchflow.cli.common import EXIT_OK, bad_flag, step_types, with_home
 __all__ = ["main"]
 
 
+_EXAMPLE = """give a JSON object, e.g. --job-variables '{"env": {"FETCHFLOW_HOME": "/srv/ff"}}'"""
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(constant)
+
+
 def _job_variables(text: str | None) -> dict[str, object]:
     if text is None:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise bad_flag("--job-variables", "nested too deeply", _EXAMPLE) from None
     except json.JSONDecodeError as error:
         raise bad_flag(
             "--job-variables",
@@ -28,11 +37,25 @@ def _job_variables(text: str | None) -> dict[str, object]:
             """give a JSON object, e.g. --job-variables '{"image": "repo/fetchflow:1", """
             """"env": {"FETCHFLOW_STORE": "s3://bucket/prefix"}}'""",
         ) from None
+    except ValueError as error:  # NaN, Infinity: Python's extension, not JSON
+        raise bad_flag(
+            "--job-variables",
+            f"not JSON: {error} is not a JSON value",
+            "write a number, or the value as a string",
+        ) from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_flag(
+            "--job-variables",
+            "holds a lone surrogate (\\ud800-\\udfff), which is not text",
+            "write the character itself, or both halves of its surrogate pair",
+        ) from None
     if not isinstance(value, dict):
         raise bad_flag(
             "--job-variables",
             f"expected a JSON object, got {type(value).__name__}",
-            """give a JSON object, e.g. --job-variables '{"env": {"FETCHFLOW_HOME": "/srv/ff"}}'""",
+            _EXAMPLE,
         )
     env = value.get("env")
     if env is not None and not (
@@ -43,6 +66,21 @@ def _job_variables(text: str | None) -> dict[str, object]:
             'field "env": expected an object of strings (NAME: "value")',
             """write every value as a string: {"env": {"FETCHFLOW_MAX_PARALLEL_STEPS": "4"}}""",
         )
+    for name, variable in (env or {}).items():
+        if not name or "=" in name or "\0" in name:
+            raise bad_flag(
+                "--job-variables",
+                f'field "env": {json.dumps(name)} is not an environment variable name',
+                'name each variable with no "=" (e.g. {"env": {"FETCHFLOW_STORE": '
+                '"s3://bucket/prefix"}})',
+            )
+        if "\0" in variable:
+            raise bad_flag(
+                "--job-variables",
+                f'field "env": the value of {name} holds a NUL character (\\u0000), which '
+                "no environment variable can hold",
+                "remove it from the value",
+            )
     return value
 
 

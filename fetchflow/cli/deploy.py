@@ -113,12 +113,19 @@ def main(args: argparse.Namespace) -> int:
 
     prepare_prefect_environment(settings)
     from fetchflow.orchestration.pool import deploy_workflows
+    from fetchflow.orchestration.server import api_refusal
 
-    deploy_workflows(
-        plans,
-        pool=pool,
-        work_queue=work_queue,
-        job_variables=job_variables,
-        ui_url=target.ui_url,
-    )
+    try:
+        deploy_workflows(
+            plans,
+            pool=pool,
+            work_queue=work_queue,
+            job_variables=job_variables,
+            ui_url=target.ui_url,
+        )
+    except Exception as error:
+        refusal = api_refusal(target.api_url, error)
+        if refusal is None:
+            raise
+        raise refusal from None
     return EXIT_OK

@@ -62,6 +62,13 @@ def main(args: argparse.Namespace) -> int:
             raise SettingsInvalid(
                 f"cannot read the store {settings.store} (nothing was touched): {error.format()}"
             ) from None
+        except Exception as error:
+            from fetchflow.orchestration.server import api_refusal
+
+            refusal = api_refusal(target.api_url, error)
+            if refusal is None:
+                raise
+            raise refusal from None
         if not done:
             print(
                 f"fetchflow recover: no dead run (a run is dead after {window:g} s without a "

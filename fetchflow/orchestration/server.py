@@ -52,6 +52,7 @@ __all__ = [
     "ServerDatabase",
     "ServerError",
     "ServerInfo",
+    "api_refusal",
     "check_prefect_api",
     "run_url",
     "running_server",
@@ -161,6 +162,24 @@ def _healthy(api_url: str, timeout: float) -> bool | None:
         return False
     except (OSError, ValueError):
         return None
+
+
+def api_refusal(api_url: str, error: BaseException) -> SettingsInvalid | None:
+    """The message for an API that refused a request with 4xx (not a Prefect server's API,
+    or Prefect Cloud without a key), which :func:`check_prefect_api` lets pass; None for
+    any other error."""
+    import httpx
+
+    if not isinstance(error, httpx.HTTPStatusError) or not 400 <= error.response.status_code < 500:
+        return None
+    request = error.request
+    return SettingsInvalid(
+        f"PREFECT_API_URL={api_url!r} answered {error.response.status_code} "
+        f"{error.response.reason_phrase} to {request.method} {request.url.path}: it is not a "
+        "Prefect server's API, or it wants a key",
+        "point PREFECT_API_URL at a Prefect server's API (http://127.0.0.1:4200/api); for "
+        "Prefect Cloud, set PREFECT_API_KEY too",
+    )
 
 
 def check_prefect_api(api_url: str, timeout: float = 5.0) -> None:

@@ -29,6 +29,13 @@ def main(args: argparse.Namespace) -> int:
             f"expected a port number from 1 to 65535, got {args.files_port}",
             "leave --files-port out for --port + 1, or give a free port such as 4202",
         )
+    if args.files_port == args.port:
+        raise bad_flag(
+            "--files-port",
+            f"{args.files_port} is the --port of the Prefect server; the files need a port "
+            "of their own",
+            "leave --files-port out for --port + 1, or give another free port",
+        )
     settings = with_home(load_settings())
     database = server_database(settings, args.database, os.environ)
     return serve_forever(

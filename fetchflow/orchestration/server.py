@@ -275,7 +275,7 @@ def _check_port_free(host: str, port: int) -> None:
             raise ServerError(
                 f"cannot start the Prefect server on {host}:{port}: {error.strerror or error}",
                 f"another program uses port {port}; choose another: fetchflow server --port "
-                f"{port + 1}",
+                f"{port + 1 if port < 65535 else port - 2}",
             ) from None
 
 
@@ -469,7 +469,8 @@ def serve_forever(
         check_database(database)  # a bad database is the only message, not after "starting"
     print(f"starting Prefect server on {_base_url(host, port)} …", file=out, flush=True)
     restore = stop_on_signals()
-    files = _serve_files(settings, host, files_port or port + 1, chosen=files_port is not None)
+    beside = port + 1 if port < 65535 else 0  # the last port has no next one: a free one
+    files = _serve_files(settings, host, files_port or beside, chosen=files_port is not None)
     try:
         try:
             process = start_server(settings, port, host, database=database, files=files)

@@ -470,7 +470,11 @@ def serve_forever(
     print(f"starting Prefect server on {_base_url(host, port)} …", file=out, flush=True)
     restore = stop_on_signals()
     beside = port + 1 if port < 65535 else 0  # the last port has no next one: a free one
-    files = _serve_files(settings, host, files_port or beside, chosen=files_port is not None)
+    # The local store's files are this machine's: served on the loopback address only, even
+    # when the Prefect server listens on every address (--host 0.0.0.0).
+    files = _serve_files(
+        settings, DEFAULT_HOST, files_port or beside, chosen=files_port is not None
+    )
     try:
         try:
             process = start_server(settings, port, host, database=database, files=files)

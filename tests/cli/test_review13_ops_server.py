@@ -67,3 +67,38 @@ def test_the_last_port_serves_its_files_on_a_free_one(
         "fetchflow: cannot start the Prefect server on 127.0.0.1:65535: Address already in use",
         "  hint: another program uses port 65535; choose another: fetchflow server --port 65533",
     ]
+
+
+@pytest.mark.prefect
+def test_the_store_s_files_stay_on_loopback_when_the_server_listens_everywhere(
+    tmp_path: Path, clean_env: Mapping[str, str]
+) -> None:
+    import json
+    import signal
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = tmp_path / "home"
+    env = {**clean_env, "PYTHONPATH": str(REPO), "FETCHFLOW_HOME": str(home)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fetchflow.cli", "server", "--host", "0.0.0.0", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (home / "server.json").is_file():
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "the server never wrote server.json"
+            time.sleep(0.2)
+        state = json.loads((home / "server.json").read_text(encoding="utf-8"))
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
+
+    assert state["files_url"].startswith("http://127.0.0.1:")  # never every address

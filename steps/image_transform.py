@@ -34,7 +34,11 @@ from fetchflow.step import OutputLength, RuleViolation, Step, StepContext, defer
 from steps.imaging.assets import ImageAsset, store_asset
 from steps.imaging.options import refuse_booleans
 from steps.imaging.pixels.transform import MAX_OUTPUT_SIDE
-from steps.imaging.sources.references import ImagesValue, ReferencedImages, count_references
+from steps.imaging.sources.references import (
+    ImagesValue,
+    ReferencedImages,
+    one_image_per_reference,
+)
 
 __all__ = ["ImageTransformConfig", "ImageTransformStep"]
 
@@ -172,10 +176,7 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
         cls, fields: Mapping[str, object], templated: frozenset[str]
     ) -> OutputLength | None:
         """One image per reference, when ``images`` is written out (not a template)."""
-        images = fields.get("images")
-        if "images" in templated or images is None:
-            return None
-        return OutputLength(count_references(images), ("images",))
+        return one_image_per_reference(fields, templated)
 
     def run(self, config: ImageTransformConfig, ctx: StepContext) -> list[ImageAsset]:
         """Read every reference, transform it, store one record per image."""

@@ -55,8 +55,8 @@ from steps.imaging.pixels.upscale import (
 from steps.imaging.sources.references import (
     ImagesValue,
     ReferencedImages,
-    count_references,
     flatten_references,
+    one_image_per_reference,
     project_file,
 )
 
@@ -248,10 +248,7 @@ class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):
         cls, fields: Mapping[str, object], templated: frozenset[str]
     ) -> OutputLength | None:
         """One image per reference, when ``images`` is written out (not a template)."""
-        images = fields.get("images")
-        if "images" in templated or images is None:
-            return None
-        return OutputLength(count_references(images), ("images",))
+        return one_image_per_reference(fields, templated)
 
     def run(self, config: ImageUpscaleConfig, ctx: StepContext) -> list[ImageAsset]:
         """Read every reference, upscale it, store one record per image."""

@@ -26,7 +26,14 @@ from urllib.parse import urlsplit
 from pydantic import ValidationInfo, field_validator
 
 from fetchflow.errors import StepError
-from fetchflow.step import RuleViolation, StepConfig, StepContext, deferred, static_project_root
+from fetchflow.step import (
+    OutputLength,
+    RuleViolation,
+    StepConfig,
+    StepContext,
+    deferred,
+    static_project_root,
+)
 from fetchflow.step import project_root as project_folder
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "check_project_files",
     "count_references",
     "flatten_references",
+    "one_image_per_reference",
     "project_file",
     "project_root_of",
     "resolve_references",
@@ -135,6 +143,17 @@ def flatten_references(value: object) -> list[object]:
 def count_references(value: object) -> int:
     """How many references a field holds (a list inside the list counted item by item)."""
     return len(_flattened(value))
+
+
+def one_image_per_reference(
+    fields: Mapping[str, object], templated: frozenset[str]
+) -> OutputLength | None:
+    """``Step.output_length`` of a step that makes one image per ``images`` reference: known
+    when ``images`` is written out (not a template)."""
+    images = fields.get("images")
+    if "images" in templated or images is None:
+        return None
+    return OutputLength(count_references(images), ("images",))
 
 
 class ReferencedImages(StepConfig):

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from fetchflow.cli.common import EXIT_OK, bad_flag, step_types, with_home
+from fetchflow.cli.common import EXIT_OK, bad_flag, prefect_server, step_types, with_home
 
 __all__ = ["main"]
 
@@ -87,7 +87,7 @@ def _job_variables(text: str | None) -> dict[str, object]:
 def main(args: argparse.Namespace) -> int:
     """Check every workflow and flag, then register one deployment per workflow."""
     from fetchflow.orchestration.bundle import bundle_workflow
-    from fetchflow.orchestration.deploy import check_workflows, serve_target
+    from fetchflow.orchestration.deploy import check_workflows
     from fetchflow.settings import load_settings
 
     pool = args.pool.strip()
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     plans = check_workflows(args.paths, step_types())  # every problem of every file first
     for plan in plans:
         bundle_workflow(plan)  # too large to travel: a problem of that file, before Prefect
-    target = serve_target(settings)
+    target = prefect_server(settings, "to deploy the workflows to")
     if os.environ.get("PREFECT_API_URL"):
         from fetchflow.orchestration.server import check_prefect_api
 

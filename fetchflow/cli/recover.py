@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from fetchflow.cli.common import EXIT_OK, bad_flag, with_home
+from fetchflow.cli.common import EXIT_OK, bad_flag, prefect_server, with_home
 from fetchflow.errors import SettingsInvalid, StorageError
 
 __all__ = ["main"]
@@ -26,7 +26,6 @@ def _seconds(flag: str, value: float, lowest: float, example: str) -> float:
 
 def main(args: argparse.Namespace) -> int:
     """Look once (or every ``--every`` seconds with ``--watch``) and act on the dead runs."""
-    from fetchflow.orchestration.recovery import recover_once, watch
     from fetchflow.run.preflight import StoreOpener
     from fetchflow.settings import load_settings
 
@@ -41,9 +40,8 @@ def main(args: argparse.Namespace) -> int:
             "give --max-attempts 3 (1: never reschedule, only mark Crashed)",
         )
     settings = with_home(load_settings())
-    from fetchflow.orchestration.deploy import serve_target
-
-    target = serve_target(settings)
+    target = prefect_server(settings, "to look for crashed runs on")
+    from fetchflow.orchestration.recovery import recover_once, watch  # Prefect, from here on
     from fetchflow.orchestration.server import check_prefect_api
 
     check_prefect_api(target.api_url)

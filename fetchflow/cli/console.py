@@ -67,10 +67,18 @@ def format_summary(report: RunReport) -> str:
     width = max((len(step_id) for step_id in report.steps), default=4)
     lines = ["", f"{report.workflow}: {report.status}  (run {report.run_id})"]
     for step_id, result in report.steps.items():
-        timing = f"{result.seconds:6.2f}s" if result.status != "skipped" else "      -"
+        ran = result.status != "skipped" and not result.reused
+        timing = f"{result.seconds:6.2f}s" if ran else "      -"
         tries = f"  {result.attempts} attempts" if result.attempts > 1 else ""
+        # Why a step did not run here: reused (resume, cache, --only) or not selected.
+        why = result.reused or (
+            result.error
+            if result.status == "skipped" and (result.error or "").startswith("not selected")
+            else None
+        )
         lines.append(
             f"  {_MARKS[result.status]} {step_id:<{width}}  {result.status:<9} {timing}{tries}"
+            + (f"  {why}" if why else "")
         )
     if report.status != "completed":
         lines.append(report.message)

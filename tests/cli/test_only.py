@@ -87,6 +87,9 @@ def test_from_a_step_runs_it_and_everything_after_it_and_says_so_in_the_terminal
     lines = done.stderr.splitlines()
     assert f"  ✓ first    reused from run {whole['run_id']}" in lines
     assert "  – caption  not selected (--from hero)" in lines
+    # The summary says why they did not run here, too.
+    assert f"  ✓ first    completed       -  reused from run {whole['run_id']}" in lines
+    assert "  – caption  skipped         -  not selected (--from hero)" in lines
     assert any(line.startswith("  ✓ hero     completed in ") for line in lines)
     assert any(line.startswith("  ✓ note     completed in ") for line in lines)
 

@@ -23,8 +23,6 @@ every piece of metadata is dropped. Outputs are capped at 8192 pixels a side and
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Literal, Self
 
@@ -38,6 +36,7 @@ from steps.imaging.sources.references import (
     ImagesValue,
     ReferencedImages,
     one_image_per_reference,
+    settings_digest,
 )
 
 __all__ = ["ImageTransformConfig", "ImageTransformStep"]
@@ -161,8 +160,7 @@ class ImageTransformConfig(ReferencedImages):
 
 def settings_sha256(config: ImageTransformConfig) -> str:
     """SHA-256 of the transform's settings (every field but ``images``), canonical JSON."""
-    settings = config.model_dump(mode="json", exclude={"images"})
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return settings_digest(config)
 
 
 class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):

@@ -25,8 +25,6 @@ its provider, factors and method; ``auto`` picks :data:`DEFAULT_UPSCALER`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +56,7 @@ from steps.imaging.sources.references import (
     flatten_references,
     one_image_per_reference,
     project_file,
+    settings_digest,
 )
 
 __all__ = [
@@ -232,9 +231,7 @@ def _project_file_size(item: object, root: Path) -> tuple[int, int] | None:
 
 def settings_sha256(config: ImageUpscaleConfig) -> str:
     """SHA-256 of the upscale's settings (every field but ``images``; ``auto`` resolved)."""
-    settings = config.model_dump(mode="json", exclude={"images"})
-    settings["model"] = lookup_upscaler(config.model).name
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return settings_digest(config, model=lookup_upscaler(config.model).name)
 
 
 class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,22 +56,7 @@ def decode(data: bytes) -> PILImage:
     Raises:
         Undecodable: Empty, over the pixel limit, or not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise Undecodable("empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise Undecodable("too_large", image.size)
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise Undecodable("bomb", cause=error) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-        raise Undecodable("unreadable", cause=error) from error
-    return image
+    return _guarded(data, lambda image: image.load())
 
 
 def probe(data: bytes) -> PILImage:
@@ -83,6 +69,19 @@ def probe(data: bytes) -> PILImage:
     Raises:
         Undecodable: Empty, over the pixel limit, not a readable image, or truncated.
     """
+    image = _guarded(data, lambda opened: opened.verify())
+    if not _complete(image.format or "", data):
+        raise Undecodable("unreadable", cause=EOFError("image file is truncated"))
+    return image
+
+
+def _guarded(data: bytes, finish: Callable[[PILImage], object]) -> PILImage:
+    """Open ``data`` under the :data:`MAX_PIXELS` guard (Pillow's bomb warning an error),
+    then ``finish`` it (``load()`` to decode, ``verify()`` to check without decoding).
+
+    Raises:
+        Undecodable: Empty, over the pixel limit, or not a readable image.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -93,13 +92,11 @@ def probe(data: bytes) -> PILImage:
             image = Image.open(io.BytesIO(data))
             if image.width * image.height > MAX_PIXELS:
                 raise Undecodable("too_large", image.size)
-            image.verify()
+            finish(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise Undecodable("bomb", cause=error) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise Undecodable("unreadable", cause=error) from error
-    if not _complete(image.format or "", data):
-        raise Undecodable("unreadable", cause=EOFError("image file is truncated"))
     return image
 
 

@@ -18,6 +18,7 @@ of the steps that take an ``images`` field.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -49,6 +50,7 @@ __all__ = [
     "project_file",
     "project_root_of",
     "resolve_references",
+    "settings_digest",
 ]
 
 #: One reference as a field holds it: a URL or path, or an asset record.
@@ -143,6 +145,14 @@ def flatten_references(value: object) -> list[object]:
 def count_references(value: object) -> int:
     """How many references a field holds (a list inside the list counted item by item)."""
     return len(_flattened(value))
+
+
+def settings_digest(config: StepConfig, **resolved: object) -> str:
+    """SHA-256 of a step's settings (every field but ``images``, with ``resolved`` values
+    such as the model ``auto`` stood for), canonical JSON: which settings made an image."""
+    settings = config.model_dump(mode="json", exclude={"images"})
+    settings.update(resolved)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def one_image_per_reference(

@@ -220,6 +220,37 @@ class Worker:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
+def process_pool(name: str) -> str:
+    """Create (or reset) the process work pool ``name`` on the session's server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(
+            WorkPoolCreate(name=name, type="process", base_job_template=template),
+            overwrite=True,
+        )
+    return name
+
+
+def stop_worker(worker: Worker) -> None:
+    """Stop a worker: it forwards the first signal to itself and may need a second one."""
+    process = worker.process
+    for sent in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
+        if process.poll() is not None:
+            return
+        process.send_signal(sent)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            continue
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def start_worker(env: Mapping[str, str], folder: Path, pool: str, **more: str) -> Worker:
     """``prefect worker start --pool POOL --type process`` in ``folder`` (its own cwd,
     FETCHFLOW_HOME and PREFECT_HOME: nothing of the deployer's but the store and the API),
@@ -311,17 +342,7 @@ def base_env(
 
 @pytest.fixture(scope="module")
 def work_pool(prefect_api: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.workers.process import ProcessWorker
-
-    template = ProcessWorker.get_default_base_job_template()
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(
-            WorkPoolCreate(name=POOL, type="process", base_job_template=template),
-            overwrite=True,
-        )
-    return POOL
+    return process_pool(POOL)
 
 
 @pytest.fixture(scope="module")
@@ -344,22 +365,10 @@ def worker(
     own ``FETCHFLOW_HOME``: nothing of the deployer's but the store and the API."""
     folder = tmp_path_factory.mktemp("worker")
     started = start_worker(base_env, folder, work_pool, PREFECT_WORKER_HEARTBEAT_SECONDS="5")
-    process = started.process
     try:
         yield started
     finally:
-        # A worker forwards the first signal to itself and may need a second one.
-        for sent in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
-            if process.poll() is not None:
-                break
-            process.send_signal(sent)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                continue
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_worker(started)
 
 
 @pytest.fixture(scope="module")

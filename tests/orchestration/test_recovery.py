@@ -15,7 +15,6 @@ tested directly.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ if _STEP_TESTS not in sys.path:
 from fakes import RecordedRequest, Reply  # noqa: E402
 from fakes.fake_gemini import FakeGemini  # noqa: E402
 from lost_machine import kill_machine  # noqa: E402 (tests/orchestration, on sys.path)
-from test_pool import Worker, read_flow_run, wait_for  # noqa: E402
+from test_pool import Worker, process_pool, read_flow_run, stop_worker, wait_for  # noqa: E402  # noqa: E402
 from test_pool import start_worker as start_pool_worker  # noqa: E402
 
 # -- the verdict (pure) ---------------------------------------------------------------------
@@ -246,34 +245,9 @@ def start_worker(env: Mapping[str, str], folder: Path) -> Worker:
     return start_pool_worker(env, folder, POOL)
 
 
-def stop_worker(worker: Worker) -> None:
-    process = worker.process
-    for sent in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
-        if process.poll() is not None:
-            return
-        process.send_signal(sent)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            continue
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def work_pool(prefect_api: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.workers.process import ProcessWorker
-
-    template = ProcessWorker.get_default_base_job_template()
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(
-            WorkPoolCreate(name=POOL, type="process", base_job_template=template),
-            overwrite=True,
-        )
-    return POOL
+    return process_pool(POOL)
 
 
 def states_of(run_id: Any) -> list[str]:

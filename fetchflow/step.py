@@ -14,6 +14,11 @@ adds a step exactly the way ``steps/`` does::
     [project.entry-points."fetchflow.steps"]
     watermark = "my_package.watermark:WatermarkStep"
 
+A step with ``matrix:`` (any step type; the engine runs it once per combination of the
+axis values and joins the outputs into one list) gets one more call when every
+combination has run: :meth:`Step.finish_matrix` (default: the output unchanged), where a
+step can add to the joined output, such as an image grid of the combinations.
+
 The registry checks each class when it loads it (:func:`definition_problem`): a config model
 derived from :class:`StepConfig`, an output type with a JSON Schema, ``run`` implemented.
 
@@ -352,6 +357,20 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         Billable steps override it; an approval form and ``--dry-run`` show the result.
         """
         return None
+
+    def finish_matrix(self, config: ConfigT, output: OutputT, ctx: StepContext) -> OutputT:
+        """Called once after every combination of a step with ``matrix:`` has run.
+
+        Args:
+            config: The first combination's rendered config.
+            output: The step's flat output, every combination's items in combination order.
+            ctx: The step's context (no matrix values in its scope).
+
+        Returns:
+            The step's output; the default returns ``output`` unchanged. An image step can
+            append a record (a contact sheet of the combinations, say).
+        """
+        return output
 
     @classmethod
     def output_length(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = ["AssetRecord", "asset_id"]
 
@@ -61,4 +61,10 @@ class AssetRecord(BaseModel):
     provenance: dict[str, str] = Field(
         default_factory=dict,
         description="Step-specific provenance (prompt hash, seed, ...), string to string.",
+    )
+    matrix: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="The matrix combination that made the file, axis name to value "
+        '(`matrix: {product: [mug, tote]}` gives {"product": "mug"}); empty when '
+        "the step has no matrix.",
     )

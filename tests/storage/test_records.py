@@ -38,6 +38,7 @@ def test_every_field_is_in_the_schema_with_a_description() -> None:
     expected = {
         "id", "file_url", "file_name", "file_size", "file_type", "width", "height",
         "sha256", "storage_uri", "step_id", "run_id", "created_at", "model", "provenance",
+        "matrix",
     }  # fmt: skip
     assert set(schema["properties"]) == expected
     assert all(prop.get("description") for prop in schema["properties"].values())
@@ -48,6 +49,11 @@ def test_id_is_the_first_16_hex_digits_of_sha256() -> None:
     assert asset_id(SHA) == SHA[:16]
     assert make_record().provenance == {}
     assert make_record().model is None
+    assert make_record().matrix == {}
+    assert make_record(matrix={"product": "mug", "size": 2}).matrix == {
+        "product": "mug",
+        "size": 2,
+    }
 
 
 def test_frozen_and_strict() -> None:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.step import OutputLength, StepConfig, StepContext, deferred
+from fetchflow.step import OutputLength, RuleViolation, StepConfig, StepContext, deferred
 from steps.imaging.assets import ImageAsset
 from steps.imaging.models import rules
 from steps.imaging.options import ImageOutputConfig, OutputOptions, prompt_as_text
@@ -88,6 +88,18 @@ class ImageGenerationConfig(ImageOutputConfig, _Prompt):
     @classmethod
     def _values_read_as_text(cls, value: object, info: ValidationInfo) -> object:
         return prompt_as_text(value, info)
+
+    @field_validator("strength")
+    @classmethod
+    def _strength_needs_an_image(cls, value: float | None) -> float | None:
+        if value is not None:
+            raise RuleViolation(
+                f"strength: {value:g} applies to image-to-image, and image_generation starts "
+                "from no image",
+                fields=("strength",),
+                hint="remove strength, or use an image_edit step with images: and strength",
+            )
+        return value
 
     @model_validator(mode="after")
     def _prompt_fits_model(self, info: ValidationInfo) -> Self:

@@ -3,7 +3,7 @@
 - ``personal``: the user's own key: a Prefect Secret block named by ``api_key_secret``, or
   the SDK's own variables (``OPENAI_API_KEY``; ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY``,
   GOOGLE first as google-genai does). Base URLs: ``OPENAI_BASE_URL``,
-  ``GOOGLE_GEMINI_BASE_URL``.
+  ``GOOGLE_GEMINI_BASE_URL``; ``FAL_KEY`` for fal (whose SDK reads its hosts itself).
 - ``hosted``: the operator's keys from the image settings
   (``FETCHFLOW_HOSTED_OPENAI_API_KEY``, ...), usage recorded against the workflow.
 
@@ -29,13 +29,14 @@ __all__ = ["ENV_BASE_URLS", "ENV_KEYS", "Credential", "key_sources", "missing_ke
 ENV_KEYS: Mapping[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    "fal": ("FAL_KEY",),
 }
 #: The SDKs' own base-URL variables.
 ENV_BASE_URLS: Mapping[str, str] = {
     "openai": "OPENAI_BASE_URL",
     "google": "GOOGLE_GEMINI_BASE_URL",
 }
-_HOSTED_FIELDS = {"openai": "hosted_openai", "google": "hosted_gemini"}
+_HOSTED_FIELDS = {"openai": "hosted_openai", "google": "hosted_gemini", "fal": "hosted_fal"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ def resolve(
         if not key:
             raise missing_key(provider, model, charge_type)
         return Credential(provider, key, base_url, _hosted_variable(provider))
-    base = environ.get(ENV_BASE_URLS[provider]) or None
+    # fal's SDK takes no base URL: its hosts come from FAL_RUN_HOST at import
+    variable = ENV_BASE_URLS.get(provider)
+    base = (environ.get(variable) if variable else None) or None
     if secret_name:
         if read_secret is None:
             raise StepError(

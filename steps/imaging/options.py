@@ -2,8 +2,10 @@
 
 :class:`ImageOutputConfig` holds what ``image_generation`` and ``image_edit`` both take:
 the model, the size (``size``, or ``aspect_ratio`` with ``resolution``), ``count``,
-``quality``, ``background``, ``output_format``, ``output_compression``, ``seed`` and who
-pays (``charge_type``, ``api_key_secret``). Each rule is its own validator, deferred while
+``quality``, ``background``, ``output_format``, ``output_compression``, ``seed``, the
+open-weight options (``steps``, ``guidance``, ``negative_prompt``, ``strength``,
+``safety_checker``: only on models that take them, within their ranges) and who pays
+(``charge_type``, ``api_key_secret``). Each rule is its own validator, deferred while
 one of its fields is a template (then checked after rendering, still before any call).
 
 Once validated, the options travel as one :class:`OutputOptions` (``config.output``): from
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
@@ -24,6 +26,7 @@ from fetchflow.templating import to_text
 from steps.imaging.assets import ChargeType
 from steps.imaging.models import rules
 from steps.imaging.models.catalog import AUTO, CATALOG, parse_size
+from steps.imaging.models.rules import Tuning
 
 __all__ = [
     "AspectRatio",
@@ -117,6 +120,8 @@ class OutputOptions:
         output_compression: 0-100 or None.
         seed: The seed, or None.
         charge_type: Whose key pays: ``personal`` or ``hosted``.
+        tuning: The open-weight options (steps, guidance, negative prompt, strength,
+            safety checker), each None when not set.
     """
 
     count: int = 1
@@ -130,6 +135,7 @@ class OutputOptions:
     output_compression: int | None = None
     seed: int | None = None
     charge_type: ChargeType = "personal"
+    tuning: Tuning = field(default_factory=Tuning)
 
 
 class ImageOutputConfig(StepConfig):
@@ -155,6 +161,21 @@ class ImageOutputConfig(StepConfig):
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="For models that take one (Gemini, preview)."
     )
+    steps: int | None = Field(
+        None, ge=1, le=500, description="Denoising steps (open-weight models: FLUX, SDXL)."
+    )
+    guidance: float | None = Field(
+        None, ge=0, le=100, description="Guidance scale: how closely to follow the prompt."
+    )
+    negative_prompt: str | None = Field(
+        None, max_length=10_000, description="What the image should not show (SDXL)."
+    )
+    strength: float | None = Field(
+        None, ge=0, le=1, description="image_edit: how far to move from the image (0-1)."
+    )
+    safety_checker: bool | None = Field(
+        None, description="Switch the provider's safety checker on or off (fal)."
+    )
     charge_type: ChargeType = Field(
         "personal", description="personal: your key; hosted: the operator's keys."
     )
@@ -176,6 +197,18 @@ class ImageOutputConfig(StepConfig):
             output_compression=self.output_compression,
             seed=self.seed,
             charge_type=self.charge_type,
+            tuning=self.tuning,
+        )
+
+    @property
+    def tuning(self) -> Tuning:
+        """The open-weight options as one object."""
+        return Tuning(
+            steps=self.steps,
+            guidance=self.guidance,
+            negative_prompt=self.negative_prompt,
+            strength=self.strength,
+            safety_checker=self.safety_checker,
         )
 
     @model_validator(mode="before")
@@ -309,4 +342,11 @@ class ImageOutputConfig(StepConfig):
     def _seed_fits_model(self, info: ValidationInfo) -> Self:
         if not deferred(info, "seed", "model"):
             rules.check_seed(rules.rules_spec(self.model), self.seed)
+        return self
+
+    @model_validator(mode="after")
+    def _tuning_fits_model(self, info: ValidationInfo) -> Self:
+        for name in rules.TUNING_FIELDS:
+            if not deferred(info, name, "model"):
+                rules.check_tuning_field(rules.rules_spec(self.model), name, getattr(self, name))
         return self

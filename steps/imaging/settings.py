@@ -84,6 +84,11 @@ class ImageSettings(SettingsModel):
         description="A Gemini-compatible endpoint for hosted image calls (default: the "
         "google-genai SDK's, which also reads GOOGLE_GEMINI_BASE_URL).",
     )
+    hosted_fal_api_key: SecretStr | None = Field(
+        default=None,
+        description="The operator's fal key, used by image steps on fal models with "
+        "charge_type: hosted (usage is recorded against the workflow). Never logged or stored.",
+    )
 
 
 _lock = threading.Lock()

@@ -1,9 +1,11 @@
 """The image model catalog: one data table, no per-model ``if``.
 
 Each :class:`ModelSpec` says what one model accepts (sizes or a size rule, counts,
-qualities, background, prompt length, seed, aspect ratios and resolutions) and what it costs
-where a price is published. Rules (:mod:`steps.imaging.models.rules`) and the step read this table
-only. Facts come from /work/shared/PROVIDERS.md (openai 3.52, google-genai 3.4).
+qualities, background, prompt length, seed, aspect ratios and resolutions; the open-weight
+options ``steps``, ``guidance``, ``negative_prompt``, ``strength`` and ``safety_checker``
+with their ranges) and what it costs where a price is published. Rules
+(:mod:`steps.imaging.models.rules`) and the step read this table only. Facts come from
+/work/shared/PROVIDERS.md (openai 3.52, google-genai 3.4) and fal's model pages.
 
 ``aspect_ratio`` + ``resolution`` map to the closest size a model supports
 (:func:`closest_size`), so one workflow runs on every provider.
@@ -11,6 +13,7 @@ only. Facts come from /work/shared/PROVIDERS.md (openai 3.52, google-genai 3.4).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +24,13 @@ __all__ = [
     "AUTO",
     "AUTO_CANDIDATES",
     "CATALOG",
+    "FAL_SIZES",
     "PREVIEW",
     "QUALITIES",
     "RESOLUTIONS",
     "RETIRED",
     "ModelSpec",
+    "NumberRange",
     "Retired",
     "SizeChoice",
     "SizeRule",
@@ -118,12 +123,31 @@ class SizeRule:
 
 
 @dataclass(frozen=True)
+class NumberRange:
+    """The values a numeric option takes on one model, bounds included.
+
+    Attributes:
+        low: The smallest value.
+        high: The largest value.
+    """
+
+    low: float
+    high: float
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int | float) and self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:g}-{self.high:g}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What one image model accepts.
 
     Attributes:
         name: The model id users write (and the provider receives).
-        provider: ``openai``, ``google`` or ``preview``.
+        provider: ``openai``, ``google``, ``fal`` or ``preview``.
         sizes: Fixed ``(width, height)`` sizes, when the model takes only those.
         size_rule: Free sizes within limits, when the model takes any ``WxH``.
         aspect_ratios: Ratios the model takes instead of sizes (Gemini); empty otherwise.
@@ -144,6 +168,14 @@ class ModelSpec:
         edit_formats: Reference file formats an edit takes.
         mask: Whether edits take a mask (inpainting, outpainting).
         input_fidelity: ``input_fidelity`` values edits take (empty: none).
+        steps: The ``steps`` (denoising steps) it takes, or None when it takes none.
+        guidance: The ``guidance`` (classifier-free guidance scale) it takes, or None.
+        negative_prompt: Whether it takes a ``negative_prompt``.
+        strength: The image-to-image ``strength`` its edits take, or None (an edit of a
+            model with a strength is image-to-image: one reference).
+        safety_checker: Whether its safety checker can be switched (``safety_checker``).
+        price_per_megapixel: USD per started megapixel of output (1024x1024 is one), where
+            the provider prices by area; ``prices`` is then empty.
     """
 
     name: str
@@ -167,6 +199,12 @@ class ModelSpec:
     edit_formats: tuple[str, ...] = ("png", "jpeg", "webp")
     mask: bool = True
     input_fidelity: tuple[str, ...] = ()
+    steps: NumberRange | None = None
+    guidance: NumberRange | None = None
+    negative_prompt: bool = False
+    strength: NumberRange | None = None
+    safety_checker: bool = False
+    price_per_megapixel: float | None = None
 
     @property
     def takes_ratio(self) -> bool:
@@ -266,6 +304,86 @@ def _gemini(
     )
 
 
+#: What fal's FLUX and SDXL endpoints take as ``image_size: {width, height}``: sides
+#: divisible by 16 (the latent grid), up to 2048 a side here (fal's named sizes are all
+#: 1024 on the long side; larger ones cost more megapixels).
+FAL_SIZES = SizeRule(
+    multiple=16,
+    max_ratio=4,
+    max_width=2048,
+    max_height=2048,
+    min_pixels=256 * 256,
+    max_pixels=2048 * 2048,
+)
+
+
+def _fal(
+    name: str,
+    *,
+    per_request: int,
+    price_per_megapixel: float | None,
+    steps: NumberRange | None = None,
+    guidance: NumberRange | None = None,
+    negative_prompt: bool = False,
+    strength: NumberRange | None = None,
+    mask: bool = False,
+    note: str = "",
+) -> ModelSpec:
+    return ModelSpec(
+        name,
+        "fal",
+        size_rule=FAL_SIZES,
+        per_request=per_request,
+        qualities=("auto",),
+        transparent=False,
+        native_formats=("png", "jpeg"),
+        seed=True,
+        note=note or "fal's FLUX and SDXL endpoints have no background setting",
+        edit_max_images=1 if strength is not None else 0,
+        edit_max_image_bytes=_OPENAI_EDIT_MAX_BYTES,
+        mask=mask,
+        steps=steps,
+        guidance=guidance,
+        negative_prompt=negative_prompt,
+        strength=strength,
+        safety_checker=True,
+        price_per_megapixel=price_per_megapixel,
+    )
+
+
+#: fal's hosted open-weight models (fal.ai model pages, read late November 2026: input
+#: schemas and prices). FLUX [schnell] $0.003, [dev] $0.025, [pro] v1.1 $0.04 per
+#: megapixel; fast-sdxl is billed per GPU second (no per-image price). Image-to-image and
+#: inpainting run on the model's sibling endpoints (``steps.imaging.providers.fal_images``).
+_FAL_SPECS = (
+    _fal(
+        "fal-ai/flux/schnell",
+        per_request=4,
+        price_per_megapixel=0.003,
+        steps=NumberRange(1, 12),
+    ),
+    _fal(
+        "fal-ai/flux/dev",
+        per_request=4,
+        price_per_megapixel=0.025,
+        steps=NumberRange(1, 50),
+        guidance=NumberRange(1, 20),
+        strength=NumberRange(0.01, 1),
+        mask=True,
+    ),
+    _fal("fal-ai/flux-pro/v1.1", per_request=4, price_per_megapixel=0.04),
+    _fal(
+        "fal-ai/fast-sdxl",
+        per_request=8,
+        price_per_megapixel=None,
+        steps=NumberRange(1, 65),
+        guidance=NumberRange(0, 20),
+        negative_prompt=True,
+        strength=NumberRange(0.05, 1),
+        mask=True,
+    ),
+)
+
 _SPECS = (
     # OpenAI's published per-image prices for gpt-image-1-mini (1024x1024; 1536 sizes cost
     # more and are not listed here, so they have no price).
@@ -307,7 +425,15 @@ _SPECS = (
         prices={("*", "*"): 0.0},
         note="offline drawings marked PREVIEW",
         input_fidelity=("high", "low"),
+        # The preview stands in for every model (``auto`` falls back to it): it takes the
+        # open-weight options with the widest ranges any model has, and ignores them.
+        steps=NumberRange(1, 150),
+        guidance=NumberRange(0, 35),
+        negative_prompt=True,
+        strength=NumberRange(0, 1),
+        safety_checker=True,
     ),
+    *_FAL_SPECS,
 )
 
 #: Every model the step can run, by name.
@@ -324,7 +450,15 @@ RETIRED: Mapping[str, Retired] = MappingProxyType(
 
 #: ``model: auto`` tries these in order and takes the first whose provider has a key and
 #: that can make what the step asks for (gpt-image-1.5 covers transparent backgrounds).
-AUTO_CANDIDATES = ("gpt-image-2", "gpt-image-1.5", "gemini-2.5-flash-image")
+#: The fal models come last: a step asking for steps, guidance or a negative prompt gets
+#: the first candidate that takes them (``rules.unsupported``).
+AUTO_CANDIDATES = (
+    "gpt-image-2",
+    "gpt-image-1.5",
+    "gemini-2.5-flash-image",
+    "fal-ai/flux/dev",
+    "fal-ai/fast-sdxl",
+)
 
 
 @dataclass(frozen=True)
@@ -382,7 +516,14 @@ def size_to_ratio(width: int, height: int, spec: ModelSpec) -> SizeChoice:
 
 
 def price_for(spec: ModelSpec, quality: str, width: int, height: int) -> float | None:
-    """USD for one image, when the provider publishes a price for it; else None."""
+    """USD for one image, when the provider publishes a price for it; else None.
+
+    A model priced by area costs its price per megapixel for each started megapixel
+    (1024x1024 is one).
+    """
+    if spec.price_per_megapixel is not None:
+        megapixels = max(1, math.ceil(width * height / (1024 * 1024)))
+        return round(spec.price_per_megapixel * megapixels, 6)
     size = f"{width}x{height}"
     for key in ((quality, size), (quality, "*"), ("*", size), ("*", "*")):
         if key in spec.prices:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from fetchflow.errors import StepError
 from steps.imaging.keys import key_sources, missing_key
 from steps.imaging.models.catalog import AUTO, AUTO_CANDIDATES, CATALOG, PREVIEW, ModelSpec
-from steps.imaging.models.rules import EditNeeds, lookup_model, unsupported
+from steps.imaging.models.rules import EditNeeds, Tuning, lookup_model, unsupported
 
 if TYPE_CHECKING:
     from steps.imaging.settings import ImageSettings
@@ -53,6 +53,9 @@ class ImageOptions(Protocol):
     @property
     def api_key_secret(self) -> str | None: ...
 
+    @property
+    def tuning(self) -> Tuning: ...
+
 
 def choose_model(
     model: str,
@@ -66,12 +69,14 @@ def choose_model(
     secret_name: str | None = None,
     resolution: str | None = None,
     edit: EditNeeds | None = None,
+    tuning: Tuning | None = None,
 ) -> ModelSpec:
     """The model to run: ``model`` itself, or what ``auto`` picks.
 
     ``edit`` is what an edit needs of its model (a mask, an outpaint ratio at
     ``resolution``): ``auto`` then only picks a model that can do it, by the rule the run
-    refuses a named model with (:func:`~steps.imaging.models.rules.check_edit_needs`).
+    refuses a named model with (:func:`~steps.imaging.models.rules.check_edit_needs`);
+    likewise ``tuning`` (``steps``, ``guidance``, ...): only a model that takes them.
 
     ``auto`` takes the first of :data:`AUTO_CANDIDATES` whose provider has a key for the
     charge type and that can make the request; with no key at all it is the preview
@@ -101,6 +106,7 @@ def choose_model(
             background=background,
             resolution=resolution,
             edit=edit,
+            tuning=tuning,
         )
         if why is None:
             return candidate
@@ -136,4 +142,5 @@ def choose_for(
         secret_name=options.api_key_secret,
         resolution=options.resolution,
         edit=edit,
+        tuning=options.tuning,
     )

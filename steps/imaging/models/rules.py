@@ -24,13 +24,16 @@ from steps.imaging.models.catalog import (
     PREVIEW,
     RETIRED,
     ModelSpec,
+    NumberRange,
     closest_size,
     parse_size,
     ratio_value,
 )
 
 __all__ = [
+    "TUNING_FIELDS",
     "EditNeeds",
+    "Tuning",
     "check_background",
     "check_count",
     "check_edit_needs",
@@ -42,6 +45,8 @@ __all__ = [
     "check_reference_count",
     "check_seed",
     "check_size",
+    "check_tuning",
+    "check_tuning_field",
     "lookup_model",
     "rules_spec",
     "unsupported",
@@ -170,6 +175,13 @@ def check_reference_count(spec: ModelSpec, count: int) -> None:
     """An edit sends at most ``spec.edit_max_images`` references in one call."""
     if count <= spec.edit_max_images:
         return
+    if spec.edit_max_images == 0:
+        editors = _takers(lambda m: m.edit_max_images > 0 and m.provider == spec.provider)
+        raise _violation(
+            f"model {spec.name} makes images from a prompt only: it does not edit images",
+            ("model",),
+            f"use a model that edits ({', '.join(editors[:3]) or 'gpt-image-1.5'})",
+        )
     roomier = [
         m.name
         for m in sorted(CATALOG.values(), key=lambda m: m.provider != spec.provider)
@@ -287,12 +299,15 @@ def unsupported(
     background: str,
     resolution: str | None = None,
     edit: EditNeeds | None = None,
+    tuning: Tuning | None = None,
 ) -> str | None:
     """Why ``spec`` cannot serve a ``model: auto`` request, or None when it can.
 
     Ratio-only models serve any pixel size (it maps to their nearest ratio); a seed never
     excludes a model (models without one ignore it). ``edit`` is what an edit needs (a mask,
     an outpaint ratio), checked by :func:`check_edit_needs` as the run checks a named model.
+    ``tuning``: the open-weight options the step sets (``steps``, ``guidance``, ...): a
+    model that does not take one, or not in that range, cannot serve it.
     """
     checks: list[Callable[[], None]] = [
         lambda: check_quality(spec, quality),
@@ -302,9 +317,96 @@ def unsupported(
         checks.append(lambda: check_size(spec, size))
     if edit is not None:
         checks.append(lambda: check_edit_needs(spec, edit, resolution))
+    if tuning is not None:
+        checks.append(lambda: check_tuning(spec, tuning))
     for check in checks:
         try:
             check()
         except ValueError as error:
             return str(error)
     return None
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The open-weight options of a step, travelling together (None: not set).
+
+    Attributes:
+        steps: Denoising steps.
+        guidance: Classifier-free guidance scale.
+        negative_prompt: What the image should not show.
+        strength: How far an image-to-image edit may move from its reference (0-1).
+        safety_checker: Whether the provider's safety checker runs.
+    """
+
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    strength: float | None = None
+    safety_checker: bool | None = None
+
+    def given(self) -> dict[str, object]:
+        """The options set, by field name."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+#: The :class:`Tuning` fields, in the order they are checked.
+TUNING_FIELDS = ("steps", "guidance", "negative_prompt", "strength", "safety_checker")
+
+_TUNING_WORDS = {
+    "steps": "denoising steps",
+    "guidance": "a guidance scale",
+    "negative_prompt": "a negative prompt",
+    "strength": "an image-to-image strength",
+    "safety_checker": "a safety checker switch",
+}
+
+
+def _takers(test: Callable[[ModelSpec], bool]) -> list[str]:
+    """Catalog models (not the preview) passing ``test``, in catalog order."""
+    return [m.name for m in CATALOG.values() if m.provider != "preview" and test(m)]
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value[:40]}"' if len(value) <= 40 else f'"{value[:40]}..."'
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def check_tuning_field(spec: ModelSpec, field: str, value: object) -> None:
+    """One open-weight option (:data:`TUNING_FIELDS`) is taken by ``spec``, in its range.
+
+    Raises:
+        RuleViolation: ``spec`` takes no such option (the hint names models that do), or
+            the value is outside ``spec``'s range (the message gives the range).
+    """
+    if value is None:
+        return
+    taken: object = getattr(spec, field)
+    if taken is None or taken is False:
+        takers = _takers(lambda m: getattr(m, field) not in (None, False))
+        others = f"use a model that takes it ({', '.join(takers[:4])})" if takers else ""
+        raise _violation(
+            f"{field}: {_shown(value)} is not taken by model {spec.name} (it takes no "
+            f"{_TUNING_WORDS[field].removeprefix('a ').removeprefix('an ')})",
+            (field, "model"),
+            f"remove {field}" + (f", or {others}" if others else ""),
+        )
+    if isinstance(taken, NumberRange) and value not in taken:
+        wider = _takers(
+            lambda m: isinstance(getattr(m, field), NumberRange) and value in getattr(m, field)
+        )
+        other = f", or a model that takes {_shown(value)} ({', '.join(wider[:3])})" if wider else ""
+        raise _violation(
+            f"{field}: {_shown(value)} is out of range for model {spec.name} (it takes {taken})",
+            (field, "model"),
+            f"use {field} between {taken.low:g} and {taken.high:g}{other}",
+        )
+
+
+def check_tuning(spec: ModelSpec, tuning: Tuning) -> None:
+    """Every open-weight option set in ``tuning`` is one ``spec`` takes, in its range."""
+    for field in TUNING_FIELDS:
+        check_tuning_field(spec, field, getattr(tuning, field))

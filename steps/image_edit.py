@@ -303,20 +303,24 @@ class ImageEditStep(ImageStep[ImageEditConfig]):
     def output_length(
         cls, fields: Mapping[str, object], templated: frozenset[str]
     ) -> OutputLength | None:
-        """``count`` images per edit: one edit, or with ``each`` one per image written out."""
+        """``count`` images per edit: one edit, or with ``each`` one per image written out;
+        then the contact sheet with ``contact_sheet: true``."""
+        from steps.imaging.sheets import with_contact_sheet
+
         per_edit = OutputLength.counted(ImageEditConfig, fields, templated)
         each = _each_as_written(fields, templated)
         if per_edit is None or each is None:
             return None
         if not each:
-            return per_edit
+            return with_contact_sheet(per_edit, fields, templated)
         images = fields.get("images")
         if "images" in templated or images is None:
             return None  # an upstream output holds any number of images
         edits = count_references(images)
         made = None if per_edit.items is None else per_edit.items * edits
         most = None if per_edit.at_most is None else per_edit.at_most * edits
-        return OutputLength(made, ("count", "images"), at_most=most)
+        length = OutputLength(made, ("count", "images"), at_most=most)
+        return with_contact_sheet(length, fields, templated)
 
     def plan(self, config: ImageEditConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
         """Read the references (and mask), check them against ``spec``: one plan per edit."""

@@ -118,8 +118,12 @@ class ImageGenerationStep(ImageStep[ImageGenerationConfig]):
     def output_length(
         cls, fields: Mapping[str, object], templated: frozenset[str]
     ) -> OutputLength | None:
-        """``count`` images (at most the field's limit while it is a template)."""
-        return OutputLength.counted(ImageGenerationConfig, fields, templated)
+        """``count`` images (at most the field's limit while it is a template), then the
+        contact sheet with ``contact_sheet: true``."""
+        from steps.imaging.sheets import with_contact_sheet
+
+        length = OutputLength.counted(ImageGenerationConfig, fields, templated)
+        return with_contact_sheet(length, fields, templated)
 
     def plan(self, config: ImageGenerationConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
         """The prompt with its style, ``count`` images."""

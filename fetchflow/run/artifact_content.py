@@ -2,7 +2,10 @@
 
 Thumbnails, the gallery of a step's files (thumbnails, then a table of the files), a text
 output and the run summary, all rendered as markdown by pure functions;
-:mod:`fetchflow.orchestration.artifacts` publishes them. Thumbnails are made with Pillow
+:mod:`fetchflow.orchestration.artifacts` publishes them. A step with several images shows
+them as a labelled grid (:func:`render_grid`: a matrix step's axis values as row and column
+headers, read from the records' ``matrix`` alone, else the images numbered side by side),
+then its contact sheet if it made one. Thumbnails are made with Pillow
 from bytes read through the store (so they render even when the bucket is private) and kept
 small: one gallery stays well under what Prefect stores comfortably. Stored files are named
 by their content's sha256, so a thumbnail is made once per content and size
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from fetchflow.errors import RunError
+from fetchflow.matrix_grid import Grid, is_contact_sheet, plan_grid
 from fetchflow.storage.keys import sha256_of_key
 
 if TYPE_CHECKING:
@@ -39,6 +43,7 @@ __all__ = [
     "asset_table",
     "error_text",
     "render_gallery",
+    "render_grid",
     "render_output",
     "render_summary",
     "render_text_outputs",
@@ -234,7 +239,7 @@ def render_gallery(
     """
     cache = thumbnails if thumbnails is not None else ThumbnailCache(capacity=len(records))
     budget = GALLERY_BUDGET
-    thumbs: list[str] = []
+    thumbs: dict[int, str] = {}
     rows = [
         "| # | file | size | dimensions | model | cost | note |",
         "|---:|---|---:|---|---|---:|---|",
@@ -266,7 +271,9 @@ def render_gallery(
             if uri is not None:
                 budget -= len(uri)
                 image = f"![{name}]({uri})"
-                thumbs.append(f"[{image}]({link})" if link else image)
+                thumbs[number - 1] = f"[{image}]({link})" if link else image
+            if is_contact_sheet(record):
+                note = note or "contact sheet of the images above"
         cells = [
             str(number),
             f"[{name}]({link})" if link else name,
@@ -277,7 +284,7 @@ def render_gallery(
             note,
         ]
         rows.append("| " + " | ".join(cells) + " |")
-    images = sum(1 for record in records if _is_image(record))
+    images = sum(1 for record in records if _is_image(record) and not is_contact_sheet(record))
     count = f"{images} image{'s' * (images != 1)}" if images else f"{len(records)} file(s)"
     head = [f"### {_md(step_title)} · {_md(step_type)}", ""]
     local = [url for url in shown_urls if url.startswith("file://")]
@@ -291,8 +298,74 @@ def render_gallery(
     else:
         where = "Click a thumbnail for the full file."
     head += [f"Step `{step_id}` made {count}. {where}", ""]
-    gallery = [" ".join(thumbs), ""] if thumbs else []
-    return "\n".join([*head, *gallery, *rows, ""])
+    return "\n".join([*head, *_thumbnails_section(records, thumbs), *rows, ""])
+
+
+def _thumbnails_section(
+    records: Sequence[Mapping[str, object]], thumbs: Mapping[int, str]
+) -> list[str]:
+    """The gallery's pictures: a labelled grid when a step made several images (its matrix
+    axes as row and column headers, else numbered side by side), else one line; then any
+    contact sheet."""
+    images = [
+        index
+        for index, record in enumerate(records)
+        if _is_image(record) and not is_contact_sheet(record)
+    ]
+    sheets = [
+        thumbs[index]
+        for index, record in enumerate(records)
+        if is_contact_sheet(record) and index in thumbs
+    ]
+    lines: list[str] = []
+    matrices = [_matrix_of(records[index]) for index in images]
+    if len(images) > 1 or any(matrices):
+        lines += [
+            *render_grid(
+                plan_grid(matrices), [_cell_picture(records[i], thumbs.get(i)) for i in images]
+            ),
+            "",
+        ]
+    else:
+        line = " ".join(thumbs[index] for index in images if index in thumbs)
+        lines += [line, ""] if line else []
+    if sheets:
+        lines += ["Contact sheet: " + " ".join(sheets), ""]
+    return lines
+
+
+def _matrix_of(record: Mapping[str, object]) -> Mapping[str, object]:
+    found = record.get("matrix")
+    return found if isinstance(found, Mapping) else {}
+
+
+def _cell_picture(record: Mapping[str, object], thumb: str | None) -> str:
+    """A grid cell's content for one record: its thumbnail, else its file name."""
+    if thumb is not None:
+        return thumb
+    name, link = _md(record.get("file_name", "")), _url(record.get("file_url"))
+    return f"[{name}]({link})" if link else name
+
+
+def render_grid(grid: Grid, pictures: Sequence[str]) -> list[str]:
+    """A markdown table of ``grid``: the axis values as row and column headers, each cell
+    its pictures (``pictures`` indexed as the grid's cells), an empty combination *no
+    image*; a line saying what was left out of a grid too large to show whole."""
+    header = [_md(grid.corner), *(_md(label) for label in grid.column_labels)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|" + ":---:|" * len(grid.column_labels),
+    ]
+    for label, row in zip(grid.row_labels, grid.cells, strict=True):
+        cells = [f"**{_md(label)}**" if label else ""]
+        cells += [" ".join(pictures[i] for i in cell) if cell else "*no image*" for cell in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    if grid.left_out:
+        lines += [
+            "",
+            f"{grid.left_out} more not in the grid (it shows {grid.shown}); all are in the table.",
+        ]
+    return lines
 
 
 def asset_table(records: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
@@ -340,7 +413,7 @@ def _totals(output: object) -> tuple[int, dict[str, float], float | None]:
     """Images, summed usage and summed cost (None when nothing has a cost) of an output."""
     images, usage, cost = 0, dict[str, float](), None
     for record in asset_records(output) or []:
-        images += _is_image(record)
+        images += _is_image(record) and not is_contact_sheet(record)
         found = record.get("usage")
         if isinstance(found, Mapping):
             for name, value in found.items():

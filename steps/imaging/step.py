@@ -5,7 +5,9 @@ same for both: **pick the model** (``auto`` resolved with the keys configured, a
 said before anything is read or paid), **plan** (the subclass's :meth:`ImageStep.plan`: the
 prompt, and for an edit the references read and checked), **open the provider** (after the
 plan, so a refused reference never opens a client), then **make** the images (each stored
-as soon as it is verified). The output options travel as one
+as soon as it is verified) and, with ``contact_sheet: true``, their contact sheet
+(:mod:`steps.imaging.sheets`; a matrix step draws one for all its combinations in
+:meth:`ImageStep.finish_matrix`). The output options travel as one
 :class:`~steps.imaging.options.OutputOptions` from the config to the asset record.
 
 ``preflight`` reads the image settings (an invalid one is a
@@ -99,15 +101,31 @@ class ImageStep(Step[ConfigT, list[ImageAsset]]):
         """Pick the model, plan, open the provider, make the images and store each one."""
         from steps.imaging.production import plan_job
         from steps.imaging.running import make_images, open_provider, pick_model
+        from steps.imaging.sheets import add_contact_sheet, in_matrix
 
         spec = pick_model(config, ctx, edit=self.edit_needs(config))
         plan = self.plan(config, spec, ctx)
         provider = open_provider(spec, config, ctx)
         job = plan_job(spec, prompt=plan.prompt, options=plan.options, edits=plan.edits)
-        return make_images(
+        assets = make_images(
             job,
             provider,
             ctx,
             prompt_sha256=hashlib.sha256(plan.prompt.encode()).hexdigest(),
             provenance=plan.provenance,
         )
+        if config.contact_sheet and not in_matrix(ctx):  # a matrix draws one for all
+            return add_contact_sheet(assets, ctx, charge_type=config.charge_type)
+        return assets
+
+    def finish_matrix(
+        self, config: ConfigT, output: list[ImageAsset], ctx: StepContext
+    ) -> list[ImageAsset]:
+        """With ``contact_sheet: true``, append one sheet of every combination's images
+        (rows and columns are the matrix's axes)."""
+        if not config.contact_sheet:
+            return output
+        from steps.imaging.sheets import add_contact_sheet
+
+        assets = [ImageAsset.model_validate(asset) for asset in output]
+        return add_contact_sheet(assets, ctx, charge_type=config.charge_type)

@@ -27,12 +27,6 @@ from steps.imaging.assets import ChargeType
 from steps.imaging.models import rules
 from steps.imaging.models.catalog import AUTO, CATALOG, parse_size
 from steps.imaging.models.rules import Tuning
-from steps.imaging.moderation import (
-    FallbackOnModeration,
-    OnModeration,
-    check_fallback,
-    check_on_moderation,
-)
 
 __all__ = [
     "AspectRatio",
@@ -124,14 +118,10 @@ class OutputOptions:
         moderation: ``auto`` or ``low`` (generations only; edits take none).
         output_format: ``png``, ``jpeg`` or ``webp``.
         output_compression: 0-100 or None.
-        partial_images: Partial images to stream per image (0-3; OpenAI GPT image models):
-            shown in the step's progress as they arrive, never stored as outputs.
         seed: The seed, or None.
         charge_type: Whose key pays: ``personal`` or ``hosted``.
-        on_moderation: What a moderation block does (:mod:`steps.imaging.moderation`).
         tuning: The open-weight options (steps, guidance, negative prompt, strength,
             safety checker), each None when not set.
-        provenance_prompt: Whether each image's provenance carries the prompt.
     """
 
     count: int = 1
@@ -143,12 +133,9 @@ class OutputOptions:
     moderation: str = "auto"
     output_format: str = "png"
     output_compression: int | None = None
-    partial_images: int = 0
     seed: int | None = None
     charge_type: ChargeType = "personal"
-    on_moderation: OnModeration = "fail"
     tuning: Tuning = field(default_factory=Tuning)
-    provenance_prompt: bool = False
 
 
 class ImageOutputConfig(StepConfig):
@@ -170,9 +157,6 @@ class ImageOutputConfig(StepConfig):
     output_format: Literal["png", "jpeg", "webp"] = Field("png", description="File format.")
     output_compression: int | None = Field(
         None, ge=0, le=100, description="0-100 (100 = least loss); jpeg or webp only."
-    )
-    partial_images: int = Field(
-        0, ge=0, le=3, description="0-3 previews streamed while each image is made (OpenAI)."
     )
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="For models that take one (Gemini, preview)."
@@ -198,19 +182,6 @@ class ImageOutputConfig(StepConfig):
     api_key_secret: str | None = Field(
         None, description="Name of a Prefect Secret block holding your key (personal only)."
     )
-    on_moderation: OnModeration = Field(
-        "fail",
-        description="When the provider's safety system blocks an image: fail (the step "
-        "fails), skip (go on; the image is listed as blocked), {retry: N} (1-5 more tries) "
-        "or {fallback_model: NAME} (another catalog model).",
-        examples=["fail", "skip", {"retry": 2}, {"fallback_model": "gemini-2.5-flash-image"}],
-    )
-    provenance_prompt: bool = Field(
-        False,
-        description="Also write the prompt into each image's provenance (XMP "
-        "Iptc4xmpExt:AIPromptInformation, and the C2PA manifest when signing). Off by "
-        "default: a prompt may be private.",
-    )
     contact_sheet: bool = Field(
         False,
         description="Also store a labelled grid of the step's images (PNG, no provider "
@@ -229,12 +200,9 @@ class ImageOutputConfig(StepConfig):
             background=self.background,
             output_format=self.output_format,
             output_compression=self.output_compression,
-            partial_images=self.partial_images,
             seed=self.seed,
             charge_type=self.charge_type,
-            on_moderation=self.on_moderation,
             tuning=self.tuning,
-            provenance_prompt=self.provenance_prompt,
         )
 
     @property
@@ -252,28 +220,6 @@ class ImageOutputConfig(StepConfig):
     @classmethod
     def _numbers_are_not_booleans(cls, data: object) -> object:
         return refuse_booleans(cls, data)
-
-    @field_validator("on_moderation", mode="before")
-    @classmethod
-    def _on_moderation_shape(cls, value: object, info: ValidationInfo) -> object:
-        return value if deferred(info, "on_moderation") else check_on_moderation(value)
-
-    @model_validator(mode="after")
-    def _fallback_fits_step(self, info: ValidationInfo) -> Self:
-        policy = self.on_moderation
-        fields = ("on_moderation", "model", "size", "resolution", "count", "quality")
-        if not isinstance(policy, FallbackOnModeration) or deferred(info, *fields, "background"):
-            return self
-        check_fallback(
-            policy.fallback_model,
-            model=self.model,
-            size=self.size,
-            resolution=self.resolution,
-            count=self.count,
-            quality=self.quality,
-            background=self.background,
-        )
-        return self
 
     @field_validator("model")
     @classmethod
@@ -395,13 +341,6 @@ class ImageOutputConfig(StepConfig):
     def _background_fits_model(self, info: ValidationInfo) -> Self:
         if not deferred(info, "background", "model"):
             rules.check_background(rules.rules_spec(self.model), self.background)
-        return self
-
-    @model_validator(mode="after")
-    def _partial_images_fit_model(self, info: ValidationInfo) -> Self:
-        # auto may pick a model that streams; one that does not ignores partial_images
-        if not deferred(info, "partial_images", "model") and self.model != AUTO:
-            rules.check_partial_images(rules.rules_spec(self.model), self.partial_images)
         return self
 
     @model_validator(mode="after")

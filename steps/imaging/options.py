@@ -26,6 +26,12 @@ from fetchflow.templating import to_text
 from steps.imaging.assets import ChargeType
 from steps.imaging.models import rules
 from steps.imaging.models.catalog import AUTO, CATALOG, parse_size
+from steps.imaging.moderation import (
+    FallbackOnModeration,
+    OnModeration,
+    check_fallback,
+    check_on_moderation,
+)
 from steps.imaging.models.rules import Tuning
 
 __all__ = [
@@ -120,6 +126,7 @@ class OutputOptions:
         output_compression: 0-100 or None.
         seed: The seed, or None.
         charge_type: Whose key pays: ``personal`` or ``hosted``.
+        on_moderation: What a moderation block does (:mod:`steps.imaging.moderation`).
         tuning: The open-weight options (steps, guidance, negative prompt, strength,
             safety checker), each None when not set.
     """
@@ -135,6 +142,7 @@ class OutputOptions:
     output_compression: int | None = None
     seed: int | None = None
     charge_type: ChargeType = "personal"
+    on_moderation: OnModeration = "fail"
     tuning: Tuning = field(default_factory=Tuning)
 
 
@@ -182,6 +190,13 @@ class ImageOutputConfig(StepConfig):
     api_key_secret: str | None = Field(
         None, description="Name of a Prefect Secret block holding your key (personal only)."
     )
+    on_moderation: OnModeration = Field(
+        "fail",
+        description="When the provider's safety system blocks an image: fail (the step "
+        "fails), skip (go on; the image is listed as blocked), {retry: N} (1-5 more tries) "
+        "or {fallback_model: NAME} (another catalog model).",
+        examples=["fail", "skip", {"retry": 2}, {"fallback_model": "gemini-2.5-flash-image"}],
+    )
     contact_sheet: bool = Field(
         False,
         description="Also store a labelled grid of the step's images (PNG, no provider "
@@ -202,6 +217,7 @@ class ImageOutputConfig(StepConfig):
             output_compression=self.output_compression,
             seed=self.seed,
             charge_type=self.charge_type,
+            on_moderation=self.on_moderation,
             tuning=self.tuning,
         )
 
@@ -220,6 +236,28 @@ class ImageOutputConfig(StepConfig):
     @classmethod
     def _numbers_are_not_booleans(cls, data: object) -> object:
         return refuse_booleans(cls, data)
+
+    @field_validator("on_moderation", mode="before")
+    @classmethod
+    def _on_moderation_shape(cls, value: object, info: ValidationInfo) -> object:
+        return value if deferred(info, "on_moderation") else check_on_moderation(value)
+
+    @model_validator(mode="after")
+    def _fallback_fits_step(self, info: ValidationInfo) -> Self:
+        policy = self.on_moderation
+        fields = ("on_moderation", "model", "size", "resolution", "count", "quality")
+        if not isinstance(policy, FallbackOnModeration) or deferred(info, *fields, "background"):
+            return self
+        check_fallback(
+            policy.fallback_model,
+            model=self.model,
+            size=self.size,
+            resolution=self.resolution,
+            count=self.count,
+            quality=self.quality,
+            background=self.background,
+        )
+        return self
 
     @field_validator("model")
     @classmethod

@@ -44,7 +44,7 @@ from fetchflow.workflow.inputs import resolve_inputs
 from fetchflow.workflow.plan import Plan
 from steps.image_generation import PREVIEW_NOTICE, ImageAsset, ImageGenerationStep
 from steps.imaging.partial import PartialImages
-from steps.imaging.providers.errors import RateLimited
+from steps.imaging.providers.errors import ModerationBlocked, RateLimited
 from steps.imaging.settings import ImageSettings, use_image_settings
 
 fake_openai = fixtures.fake_openai
@@ -517,7 +517,7 @@ OPENAI_FAULTS = {
     "openai-moderation": Fault(
         "openai",
         lambda fake: fake.queue_moderation_blocked(("violence",)),
-        ProviderError,
+        ModerationBlocked,
         r"400 moderation_blocked: the safety system refused the prompt "
         r"\(stage: input; categories: violence\)",
         False,
@@ -562,7 +562,7 @@ GEMINI_FAULTS = {
     "gemini-safety-stop": Fault(
         "google",
         lambda fake: fake.queue_safety_stop(),
-        ProviderError,
+        ModerationBlocked,
         r"the safety system filtered the generated image \(finish_reason IMAGE_SAFETY; "
         r"categories: HARM_CATEGORY_SEXUALLY_EXPLICIT\)",
         False,

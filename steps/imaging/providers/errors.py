@@ -3,7 +3,8 @@
 ::
 
     ProviderError (fetchflow.errors)   a provider refused or could not be reached
-    └── RateLimited                    HTTP 429 that a later try can pass; ``retry_after``
+    ├── RateLimited                    HTTP 429 that a later try can pass; ``retry_after``
+    └── ModerationBlocked              the safety system refused; ``stage``, ``categories``
 
 Besides the error type, this module holds the pieces both SDK wrappers build a
 :class:`~fetchflow.errors.ProviderError` with (never leaking a secret: what they quote goes
@@ -28,6 +29,7 @@ from steps.imaging.providers.base import ProviderImage
 from steps.imaging.providers.redaction import trim_body
 
 __all__ = [
+    "ModerationBlocked",
     "RateLimited",
     "RawAnswer",
     "image_from_bytes",
@@ -48,6 +50,25 @@ class RateLimited(ProviderError):
     """
 
     retry_after: float | None = None
+
+
+@dataclass
+class ModerationBlocked(ProviderError):
+    """The provider's safety system refused the request: never retried as it is.
+
+    The step's ``on_moderation`` decides what happens next (fail, skip, retry with a new
+    seed or a rephrase hint, another model).
+
+    Attributes:
+        stage: ``input`` (the prompt or references were refused, nothing was made),
+            ``output`` (an image was made, then withheld: it may have been billed), or
+            ``""`` when the provider did not say.
+        categories: The categories the provider named (``sexual``, ``violence``), if any.
+    """
+
+    retryable: bool = False
+    stage: str = ""
+    categories: tuple[str, ...] = ()
 
 
 def timed_out(provider: str, endpoint: str, timeout: float) -> ProviderError:

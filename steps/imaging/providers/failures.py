@@ -11,7 +11,8 @@ What failed                                     retryable  error
 429, quota used up or zero (billing)            no         the provider's billing hint
 429 other (rate limit)                          yes        :class:`.errors.RateLimited`
                                                            with ``retry_after``
-a moderation refusal                            no         the safety system refused
+a moderation refusal                            no         :class:`.errors.ModerationBlocked`
+                                                           with ``stage``, ``categories``
 401 / 403, or a key the provider calls invalid  no         hint names where the key came
                                                            from (``OPENAI_API_KEY``, ...)
 5xx and the provider's passing statuses (408)   yes        server error
@@ -27,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fetchflow.errors import ProviderError
-from steps.imaging.providers.errors import rate_limited
+from steps.imaging.providers.errors import ModerationBlocked, rate_limited
 
 __all__ = ["HttpFailure", "ProviderTerms", "classify"]
 
@@ -74,6 +75,8 @@ class HttpFailure:
         key_invalid: The provider says the key is invalid (besides a 401 or 403).
         moderation: Set for a moderation refusal: its details (`` (stage: input)``) or "".
         param: The request parameter the provider complains about, or None.
+        moderation_stage: A moderation refusal's stage (``input``, ``output``), or "".
+        moderation_categories: The categories a moderation refusal named.
     """
 
     endpoint: str
@@ -86,6 +89,8 @@ class HttpFailure:
     key_invalid: bool = False
     moderation: str | None = None
     param: str | None = None
+    moderation_stage: str = ""
+    moderation_categories: tuple[str, ...] = ()
 
 
 def classify(failure: HttpFailure, terms: ProviderTerms, *, key_source: str) -> ProviderError:
@@ -125,8 +130,17 @@ def classify(failure: HttpFailure, terms: ProviderTerms, *, key_source: str) -> 
             wait=failure.retry_after,
         )
     if failure.moderation is not None:
-        return fail(
-            f"the safety system refused the prompt{failure.moderation}", _REPHRASE, retryable=False
+        output = failure.moderation_stage == "output"
+        what = "withheld the image made" if output else "refused the prompt"
+        return ModerationBlocked(
+            message=f"{head}: the safety system {what}{failure.moderation}",
+            hint=_REPHRASE,
+            provider=terms.name,
+            endpoint=failure.endpoint,
+            status=status,
+            body=failure.body,
+            stage=failure.moderation_stage,
+            categories=failure.moderation_categories,
         )
     if status in (401, 403) or failure.key_invalid:
         reason = terms.forbidden if status == 403 else "the API key was rejected"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from fetchflow.errors import ProviderError
 from steps.imaging.providers.base import ProviderImage
-from steps.imaging.providers.errors import RawAnswer, image_from_bytes
+from steps.imaging.providers.errors import ModerationBlocked, RawAnswer, image_from_bytes
 from steps.imaging.providers.redaction import redact, trim_body
 
 if TYPE_CHECKING:
@@ -55,11 +55,14 @@ class Stop:
         what: The message's words (``the safety system filtered the generated image``).
         hint: What to do.
         retryable: Whether the same request can get an image on another try.
+        stage: For a moderation block, its stage (``input``: the prompt was refused;
+            ``output``: the image made was withheld); None for other reasons.
     """
 
     what: str
     hint: str
     retryable: bool
+    stage: str | None = None
 
 
 _REPHRASE = "rephrase the prompt; the same prompt is refused again, so it is not retried"
@@ -85,8 +88,8 @@ FINISH_REASONS: dict[str, Stop] = {
     "NO_IMAGE": _DECLINED,
     "FINISH_REASON_UNSPECIFIED": _DECLINED,
     "": _DECLINED,
-    "SAFETY": Stop("the safety system refused the prompt", _REPHRASE, retryable=False),
-    "PROHIBITED_CONTENT": Stop("the safety system refused the prompt", _REPHRASE, retryable=False),
+    "SAFETY": Stop("the safety system refused the prompt", _REPHRASE, False, "input"),
+    "PROHIBITED_CONTENT": Stop("the safety system refused the prompt", _REPHRASE, False, "input"),
     "BLOCKLIST": Stop(
         "the answer was stopped for a term on a blocklist",
         "remove the blocked term from the prompt; not retried: the same prompt is stopped again",
@@ -107,9 +110,14 @@ FINISH_REASONS: dict[str, Stop] = {
         "write the prompt in a language the model supports (English works); not retried",
         retryable=False,
     ),
-    "IMAGE_SAFETY": Stop("the safety system filtered the generated image", _FILTERED, False),
+    "IMAGE_SAFETY": Stop(
+        "the safety system filtered the generated image", _FILTERED, False, "output"
+    ),
     "IMAGE_PROHIBITED_CONTENT": Stop(
-        "the safety system filtered the generated image as prohibited content", _FILTERED, False
+        "the safety system filtered the generated image as prohibited content",
+        _FILTERED,
+        False,
+        "output",
     ),
     "IMAGE_RECITATION": Stop(
         "the generated image was withheld as a recitation of existing content",
@@ -234,7 +242,25 @@ def images_of(
         secrets,
     )
 
-    def fail(what: str, hint: str, *, retryable: bool) -> ProviderError:
+    def fail(
+        what: str,
+        hint: str,
+        *,
+        retryable: bool,
+        stage: str | None = None,
+        categories: tuple[str, ...] = (),
+    ) -> ProviderError:
+        if stage is not None:  # a moderation block: the step's on_moderation decides
+            return ModerationBlocked(
+                message=f"{PROVIDER} {endpoint}: {what}",
+                hint=hint,
+                provider=PROVIDER,
+                endpoint=endpoint,
+                status=200,
+                body=body,
+                stage=stage,
+                categories=categories,
+            )
         return ProviderError(
             message=f"{PROVIDER} {endpoint}: {what}",
             hint=hint,
@@ -254,6 +280,7 @@ def images_of(
             + (f": {said}" if said else ""),
             _REPHRASE,
             retryable=False,
+            stage="input",
         )
     if not response.candidates:
         raise fail(
@@ -296,4 +323,6 @@ def images_of(
         + (f'; finishMessage: "{finish}"' if finish else ""),
         stop.hint,
         retryable=stop.retryable,
+        stage=stop.stage,
+        categories=tuple(categories),
     )

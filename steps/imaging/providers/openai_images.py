@@ -235,6 +235,7 @@ def openai_error(
     body = exc.body if isinstance(exc.body, Mapping) else {}
     code = str(exc.code or exc.type or "")
     param = body.get("param")
+    stage, categories = _moderation_facts(body)
     failure = HttpFailure(
         endpoint=endpoint,
         status=exc.status_code,
@@ -245,8 +246,20 @@ def openai_error(
         quota_exhausted=code == "insufficient_quota",
         moderation=_moderation_details(body) if code in _MODERATION_CODES else None,
         param=str(param) if param else None,
+        moderation_stage=stage,
+        moderation_categories=categories,
     )
     return classify(failure, TERMS, key_source=key_source)
+
+
+def _moderation_facts(body: Mapping[str, object]) -> tuple[str, tuple[str, ...]]:
+    """The stage and categories of an error body's ``moderation_details`` ("", () if none)."""
+    details = body.get("moderation_details")
+    if not isinstance(details, Mapping):
+        return "", ()
+    categories = details.get("categories")
+    named = tuple(str(c) for c in categories) if isinstance(categories, list) else ()
+    return str(details.get("moderation_stage") or ""), named
 
 
 def _moderation_details(body: Mapping[str, object]) -> str:

@@ -25,7 +25,7 @@ from PIL import Image
 from fetchflow.errors import ProviderError
 from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.providers.base import ImageRequest
-from steps.imaging.providers.errors import RateLimited, retry_after_seconds
+from steps.imaging.providers.errors import ModerationBlocked, RateLimited, retry_after_seconds
 from steps.imaging.providers.openai_images import OpenAIProvider, openai_error
 from steps.imaging.providers.openai_requests import generation_params
 from steps.imaging.providers.redaction import UpstreamError, public_endpoint, redact, trim_body
@@ -381,9 +381,11 @@ def status_error(status: int, body: dict[str, object], **headers: str) -> openai
     [
         pytest.param(429, "rate_limit_exceeded", True, RateLimited, "rate limited", id="429"),
         pytest.param(429, "insufficient_quota", False, ProviderError, "out of quota", id="quota"),
-        pytest.param(400, "moderation_blocked", False, ProviderError, "safety", id="moderation"),
         pytest.param(
-            400, "content_policy_violation", False, ProviderError, "safety", id="dalle-policy"
+            400, "moderation_blocked", False, ModerationBlocked, "safety", id="moderation"
+        ),
+        pytest.param(
+            400, "content_policy_violation", False, ModerationBlocked, "safety", id="dalle-policy"
         ),
         pytest.param(401, "invalid_api_key", False, ProviderError, "rejected", id="401"),
         pytest.param(403, "unsupported_country", False, ProviderError, "may not", id="403"),

@@ -131,6 +131,13 @@ class Settings(SettingsModel):
         le=64,
         description="How many uploads (and multipart parts of one upload) run at the same time.",
     )
+    matrix_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="How many combinations of one matrix step run at the same time (provider "
+        "calls are still limited by FETCHFLOW_PROVIDER_CONCURRENCY).",
+    )
     upload_attempts: int = Field(
         default=5,
         ge=1,

@@ -43,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
     """Check every file; print its problems or ``ok``."""
     files = args.files
     from fetchflow.workflow.checking import check_file
+    from fetchflow.workflow.matrix import describe_matrix
 
     registry = step_types()
     status = EXIT_OK
@@ -58,4 +59,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             count = len(plan.steps)
             print(f"{file}: ok ({count} step{'s' if count != 1 else ''})")
+            for step in plan.steps.values():
+                if step.common.matrix is not None:
+                    said = describe_matrix(step.common.matrix, step.common.matrix_mode)
+                    print(f"  {step.id}: matrix of {said}")
     return status

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prefect import get_run_logger
 from prefect.context import TaskRunContext
+from pydantic import BaseModel
 
 from fetchflow.errors import RunError, StepError
 from fetchflow.interrupt import check_interrupt
@@ -29,6 +30,7 @@ from fetchflow.orchestration.file_server import public_links
 from fetchflow.orchestration.server import server_state_file
 from fetchflow.run.checkpoints import Checkpoints
 from fetchflow.run.execution import execute_step, run_config, validated_config
+from fetchflow.run.matrix_execution import CombinationCache, execute_matrix
 from fetchflow.run.reuse import GenerationCache, fresh_links
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
@@ -204,6 +206,14 @@ def _execute(job: StepJob, ctx: StepContext, logger: Any) -> tuple[object, str |
     if not step.common.cache:
         return execute_step(step, templates, ctx, job.overrides), None
     cache = GenerationCache(job.open_store)
+    if step.common.matrix is not None:  # each combination is its own request
+        return execute_matrix(
+            step,
+            templates,
+            ctx,
+            lambda scope: validated_config(step, templates, scope, job.overrides),
+            cache=_combination_cache(cache, job),
+        ), None
     config = validated_config(step, templates, ctx.scope, job.overrides)
     key = cache.key(step, config)
     hit = cache.get(key)
@@ -213,6 +223,20 @@ def _execute(job: StepJob, ctx: StepContext, logger: Any) -> tuple[object, str |
     output = run_config(step, config, ctx)
     cache.put(key, output, job.run_info["id"])
     return output, None
+
+
+def _combination_cache(cache: GenerationCache, job: StepJob) -> CombinationCache:
+    """``cache: true`` for one combination of a matrix step, by its rendered request."""
+    step = job.step
+
+    def get(config: BaseModel) -> object | None:
+        hit = cache.get(cache.key(step, config))
+        return fresh_links(hit.output, job.open_store) if hit is not None else None
+
+    def put(config: BaseModel, output: object) -> None:
+        cache.put(cache.key(step, config), output, job.run_info["id"])
+
+    return get, put
 
 
 def _reader(open_store: Callable[[], AssetStore] | None) -> Callable[[str], bytes] | None:

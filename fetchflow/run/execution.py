@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from fetchflow.errors import RunError, StepError, TemplateError
 from fetchflow.field_issues import describe_value, translate_errors
+from fetchflow.run.matrix_execution import execute_matrix
 from fetchflow.step import StepContext
 from fetchflow.templating import Templates
 from fetchflow.workflow.plan import PlannedStep
@@ -129,9 +130,18 @@ def execute_step(
         ctx: The step's run context (its ``scope`` renders the templates).
         overrides: Values a reviewer set when approving the step.
 
+    A step with ``matrix:`` runs once per combination (:mod:`fetchflow.run.matrix_execution`).
+
     Raises:
         RunError: Any failure, with the step id filled in.
     """
+    if step.common.matrix is not None:
+        return execute_matrix(
+            step,
+            templates,
+            ctx,
+            lambda scope: validated_config(step, templates, scope, overrides),
+        )
     return run_config(step, validated_config(step, templates, ctx.scope, overrides), ctx)
 
 

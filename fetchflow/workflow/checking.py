@@ -23,6 +23,7 @@ from fetchflow.step import OutputLength, Step, project_root
 from fetchflow.templating import Templates, is_template
 from fetchflow.workflow.graph import cycle_text, find_cycles
 from fetchflow.workflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
+from fetchflow.workflow.matrix import is_list_output, matrix_output_length, matrix_output_schema
 from fetchflow.workflow.plan import Plan, PlannedStep
 from fetchflow.workflow.references import (
     closest,
@@ -120,6 +121,7 @@ class _Checker(TemplateChecks):
         self.broken: set[str] = set()
         self.step_types: dict[str, type[Step[Any, Any]]] = {}
         self.output_lengths: dict[str, OutputLength] = {}
+        self.output_schemas: dict[str, dict[str, Any]] = {}
         self._syntax_failed = bool(loaded.problems) and loaded.data is None
 
     # -- reporting -------------------------------------------------------------------------
@@ -366,15 +368,23 @@ class _Checker(TemplateChecks):
             # The common keys have problems (reported): still check the step's own fields and
             # templates, so every problem of the file is reported at once. Never planned.
             needs = raw.get("needs")
+            matrix = raw.get("matrix")
             common = StepCommon.model_construct(
                 id=step_id,
                 type=str(step_type),
                 needs=[n for n in needs if isinstance(n, str)] if isinstance(needs, list) else [],
+                # Its axis names still check matrix.<axis> references.
+                matrix=matrix if isinstance(matrix, dict) else None,
             )
             self.broken.add(step_id)
         self.step_types[common.id] = step_cls
         templated = frozenset(key for key, value in config.items() if _has_template(value))
         length = step_cls.output_length(config, templated)
+        if common.matrix is not None and common.id not in self.broken:
+            self.output_schemas[common.id] = matrix_output_schema(step_cls)
+            length = matrix_output_length(
+                length, common.written_combinations, is_list_output(step_cls)
+            )
         if length is not None:  # indexes into its output are checked against it
             self.output_lengths[common.id] = length
         return common, config
@@ -419,6 +429,9 @@ class _Checker(TemplateChecks):
         for path, text in _strings(config, (*base,)):
             if is_template(text):
                 upstream += self._template(text, path, common, self.file, None)
+        for axis, values in (common.matrix or {}).items():
+            if isinstance(values, str) and is_template(values):
+                upstream += self._template(values, (*base, "matrix", axis), common, self.file, None)
         for field_name in step_cls.template_file_fields:
             file_name = config.get(field_name)
             if isinstance(file_name, str) and not is_template(file_name):

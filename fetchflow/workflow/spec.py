@@ -23,6 +23,13 @@ from pydantic import (
 
 from fetchflow.step import RuleViolation, deferred
 from fetchflow.templating import EXPRESSION_KEYWORDS, IMPLICIT_NAMES, JINJA_GLOBALS
+from fetchflow.workflow.matrix import (
+    MAX_COMBINATIONS,
+    MatrixMode,
+    axis_problem,
+    combination_count,
+    combinations_problem,
+)
 from fetchflow.workflow.nesting import MAX_DEPTH, value_depth
 
 __all__ = [
@@ -41,7 +48,9 @@ InputType = Literal["string", "integer", "number", "boolean", "list", "object"]
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 RESERVED_IDS = (
-    frozenset({"inputs", "run", "super", "for", "with", "import", "include", "block", "set"})
+    frozenset(
+        {"inputs", "run", "matrix", "super", "for", "with", "import", "include", "block", "set"}
+    )
     | EXPRESSION_KEYWORDS
     | IMPLICIT_NAMES
     | JINJA_GLOBALS
@@ -266,6 +275,62 @@ class StepCommon(BaseModel):
     approval_timeout_seconds: float = Field(
         3600, gt=0, le=7 * 86400, description="A step not approved by then fails."
     )
+    matrix_mode: MatrixMode = Field(
+        "product",
+        description="product: every combination of the matrix axes. zip: the first values "
+        "together, then the second, ... (the lists must be equally long).",
+    )
+    matrix: dict[str, JsonValue] | None = Field(
+        None,
+        description="Run the step once per combination of these axes (name: list of values, "
+        "or a template that gives a list); `<< matrix.<name> >>` in its fields. The output "
+        f"is one flat list in combination order. At most {MAX_COMBINATIONS} combinations.",
+    )
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix_axes(
+        cls, value: dict[str, JsonValue] | None, info: ValidationInfo
+    ) -> dict[str, JsonValue] | None:
+        if value is None:
+            return value
+        if not value:
+            raise RuleViolation(
+                "a matrix needs at least one axis, got an empty mapping",
+                fields=(),
+                hint="write matrix: {style: [watercolor, studio photo]}, or remove matrix",
+            )
+        for axis, values in value.items():
+            problem = axis_problem(axis, values)
+            if problem is not None:
+                raise RuleViolation(problem[1], fields=(problem[0],), hint=problem[2])
+        written = {a: v for a, v in value.items() if isinstance(v, list)}
+        mode = info.data.get("matrix_mode", "product")
+        if len(written) == len(value) or mode == "product":
+            problem = combinations_problem(written, mode)
+            if problem is not None:
+                raise RuleViolation(problem[1], fields=(problem[0],), hint=problem[2])
+        return value
+
+    @model_validator(mode="after")
+    def _mode_needs_matrix(self) -> StepCommon:
+        if self.matrix is None and "matrix_mode" in self.model_fields_set:
+            raise RuleViolation(
+                "matrix_mode is set but the step has no matrix",
+                fields=("matrix_mode",),
+                hint="add matrix: {axis: [values]}, or remove matrix_mode",
+            )
+        return self
+
+    @property
+    def written_combinations(self) -> int | None:
+        """How many combinations the matrix makes, when every axis is written out."""
+        if self.matrix is None:
+            return None
+        sizes = {a: len(v) for a, v in self.matrix.items() if isinstance(v, list)}
+        if len(sizes) != len(self.matrix):
+            return None
+        return combination_count(sizes, self.matrix_mode)
 
     @field_validator("needs", mode="before")
     @classmethod

@@ -171,6 +171,8 @@ class TemplateChecks:
     step_ids: dict[str, int]
     step_types: dict[str, type[Step[Any, Any]]]
     output_lengths: dict[str, OutputLength]
+    #: The output schema of steps whose output is not their type's (a matrix step's).
+    output_schemas: dict[str, dict[str, Any]]
     file: str
     problems: list[Problem]
     add: Callable[..., None]
@@ -347,6 +349,9 @@ class TemplateChecks:
                     f"fields of run: {', '.join(RUN_FIELDS)}",
                 )
             return False
+        if ref.root == "matrix":
+            self._matrix_reference(ref, common, field, report)
+            return False
         if ref.root == common.id:
             report(
                 f'"{ref.text}": a step cannot use its own output',
@@ -374,10 +379,57 @@ class TemplateChecks:
                 f"use {ref.root}.{suggestion}" + "".join(f".{p}" for p in ref.path[1:]),
             )
             return True
-        failure = check_path(step_cls.output_schema(), ref.path[1:], f"{ref.root}.output")
+        schema = self.output_schemas.get(ref.root) or step_cls.output_schema()
+        failure = check_path(schema, ref.path[1:], f"{ref.root}.output")
         length = self.output_lengths.get(ref.root)
         if failure is None and length is not None and not ref.guarded:
             failure = check_index(length, ref.path[1:], f"{ref.root}.output")
         if failure:
             report(f'"{ref.text}": {failure[0]}', failure[1])
         return True
+
+    def _matrix_reference(
+        self, ref: Reference, common: StepCommon, field: str, report: Callable[[str, str], None]
+    ) -> None:
+        """``matrix.<axis>``: only in a step with a matrix, only its axes, not in an axis."""
+        axes = common.matrix
+        if axes is None:
+            report(
+                f'"{ref.text}": matrix values exist only in a step with a matrix',
+                "add matrix: {axis: [values]} to this step, or use inputs or a step's output",
+            )
+            return
+        if field == "matrix" or field.startswith("matrix."):
+            report(
+                f'"{ref.text}": a matrix axis cannot read matrix values',
+                "give the axis its values as a list, or from inputs or a step's output",
+            )
+            return
+        if not ref.path:
+            return
+        name = str(ref.path[0])
+        if name not in axes:
+            suggestion = closest(name, list(axes))
+            report(
+                f'"{ref.text}": the matrix has no axis "{name}"'
+                + (f'; did you mean "{suggestion}"?' if suggestion else ""),
+                f"use matrix.{suggestion}"
+                if suggestion
+                else f"axes of this matrix: {', '.join(axes)}",
+            )
+            return
+        values = axes[name]
+        if isinstance(values, list) and len(ref.path) > 1:
+            schema = _values_schema(values)
+            failure = check_path(schema, ref.path[1:], f"matrix.{name}")
+            if failure:
+                report(f'"{ref.text}": {failure[0]}', failure[1])
+
+
+def _values_schema(values: list[Any]) -> dict[str, Any]:
+    """A loose schema of one written axis value, to check paths into it (``matrix.size.w``):
+    objects when every value is one (their common keys), else anything."""
+    if values and all(isinstance(value, dict) for value in values):
+        keys = set(values[0]).intersection(*values[1:])
+        return {"type": "object", "properties": {key: {} for key in sorted(keys)}}
+    return {}

@@ -1,0 +1,306 @@
+"""Running a step with ``matrix:``: once per combination, concurrently, one flat output.
+
+Pure of Prefect, like :mod:`fetchflow.run.execution` (which calls :func:`execute_matrix`
+for a step with a matrix). In order:
+
+1. The axes are resolved (templated ones rendered and checked) and every combination's
+   config is rendered and validated, so a bad value fails the step before any billable
+   call.
+2. The combinations run in a thread pool of ``FETCHFLOW_MATRIX_CONCURRENCY`` (the provider
+   calls inside are still limited by the image steps' provider gate). Each one's scope has
+   ``matrix`` (its axis values); every asset record it makes carries them (``matrix``), the
+   records it keeps on the way included.
+3. A combination that ends is checkpointed at once (a kept item
+   ``{"fetchflow_matrix": {"combination": ..., "output": ...}}``): ``--resume`` and a
+   recovered run take its output back and run only the combinations that did not end; one
+   that ended half-way gets the images it kept (``StepContext.kept``) and makes the rest.
+4. When all have ended, a failed combination fails the step, naming it
+   (``matrix product=mug style=watercolor: ...``), with everything the others made as its
+   partial output. Otherwise the outputs are joined in combination order and handed to
+   :meth:`~fetchflow.step.Step.finish_matrix` (list outputs only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from fetchflow.errors import RunError, StepError, TemplateError
+from fetchflow.run.reuse import fresh_links
+from fetchflow.step import Progress, StepContext
+from fetchflow.templating import Templates
+from fetchflow.workflow.matrix import (
+    combination_label,
+    combinations,
+    combinations_problem,
+    is_list_output,
+    rendered_axis_problem,
+)
+from fetchflow.workflow.plan import PlannedStep
+
+__all__ = ["MATRIX_KEPT_KEY", "CombinationCache", "execute_matrix", "resolve_combinations"]
+
+#: The key of a kept item that records one finished combination's output.
+MATRIX_KEPT_KEY = "fetchflow_matrix"
+
+#: Looks a combination's rendered config up (``cache: true``): its JSON output, or None; and
+#: stores one.
+CombinationCache = tuple[Callable[[BaseModel], object | None], Callable[[BaseModel, object], None]]
+
+
+def resolve_combinations(
+    step: PlannedStep, templates: Templates, scope: Mapping[str, object]
+) -> list[dict[str, Any]]:
+    """The step's combinations, its templated axes rendered against ``scope``.
+
+    Raises:
+        TemplateError: An axis template failed.
+        StepError: An axis is not a non-empty list, zip lists differ in length, or there
+            are too many combinations (not retryable).
+    """
+    axes: dict[str, list[Any]] = {}
+    for axis, value in (step.common.matrix or {}).items():
+        if isinstance(value, list):
+            axes[axis] = value
+            continue
+        field = f"matrix.{axis}"
+        try:
+            rendered = templates.render_value(value, scope)
+        except Exception as error:  # jinja2's errors, refusals and limits alike
+            raise TemplateError(
+                message=f'field "{field}": template failed: {error}',
+                hint="check the references in this axis against the inputs and upstream "
+                "outputs (fetchflow validate checks them)",
+                step_id=step.id,
+                field=field,
+                retryable=False,
+            ) from None
+        problem = rendered_axis_problem(axis, rendered, str(value))
+        if problem is not None or not isinstance(rendered, list):
+            problem = problem or (axis, "not a list", "")
+            raise StepError(
+                message=f'field "matrix.{problem[0]}": {problem[1]}',
+                hint=problem[2],
+                step_id=step.id,
+                retryable=False,
+            )
+        axes[axis] = rendered
+    problem = combinations_problem(axes, step.common.matrix_mode)
+    if problem is not None:
+        raise StepError(
+            message=f'field "matrix.{problem[0]}": {problem[1]}',
+            hint=problem[2],
+            step_id=step.id,
+            retryable=False,
+        )
+    return combinations(axes, step.common.matrix_mode)
+
+
+def _key(values: Mapping[str, object]) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def _slug(values: Mapping[str, object]) -> str:
+    """The axis values as a file-name part: ``mug-watercolor``."""
+    text = "-".join(
+        v if isinstance(v, str) else json.dumps(v, default=str) for v in values.values()
+    )
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:60].rstrip("-") or "combination"
+
+
+def _file_name(name: str, values: Mapping[str, object], step_id: str) -> str:
+    """``hero-1.png`` of combination mug/watercolor as ``hero-mug-watercolor-1.png``: the
+    combinations of one step would otherwise give their files the same names."""
+    slug = _slug(values)
+    head = f"{step_id}-"
+    if name.startswith(f"{head}{slug}-") or f"-{slug}" in name:
+        return name  # named already (an item kept by this very combination)
+    if name.startswith(head):
+        return f"{head}{slug}-{name.removeprefix(head)}"
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}-{slug}.{suffix}" if dot else f"{name}-{slug}"
+
+
+def _tag(item: object, values: Mapping[str, Any], step_id: str) -> object:
+    """An output item with the combination's axis values, when it has a ``matrix`` field
+    (an asset record: its file name says the combination too); anything else as it is."""
+    if isinstance(item, BaseModel) and "matrix" in type(item).model_fields:
+        update: dict[str, object] = {"matrix": dict(values)}
+        name = getattr(item, "file_name", None)
+        if isinstance(name, str):
+            update["file_name"] = _file_name(name, values, step_id)
+        return item.model_copy(update=update)
+    if isinstance(item, dict) and isinstance(item.get("matrix"), dict):
+        tagged = {**item, "matrix": dict(values)}
+        if isinstance(item.get("file_name"), str):
+            tagged["file_name"] = _file_name(item["file_name"], values, step_id)
+        return tagged
+    return item
+
+
+def _tag_output(output: object, values: Mapping[str, Any], step_id: str) -> object:
+    if isinstance(output, list):
+        return [_tag(item, values, step_id) for item in output]
+    return _tag(output, values, step_id)
+
+
+class _SharedProgress:
+    """One progress bar for every combination: the first ``start`` counts for all."""
+
+    def __init__(self, inner: Progress, combinations: int) -> None:
+        self._inner = inner
+        self._combinations = combinations
+        self._started = False
+
+    def start(self, total: int) -> None:
+        if not self._started:
+            self._started = True
+            self._inner.start(total * self._combinations)
+
+    def advance(self, done: int = 1) -> None:
+        self._inner.advance(done)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Earlier:
+    """What an earlier run of the step left: finished combinations and kept items."""
+
+    finished: dict[str, object]
+    kept: dict[str, list[object]]
+
+    @classmethod
+    def read(cls, kept: object) -> _Earlier:
+        finished: dict[str, object] = {}
+        items: dict[str, list[object]] = {}
+        for item in kept if isinstance(kept, list) else []:
+            if not isinstance(item, dict):
+                continue
+            marker = item.get(MATRIX_KEPT_KEY)
+            if isinstance(marker, dict) and isinstance(marker.get("combination"), dict):
+                finished[_key(marker["combination"])] = marker.get("output")
+            elif isinstance(item.get("matrix"), dict) and item["matrix"]:
+                items.setdefault(_key(item["matrix"]), []).append(item)
+        return cls(finished, items)
+
+
+def execute_matrix(
+    step: PlannedStep,
+    templates: Templates,
+    ctx: StepContext,
+    configure: Callable[[Mapping[str, object]], BaseModel],
+    *,
+    cache: CombinationCache | None = None,
+) -> object:
+    """Run every combination of a matrix step; return the joined output as JSON data.
+
+    Args:
+        step: The planned step (with ``matrix``).
+        templates: The run's template environment.
+        ctx: The step's context (its ``kept`` may hold an earlier run's combinations).
+        configure: Renders and validates the step's config for one scope (a reviewer's
+            edits applied: they apply to every combination).
+        cache: For ``cache: true``: look up and store one combination's output.
+
+    Raises:
+        RunError: A combination failed (after every other one ended), or a value was bad
+            before anything ran.
+    """
+    combos = resolve_combinations(step, templates, ctx.scope)
+    configs = [configure({**ctx.scope, "matrix": values}) for values in combos]
+    earlier = _Earlier.read(ctx.kept)
+    adapter: TypeAdapter[Any] = TypeAdapter(step.step_cls.output_type)
+    progress: Progress | None = (
+        _SharedProgress(ctx.progress, len(combos)) if ctx.progress is not None else None
+    )
+
+    def links(output: object) -> object:
+        return fresh_links(output, ctx.open_store)
+
+    def run_one(index: int) -> object:
+        values = combos[index]
+        key = _key(values)
+        if key in earlier.finished:
+            return adapter.validate_python(links(earlier.finished[key]))
+        ctx.check_interrupt()
+        found = cache[0](configs[index]) if cache is not None else None
+        if found is not None:
+            output = _tag_output(adapter.validate_python(found), values, step.id)
+        else:
+            on_kept = ctx.on_kept
+            combo_ctx = dataclasses.replace(
+                ctx,
+                scope={**ctx.scope, "matrix": values},
+                kept=earlier.kept.get(key),
+                on_kept=(lambda item: on_kept(_tag(item, values, step.id))) if on_kept else None,
+                progress=progress,
+            )
+            output = _tag_output(step.step_cls().run(configs[index], combo_ctx), values, step.id)
+            if cache is not None:
+                cache[1](configs[index], step.step_cls.dump_output(output))
+        ctx.keep(
+            {
+                MATRIX_KEPT_KEY: {
+                    "combination": values,
+                    "output": step.step_cls.dump_output(output),
+                }
+            }
+        )
+        return output
+
+    workers = max(1, min(ctx.settings.matrix_concurrency, len(combos)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"matrix-{step.id}") as pool:
+        futures = [pool.submit(run_one, index) for index in range(len(combos))]
+        outcomes: list[tuple[object, BaseException | None]] = []
+        for future in futures:
+            error = future.exception()
+            outcomes.append((None if error is not None else future.result(), error))
+    failed = [(index, error) for index, (_, error) in enumerate(outcomes) if error is not None]
+    if failed:
+        raise _failure(step, combos, outcomes, failed[0])
+    results = [output for output, _ in outcomes]
+    if not is_list_output(step.step_cls):
+        return [step.step_cls.dump_output(output) for output in results]
+    flat: list[object] = [item for output in results for item in output]  # type: ignore[attr-defined]
+    finished = step.step_cls().finish_matrix(configs[0], flat, ctx)
+    return step.step_cls.dump_output(finished)
+
+
+def _failure(
+    step: PlannedStep,
+    combos: list[dict[str, Any]],
+    outcomes: list[tuple[object, BaseException | None]],
+    first: tuple[int, BaseException],
+) -> BaseException:
+    """The step's error for its first failed combination, with everything made kept."""
+    partial: list[object] = []
+    for values, (output, error) in zip(combos, outcomes, strict=True):
+        if error is None:
+            dumped = step.step_cls.dump_output(output)
+            partial += dumped if isinstance(dumped, list) else [dumped]
+        elif isinstance(error, RunError) and isinstance(error.partial_output, list):
+            partial += [_tag(item, values, step.id) for item in error.partial_output]
+    index, error = first
+    label = f"matrix {combination_label(combos[index])}"
+    others = sum(1 for _, e in outcomes if e is not None) - 1
+    more = f" ({others} more combination{'s' if others != 1 else ''} failed)" if others else ""
+    if isinstance(error, RunError):
+        error.message = f"{label}: {error.message}{more}"
+        error.step_id = error.step_id or step.id
+        error.partial_output = partial or None
+        return error
+    wrapped = StepError(
+        message=f"{label}: {type(error).__name__}: {error}{more}",
+        hint="the other combinations ended and were kept; fetchflow run --resume RUN_ID "
+        "runs only the ones that did not",
+        step_id=step.id,
+        partial_output=partial or None,
+    )
+    wrapped.__cause__ = error
+    return wrapped

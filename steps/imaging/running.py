@@ -115,7 +115,16 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
 
 
 def _import_sdk_of(spec: ModelSpec) -> None:
-    """Import the SDK ``spec``'s provider calls with, before the run (not in its first step)."""
+    """Import the SDK ``spec``'s provider calls with, before the run (not in its first step).
+
+    A local model's folder and libraries are checked here too: missing, they are an error
+    before the run.
+    """
+    if spec.provider == "local":
+        from steps.imaging.providers.local_diffusers import preflight_local
+
+        preflight_local(spec.name, _image_settings().local_model_dir)
+        return
     from steps.imaging.providers.clients import import_sdk
 
     import_sdk(spec.provider)
@@ -148,8 +157,8 @@ def open_provider(spec: ModelSpec, config: ImageOutputConfig, ctx: StepContext) 
     from steps.imaging.keys import resolve
     from steps.imaging.providers import make_provider
 
-    if spec.provider == "preview":
-        return make_provider("preview")
+    if spec.provider in ("preview", "local"):  # no key: nothing is billed
+        return make_provider(spec.provider)
     credential = resolve(
         spec.provider,
         spec.name,

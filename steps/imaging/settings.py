@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -88,6 +89,17 @@ class ImageSettings(SettingsModel):
         default=None,
         description="The operator's fal key, used by image steps on fal models with "
         "charge_type: hosted (usage is recorded against the workflow). Never logged or stored.",
+    )
+    local_model_dir: Path | None = Field(
+        default=None,
+        description="The folder holding diffusers model folders for model: local/<name> "
+        "(each as save_pretrained writes it, with model_index.json); a name not found there "
+        "is looked up in the Hugging Face cache. Nothing is downloaded during a run.",
+    )
+    local_device: Literal["auto", "cuda", "mps", "cpu"] = Field(
+        default="auto",
+        description="Where local/<name> models run: cuda, mps, cpu, or auto (cuda, then mps, "
+        "then cpu).",
     )
 
 

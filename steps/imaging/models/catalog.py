@@ -25,6 +25,8 @@ __all__ = [
     "AUTO_CANDIDATES",
     "CATALOG",
     "FAL_SIZES",
+    "LOCAL_PREFIX",
+    "LOCAL_SIZES",
     "PREVIEW",
     "QUALITIES",
     "RESOLUTIONS",
@@ -35,6 +37,7 @@ __all__ = [
     "SizeChoice",
     "SizeRule",
     "closest_size",
+    "local_spec",
     "parse_size",
     "price_for",
 ]
@@ -438,6 +441,51 @@ _SPECS = (
 
 #: Every model the step can run, by name.
 CATALOG: Mapping[str, ModelSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+
+#: ``model: local/<name>``: a diffusers model folder on the machine that runs the step
+#: (``steps.imaging.providers.local_diffusers``); not listed in :data:`CATALOG`, whose names
+#: are fixed: :func:`local_spec` makes the entry for any such name.
+LOCAL_PREFIX = "local/"
+#: What Stable Diffusion-class pipelines take: sides divisible by 8 (the VAE's latent grid),
+#: up to 2048 a side (memory is the real limit; 32x32 is for tiny test pipelines).
+LOCAL_SIZES = SizeRule(
+    multiple=8,
+    max_ratio=4,
+    max_width=2048,
+    max_height=2048,
+    min_pixels=32 * 32,
+    max_pixels=2048 * 2048,
+)
+
+
+_LOCAL_NAME = re.compile(r"^local/[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)*$", re.ASCII)
+
+
+def local_spec(name: str) -> ModelSpec | None:
+    """The entry of ``local/<name>`` (any folder name: the folder itself is checked before
+    the run); None for any other model name, or a name no folder can have (``local/../x``)."""
+    if not _LOCAL_NAME.match(name):
+        return None
+    return ModelSpec(
+        name,
+        "local",
+        size_rule=LOCAL_SIZES,
+        per_request=4,  # one batch on the GPU; more images are further calls
+        qualities=("auto",),
+        transparent=False,
+        native_formats=("png",),
+        seed=True,  # torch.Generator(device).manual_seed(seed)
+        prices={("*", "*"): 0.0},
+        note="runs on this machine with diffusers (fetchflow[local]); no background setting",
+        edit_max_images=1,  # image-to-image and inpainting start from one image
+        edit_max_image_bytes=_OPENAI_EDIT_MAX_BYTES,
+        mask=True,
+        steps=NumberRange(1, 150),
+        guidance=NumberRange(0, 30),
+        negative_prompt=True,
+        strength=NumberRange(0.01, 1),
+    )
+
 
 #: Models the providers no longer serve (openai 3.52 ``image_model.py``).
 RETIRED: Mapping[str, Retired] = MappingProxyType(

@@ -89,7 +89,7 @@ def choose_model(
     """
     spec = lookup_model(model) if model != AUTO else None
     if spec is not None:
-        if spec.provider != "preview" and not key_sources(
+        if spec.provider not in ("preview", "local") and not key_sources(
             spec.provider, charge_type, settings, environ, secret_name
         ):
             raise missing_key(spec.provider, spec.name, charge_type)

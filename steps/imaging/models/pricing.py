@@ -54,8 +54,8 @@ def estimate_images(
 
     The cost is None when the provider publishes no price for that model, size and quality.
     """
-    if spec.provider == "preview":
-        return CostEstimate(cost_usd=0.0, images=count, detail=f"{count} x preview (free)")
+    if spec.provider in ("preview", "local"):
+        return CostEstimate(cost_usd=0.0, images=count, detail=f"{count} x {spec.name} (free)")
     choice = size_choice(spec, size, aspect_ratio, resolution)
     if choice.width is not None and choice.height is not None:
         width, height = choice.width, choice.height

@@ -21,11 +21,13 @@ from steps.imaging.models.catalog import (
     ASPECT_RATIOS,
     AUTO,
     CATALOG,
+    LOCAL_PREFIX,
     PREVIEW,
     RETIRED,
     ModelSpec,
     NumberRange,
     closest_size,
+    local_spec,
     parse_size,
     ratio_value,
 )
@@ -66,9 +68,16 @@ def lookup_model(name: str) -> ModelSpec | None:
     """
     if name == AUTO:
         return None
-    spec = CATALOG.get(name)
+    spec = CATALOG.get(name) or local_spec(name)
     if spec is not None:
         return spec
+    if name.startswith(LOCAL_PREFIX):
+        raise _violation(
+            f'model {name}: "{name.removeprefix(LOCAL_PREFIX)}" is not a model folder name',
+            ("model",),
+            "write model: local/<folder> (letters, digits, _ . -, / between parts), "
+            "e.g. local/sd-turbo",
+        )
     retired = RETIRED.get(name)
     if retired is not None:
         raise _violation(

@@ -32,6 +32,7 @@ PROVIDER_CLASSES = {
     "openai": "steps.imaging.providers.openai_images:OpenAIProvider",
     "google": "steps.imaging.providers.google_images:GeminiProvider",
     "preview": "steps.imaging.providers.preview:PreviewProvider",
+    "local": "steps.imaging.providers.local_diffusers:LocalDiffusersProvider",
 }
 
 
@@ -59,6 +60,8 @@ def make_provider(
     provider_class = getattr(importlib.import_module(module_name), class_name)
     if name == "preview":
         return cast(ImageProvider, provider_class())
+    if name == "local":  # no key: its model folder and device are the image settings'
+        return cast(ImageProvider, provider_class.from_settings())
     if not api_key:
         raise ValueError(f"the {name} provider needs an API key")
     return cast(

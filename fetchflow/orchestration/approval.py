@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, create_model
 from fetchflow.errors import ApprovalAnswerError
 from fetchflow.field_issues import describe_value
 from fetchflow.step import CostEstimate
+from fetchflow.workflow.matrix import combination_label
 from fetchflow.workflow.plan import PlannedStep
 
 __all__ = [
@@ -44,15 +45,28 @@ Decision = Literal["approve", "deny"]
 class ApprovalRequest:
     """One step waiting for a reviewer.
 
+    A step with a matrix asks with one request per combination: the form lists each as its
+    own row, and its editable fields are the first combination's (an edit applies to every
+    combination; the decision is the step's).
+
     Attributes:
         step: The step.
         values: The current values of its editable fields (rendered where known).
         estimate: What it is expected to cost, when known.
+        combination: The matrix combination's axis values (empty without a matrix).
     """
 
     step: PlannedStep
     values: dict[str, object]
     estimate: CostEstimate | None
+    combination: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The step's id, with the combination when there is one: ``hero [style=ink]``."""
+        if not self.combination:
+            return self.step.id
+        return f"{self.step.id} [{combination_label(self.combination)}]"
 
 
 @dataclass(frozen=True)
@@ -103,9 +117,7 @@ def _description(requests: Sequence[ApprovalRequest]) -> str:
             for key, value in request.values.items()
             if key != "prompt" and value is not None
         )
-        lines.append(
-            f"| {request.step.id} | {request.step.type} | {_cost_text(estimate)} | {what} |"
-        )
+        lines.append(f"| {request.label} | {request.step.type} | {_cost_text(estimate)} | {what} |")
         if total is not None:
             total = (
                 None
@@ -154,8 +166,12 @@ def ask_for_approval(
         The decision for each step id.
     """
     seconds = max(1, math.ceil(timeout))
-    single = len(requests) == 1
-    rows = {request.step.id: _row_model(request) for request in requests}
+    # One editable row per step: a matrix step's combinations share it (the first one's).
+    firsts: dict[str, ApprovalRequest] = {}
+    for request in requests:
+        firsts.setdefault(request.step.id, request)
+    single = len(firsts) == 1
+    rows = {step_id: _row_model(request) for step_id, request in firsts.items()}
     base: Any = (RunInput, rows[requests[0].step.id]) if single else RunInput
     fields: dict[str, Any] = (
         {}
@@ -174,12 +190,11 @@ def ask_for_approval(
     except FlowPauseTimeout:
         _resume_after_timeout()
         message = f"not approved within {seconds} s (approval_timeout_seconds)"
-        return {request.step.id: ApprovalDecision(False, message=message) for request in requests}
+        return {step_id: ApprovalDecision(False, message=message) for step_id in firsts}
     if single:
         return {requests[0].step.id: _decision(requests[0], answer)}
     return {
-        request.step.id: _decision(request, getattr(answer, request.step.id))
-        for request in requests
+        step_id: _decision(request, getattr(answer, step_id)) for step_id, request in firsts.items()
     }
 
 

@@ -39,6 +39,7 @@ from fetchflow.orchestration.limits import limited_tags
 from fetchflow.orchestration.step_task import StepJob, StepOutcome, run_step
 from fetchflow.run.checkpoints import Checkpoints
 from fetchflow.run.execution import validated_config
+from fetchflow.run.matrix_execution import resolve_combinations
 from fetchflow.run.report import RunReport, StepResult
 from fetchflow.run.reuse import Reused, fresh_links, step_fingerprint
 from fetchflow.settings import Settings
@@ -219,20 +220,32 @@ class RunScheduler:
 
     # -- approval --------------------------------------------------------------------------
 
-    def _request(self, step: PlannedStep) -> ApprovalRequest | None:
-        """What to show the reviewer; None when the step costs nothing (it never asks)."""
+    def _requests(self, step: PlannedStep) -> list[ApprovalRequest]:
+        """What to show the reviewer: one row per combination of a matrix step; none when
+        the step costs nothing (it never asks)."""
         if not step.step_cls.billable:
-            return None
-        config = validated_config(step, self.plan.templates, self._scope(step))
-        estimate = step.step_cls.estimate(config, self.settings)
-        if estimate is not None and estimate.cost_usd == 0:
-            return None
-        values = config.model_dump()
-        fields = step.step_cls.approval_fields
-        return ApprovalRequest(step, {name: values[name] for name in fields}, estimate)
+            return []
+        scope = self._scope(step)
+        combos: list[dict[str, object]] = [{}]
+        if step.common.matrix is not None:
+            combos = resolve_combinations(step, self.plan.templates, scope)
+        requests = []
+        for values in combos:
+            config = validated_config(
+                step, self.plan.templates, {**scope, "matrix": values} if values else scope
+            )
+            estimate = step.step_cls.estimate(config, self.settings)
+            if estimate is not None and estimate.cost_usd == 0:
+                continue
+            dumped = config.model_dump()
+            fields = step.step_cls.approval_fields
+            requests.append(
+                ApprovalRequest(step, {name: dumped[name] for name in fields}, estimate, values)
+            )
+        return requests
 
     def _ask(self, steps: list[PlannedStep], timeout: float) -> ApprovalDecision | None:
-        requests = [request for step in steps if (request := self._request(step)) is not None]
+        requests = [request for step in steps for request in self._requests(step)]
         if not requests:
             return None
         key = "approve-" + ("batch" if len(steps) > 1 else steps[0].id)
@@ -249,11 +262,9 @@ class RunScheduler:
         requests = []
         for step in self.plan.steps.values():
             try:
-                request = self._request(step)
+                requests += self._requests(step)
             except RunError:
                 continue  # needs upstream outputs: rendered (and checked) when it runs
-            if request is not None:
-                requests.append(request)
         if requests:
             self.decisions.update(
                 ask_for_approval(

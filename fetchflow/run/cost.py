@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
 
-from fetchflow.errors import BudgetExceeded
+from fetchflow.errors import BudgetExceeded, RunError, TemplateError
+from fetchflow.run.matrix_execution import resolve_combinations
 from fetchflow.settings import Settings
 from fetchflow.step import CostEstimate
 from fetchflow.templating import Templates
+from fetchflow.workflow.matrix import combination_label
 from fetchflow.workflow.plan import Plan, PlannedStep
 
 __all__ = [
@@ -37,13 +39,17 @@ class StepEstimate:
 
     Attributes:
         step: The step.
-        estimate: What the step type estimated; None for steps that cost nothing.
+        estimate: What the step type estimated; None for steps that cost nothing. For a
+            step with a matrix, the sum of its combinations.
         note: Why there is no estimate, when there is none for a billable step.
+        combinations: For a step with a matrix: each combination's axis values and
+            estimate, in run order.
     """
 
     step: PlannedStep
     estimate: CostEstimate | None
     note: str = ""
+    combinations: tuple[tuple[dict[str, object], CostEstimate | None], ...] = ()
 
     @property
     def cost_usd(self) -> float | None:
@@ -110,15 +116,53 @@ def estimate_plan(
         if not step.step_cls.billable:
             rows.append(StepEstimate(step, None))
             continue
+        if step.common.matrix is not None:
+            rows.append(_matrix_estimate(step, plan.templates, scope, settings))
+            continue
         try:
             config = _estimation_config(step, plan.templates, scope)
         except ValidationError:
-            rows.append(StepEstimate(step, None, "depends on values known only when it runs"))
+            rows.append(StepEstimate(step, None, _LATER))
             continue
         estimate = step.step_cls.estimate(config, settings)
         note = "" if estimate and estimate.cost_usd is not None else "no published price"
         rows.append(StepEstimate(step, estimate, note))
     return PlanEstimate(rows)
+
+
+_LATER = "depends on values known only when it runs"
+
+
+def _matrix_estimate(
+    step: PlannedStep, templates: Templates, scope: Mapping[str, object], settings: Settings
+) -> StepEstimate:
+    """Every combination of a matrix step priced with its own axis values; the sum."""
+    try:
+        combos = resolve_combinations(step, templates, scope)
+    except TemplateError:
+        return StepEstimate(step, None, f"its matrix {_LATER}")
+    except RunError as error:  # a bad axis value: the run fails the step before any call
+        return StepEstimate(step, None, error.message)
+    priced: list[tuple[dict[str, object], CostEstimate | None]] = []
+    for values in combos:
+        try:
+            config = _estimation_config(step, templates, {**scope, "matrix": values})
+        except ValidationError:
+            priced.append((values, None))
+            continue
+        priced.append((values, step.step_cls.estimate(config, settings)))
+    costs = [e.cost_usd if e is not None else None for _, e in priced]
+    images = [e.images if e is not None else None for _, e in priced]
+    total = None if None in costs else sum(c for c in costs if c is not None)
+    count = len(priced)
+    estimate = CostEstimate(
+        total,
+        None if None in images else sum(i for i in images if i is not None),
+        f"{count} combination{'s' if count != 1 else ''}",
+    )
+    missing = any(e is None for _, e in priced)
+    note = "" if total is not None else _LATER if missing else "no published price"
+    return StepEstimate(step, estimate, note, tuple(priced))
 
 
 def check_budget(estimate: PlanEstimate, budget_usd: float | None) -> None:
@@ -182,6 +226,10 @@ def format_estimate(plan: Plan, estimate: PlanEstimate, budget_usd: float | None
             cost = f"${row.cost_usd:.4f}"
         detail = f"  {row.estimate.detail}" if row.estimate and row.estimate.detail else ""
         lines.append(f"  {step.id:<{width}}  {step.type:<18} {cost}{detail}{after}")
+        for values, each in row.combinations:
+            price = "unknown" if each is None or each.cost_usd is None else f"${each.cost_usd:.4f}"
+            said = f"  {each.detail}" if each is not None and each.detail else ""
+            lines.append(f"  {'':<{width}}    {combination_label(values)}: {price}{said}")
     total = estimate.total_usd
     lines += ["", f"estimated total: {'unknown' if total is None else f'${total:.4f}'}"]
     if budget_usd is not None:

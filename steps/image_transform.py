@@ -31,7 +31,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from fetchflow.step import OutputLength, RuleViolation, Step, StepContext, deferred
 from steps.imaging.assets import ImageAsset, store_asset
 from steps.imaging.options import refuse_booleans
+from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.pixels.transform import MAX_OUTPUT_SIDE
+from steps.imaging.provenance import derived
 from steps.imaging.sources.references import (
     ImagesValue,
     ReferencedImages,
@@ -211,6 +213,13 @@ class ImageTransformStep(Step[ImageTransformConfig, list[ImageAsset]]):
                 width=image.width,
                 height=image.height,
                 model="pillow",
+                origin=derived(
+                    "resized",
+                    reference.data,
+                    sniff_mime_type(reference.data) or image.file_type,
+                    software="pillow",
+                    title=f"images[{index}]",
+                ),
                 provenance={
                     "source_sha256": reference.sha256,
                     "source": reference.source,

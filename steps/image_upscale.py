@@ -42,6 +42,7 @@ from fetchflow.step import (
     static_project_root,
 )
 from steps.imaging.assets import ImageAsset, store_asset
+from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.pixels.upscale import (
     FACTORS,
     header_size,
@@ -50,6 +51,7 @@ from steps.imaging.pixels.upscale import (
     upscale_image,
     upscaled_size,
 )
+from steps.imaging.provenance import derived
 from steps.imaging.sources.references import (
     ImagesValue,
     ReferencedImages,
@@ -279,6 +281,13 @@ class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):
                     width=image.width,
                     height=image.height,
                     model=upscaler.name,
+                    origin=derived(
+                        "upscaled",
+                        reference.data,
+                        sniff_mime_type(reference.data) or image.file_type,
+                        software=upscaler.name,
+                        title=f"images[{index}]",
+                    ),
                     provenance={
                         "upscaled_from": reference.sha256,
                         "source_sha256": reference.sha256,

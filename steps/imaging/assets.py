@@ -16,6 +16,7 @@ from steps.imaging.models.catalog import CATALOG, price_for
 if TYPE_CHECKING:
     from steps.imaging.options import OutputOptions
     from steps.imaging.production import MadeImage
+    from steps.imaging.provenance import Provenance
 
 __all__ = ["ChargeType", "ImageAsset", "record_hosted_usage", "store_asset", "store_image"]
 
@@ -47,12 +48,14 @@ def store_image(
     provider: str,
     prompt_sha256: str,
     options: OutputOptions,
+    origin: Provenance,
     extra_provenance: Mapping[str, str] | None = None,
 ) -> ImageAsset:
     """Store one verified image through the run's store; return its :class:`ImageAsset`.
 
     ``options`` are the step's output options (quality, background, format, who paid);
-    ``extra_provenance`` adds step-specific entries (an edit's reference hashes).
+    ``origin`` is what the file's metadata says of how it was made; ``extra_provenance``
+    adds step-specific entries to the record (an edit's reference hashes).
     """
     image = made.image
     quality, output_format = options.quality, options.output_format
@@ -79,6 +82,7 @@ def store_image(
         height=image.height,
         model=made.model,
         provenance=provenance,
+        origin=origin,
         prompt_sha256=prompt_sha256,
         seed=made.seed,
         index=made.index,
@@ -99,6 +103,7 @@ def store_asset(
     height: int,
     model: str,
     provenance: Mapping[str, str],
+    origin: Provenance,
     prompt_sha256: str,
     seed: int | None,
     index: int,
@@ -107,10 +112,18 @@ def store_asset(
     charge_type: ChargeType,
     provider: str,
 ) -> ImageAsset:
-    """Store one finished image as ``<step>-<index + 1>.<ext>``; return its ImageAsset."""
+    """Store one finished image as ``<step>-<index + 1>.<ext>``; return its ImageAsset.
+
+    The file's metadata is replaced by ``origin`` (:func:`~steps.imaging.provenance.stamp`:
+    an XMP packet, and a C2PA manifest when a signing certificate is configured); the
+    record's ``provenance`` is ``provenance``.
+    """
+    from steps.imaging.provenance import stamp
+    from steps.imaging.signing import current_signing
+
     extension = output_format.replace("jpeg", "jpg")
     record = ctx.store.put(
-        data,
+        stamp(data, file_type, origin, current_signing()),
         file_name=f"{ctx.step_id}-{index + 1}.{extension}",
         file_type=file_type,
         step_id=ctx.step_id,

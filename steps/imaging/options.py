@@ -129,6 +129,7 @@ class OutputOptions:
         on_moderation: What a moderation block does (:mod:`steps.imaging.moderation`).
         tuning: The open-weight options (steps, guidance, negative prompt, strength,
             safety checker), each None when not set.
+        provenance_prompt: Whether each image's provenance carries the prompt.
     """
 
     count: int = 1
@@ -144,6 +145,7 @@ class OutputOptions:
     charge_type: ChargeType = "personal"
     on_moderation: OnModeration = "fail"
     tuning: Tuning = field(default_factory=Tuning)
+    provenance_prompt: bool = False
 
 
 class ImageOutputConfig(StepConfig):
@@ -197,6 +199,12 @@ class ImageOutputConfig(StepConfig):
         "or {fallback_model: NAME} (another catalog model).",
         examples=["fail", "skip", {"retry": 2}, {"fallback_model": "gemini-2.5-flash-image"}],
     )
+    provenance_prompt: bool = Field(
+        False,
+        description="Also write the prompt into each image's provenance (XMP "
+        "Iptc4xmpExt:AIPromptInformation, and the C2PA manifest when signing). Off by "
+        "default: a prompt may be private.",
+    )
     contact_sheet: bool = Field(
         False,
         description="Also store a labelled grid of the step's images (PNG, no provider "
@@ -219,6 +227,7 @@ class ImageOutputConfig(StepConfig):
             charge_type=self.charge_type,
             on_moderation=self.on_moderation,
             tuning=self.tuning,
+            provenance_prompt=self.provenance_prompt,
         )
 
     @property

@@ -74,7 +74,8 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     still holding templates are not known yet; their checks wait for ``run``.
 
     Raises:
-        SettingsInvalid: A ``FETCHFLOW_*`` image setting is invalid.
+        SettingsInvalid: A ``FETCHFLOW_*`` image setting is invalid, or the C2PA
+            certificate and key configured do not sign.
         StepError: The named model's key is missing for this charge type.
     """
     from fetchflow.errors import StepError
@@ -83,6 +84,7 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     from steps.imaging.models.choice import choose_model
 
     settings = _image_settings()  # an invalid image setting is said before anything runs
+    _check_signing(settings)
     raw = raw_config.model_dump() if isinstance(raw_config, StepConfig) else raw_config
     fields = ("model", "charge_type", "api_key_secret")
     if any(isinstance(raw.get(name), str) and is_template(str(raw[name])) for name in fields):
@@ -112,6 +114,14 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     except StepError:
         return
     _import_sdk_of(spec)
+
+
+def _check_signing(settings: ImageSettings) -> None:
+    """Prove the C2PA certificate and key, when configured, before the run (not at its
+    first image, after paying for it)."""
+    from steps.imaging.signing import signing_from
+
+    signing_from(settings)
 
 
 def _import_sdk_of(spec: ModelSpec) -> None:
@@ -202,6 +212,7 @@ def make_images(
     """
     from steps.imaging.partial import KeptImage, PartialImages
     from steps.imaging.production import produce
+    from steps.imaging.provenance import of_made_image
     from steps.imaging.providers.retrying import ProviderGate, RetryPolicy
 
     earlier = _kept_before(ctx, job, prompt_sha256)
@@ -214,6 +225,7 @@ def make_images(
             provider=job.spec.provider,
             prompt_sha256=prompt_sha256,
             options=job.options,
+            origin=of_made_image(job, made),
             extra_provenance=provenance(made) if provenance is not None else None,
         )
         assets.append(asset)

@@ -90,6 +90,27 @@ class ImageSettings(SettingsModel):
         description="The operator's fal key, used by image steps on fal models with "
         "charge_type: hosted (usage is recorded against the workflow). Never logged or stored.",
     )
+
+    c2pa_cert: Path | None = Field(
+        default=None,
+        description="A PEM file with the C2PA signing certificate chain (the signer's "
+        "certificate first, then its issuers; not self-signed). With FETCHFLOW_C2PA_KEY, "
+        "every stored image carries a signed C2PA manifest.",
+    )
+    c2pa_key: Path | None = Field(
+        default=None,
+        description="A PEM file with the private key of FETCHFLOW_C2PA_CERT (PKCS#8). A "
+        "secret: its path is named in messages, its content never.",
+    )
+    c2pa_algorithm: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = (
+        Field(default="es256", description="The signing algorithm of FETCHFLOW_C2PA_KEY.")
+    )
+    c2pa_tsa_url: str | None = Field(
+        default=None,
+        description="A time-stamp authority (RFC 3161) URL that countersigns each C2PA "
+        "manifest (default: none; each image then carries no trusted time).",
+    )
+
     local_model_dir: Path | None = Field(
         default=None,
         description="The folder holding diffusers model folders for model: local/<name> "

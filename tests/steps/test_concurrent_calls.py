@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from fakes import fixtures
 from fakes.fake_gemini import FakeGemini
+from fakes.provenance import same_picture
 
 from fetchflow.errors import Interrupted
 from fetchflow.interrupt import clear_stop, request_stop
@@ -126,7 +127,7 @@ def assert_kept(step: Step, fake: FakeGemini, records: list[dict[str, Any]]) -> 
     for record in records:
         assert record["seed"] == 7 + record["index"]
         data = step.store.read(record["storage_uri"])
-        assert data == sent_image(fake, record["seed"])
+        same_picture(data, sent_image(fake, record["seed"]))
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
 
 

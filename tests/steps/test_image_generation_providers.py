@@ -30,6 +30,7 @@ import pytest
 from fakes import fixtures
 from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
+from fakes.provenance import same_picture
 from PIL import Image
 
 from fetchflow.errors import ProviderError, StepError
@@ -211,7 +212,7 @@ def test_openai_three_pngs_are_stored_exactly_as_sent(
     assert [a.index for a in assets] == [0, 1, 2]
     for asset, original in zip(assets, sent, strict=True):
         data = stored(workspace, asset)
-        assert data == original  # png asked, png answered: uploaded unchanged
+        same_picture(data, original)  # png asked, png answered: not re-encoded
         assert asset.sha256 == sha256(data) and asset.file_size == len(data)
         assert asset.file_url == asset.storage_uri and asset.file_url.startswith("file://")
         assert (asset.width, asset.height, asset.file_type) == (1536, 1024, "image/png")
@@ -257,8 +258,8 @@ def test_openai_webp_and_jpeg_are_compressed_by_the_provider_and_kept_as_sent(
         "jpeg",
         60,
     )
-    assert stored(workspace, webp) == openai_images(fake_openai, 0)[0]
-    assert stored(workspace, jpeg) == openai_images(fake_openai, 1)[0]
+    same_picture(stored(workspace, webp), openai_images(fake_openai, 0)[0])
+    same_picture(stored(workspace, jpeg), openai_images(fake_openai, 1)[0])
     assert (webp.file_name, webp.file_type) == ("webp_shot-1.webp", "image/webp")
     assert (jpeg.file_name, jpeg.file_type) == ("jpeg_shot-1.jpg", "image/jpeg")
     assert picture(stored(workspace, webp)).format == "WEBP"
@@ -312,7 +313,7 @@ def test_gemini_two_seeded_wide_images_take_two_calls(
     assert [a.index for a in assets] == [0, 1]
     for position, asset in enumerate(assets):
         data = stored(workspace, asset)
-        assert data == gemini_image(fake_gemini, fake_gemini.requests.index(sent[position]))
+        same_picture(data, gemini_image(fake_gemini, fake_gemini.requests.index(sent[position])))
         assert asset.sha256 == sha256(data)
         assert (asset.width, asset.height) == (1344, 768) == picture(data).size
         assert (asset.model, asset.provider) == ("gemini-2.5-flash-image", "google")
@@ -355,7 +356,7 @@ def test_auto_prefers_openai_when_its_key_is_set(
     assert [r.json["model"] for r in fake_openai.requests if r.json] == ["gpt-image-2"]
     assert fake_gemini.requests == []
     assert (asset.model, asset.provider) == ("gpt-image-2", "openai")
-    assert stored(workspace, asset) == openai_images(fake_openai)[0]
+    same_picture(stored(workspace, asset), openai_images(fake_openai)[0])
 
 
 def test_auto_with_only_a_gemini_key_uses_gemini(
@@ -473,7 +474,7 @@ def test_hosted_calls_with_the_operator_key_and_records_the_usage(
     [request] = fake_openai.requests
     assert request.credential == HOSTED_KEY
     assert (asset.charge_type, asset.provenance["charge_type"]) == ("hosted", "hosted")
-    assert stored(workspace, asset) == openai_images(fake_openai)[0]
+    same_picture(stored(workspace, asset), openai_images(fake_openai)[0])
     [usage_line] = [
         r.getMessage() for r in caplog.records if "hosted image usage" in r.getMessage()
     ]
@@ -646,7 +647,7 @@ def test_a_later_failed_call_keeps_the_images_already_made(
     paths = [workspace.store.path_of(uri) for uri in kept]
     assert sorted(paths) == workspace.assets()  # exactly the two, nothing else
     for position, path in enumerate(paths):
-        assert path.read_bytes() == gemini_image(fake_gemini, position)
+        same_picture(path.read_bytes(), gemini_image(fake_gemini, position))
         assert path.name == f"{sha256(path.read_bytes())}.png"
 
 

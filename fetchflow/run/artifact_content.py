@@ -298,11 +298,12 @@ def render_gallery(
     else:
         where = "Click a thumbnail for the full file."
     head += [f"Step `{step_id}` made {count}. {where}", ""]
-    return "\n".join([*head, *_thumbnails_section(records, thumbs), *rows, ""])
+    pictures = _thumbnails_section(records, thumbs, shown_urls)
+    return "\n".join([*head, *pictures, *rows, ""])
 
 
 def _thumbnails_section(
-    records: Sequence[Mapping[str, object]], thumbs: Mapping[int, str]
+    records: Sequence[Mapping[str, object]], thumbs: Mapping[int, str], urls: Sequence[str]
 ) -> list[str]:
     """The gallery's pictures: a labelled grid when a step made several images (its matrix
     axes as row and column headers, else numbered side by side), else one line; then any
@@ -322,7 +323,8 @@ def _thumbnails_section(
     if len(images) > 1 or any(matrices):
         lines += [
             *render_grid(
-                plan_grid(matrices), [_cell_picture(records[i], thumbs.get(i)) for i in images]
+                plan_grid(matrices),
+                [_cell_picture(records[i], thumbs.get(i), urls[i]) for i in images],
             ),
             "",
         ]
@@ -339,11 +341,12 @@ def _matrix_of(record: Mapping[str, object]) -> Mapping[str, object]:
     return found if isinstance(found, Mapping) else {}
 
 
-def _cell_picture(record: Mapping[str, object], thumb: str | None) -> str:
-    """A grid cell's content for one record: its thumbnail, else its file name."""
+def _cell_picture(record: Mapping[str, object], thumb: str | None, url: str) -> str:
+    """A grid cell's content for one record: its thumbnail, else its file name linked as
+    the table links it (``url``)."""
     if thumb is not None:
         return thumb
-    name, link = _md(record.get("file_name", "")), _url(record.get("file_url"))
+    name, link = _md(record.get("file_name", "")), _url(url)
     return f"[{name}]({link})" if link else name
 
 

@@ -85,8 +85,6 @@ def _add_contact_sheet(
         return list(assets)
     grid = plan_grid([asset.matrix for asset in images])
     title = f"{ctx.step_id} · {len(images)} image{'s' * (len(images) != 1)}"
-    if grid.corner != "#":
-        title += f" · {grid.corner}"
     shown = {index for row in grid.cells for cell in row for index in cell}
     data = [
         ctx.store.read(asset.storage_uri) if i in shown else b"" for i, asset in enumerate(images)

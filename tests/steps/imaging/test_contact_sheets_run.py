@@ -98,4 +98,31 @@ def test_count_variations_get_a_sheet_record_and_a_numbered_grid(
     assert "Contact sheet: [![variations-contact-sheet.png]" in gallery
     assert "contact sheet of the images above" in gallery
     summary = artifacts["sheets-run-summary"]["data"]
-    assert "1 step(s) · 3 image(s)" in summary  # the sheet is no image made
+    assert "3 step(s) · 9 image(s)" in summary  # 6 + 3: the sheets are no images made
+
+
+@pytest.mark.prefect
+def test_a_matrix_gets_a_grid_with_axis_labels_and_one_sheet(
+    sheet_run: tuple[dict[str, Any], dict[str, Any], Path],
+) -> None:
+    document, artifacts, _ = sheet_run
+    output = document["steps"]["grid"]["output"]
+    *images, sheet = output
+    assert [image["matrix"] for image in images] == [
+        {"product": p, "style": s} for p in ("mug", "tote", "cap") for s in ("ink", "oil")
+    ]
+    assert sheet["provenance"]["kind"] == "contact_sheet"
+    assert sheet["provenance"]["layout"] == "product \\ style"
+    assert sheet["matrix"] == {} and sheet["index"] == 6
+    gallery = artifacts["sheets-grid-output"]["data"]
+    assert "made 6 images." in gallery
+    _, rest = gallery.split("| product \\\\ style | ink | oil |\n|---|:---:|:---:|\n", 1)
+    rows = rest.split("\n\n", 1)[0].splitlines()
+    assert [row.split(" | ")[0] for row in rows] == ["| **mug**", "| **tote**", "| **cap**"]
+    in_grid = [url for row in rows for _, url in LINKED_THUMB.findall(row)]
+    assert in_grid == [image["file_url"] for image in images]  # 6 thumbnails, row by row
+    assert [name for row in rows for name in re.findall(r"!\[([^\]]+)\]", row)] == [
+        f"grid-{p}-{s}-1.png" for p in ("mug", "tote", "cap") for s in ("ink", "oil")
+    ]
+    assert "Contact sheet: [![grid-contact-sheet.png]" in gallery
+    assert len(LINKED_THUMB.findall(gallery)) == 7

@@ -44,7 +44,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypeVar,
+    get_args,
+    get_origin,
+    runtime_checkable,
+)
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationInfo
 
@@ -60,6 +70,7 @@ __all__ = [
     "TEMPLATED_CONTEXT_KEY",
     "CostEstimate",
     "OutputLength",
+    "Previews",
     "Progress",
     "RuleViolation",
     "Step",
@@ -189,6 +200,16 @@ class Progress(Protocol):
 
     def advance(self, done: int = 1) -> None:
         """``done`` more items are finished."""
+
+
+@runtime_checkable
+class Previews(Progress, Protocol):
+    """A :class:`Progress` that can also show drafts (the run's progress artifact can)."""
+
+    def preview(self, item: int, label: str, image: bytes) -> None:
+        """Show a draft of item ``item`` (0-based) while it is being made, e.g. a partial
+        image streamed by the provider (``label``: ``partial 1 of 2``); the item's latest
+        draft replaces the one before. A display only: the draft is not an output."""
 
 
 @dataclass(frozen=True)

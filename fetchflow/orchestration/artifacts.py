@@ -4,7 +4,9 @@
   (inline thumbnails, each linking to the full file) and a table of the files; otherwise
   the output as text (trimmed).
 - The run summary, on the flow run: the steps with status, time, images, usage and cost.
-- Progress of a step that makes several files (:class:`StepProgress`).
+- Progress of a step that makes several files (:class:`StepProgress`), with the latest draft
+  of each file as a small inline thumbnail while it is being made (the partial images an
+  OpenAI stream sends); drafts live only in the artifact, never in the store or the output.
 
 Keys are ``<workflow>-<step>-output``, ``<workflow>-<step>-progress`` and
 ``<workflow>-run-summary`` (see :func:`artifact_key`); a key groups the same artifact across
@@ -41,6 +43,7 @@ from fetchflow.run.artifact_content import (
     render_output,
     render_summary,
     render_text_outputs,
+    thumbnail_uri,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ __all__ = [
 MAX_KEY_LENGTH = 100
 #: Largest artifact body sent; anything bigger is left out with a warning.
 MAX_ARTIFACT_CHARS = 1_000_000
+#: Longest side of a draft's thumbnail in a progress artifact (a few KB each).
+PREVIEW_PX = 128
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 ArtifactType = Literal["markdown", "table", "progress"]
@@ -360,6 +365,9 @@ class StepProgress:
         self._artifact_id: UUID | None = None
         self._sent_at = 0.0
         self._off = False
+        #: item -> (label, bytes) of its latest draft; rendered (and cached) when sent.
+        self._drafts: dict[int, tuple[str, bytes]] = {}
+        self._thumbs: dict[tuple[int, str], str | None] = {}
 
     @property
     def percent(self) -> float:
@@ -384,6 +392,49 @@ class StepProgress:
             self._sent_at = time.monotonic()
             percent, description = self.percent, self._describe()
         self._run(lambda: self._send(percent, description))
+
+    def preview(self, item: int, label: str, image: bytes) -> None:
+        """Show ``image`` as the latest draft of item ``item`` (0-based), e.g. a partial image.
+
+        Not throttled (a provider sends a few per item); the thumbnail is made when the
+        update is sent (in the publisher thread with ``background``). The artifact keeps
+        each item's latest draft, after the step too; the drafts are never stored.
+        """
+        with self._lock:
+            if self._off:
+                return
+            self._drafts[item] = (label, image)
+            percent, description = self.percent, self._describe()
+        self._run(lambda: self._send(percent, description))
+
+    def _drafts_markdown(self) -> str:
+        """The latest draft of each item as a row of thumbnails, or "" when there is none."""
+        with self._lock:
+            drafts = sorted(self._drafts.items())
+        cells: list[tuple[str, str, str]] = []
+        for item, (label, image) in drafts:
+            key = (item, label)
+            if key not in self._thumbs:
+                try:
+                    self._thumbs[key] = thumbnail_uri(image, PREVIEW_PX)
+                except Exception as error:  # a draft that is no image: show the others
+                    self._logger.warning(
+                        "draft of item %d not shown: %s", item + 1, error_text(error)
+                    )
+                    self._thumbs[key] = None
+            uri = self._thumbs[key]
+            if uri is not None:
+                cells.append((f"image {item + 1}", f"![image {item + 1}, {label}]({uri})", label))
+        if not cells:
+            return ""
+        rows = [
+            "| " + " | ".join(cell[0] for cell in cells) + " |",
+            "|" + "---|" * len(cells),
+            "| " + " | ".join(cell[1] for cell in cells) + " |",
+            "| " + " | ".join(cell[2] for cell in cells) + " |",
+        ]
+        heading = "**Live previews** (partial images as they arrive; not stored):"
+        return "\n\n" + heading + "\n\n" + "\n".join(rows)
 
     def _run(self, job: Callable[[], None]) -> None:
         if self._background:
@@ -410,6 +461,7 @@ class StepProgress:
             if percent < self._last_sent:
                 return
             self._last_sent = percent
+            description += self._drafts_markdown()  # the latest drafts, whenever sent
             try:
                 with get_client(sync_client=True) as client:
                     client.update_artifact(

@@ -124,6 +124,8 @@ class OutputOptions:
         moderation: ``auto`` or ``low`` (generations only; edits take none).
         output_format: ``png``, ``jpeg`` or ``webp``.
         output_compression: 0-100 or None.
+        partial_images: Partial images to stream per image (0-3; OpenAI GPT image models):
+            shown in the step's progress as they arrive, never stored as outputs.
         seed: The seed, or None.
         charge_type: Whose key pays: ``personal`` or ``hosted``.
         on_moderation: What a moderation block does (:mod:`steps.imaging.moderation`).
@@ -141,6 +143,7 @@ class OutputOptions:
     moderation: str = "auto"
     output_format: str = "png"
     output_compression: int | None = None
+    partial_images: int = 0
     seed: int | None = None
     charge_type: ChargeType = "personal"
     on_moderation: OnModeration = "fail"
@@ -167,6 +170,9 @@ class ImageOutputConfig(StepConfig):
     output_format: Literal["png", "jpeg", "webp"] = Field("png", description="File format.")
     output_compression: int | None = Field(
         None, ge=0, le=100, description="0-100 (100 = least loss); jpeg or webp only."
+    )
+    partial_images: int = Field(
+        0, ge=0, le=3, description="0-3 previews streamed while each image is made (OpenAI)."
     )
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="For models that take one (Gemini, preview)."
@@ -223,6 +229,7 @@ class ImageOutputConfig(StepConfig):
             background=self.background,
             output_format=self.output_format,
             output_compression=self.output_compression,
+            partial_images=self.partial_images,
             seed=self.seed,
             charge_type=self.charge_type,
             on_moderation=self.on_moderation,
@@ -388,6 +395,13 @@ class ImageOutputConfig(StepConfig):
     def _background_fits_model(self, info: ValidationInfo) -> Self:
         if not deferred(info, "background", "model"):
             rules.check_background(rules.rules_spec(self.model), self.background)
+        return self
+
+    @model_validator(mode="after")
+    def _partial_images_fit_model(self, info: ValidationInfo) -> Self:
+        # auto may pick a model that streams; one that does not ignores partial_images
+        if not deferred(info, "partial_images", "model") and self.model != AUTO:
+            rules.check_partial_images(rules.rules_spec(self.model), self.partial_images)
         return self
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fetchflow.errors import ProviderError, StepError, StorageError
 from fetchflow.interrupt import check_interrupt
@@ -31,6 +31,7 @@ from steps.imaging.providers.base import (
     ImageEditor,
     ImageProvider,
     ImageRequest,
+    PartialImage,
     ProviderImage,
     ProviderResult,
 )
@@ -139,15 +140,19 @@ def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
     """The provider calls for ``job``, each with the index of its first image.
 
     A seeded job gives call ``k`` (starting at image ``i``) the seed ``seed + i``, so
-    one-image-per-call models do not draw the same picture ``count`` times. An edit job
+    one-image-per-call models do not draw the same picture ``count`` times. With
+    ``partial_images`` on a model that streams them, each call makes one image (a stream's
+    events do not say which image a partial one belongs to); elsewhere it is not sent. An edit job
     makes ``count`` images from each of its :class:`EditInputs` in turn, as
     :class:`EditRequest` calls.
     """
     calls: list[tuple[int, ImageRequest]] = []
     groups: tuple[EditInputs | None, ...] = job.edits or (None,)
+    partial_images = job.options.partial_images if job.spec.partial_images else 0
+    per_request = 1 if partial_images else job.spec.per_request
     for number, inputs in enumerate(groups):
         start = number * job.count
-        for offset in range(0, job.count, job.spec.per_request):
+        for offset in range(0, job.count, per_request):
             first = start + offset
             request = ImageRequest(
                 model=job.spec.name,
@@ -156,13 +161,14 @@ def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
                 height=job.size.height,
                 aspect_ratio=job.size.aspect_ratio,
                 resolution=job.size.resolution,
-                count=min(job.spec.per_request, job.count - offset),
+                count=min(per_request, job.count - offset),
                 quality=job.options.quality,
                 background=job.options.background,
                 moderation=job.options.moderation,
                 output_format=job.options.output_format,
                 output_compression=job.options.output_compression,
                 seed=None if job.seed is None else job.seed + first,
+                partial_images=partial_images,
             )
             if inputs is not None:
                 request = EditRequest(
@@ -232,6 +238,7 @@ def produce(
     gate: ProviderGate | None = None,
     logger: StepLogger = _LOG,
     earlier: Sequence[KeptImage] = (),
+    on_partial: Callable[[int, PartialImage], None] | None = None,
 ) -> None:
     """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
 
@@ -255,6 +262,8 @@ def produce(
         earlier: Images of this job an interrupted run already made and kept (``--resume``;
             their records' ``index`` says which): a call whose images are all there is not
             made again, and a later failure hands them on with the new ones.
+        on_partial: Receives ``(index, partial image)`` as each partial image of a streamed
+            call arrives (``partial_images``): a draft of image ``index``, for display only.
 
     Raises:
         ProviderError: The call that failed first, when no image was kept: a refusal at
@@ -271,7 +280,9 @@ def produce(
         # paid for by the interrupted run this one resumes
         if not made_before.issuperset(range(first, first + request.count))
     ]
-    making = _Making(job, provider, keep, retry=retry, gate=gate, logger=logger)
+    making = _Making(
+        job, provider, keep, retry=retry, gate=gate, logger=logger, on_partial=on_partial
+    )
     for image in earlier:
         index = image.record.get("index")
         making.kept.append((index if isinstance(index, int) else -1, image))
@@ -297,8 +308,10 @@ class _Making:
         retry: RetryPolicy,
         gate: ProviderGate | None,
         logger: StepLogger,
+        on_partial: Callable[[int, PartialImage], None] | None = None,
     ) -> None:
         self.job = job
+        self._on_partial = on_partial
         self.provider = provider
         self._keep = keep
         self._retry = retry
@@ -345,13 +358,16 @@ class _Making:
 
     def _make(self, first: int, request: ImageRequest) -> None:
         job = self.job
+        describe = describe_call(first, request, job.total)
+        if request.partial_images:
+            request = replace(request, label=describe, on_partial=self._partial_of(first))
         result = _call(
             self.provider,
             request,
             retry=self._retry,
             gate=self._gate,
             logger=self._logger,
-            describe=describe_call(first, request, job.total),
+            describe=describe,
         )
         images = result.images[: request.count]
         unstored: list[StorageError] = []
@@ -378,6 +394,13 @@ class _Making:
                 hint="the provider may have filtered some; try again or change the prompt",
                 retryable=True,
             )
+
+    def _partial_of(self, index: int) -> Callable[[PartialImage], None] | None:
+        """What receives the partial images of the call making image ``index``."""
+        on_partial = self._on_partial
+        if on_partial is None:
+            return None
+        return lambda partial: on_partial(index, partial)
 
     def finish(self) -> None:
         """Raise what stopped the job: the first failure, or PartialImages when some were kept.

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from steps.imaging.models.rules import EditNeeds
     from steps.imaging.options import ImageOutputConfig
     from steps.imaging.production import ImageJob, MadeImage
-    from steps.imaging.providers.base import ImageProvider
+    from steps.imaging.providers.base import ImageProvider, PartialImage
     from steps.imaging.settings import ImageSettings
 
 __all__ = [
@@ -159,6 +159,12 @@ def pick_model(
         _announce_preview_once(ctx)
     if config.seed is not None and not spec.seed:
         ctx.logger.info("model %s takes no seed: seed %s is not used", spec.name, config.seed)
+    if config.partial_images and not spec.partial_images:
+        ctx.logger.info(
+            "model %s streams no partial images: partial_images %s is not used (progress only)",
+            spec.name,
+            config.partial_images,
+        )
     return spec
 
 
@@ -257,6 +263,7 @@ def make_images(
             gate=gate,
             logger=ctx.logger,
             earlier=[KeptImage(asset.storage_uri, record) for asset, record in earlier],
+            on_partial=_show_partials(ctx, job),
         )
     except PartialImages:
         if hosted:
@@ -267,6 +274,25 @@ def make_images(
     if hosted:
         record_hosted_usage(ctx, assets)
     return sorted([asset for asset, _ in earlier] + assets, key=lambda asset: asset.index)
+
+
+def _show_partials(ctx: StepContext, job: ImageJob) -> Callable[[int, PartialImage], None] | None:
+    """What shows each partial image in the step's progress as it arrives (never stored: a
+    partial image is a draft, not an output), or None when there is nothing to show."""
+    from fetchflow.step import Previews
+
+    progress = ctx.progress
+    if not isinstance(progress, Previews):
+        return None
+    if not (job.options.partial_images and job.spec.partial_images):
+        return None
+
+    def show(index: int, partial: PartialImage) -> None:
+        progress.preview(
+            index, f"partial {partial.number} of {job.options.partial_images}", partial.data
+        )
+
+    return show
 
 
 def _kept_before(

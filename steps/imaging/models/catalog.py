@@ -160,6 +160,8 @@ class ModelSpec:
         qualities: Accepted ``quality`` values.
         transparent: Whether ``background: transparent`` works.
         native_formats: Formats the provider encodes itself; others are converted.
+        partial_images: Whether the model streams partial images (``partial_images`` 1-3:
+            OpenAI GPT image models, ``stream=True``; PROVIDERS.md rule 11).
         prompt_max_chars: Longest prompt (style included).
         seed: Whether the model takes a seed.
         prices: USD per image by ``(quality, "WxH")``; ``"*"`` matches any. Empty when no
@@ -192,6 +194,7 @@ class ModelSpec:
     qualities: tuple[str, ...] = ("auto", "low", "medium", "high")
     transparent: bool = True
     native_formats: tuple[str, ...] = ("png", "jpeg", "webp")
+    partial_images: bool = False
     prompt_max_chars: int = 32_000
     seed: bool = False
     prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
@@ -270,7 +273,12 @@ def _gpt_fixed(
     input_fidelity: tuple[str, ...] = ("high", "low"),
 ) -> ModelSpec:
     return ModelSpec(
-        name, "openai", sizes=_GPT_FIXED, prices=prices or {}, input_fidelity=input_fidelity
+        name,
+        "openai",
+        sizes=_GPT_FIXED,
+        prices=prices or {},
+        input_fidelity=input_fidelity,
+        partial_images=True,
     )
 
 
@@ -282,6 +290,7 @@ def _gpt_free(name: str, *, extra_qualities: tuple[str, ...] = (), transparent: 
         qualities=("auto", "low", "medium", "high", *extra_qualities),
         transparent=transparent,
         note="" if transparent else "transparent backgrounds are only a preview on this model",
+        partial_images=True,
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "check_input_fidelity",
     "check_mask_support",
     "check_outpaint_ratio",
+    "check_partial_images",
     "check_prompt_length",
     "check_quality",
     "check_reference_count",
@@ -177,6 +178,21 @@ def check_seed(spec: ModelSpec, seed: int | None) -> None:
             f"seed: {seed} is not supported by model {spec.name}",
             ("seed", "model"),
             "remove seed (OpenAI image models take none), or use a Gemini model or preview",
+        )
+
+
+def check_partial_images(spec: ModelSpec, partial_images: int) -> None:
+    """``partial_images`` above 0 only where ``spec`` streams them (PROVIDERS.md rule 11)."""
+    if partial_images and not spec.partial_images:
+        streaming = [m.name for m in CATALOG.values() if m.partial_images]
+        raise _violation(
+            f"partial_images: {partial_images} is not supported by model {spec.name} (only "
+            "OpenAI GPT image models stream partial images)",
+            ("partial_images", "model"),
+            "remove partial_images, or use an OpenAI model that streams them ("
+            + ", ".join(streaming[:3])
+            + (", ..." if len(streaming) > 3 else "")
+            + ")",
         )
 
 

@@ -7,21 +7,52 @@ pure, so tests swap in the offline preview provider or a local fake object.
 Providers raise :class:`fetchflow.errors.ProviderError` (``message``, ``hint``,
 ``provider=``, ``endpoint=``, ``status=``, ``body=``, ``retryable=``); a moderation block is
 ``retryable=False``. They never put a key, auth header or signed URL in an error.
+
+A provider that streams (OpenAI with ``partial_images``) hands each partial image to the
+request's ``on_partial`` as it arrives: a draft for display, never an output. A stream that
+breaks is a :class:`StreamBroken` saying how many partial images had come and what that
+may have cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from fetchflow.errors import ProviderError
+from steps.imaging.models.rules import Tuning
 
 __all__ = [
     "EditRequest",
     "ImageEditor",
     "ImageProvider",
     "ImageRequest",
+    "PartialCallback",
+    "PartialImage",
     "ProviderImage",
     "ProviderResult",
+    "StreamBroken",
 ]
+
+
+@dataclass(frozen=True)
+class PartialImage:
+    """One partial image of a streamed call: a draft of the image being made.
+
+    Attributes:
+        number: 1 for the first partial image of the call, 2 for the next, ...
+        data: The image bytes (already base64-decoded).
+        mime_type: ``image/png``, ``image/jpeg`` or ``image/webp``.
+    """
+
+    number: int
+    data: bytes
+    mime_type: str
+
+
+#: Called with each partial image as it arrives (on the thread that reads the stream).
+PartialCallback = Callable[[PartialImage], None]
 
 
 @dataclass(frozen=True)
@@ -42,6 +73,13 @@ class ImageRequest:
         output_format: ``"png" | "jpeg" | "webp"``.
         output_compression: 0-100, only with jpeg or webp; ``None`` otherwise.
         seed: A seed for models that take one, else ``None``.
+        partial_images: Partial images to stream before the final one (0-3; 0: no
+            streaming). Providers that do not stream ignore it; a call that streams asks for
+            one image (the events do not say which image a partial belongs to).
+        on_partial: Receives each partial image as it arrives, or ``None``.
+        label: What the call makes, for messages (``image 2 of 3``); may be empty.
+        tuning: The open-weight options (steps, guidance, negative prompt, strength, safety
+            checker); providers whose models take none ignore it.
     """
 
     model: str
@@ -57,6 +95,10 @@ class ImageRequest:
     output_format: str
     output_compression: int | None
     seed: int | None
+    partial_images: int = 0
+    on_partial: PartialCallback | None = field(default=None, compare=False, repr=False)
+    label: str = field(default="", compare=False)
+    tuning: Tuning = field(default_factory=Tuning)
 
 
 @dataclass(frozen=True)
@@ -66,10 +108,14 @@ class ProviderImage:
     Attributes:
         data: The image bytes (already base64-decoded).
         mime_type: What the provider says it is (``"image/png"``, ...).
+        seed: The seed the provider says it used for this image (fal), else None.
+        nsfw: The provider's safety checker verdict on this image (fal), else None.
     """
 
     data: bytes
     mime_type: str
+    seed: int | None = None
+    nsfw: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -150,3 +196,21 @@ class ImageEditor(Protocol):
             ProviderError: The provider refused or could not be reached.
         """
         ...
+
+
+@dataclass
+class StreamBroken(ProviderError):
+    """A streamed call that ended without its final image, after ``partials`` partial images.
+
+    Retryable like any connection failure, but not free: the provider may bill the work
+    done, partial images included, and reported no usage for it. ``billed`` says so in a
+    few words, for the retry log and the step's error.
+
+    Attributes:
+        partials: Partial images received before the break.
+        billed: What the broken call may have cost (``OpenAI may bill the 2 partial
+            images; no usage was reported before the break``).
+    """
+
+    partials: int = 0
+    billed: str = ""

@@ -17,6 +17,10 @@ an item with a URL or no ``b64_json``          no         "has no b64_json"
 bad base64, bytes that are no image            yes        garbled answer
 =============================================  =========  ===================================
 
+A call that asked for partial images reads its stream event by event
+(:class:`StreamReader`): each partial image goes to the request's ``on_partial`` as it
+arrives, each ``*.completed`` event is a final image with its usage.
+
 A 2xx that is not the API's JSON is never retried: the provider (or whatever answers at
 ``OPENAI_BASE_URL``) said yes, so the call may have been billed, and a wrong base URL
 answers the same way every time.
@@ -30,10 +34,16 @@ import json
 from collections.abc import Callable, Mapping
 
 from fetchflow.errors import ProviderError
-from steps.imaging.providers.base import ProviderImage, ProviderResult
+from steps.imaging.providers.base import (
+    PartialCallback,
+    PartialImage,
+    ProviderImage,
+    ProviderResult,
+    StreamBroken,
+)
 from steps.imaging.providers.errors import RawAnswer, image_from_bytes
 
-__all__ = ["BASE_URL_CHECK", "read_answer", "usage_counts"]
+__all__ = ["BASE_URL_CHECK", "StreamReader", "read_answer", "usage_counts"]
 
 PROVIDER = "openai"
 #: What to check when the answer is not the Images API's.
@@ -195,6 +205,104 @@ def _read_stream(
         for key, value in (counts or {}).items():
             usage[key] = usage.get(key, 0) + value
     return ProviderResult(images=images, usage=usage or None, model=model)
+
+
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class StreamReader:
+    """The events of one streamed call (``stream=True``), taken one at a time as they arrive.
+
+    A partial image goes to ``on_partial`` at once (a draft for display: one that cannot be
+    decoded is skipped, never an error); a ``*.completed`` event is a final image, decoded
+    and checked as a plain answer's images are, its usage added up.
+
+    Args:
+        endpoint: The URL called, as errors show it.
+        model: The model asked for.
+        asked: Images asked for (for messages).
+        on_partial: Receives each partial image, or None.
+    """
+
+    def __init__(
+        self, *, endpoint: str, model: str, asked: int, on_partial: PartialCallback | None
+    ) -> None:
+        self.endpoint = endpoint
+        self.model = model
+        self.asked = asked
+        self.partials = 0
+        self.images: list[ProviderImage] = []
+        self.usage: dict[str, int] = {}
+        self._on_partial = on_partial
+
+    def take(self, event: Mapping[str, object]) -> None:
+        """One event (as JSON data): a partial image, a final image, or another (ignored)."""
+        kind = event.get("type")
+        if kind in _PARTIAL:
+            self.partials += 1
+            data = _b64(event.get("b64_json"))
+            if data is not None and self._on_partial is not None:
+                mime = _MIME.get(str(event.get("output_format")), "image/png")
+                self._on_partial(PartialImage(self.partials, data, mime))
+        elif kind in _COMPLETED:
+            self.images.append(_decode(event, len(self.images) + 1, self.asked, self.endpoint, 200))
+            reported = event.get("usage")
+            counts = usage_counts(reported) if isinstance(reported, Mapping) else None
+            for key, value in (counts or {}).items():
+                self.usage[key] = self.usage.get(key, 0) + value
+
+    def result(self, *, label: str = "") -> ProviderResult:
+        """The final images and their usage.
+
+        Args:
+            label: Which image the call was making, for the error.
+
+        Raises:
+            StreamBroken: The stream ended without a final image.
+        """
+        if not self.images:
+            raise self.broken("it ended without a final image", label=label)
+        return ProviderResult(images=self.images, usage=self.usage or None, model=self.model)
+
+    def billed(self) -> str:
+        """What the call may have cost so far, in a few words."""
+        what = (
+            f"the {self._partials_text()} and the work done" if self.partials else "the work done"
+        )
+        return f"OpenAI may bill {what}: no usage was reported before the break"
+
+    def broken(self, cause: str, *, label: str = "") -> StreamBroken:
+        """The error of a stream that stopped before its final image, saying what it cost.
+
+        Args:
+            cause: What stopped it (``peer closed connection ...``), already redacted.
+            label: Which image the call was making (``image 2 of 3``), or "".
+        """
+        of = f" of {label}" if label else ""
+        after = f"after {self._partials_text()}" if self.partials else "before any partial image"
+        billed = self.billed()
+        return StreamBroken(
+            message=f"{PROVIDER} {self.endpoint}: the stream{of} broke {after} ({cause}); {billed}",
+            hint="trying again usually helps (and is billed again); partial_images: 0 asks "
+            "for the finished image alone",
+            provider=PROVIDER,
+            endpoint=self.endpoint,
+            status=200,
+            partials=self.partials,
+            billed=billed,
+        )
+
+    def _partials_text(self) -> str:
+        return f"{self.partials} partial image" + ("" if self.partials == 1 else "s")
+
+
+def _b64(value: object) -> bytes | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def usage_counts(usage: Mapping[str, object]) -> dict[str, int] | None:

@@ -11,13 +11,22 @@ Only parameters GPT image models accept are sent: never ``response_format`` or `
 when a provider is made, not when this module is (the image steps' ``preflight`` imports it
 before the run). Providers with the same key and base URL share one SDK client per process
 (:mod:`~steps.imaging.providers.clients`), each with its step's timeout.
+
+A request with ``partial_images`` is streamed (``stream=True``): each partial image goes to
+the request's ``on_partial`` as it arrives, the final image and its usage come back as from
+a plain call. A stream that stops before its final image (the connection dropped, no event
+within the timeout, an ``error`` event) is a retryable
+:class:`~steps.imaging.providers.base.StreamBroken` saying how many partial images had come
+and what that may have cost; a refusal sent inside the stream is classified like the same
+refusal sent as a 400 answer (:func:`openai_error`), never retried.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from fetchflow.errors import ProviderError
 from steps.imaging.providers.base import (
@@ -27,12 +36,13 @@ from steps.imaging.providers.base import (
 )
 from steps.imaging.providers.errors import RawAnswer, not_reached, retry_after_seconds, timed_out
 from steps.imaging.providers.failures import HttpFailure, ProviderTerms, classify
-from steps.imaging.providers.openai_answers import BASE_URL_CHECK, read_answer
+from steps.imaging.providers.openai_answers import BASE_URL_CHECK, StreamReader, read_answer
 from steps.imaging.providers.openai_requests import edit_params, generation_params
 from steps.imaging.providers.redaction import public_endpoint, redact, sanitized, trim_body
 
 if TYPE_CHECKING:
     import openai
+    from openai import BaseModel as SDKModel
     from openai._legacy_response import LegacyAPIResponse
     from openai.types import ImagesResponse
 
@@ -127,6 +137,8 @@ class OpenAIProvider:
         generate: Callable[..., LegacyAPIResponse[ImagesResponse]] = (
             self._client.images.with_raw_response.generate
         )
+        if request.partial_images > 0:
+            return self._stream(generate, generation_params(request), request, self.endpoint)
         return self._call(generate, generation_params(request), request.model, self.endpoint)
 
     def edit(self, request: EditRequest) -> ProviderResult:
@@ -148,6 +160,8 @@ class OpenAIProvider:
             self._client.images.with_raw_response.edit
         )
         endpoint = public_endpoint(f"{self._client.base_url}images/edits")
+        if request.partial_images > 0:
+            return self._stream(edit, edit_params(request), request, endpoint)
         return self._call(edit, edit_params(request), request.model, endpoint)
 
     def _call(
@@ -185,6 +199,102 @@ class OpenAIProvider:
             BASE_URL_CHECK,
         )
         return read_answer(answer, model=model)
+
+    def _stream(
+        self,
+        method: Callable[..., LegacyAPIResponse[ImagesResponse]],
+        params: dict[str, object],
+        request: ImageRequest,
+        endpoint: str,
+    ) -> ProviderResult:
+        """One streamed call: partial images to ``request.on_partial``, the final images back.
+
+        An answer that is not an event stream (a gateway that ignored ``stream``) is read as
+        a plain answer.
+        """
+        import httpx2
+        import openai
+
+        secrets = [self._api_key]
+        try:
+            raw = method(**params)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, endpoint) from sanitized(exc, secrets)
+        answered = public_endpoint(raw.http_request.url)
+        if not raw.headers.get("content-type", "").startswith("text/event-stream"):
+            try:
+                content = raw.http_response.read()
+            except httpx2.HTTPError as exc:  # the answer was cut off
+                raise self._error(
+                    openai.APIConnectionError(request=raw.http_request), endpoint
+                ) from sanitized(exc, secrets)
+            return read_answer(
+                RawAnswer(
+                    PROVIDER,
+                    answered,
+                    raw.status_code,
+                    raw.headers.get("content-type", ""),
+                    content,
+                    (self._api_key,),
+                    BASE_URL_CHECK,
+                ),
+                model=request.model,
+            )
+        reader = StreamReader(
+            endpoint=answered,
+            model=request.model,
+            asked=request.count,
+            on_partial=request.on_partial,
+        )
+        # With stream=True the SDK parses the answer into a Stream of events, not the
+        # ImagesResponse the method is typed with.
+        stream = cast("openai.Stream[SDKModel]", raw.parse())
+        try:
+            for event in stream:
+                reader.take(event.to_dict())
+                if len(reader.images) >= request.count:
+                    break  # every image asked for is here (and paid for)
+        except openai.OpenAIError as exc:
+            if reader.images:
+                return reader.result()  # what came before the break was made and paid for
+            raise self._broken(exc, reader, request.label) from sanitized(exc, secrets)
+        finally:
+            stream.close()
+        return reader.result(label=request.label)
+
+    def _error(self, exc: openai.OpenAIError, endpoint: str) -> ProviderError:
+        return openai_error(
+            exc,
+            api_key=self._api_key,
+            endpoint=endpoint,
+            timeout=self._timeout,
+            key_source=self._key_source,
+        )
+
+    def _broken(self, exc: openai.OpenAIError, reader: StreamReader, label: str) -> ProviderError:
+        """The error of a stream that stopped before its final image (see the module)."""
+        import httpx2
+        import openai
+
+        secrets = (self._api_key,)
+        if isinstance(exc, openai.APITimeoutError):
+            return reader.broken(f"no event within {self._timeout:g} s", label=label)
+        if isinstance(exc, openai.APIConnectionError):
+            return reader.broken(redact(str(exc.__cause__ or exc), secrets), label=label)
+        if not isinstance(exc, openai.APIError):
+            return reader.broken(redact(str(exc), secrets)[:200], label=label)
+        body = exc.body if isinstance(exc.body, Mapping) else {}
+        if body.get("code") in _MODERATION_CODES or body.get("type") in _MODERATION_CODES:
+            # A refusal inside the stream: the same error as the 400 a plain call gets.
+            refused = openai.BadRequestError(
+                str(body.get("message") or exc.message),
+                response=httpx2.Response(400, request=exc.request),
+                body=body,
+            )
+            error = self._error(refused, reader.endpoint)
+            return dataclasses.replace(error, message=f"{error.message}; {reader.billed()}")
+        said = redact(str(body.get("message") or exc.message), secrets)[:200]
+        return reader.broken(f"the stream sent an error: {said}", label=label)
 
 
 def openai_error(

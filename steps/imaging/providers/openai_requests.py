@@ -11,6 +11,8 @@ sends:
   ``prompt``, ``n``, ``size``, ``quality``, ``background``, ``output_format``, and
   ``output_compression`` only with jpeg or webp);
 - never ``moderation`` (edits take none), ``response_format`` or ``style``;
+- ``stream=True`` and ``partial_images`` when the request asks for partial images (the
+  answer is then an event stream: :mod:`~steps.imaging.providers.openai_answers`);
 - ``input_fidelity`` only where the catalog says the model takes that value
   (PROVIDERS.md §1 and rule 15: ``high``/``low`` on ``gpt-image-1.5`` and
   ``chatgpt-image-latest``, ``low`` only on ``gpt-image-1-mini``, nothing on
@@ -42,8 +44,9 @@ def generation_params(request: ImageRequest) -> dict[str, object]:
     Returns:
         ``model``, ``prompt``, ``n``, ``size`` (``"WxH"`` or ``"auto"``), ``quality``,
         ``background``, ``moderation``, ``output_format``, and ``output_compression`` only
-        when the format is jpeg or webp and a value is set. Nothing else: GPT image models
-        refuse ``response_format`` and ``style``, and take no seed.
+        when the format is jpeg or webp and a value is set; ``stream`` and
+        ``partial_images`` when partial images are asked for. Nothing else: GPT image
+        models refuse ``response_format`` and ``style``, and take no seed.
     """
     if request.width is None or request.height is None:
         size = "auto"
@@ -61,6 +64,9 @@ def generation_params(request: ImageRequest) -> dict[str, object]:
     }
     if request.output_format in _COMPRESSIBLE and request.output_compression is not None:
         params["output_compression"] = request.output_compression
+    if request.partial_images > 0:
+        params["stream"] = True
+        params["partial_images"] = request.partial_images
     return params
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from fetchflow.errors import ProviderError
+from steps.imaging.providers.base import StreamBroken
 from steps.imaging.providers.errors import RateLimited
 
 __all__ = [
@@ -211,6 +212,8 @@ def call_with_retries(
                 f"{round(wait, 2):g}",  # 0.25, 1.3, 60: as precise as a short wait needs
                 suffix,
             )
+            if isinstance(error, StreamBroken):  # the retry is paid again: say so
+                logger.warning("%s", error.message)
             sleep(wait)
             continue
         if attempt > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import sys
 import threading
 import time
@@ -112,12 +113,20 @@ class Reply:
         headers: Extra response headers; ``content-type`` replaces the default
             ``application/json`` (an empty value leaves the header out).
         delay: Seconds to wait before answering (a slow server).
+        chunks: When set, the body is sent as these chunks (``transfer-encoding: chunked``),
+            one at a time, flushed: a stream of server-sent events; ``body`` is unused.
+        chunk_delay: Seconds between two chunks.
+        cut: After the chunks, close the connection without ending the body (a stream that
+            breaks).
     """
 
     status: int = 200
     body: object = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    chunks: tuple[bytes, ...] = ()
+    chunk_delay: float = 0.0
+    cut: bool = False
 
 
 #: Makes the reply to one request; queued on a fake with :meth:`FakeServer.queue`.
@@ -242,6 +251,11 @@ class FakeServer:
                     reply = Reply(500, {"error": {"message": f"fake crashed: {exc}"}})
                 if reply.delay and fake._stopping.wait(reply.delay):
                     return
+                if reply.chunks:
+                    self._send_chunks(reply)
+                    with fake._lock:
+                        fake.spans.append((received, time.monotonic()))
+                    return
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
@@ -256,6 +270,25 @@ class FakeServer:
                 self.wfile.flush()
                 with fake._lock:
                     fake.spans.append((received, time.monotonic()))
+
+            def _send_chunks(self, reply: Reply) -> None:
+                self.send_response(reply.status)
+                self.send_header("transfer-encoding", "chunked")
+                for name, value in {"content-type": "text/event-stream", **reply.headers}.items():
+                    if value:
+                        self.send_header(name, value)
+                self.end_headers()
+                for number, chunk in enumerate(reply.chunks):
+                    if number and reply.chunk_delay and fake._stopping.wait(reply.chunk_delay):
+                        return
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                if reply.cut:  # no last chunk: the client sees the body cut short
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -8,6 +8,12 @@ error shape ``{"error": {message, type, param, code}}``. The ``queue_*`` methods
 failures: rate limits, quota, server errors, moderation blocks, bad keys, broken images,
 empty answers, slow answers, and 200s that are not the API's JSON (an HTML page from a
 wrong base URL, plain text, an empty body, JSON of another shape, an event stream).
+
+A request with ``stream: true`` is answered as the real API streams (``text/event-stream``,
+chunked, each event flushed on its own): ``partial_images`` partial images, then one
+``*.completed`` event per image with the call's usage; :meth:`FakeOpenAI.queue_broken_stream`
+cuts such a stream after some partial images and :meth:`FakeOpenAI.queue_stream_error` ends
+it with an ``error`` event. :attr:`FakeOpenAI.chunk_delay` spaces the events out.
 """
 
 from __future__ import annotations
@@ -50,12 +56,20 @@ def openai_error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+def _streamed(params: dict[str, Any]) -> bool:
+    """Whether the request asks for a stream (JSON ``true``, multipart ``"true"``)."""
+    return params.get("stream") in (True, "true", "True")
+
+
 def _bad_request(message: str, param: str, code: str = "invalid_value") -> Reply:
     return Reply(400, openai_error_body(message, "invalid_request_error", code, param))
 
 
 class FakeOpenAI(FakeServer):
     """The fake OpenAI API; ``base_url`` is what ``openai.OpenAI(base_url=...)`` takes."""
+
+    #: Seconds between two events of a streamed answer.
+    chunk_delay: float = 0.0
 
     @property
     def base_url(self) -> str:
@@ -76,15 +90,91 @@ class FakeOpenAI(FakeServer):
                 401,
                 openai_error_body("You didn't provide an API key.", "invalid_request_error", None),
             )
-        if request.path == "/v1/images/generations" and request.json is not None:
-            return self._generate(request.json)
-        if request.path == "/v1/images/edits" and request.files:
-            params = {name: values[-1] for name, values in request.fields.items()}
-            return self._generate(params, edit=True)
+        params = self._params(request)
+        if params is not None:
+            reply = self._generate(params, edit=request.path.endswith("/edits"))
+            if reply.status == 200 and _streamed(params):
+                return self._stream(request, reply)
+            return reply
         return Reply(
             404,
             openai_error_body(f"Invalid URL (POST {request.path})", "invalid_request_error", None),
         )
+
+    @staticmethod
+    def _params(request: RecordedRequest) -> dict[str, Any] | None:
+        """The request's parameters (JSON, or multipart fields for an edit), or None."""
+        if request.path == "/v1/images/generations" and request.json is not None:
+            return request.json
+        if request.path == "/v1/images/edits" and request.files:
+            return {name: values[-1] for name, values in request.fields.items()}
+        return None
+
+    def _plain(self, request: RecordedRequest) -> Reply:
+        """The plain (not streamed) success for ``request``."""
+        return self._generate(self._params(request) or {}, edit=request.path.endswith("/edits"))
+
+    def _stream(
+        self,
+        request: RecordedRequest,
+        plain: Reply,
+        *,
+        partials: int | None = None,
+        end: str = "completed",
+        error: dict[str, Any] | None = None,
+    ) -> Reply:
+        """``plain`` (a success) as the real API streams it.
+
+        Args:
+            request: The streamed request.
+            plain: The plain success for it.
+            partials: Partial images to send (default: the request's ``partial_images``,
+                for each image).
+            end: ``completed`` (the final images), ``cut`` (the connection drops after the
+                partial images) or ``error`` (an ``error`` event).
+            error: The ``error`` event's object (with ``end="error"``).
+        """
+        params = self._params(request) or {}
+        kind = "image_edit" if request.path.endswith("/edits") else "image_generation"
+        body: Any = plain.body
+        width, height = (int(v) for v in body["size"].split("x"))
+        common = {
+            "background": body["background"],
+            "created_at": body["created"],
+            "output_format": body["output_format"],
+            "quality": body["quality"],
+            "size": body["size"],
+        }
+        wanted = int(params.get("partial_images") or 0)
+        events: list[dict[str, Any]] = []
+        for image in body["data"]:
+            for index in range(wanted if partials is None else partials):
+                draft = make_image(width, height, body["output_format"], shade=5 + index)
+                events.append(
+                    {
+                        **common,
+                        "type": f"{kind}.partial_image",
+                        "b64_json": base64.b64encode(draft).decode(),
+                        "partial_image_index": index,
+                    }
+                )
+            if end == "completed":
+                events.append(
+                    {
+                        **common,
+                        "type": f"{kind}.completed",
+                        "b64_json": image["b64_json"],
+                        "usage": body["usage"],
+                    }
+                )
+            else:
+                break  # the first image's stream is cut short
+        if end == "error":
+            events.append({"type": "error", "error": error or {}})
+        chunks = tuple(
+            f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode() for event in events
+        )
+        return Reply(200, chunks=chunks, chunk_delay=self.chunk_delay, cut=end == "cut")
 
     def _generate(self, params: dict[str, Any], *, edit: bool = False) -> Reply:
         unknown = sorted(set(params) - _GENERATE_PARAMS - {"image[]", "mask", "input_fidelity"})
@@ -98,6 +188,12 @@ class FakeOpenAI(FakeServer):
                 f"Invalid value: '{model}'. Supported values are: 'gpt-image-1', "
                 "'gpt-image-1-mini', 'gpt-image-1.5', 'gpt-image-2' and 'chatgpt-image-latest'.",
                 "model",
+            )
+        partial_images = int(params.get("partial_images") or 0)
+        if not 0 <= partial_images <= 3 or (partial_images and not _streamed(params)):
+            return _bad_request(
+                "Invalid 'partial_images': expected 0-3, and only with stream=true.",
+                "partial_images",
             )
         n = int(params.get("n") or 1)
         if not 1 <= n <= 10:
@@ -285,3 +381,39 @@ class FakeOpenAI(FakeServer):
             return Reply(200, text.encode(), {"content-type": "text/event-stream"})
 
         self.queue(stream)
+
+    def queue_broken_stream(self, after_partials: int) -> None:
+        """A streamed answer whose connection drops after ``after_partials`` partial images."""
+        self.queue(
+            lambda request: self._stream(
+                request,
+                self._plain(request),
+                partials=after_partials,
+                end="cut",
+            )
+        )
+
+    def queue_stream_error(
+        self,
+        after_partials: int,
+        code: str = "server_error",
+        message: str = "The server had an error.",
+    ) -> None:
+        """A streamed answer that ends with an ``error`` event after ``after_partials`` partials.
+
+        ``code="moderation_blocked"`` is a refusal at the output stage, with
+        ``moderation_details`` as GPT image models send them.
+        """
+        error: dict[str, Any] = {"message": message, "type": "image_generation_error", "code": code}
+        if code == "moderation_blocked":
+            error["type"] = "image_generation_user_error"
+            error["moderation_details"] = {"moderation_stage": "output", "categories": ["violence"]}
+        self.queue(
+            lambda request: self._stream(
+                request,
+                self._plain(request),
+                partials=after_partials,
+                end="error",
+                error=error,
+            )
+        )

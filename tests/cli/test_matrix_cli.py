@@ -1,0 +1,228 @@
+"""``matrix:`` through the real command: validate counts the combinations and finds every
+matrix problem where it is, ``--dry-run`` prices each combination, a run makes one record
+per combination (axis values, combination order), zip pairs the axes, and ``--resume``
+after one failed combination makes exactly the one missing image."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The fakes live in tests/steps/fakes, imported as ``fakes`` (as the step tests do).
+_STEP_TESTS = str(Path(__file__).resolve().parents[1] / "steps")
+if _STEP_TESTS not in sys.path:
+    sys.path.insert(0, _STEP_TESTS)
+
+from fakes import RecordedRequest, Reply  # noqa: E402
+from fakes.fake_openai import openai_error_body  # noqa: E402
+from test_bad_input_catalogue import (  # noqa: E402, F401
+    Sandbox,
+    fake_gemini,
+    fake_openai,
+    probe_dir,
+    sandbox,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "matrix"
+GRID = DATA / "grid.yaml"
+COMBINATIONS = [
+    {"product": product, "style": style}
+    for product in ("mug", "tote", "poster")
+    for style in ("watercolor", "studio photo")
+]
+
+
+def test_validate_counts_the_combinations_and_dry_run_prices_each(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    checked = sandbox.fetchflow("validate", str(GRID))
+
+    assert (checked.code, checked.stderr) == (0, "")
+    assert checked.stdout.splitlines() == [
+        f"{GRID}: ok (3 steps)",
+        "  hero: matrix of 6 combinations (product 3 × style 2)",
+        "  pairs: matrix of 2 combinations (product 2 zip style 2)",
+    ]
+
+    dry = sandbox.fetchflow("run", str(GRID), "--dry-run")
+
+    assert (dry.code, dry.stderr) == (0, "")
+    lines = dry.stdout.splitlines()
+    assert lines[2] == "  hero   image_generation   $0.0300  6 combinations"  # 6 × $0.005
+    for values in COMBINATIONS:
+        label = f"product={values['product']} style={values['style']}"
+        price = "$0.0050  1 x gpt-image-1-mini low 1024x1024 at $0.005"
+        assert f"           {label}: {price}" in lines
+    assert "           product=tote style=oil: $0.0000  1 x preview (free)" in lines
+    assert "estimated total: $0.0300" in lines
+    sandbox.assert_nothing_happened(dry)
+
+    over = sandbox.fetchflow("run", str(GRID), "--budget", "0.02")
+
+    assert over.code == 2
+    assert over.stderr.splitlines()[0] == (
+        "fetchflow: the run is estimated at $0.0300, over its budget of $0.02 "
+        "(most of it: hero, $0.0300)"
+    )
+    sandbox.assert_nothing_happened(over)
+
+
+def test_every_matrix_problem_is_found_where_it_is(sandbox: Sandbox) -> None:  # noqa: F811
+    broken = DATA / "broken.yaml"
+
+    outcome = sandbox.fetchflow("validate", str(broken))
+
+    assert (outcome.code, outcome.stdout) == (2, "")
+    assert outcome.stderr.splitlines() == [
+        f'{broken}:7:7: step "empty_axis" (template) field "matrix.style": a matrix axis '
+        "needs at least one value, got an empty list",
+        "  hint: list the values of style, or remove the axis",
+        f'{broken}:12:7: step "not_a_list" (template) field "matrix.style": a matrix axis '
+        'is a list of values, got "watercolor"',
+        "  hint: write a list, e.g. style: [watercolor, studio photo], or a template that "
+        "gives one",
+        f'{broken}:17:7: step "bad_name" (template) field "matrix.art-style": matrix axis '
+        "name 'art-style' is not an identifier (letters, digits, _); templates read it as "
+        "matrix.<name>",
+        "  hint: rename it to art_style",
+        f'{broken}:24:7: step "zipped" (template) field "matrix.style": matrix_mode zip '
+        "pairs the axes item by item, so they need as many values each: product has 3, "
+        "style has 2",
+        "  hint: give style 3 values, or use matrix_mode: product for every combination",
+        f'{broken}:29:7: step "too_many" (template) field "matrix.a": the matrix makes '
+        "289 combinations (a 17 × b 17), more than 256",
+        "  hint: use fewer values, split the step in two, or use matrix_mode: zip; a matrix "
+        "makes at most 256 combinations",
+        f'{broken}:36:19: step "typo" (template) field "template": "matrix.styel": the '
+        'matrix has no axis "styel"; did you mean "style"?',
+        "  hint: use matrix.style",
+        f'{broken}:39:19: step "no_matrix" (template) field "template": "matrix.style": '
+        "matrix values exist only in a step with a matrix",
+        "  hint: add matrix: {axis: [values]} to this step, or use inputs or a step's output",
+        f'{broken}:43:18: step "axis_reads_matrix" (template) field "matrix.style": '
+        '"matrix.style": a matrix axis cannot read matrix values',
+        "  hint: give the axis its values as a list, or from inputs or a step's output",
+        f'{broken}:47:5: step "mode_alone" (template) field "matrix_mode": matrix_mode is '
+        "set but the step has no matrix",
+        "  hint: add matrix: {axis: [values]}, or remove matrix_mode",
+        f'{broken}:51:19: step "past_the_end" (template) field "template": "typo.output.2": '
+        "typo.output has 2 items (set by matrix), so there is no item 2",
+        "  hint: use an index from 0 to 1 (or -2 to -1), or change matrix",
+        f"{broken}: 10 problems",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+def test_a_templated_axis_that_renders_badly_fails_before_any_call(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    flow = sandbox.tmp / "templated.yaml"
+    flow.write_text(
+        "name: templated\n"
+        "inputs:\n"
+        "  products: {type: list, default: []}\n"
+        "steps:\n"
+        "  - id: hero\n"
+        "    type: image_generation\n"
+        "    matrix:\n"
+        "      product: << inputs.products >>\n"
+        "    prompt: a << matrix.product >>\n"
+        "    model: gpt-image-1-mini\n",
+        encoding="utf-8",
+    )
+
+    outcome = sandbox.fetchflow("run", str(flow), "--budget", "1")
+
+    assert outcome.code == 2
+    assert outcome.stderr.splitlines() == [
+        'fetchflow: cannot keep the budget of $1.00: the cost of hero (field "matrix.product": '
+        "a matrix axis needs at least one value, got an empty list (rendered from "
+        "'<< inputs.products >>')) cannot be estimated",
+        "  hint: use models with a published price (fetchflow run --dry-run shows them), or "
+        "run without a budget",
+    ]
+    sandbox.assert_nothing_happened(outcome)
+
+
+def _run(box: Sandbox, prefect_api: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetchflow.cli", "run", str(GRID), "--json", *args],
+        env={**box.env, "PREFECT_API_URL": prefect_api},
+        cwd=box.tmp / "cwd",
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=240,
+        check=False,
+    )
+
+
+def _prompt(request: RecordedRequest) -> str:
+    return str((request.json or {}).get("prompt", ""))
+
+
+def _fail_poster_watercolor(box: Sandbox) -> None:
+    """Refuse the prompt of one combination (whenever its call comes), answer the rest."""
+
+    def script(request: RecordedRequest) -> Reply:
+        if _prompt(request).startswith("A watercolor of a poster"):
+            return Reply(
+                400,
+                openai_error_body(
+                    "Your prompt was refused.", "invalid_request_error", "invalid_prompt"
+                ),
+            )
+        return box.openai.answer(request)
+
+    box.openai.queue(*[script] * 6)
+
+
+@pytest.mark.prefect
+def test_a_failed_combination_keeps_the_others_and_resume_makes_only_it(
+    sandbox: Sandbox,  # noqa: F811
+    prefect_api: str,
+) -> None:
+    _fail_poster_watercolor(sandbox)
+
+    first = _run(sandbox, prefect_api)
+
+    assert first.returncode == 1, first.stderr
+    document = json.loads(first.stdout)
+    hero = document["steps"]["hero"]
+    assert hero["status"] == "failed"
+    assert hero["error"].startswith('step "hero": matrix product=poster style=watercolor: '), hero[
+        "error"
+    ]
+    assert len(sandbox.openai.requests) == 6
+    kept = hero["output"]  # the five paid images, each with its combination
+    assert [record["matrix"] for record in kept] == [
+        c for c in COMBINATIONS if c != {"product": "poster", "style": "watercolor"}
+    ]
+
+    resumed = _run(sandbox, prefect_api, "--resume", document["run_id"])
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(sandbox.openai.requests) == 7  # exactly the missing combination
+    assert _prompt(sandbox.openai.requests[-1]) == "A watercolor of a poster"
+    steps = json.loads(resumed.stdout)["steps"]
+    records = steps["hero"]["output"]
+    assert [record["matrix"] for record in records] == COMBINATIONS
+    assert [record["file_name"] for record in records] == [
+        "hero-mug-watercolor-1.png",
+        "hero-mug-studio-photo-1.png",
+        "hero-tote-watercolor-1.png",
+        "hero-tote-studio-photo-1.png",
+        "hero-poster-watercolor-1.png",
+        "hero-poster-studio-photo-1.png",
+    ]
+    assert [r["sha256"] for r in records if r != records[4]] == [r["sha256"] for r in kept]
+    pairs = steps["pairs"]["output"]  # zip: the first values together, then the second
+    assert [record["matrix"] for record in pairs] == [
+        {"product": "mug", "style": "ink"},
+        {"product": "tote", "style": "oil"},
+    ]
+    assert steps["index"]["output"] == "hero-poster-studio-photo-1.png oil"

@@ -8,7 +8,9 @@ axes; otherwise the images side by side, numbered), draws the grid
 costs nothing: its record has ``cost_usd`` 0, ``provider`` ``fetchflow``, no model, and
 ``provenance["kind"]`` ``contact_sheet`` (what downstream steps and the UI tell it apart
 by), with how many images it shows and their SHA-256s. Its ``index`` is its position: after
-every image.
+every image. Its file's metadata says what it is (:mod:`steps.imaging.provenance`): a
+composite of AI images (``compositeWithTrainedAlgorithmicMedia``; the preview's:
+``compositeSynthetic``), with the images as C2PA ingredients when signing is configured.
 
 A step without a matrix draws it at the end of its own run; a matrix step draws one for all
 its combinations in :meth:`~steps.imaging.step.ImageStep.finish_matrix` (a combination's
@@ -28,6 +30,7 @@ from steps.imaging.assets import ChargeType, ImageAsset
 
 if TYPE_CHECKING:
     from fetchflow.step import StepContext
+    from steps.imaging.provenance import Provenance
 
 __all__ = ["SHEET_PROVIDER", "add_contact_sheet", "in_matrix", "with_contact_sheet"]
 
@@ -79,6 +82,8 @@ def _add_contact_sheet(
     assets: Sequence[ImageAsset], ctx: StepContext, *, charge_type: ChargeType
 ) -> list[ImageAsset]:
     from steps.imaging.pixels.contact_sheet import draw_contact_sheet
+    from steps.imaging.provenance import stamp
+    from steps.imaging.signing import current_signing
 
     images = [asset for asset in assets if not is_contact_sheet(asset.model_dump())]
     if not images:
@@ -89,7 +94,9 @@ def _add_contact_sheet(
     data = [
         ctx.store.read(asset.storage_uri) if i in shown else b"" for i, asset in enumerate(images)
     ]
-    sheet = draw_contact_sheet(grid, data, title=title)
+    drawn = draw_contact_sheet(grid, data, title=title)
+    width, height = _png_size(drawn)
+    sheet = stamp(drawn, "image/png", _origin(images, data, shown), current_signing())
     prompts = list(dict.fromkeys(asset.prompt_sha256 for asset in images))
     prompt_sha256 = (
         prompts[0] if len(prompts) == 1 else hashlib.sha256("\n".join(prompts).encode()).hexdigest()
@@ -100,8 +107,8 @@ def _add_contact_sheet(
         file_type="image/png",
         step_id=ctx.step_id,
         run_id=ctx.run_id,
-        width=_png_size(sheet)[0],
-        height=_png_size(sheet)[1],
+        width=width,
+        height=height,
         provenance={
             "kind": CONTACT_SHEET_KIND,
             "images": str(len(images)),
@@ -126,6 +133,25 @@ def _add_contact_sheet(
         raise StepError(message=f"cannot describe the contact sheet: {error}") from error
     ctx.logger.info("contact sheet of %d image(s) stored as %s", len(images), record.file_name)
     return [*assets, asset]
+
+
+def _origin(images: Sequence[ImageAsset], data: Sequence[bytes], shown: set[int]) -> Provenance:
+    """What the sheet's metadata says: a composite of the images it shows (their model when
+    they share one), put together by Pillow; with signing, each image is an ingredient."""
+    from steps.imaging.provenance import COMPOSITE, DRAWN_COMPOSITE, Ingredient, Provenance
+
+    models = {asset.model for asset in images}
+    preview = all(asset.provider == "preview" for asset in images)
+    return Provenance(
+        "edited",
+        DRAWN_COMPOSITE if preview else COMPOSITE,
+        models.pop() if len(models) == 1 else None,
+        software="pillow",
+        ingredients=tuple(
+            Ingredient(data[index], images[index].file_type, f"output[{index}]", "componentOf")
+            for index in sorted(shown)
+        ),
+    )
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

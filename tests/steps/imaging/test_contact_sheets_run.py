@@ -89,6 +89,10 @@ def test_count_variations_get_a_sheet_record_and_a_numbered_grid(
     with Image.open(io.BytesIO(path.read_bytes())) as picture:
         assert picture.format == "PNG"
         assert picture.size == (sheet["width"], sheet["height"])
+        xmp = str(picture.info.get("XML:com.adobe.xmp", ""))
+    # A composite of the preview's drawings (no trained model), put together by fetchflow.
+    assert "digitalsourcetype/compositeSynthetic" in xmp
+    assert "<xmp:CreatorTool>fetchflow " in xmp
 
     gallery = artifacts["sheets-variations-output"]["data"]
     assert "made 3 images." in gallery

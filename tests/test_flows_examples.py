@@ -25,7 +25,7 @@ def registry() -> StepRegistry:
 
 def test_there_are_image_examples() -> None:
     names = {path.name for path in EXAMPLES}
-    assert {"product_shot.yaml", "storyboard.yaml"} <= names
+    assert {"product_shot.yaml", "storyboard.yaml", "matrix.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
@@ -40,6 +40,7 @@ def test_example_checks_clean(path: Path, registry: StepRegistry) -> None:
     [
         ("product_shot", "handoff", ("hero",)),
         ("storyboard", "summary", ("opening", "middle", "closing", "title_card")),
+        ("matrix", "contact", ("shots", "first_look")),
     ],
 )
 def test_image_example_runs_offline(
@@ -68,6 +69,15 @@ def test_image_example_runs_offline(
         assert first["file_url"] in text
         path = Path(first["storage_uri"].removeprefix("file://"))
         assert path.is_file() and path.stat().st_size == first["file_size"]
+    if name == "matrix":  # one record per combination, in combination order, each labelled
+        shots = report.steps["shots"].output
+        assert isinstance(shots, list)
+        assert [(r["matrix"]["product"], r["matrix"]["style"]) for r in shots] == [
+            (product, style)
+            for product in ("mug", "tote bag", "poster")
+            for style in ("watercolor", "studio photo")
+        ]
+        assert all(r["file_url"] in text for r in shots)
 
 
 def _run_example(name: str, registry: StepRegistry, home: Path) -> dict[str, object]:

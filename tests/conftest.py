@@ -44,7 +44,16 @@ TEST_STEP_ENTRY_POINTS = {
 #: Prefixes of the machine's settings that would change what a test does: a developer's
 #: fetchflow store, Prefect server, AWS profile or endpoint, provider key or base URL (the
 #: SDKs read ``OPENAI_*``, ``GEMINI_*`` and ``GOOGLE_*``), coverage's subprocess hooks.
-MACHINE_PREFIXES = ("PREFECT_", "FETCHFLOW_", "AWS_", "OPENAI_", "GEMINI_", "GOOGLE_", "COV_CORE_")
+MACHINE_PREFIXES = (
+    "PREFECT_",
+    "FETCHFLOW_",
+    "AWS_",
+    "OPENAI_",
+    "GEMINI_",
+    "GOOGLE_",
+    "FAL_",
+    "COV_CORE_",
+)
 
 
 def is_machine_setting(name: str) -> bool:

@@ -12,7 +12,6 @@ from fetchflow.errors import StepError
 from fetchflow.step import StepContext
 from fetchflow.storage import AssetRecord
 from steps.imaging.models.catalog import CATALOG, price_for
-from steps.imaging.moderation import ModerationNote
 
 if TYPE_CHECKING:
     from steps.imaging.options import OutputOptions
@@ -40,11 +39,6 @@ class ImageAsset(AssetRecord):
     )
     charge_type: ChargeType = Field(description="Whose key paid: personal or hosted.")
     provider: str = Field(description="openai, google or preview.")
-    moderation: ModerationNote = Field(
-        default_factory=ModerationNote,
-        description="How the safety system treated it: made (first try), retried or "
-        "fallback (on_moderation), with each blocked attempt.",
-    )
 
 
 def store_image(
@@ -79,7 +73,7 @@ def store_image(
     if made.seed is not None:
         provenance["seed"] = str(made.seed)
     provenance.update(extra_provenance or {})
-    asset = store_asset(
+    return store_asset(
         ctx,
         image.data,
         file_type=image.file_type,
@@ -97,9 +91,6 @@ def store_image(
         charge_type=options.charge_type,
         provider=provider,
     )
-    if made.moderation is None:
-        return asset
-    return asset.model_copy(update={"moderation": made.moderation})
 
 
 def store_asset(

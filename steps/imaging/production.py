@@ -13,7 +13,6 @@ records.
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -22,10 +21,8 @@ from dataclasses import dataclass, replace
 
 from fetchflow.errors import ProviderError, StepError, StorageError
 from fetchflow.interrupt import check_interrupt
-from steps.imaging.blocked_calls import BlockedCalls
 from steps.imaging.models.catalog import ModelSpec, SizeChoice
 from steps.imaging.models.pricing import size_choice
-from steps.imaging.moderation import ModerationNote
 from steps.imaging.options import OutputOptions
 from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.pixels.finishing import FinishedImage, finish_image, inspect_image
@@ -38,7 +35,6 @@ from steps.imaging.providers.base import (
     ProviderImage,
     ProviderResult,
 )
-from steps.imaging.providers.errors import ModerationBlocked
 from steps.imaging.providers.retrying import ProviderGate, RetryPolicy, StepLogger
 
 __all__ = [
@@ -119,7 +115,7 @@ class MadeImage:
         seed: The seed of the call that made it (None without one).
         usage: Its share of the call's token usage (None when not reported).
         model: The model that answered.
-        moderation: How the safety system treated it (None: made at the first try).
+        nsfw: The provider's safety checker verdict (fal), or None when it gave none.
     """
 
     index: int
@@ -127,7 +123,7 @@ class MadeImage:
     seed: int | None
     usage: dict[str, int] | None
     model: str
-    moderation: ModerationNote | None = None
+    nsfw: bool | None = None
 
 
 def plan_job(
@@ -175,6 +171,7 @@ def requests_for(job: ImageJob) -> list[tuple[int, ImageRequest]]:
                 output_compression=job.options.output_compression,
                 seed=None if job.seed is None else job.seed + first,
                 partial_images=partial_images,
+                tuning=job.options.tuning,
             )
             if inputs is not None:
                 request = EditRequest(
@@ -245,7 +242,6 @@ def produce(
     logger: StepLogger = _LOG,
     earlier: Sequence[KeptImage] = (),
     on_partial: Callable[[int, PartialImage], None] | None = None,
-    moderation: BlockedCalls | None = None,
 ) -> None:
     """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
 
@@ -271,8 +267,6 @@ def produce(
             made again, and a later failure hands them on with the new ones.
         on_partial: Receives ``(index, partial image)`` as each partial image of a streamed
             call arrives (``partial_images``): a draft of image ``index``, for display only.
-        moderation: What a moderation block does (default: ``job.options.on_moderation``
-            without a fallback model): a skipped call makes no image and no failure.
 
     Raises:
         ProviderError: The call that failed first, when no image was kept: a refusal at
@@ -291,9 +285,6 @@ def produce(
     ]
     making = _Making(
         job, provider, keep, retry=retry, gate=gate, logger=logger, on_partial=on_partial
-    )
-    making.moderation = moderation or BlockedCalls(
-        job.options.on_moderation, job, fallback=None, logger=logger
     )
     for image in earlier:
         index = image.record.get("index")
@@ -335,7 +326,6 @@ class _Making:
         self.failures: list[ProviderError | StepError | StorageError] = []
         self._stop = threading.Event()
         self._keeping = threading.Lock()  # one image stored and checkpointed at a time
-        self.moderation: BlockedCalls | None = None  # on_moderation, set by produce
 
     def make(self, first: int, request: ImageRequest) -> bool:
         """One call and its images, each kept as soon as it is verified; False once failed."""
@@ -374,28 +364,14 @@ class _Making:
         describe = describe_call(first, request, job.total)
         if request.partial_images:
             request = replace(request, label=describe, on_partial=self._partial_of(first))
-        note: ModerationNote | None = None
-        try:
-            result = self._send(describe, self.provider, request, False)
-        except ModerationBlocked as block:
-            if self.moderation is None:
-                raise
-            unblocked = self.moderation.handle(
-                block,
-                request,
-                first=first,
-                describe=describe,
-                call=functools.partial(self._send, describe),
-                provider=self.provider,
-            )
-            if unblocked is None:
-                return  # skipped (on_moderation: skip): no image, the step goes on
-            result, request, job, note = (
-                unblocked.result,
-                unblocked.request,
-                unblocked.job,
-                unblocked.note,
-            )
+        result = _call(
+            self.provider,
+            request,
+            retry=self._retry,
+            gate=self._gate,
+            logger=self._logger,
+            describe=describe,
+        )
         images = result.images[: request.count]
         unstored: list[StorageError] = []
         for position, answer in enumerate(images):
@@ -403,10 +379,11 @@ class _Making:
             made = MadeImage(
                 index=first + position,
                 image=finished,
-                seed=request.seed,
+                # the seed the provider says it used (fal answers one even when none was set)
+                seed=answer.seed if answer.seed is not None else request.seed,
                 usage=share_usage(result.usage, len(images), position),
                 model=result.model,
-                moderation=note,
+                nsfw=answer.nsfw,
             )
             with self._keeping:
                 try:
@@ -422,15 +399,6 @@ class _Making:
                 hint="the provider may have filtered some; try again or change the prompt",
                 retryable=True,
             )
-
-    def _send(
-        self, describe: str, provider: ImageProvider, request: ImageRequest, fallback: bool
-    ) -> ProviderResult:
-        """One call through the retry loop (and the gate, except on a fallback model's)."""
-        gate = None if fallback else self._gate
-        return _call(
-            provider, request, retry=self._retry, gate=gate, logger=self._logger, describe=describe
-        )
 
     def _partial_of(self, index: int) -> Callable[[PartialImage], None] | None:
         """What receives the partial images of the call making image ``index``."""

@@ -31,6 +31,7 @@ __all__ = [
 PROVIDER_CLASSES = {
     "openai": "steps.imaging.providers.openai_images:OpenAIProvider",
     "google": "steps.imaging.providers.google_images:GeminiProvider",
+    "fal": "steps.imaging.providers.fal_images:FalProvider",
     "preview": "steps.imaging.providers.preview:PreviewProvider",
     "local": "steps.imaging.providers.local_diffusers:LocalDiffusersProvider",
 }

@@ -41,6 +41,7 @@ ClientT = TypeVar("ClientT", bound=_Closable)
 SDK_MODULES: dict[str, tuple[str, ...]] = {
     "openai": ("openai",),
     "google": ("google.genai", "google.genai.types", "google.genai.errors"),
+    "fal": ("fal_client",),
 }
 
 #: Keys are never held as such: a digest salted per process stands for each.

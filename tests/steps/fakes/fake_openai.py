@@ -24,7 +24,6 @@ from dataclasses import replace
 from typing import Any
 
 from . import FakeServer, RecordedRequest, Reply, make_image
-from .blocking import PromptBlocks
 
 __all__ = ["FakeOpenAI", "openai_error_body"]
 
@@ -62,27 +61,11 @@ def _streamed(params: dict[str, Any]) -> bool:
     return params.get("stream") in (True, "true", "True")
 
 
-def _moderation_blocked(categories: tuple[str, ...], stage: str) -> Reply:
-    """400 ``moderation_blocked`` with ``moderation_details``, as GPT image models send it."""
-    body = openai_error_body(
-        "Your request was rejected by the safety system. If you believe this is an error, "
-        "contact us at help.openai.com and include the request ID req_fake123. "
-        f"safety_violations=[{', '.join(categories)}].",
-        "image_generation_user_error",
-        "moderation_blocked",
-    )
-    body["error"]["moderation_details"] = {
-        "moderation_stage": stage,
-        "categories": list(categories),
-    }
-    return Reply(400, body)
-
-
 def _bad_request(message: str, param: str, code: str = "invalid_value") -> Reply:
     return Reply(400, openai_error_body(message, "invalid_request_error", code, param))
 
 
-class FakeOpenAI(PromptBlocks, FakeServer):
+class FakeOpenAI(FakeServer):
     """The fake OpenAI API; ``base_url`` is what ``openai.OpenAI(base_url=...)`` takes."""
 
     #: Seconds between two events of a streamed answer.
@@ -194,9 +177,6 @@ class FakeOpenAI(PromptBlocks, FakeServer):
         return Reply(200, chunks=chunks, chunk_delay=self.chunk_delay, cut=end == "cut")
 
     def _generate(self, params: dict[str, Any], *, edit: bool = False) -> Reply:
-        rule = self.blocking(str(params.get("prompt", "")))
-        if rule is not None:  # block_prompts: a marker word in the prompt
-            return _moderation_blocked(rule.categories, rule.stage)
         unknown = sorted(set(params) - _GENERATE_PARAMS - {"image[]", "mask", "input_fidelity"})
         if unknown:
             return _bad_request(
@@ -308,7 +288,18 @@ class FakeOpenAI(PromptBlocks, FakeServer):
         self, categories: tuple[str, ...] = ("sexual",), stage: str = "input"
     ) -> None:
         """400 ``moderation_blocked`` with ``moderation_details``, as GPT image models send it."""
-        self.queue(lambda _: _moderation_blocked(categories, stage))
+        body = openai_error_body(
+            "Your request was rejected by the safety system. If you believe this is an error, "
+            "contact us at help.openai.com and include the request ID req_fake123. "
+            f"safety_violations=[{', '.join(categories)}].",
+            "image_generation_user_error",
+            "moderation_blocked",
+        )
+        body["error"]["moderation_details"] = {
+            "moderation_stage": stage,
+            "categories": list(categories),
+        }
+        self.queue(lambda _: Reply(400, body))
 
     def queue_invalid_api_key(self) -> None:
         """401 ``invalid_api_key`` whose message echoes the whole key (worse than the real API)."""

@@ -232,3 +232,18 @@ def test_a_stream_broken_after_paid_images_keeps_them(fake_openai: FakeOpenAI) -
         "partial image ("
     )
     assert caught.value.message.endswith("; 1 of 2 images were made and kept before that: stored 0")
+
+
+def test_a_stream_that_stalls_past_the_timeout_is_a_break(fake_openai: FakeOpenAI) -> None:
+    fake_openai.chunk_delay = 1.0  # each event comes a second after the one before
+    provider = OpenAIProvider(api_key=KEY, base_url=fake_openai.base_url, timeout=0.3)
+
+    with pytest.raises(StreamBroken) as caught:
+        provider.generate(REQUEST)
+
+    assert caught.value.message == (
+        f"openai {fake_openai.generations_url}: the stream of image 1 of 1 broke after 1 "
+        "partial image (no event within 0.3 s); OpenAI may bill the 1 partial image and the "
+        "work done: no usage was reported before the break"
+    )
+    assert caught.value.retryable

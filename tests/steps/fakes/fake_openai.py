@@ -417,3 +417,7 @@ class FakeOpenAI(FakeServer):
                 error=error,
             )
         )
+
+    def queue_unstreamed(self) -> None:
+        """The plain JSON answer to a streamed request (a gateway that ignores ``stream``)."""
+        self.queue(self._plain)

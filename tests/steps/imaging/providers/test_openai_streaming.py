@@ -247,3 +247,15 @@ def test_a_stream_that_stalls_past_the_timeout_is_a_break(fake_openai: FakeOpenA
         "work done: no usage was reported before the break"
     )
     assert caught.value.retryable
+
+
+def test_a_gateway_that_ignores_stream_is_read_as_a_plain_answer(fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue_unstreamed()
+    partials: list[PartialImage] = []
+
+    result = provider_for(fake_openai).generate(
+        ImageRequest(**{**vars(REQUEST), "on_partial": partials.append})
+    )
+
+    assert (len(result.images), partials) == (1, [])
+    assert result.usage is not None and result.usage["output_tokens"] == 272

@@ -250,7 +250,7 @@ def shared_pipeline(folder: Path, device: str, kind: PipelineKind) -> tuple[Any,
         if loaded is None:
             torch = _torch()
             dtype = torch.float16 if device == "cuda" else torch.float32
-            pipe = auto.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
+            pipe = auto.from_pretrained(folder, dtype=dtype, local_files_only=True)
             pipe = pipe.to(device)
             loaded = _Loaded({}, threading.Lock())
             _loaded[key] = loaded

@@ -122,11 +122,15 @@ class OutputLength:
         items: The number of items; None when a field that decides it is a template.
         fields: The fields that decide it (named in messages: ``("count",)``).
         at_most: The most items it can have whatever its templates give (None: no bound).
+        once: Of these, the items a step with ``matrix:`` adds once for all its
+            combinations (in :meth:`Step.finish_matrix`), not once per combination (an
+            image step's contact sheet); at most this many when a field is a template.
     """
 
     items: int | None
     fields: tuple[str, ...]
     at_most: int | None = None
+    once: int = 0
 
     @classmethod
     def counted(

@@ -192,17 +192,22 @@ def matrix_output_length(
     if per_combination is None:
         return None
     fields = ("matrix", *per_combination.fields)
+    once = per_combination.once  # added by finish_matrix, not by each combination
     if count is None:
         return OutputLength(
             None,
             fields,
             at_most=None
             if per_combination.at_most is None
-            else per_combination.at_most * MAX_COMBINATIONS,
+            else (per_combination.at_most - once) * MAX_COMBINATIONS + once,
         )
-    items = None if per_combination.items is None else per_combination.items * count
-    at_most = None if per_combination.at_most is None else per_combination.at_most * count
-    return OutputLength(items, fields, at_most=at_most)
+    items = None if per_combination.items is None else (per_combination.items - once) * count
+    at_most = None if per_combination.at_most is None else (per_combination.at_most - once) * count
+    return OutputLength(
+        None if items is None else items + once,
+        fields,
+        at_most=None if at_most is None else at_most + once,
+    )
 
 
 def _plain(value: object) -> str:

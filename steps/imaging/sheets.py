@@ -43,17 +43,18 @@ def with_contact_sheet(
     length: OutputLength | None, fields: Mapping[str, object], templated: frozenset[str]
 ) -> OutputLength | None:
     """An image step's static output length plus the sheet's record when ``contact_sheet``
-    asks for one (while it is a template: unknown, at most one more)."""
+    asks for one (while it is a template: unknown, at most one more). A matrix step makes
+    one sheet for all its combinations (``once``)."""
     if length is None:
         return None
     if _FIELD in templated:
         most = None if length.at_most is None else length.at_most + 1
-        return OutputLength(None, (*length.fields, _FIELD), at_most=most)
+        return OutputLength(None, (*length.fields, _FIELD), at_most=most, once=1)
     if fields.get(_FIELD) is not True:
         return length
     items = None if length.items is None else length.items + 1
     most = None if length.at_most is None else length.at_most + 1
-    return OutputLength(items, (*length.fields, _FIELD), at_most=most)
+    return OutputLength(items, (*length.fields, _FIELD), at_most=most, once=1)
 
 
 def in_matrix(ctx: StepContext) -> bool:

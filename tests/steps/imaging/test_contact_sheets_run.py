@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[3]
-FLOW = REPO / "tests" / "data" / "flows" / "contact_sheets.yaml"
+FLOW = REPO / "tests" / "data" / "sheets" / "contact_sheets.yaml"
 LINKED_THUMB = re.compile(r"\[!\[[^\]]*\]\((data:image/[^)]+)\)\]\(([^)]+)\)")
 
 

@@ -21,7 +21,9 @@
     │       ├── TemplateError      a template failed to render with the run's values
     │       ├── StorageError       the asset store refused or could not be reached
     │       └── ProviderError      an image provider refused or could not be reached
-    │           └── RateLimited*   the provider said 429 (retried after its Retry-After)
+    │           ├── RateLimited*   the provider said 429 (retried after its Retry-After)
+    │           └── StreamBroken*  a streamed call stopped before its final image (partial
+    │                              images may be billed; retried like a dropped connection)
     ├── ValueError
     │   └── RuleViolation          a cross-field rule of a step config (raised in validators,
     │                              told as a Problem, deferred while a field is a template)
@@ -32,8 +34,9 @@
     └── Undecodable*               bytes Pillow refused; its caller words it as a StepError
 
     * defined by the step library (``steps/imaging``: ``providers/errors.py``,
-      ``providers/redaction.py``, ``partial.py``, ``pixels/decoding.py``), which the engine
-      does not know; drawn here so the whole tree is in one place.
+      ``providers/redaction.py``, ``providers/base.py``, ``partial.py``,
+      ``pixels/decoding.py``), which the engine does not know; drawn here so the whole
+      tree is in one place.
 
 Every error of ours has a ``message`` (what is wrong, with the value found) and a ``hint``
 (a concrete fix), and one function, :func:`with_hint`, puts them together: the first line,

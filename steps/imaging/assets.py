@@ -11,7 +11,8 @@ from pydantic import Field, ValidationError
 from fetchflow.errors import StepError
 from fetchflow.step import StepContext
 from fetchflow.storage import AssetRecord
-from steps.imaging.models.catalog import CATALOG, price_for
+from steps.imaging.models.catalog import CATALOG, local_spec, price_for
+from steps.imaging.moderation import ModerationNote
 
 if TYPE_CHECKING:
     from steps.imaging.options import OutputOptions
@@ -39,6 +40,11 @@ class ImageAsset(AssetRecord):
     )
     charge_type: ChargeType = Field(description="Whose key paid: personal or hosted.")
     provider: str = Field(description="openai, google or preview.")
+    moderation: ModerationNote = Field(
+        default_factory=ModerationNote,
+        description="How the safety system treated it: made (first try), retried or "
+        "fallback (on_moderation), with each blocked attempt.",
+    )
 
 
 def store_image(
@@ -59,7 +65,7 @@ def store_image(
     """
     image = made.image
     quality, output_format = options.quality, options.output_format
-    spec = CATALOG.get(made.model)
+    spec = CATALOG.get(made.model) or local_spec(made.model)
     cost = price_for(spec, quality, image.width, image.height) if spec else None
     provenance = {
         "prompt_sha256": prompt_sha256,
@@ -73,7 +79,7 @@ def store_image(
     if made.seed is not None:
         provenance["seed"] = str(made.seed)
     provenance.update(extra_provenance or {})
-    return store_asset(
+    asset = store_asset(
         ctx,
         image.data,
         file_type=image.file_type,
@@ -91,6 +97,9 @@ def store_image(
         charge_type=options.charge_type,
         provider=provider,
     )
+    if made.moderation is None:
+        return asset
+    return asset.model_copy(update={"moderation": made.moderation})
 
 
 def store_asset(

@@ -170,11 +170,9 @@ def check_on_moderation(value: object) -> object:
         if value in ("fail", "skip"):
             return value
         if value == "retry":
-            raise _violation("on_moderation: retry needs a number of tries", _RETRY_HINT)
+            raise _violation("retry needs a number of tries", _RETRY_HINT)
         if value in ("fallback", "fallback_model"):
-            raise _violation(
-                f"on_moderation: {value} needs the model to fall back to", _FALLBACK_HINT
-            )
+            raise _violation(f"{value} needs the model to fall back to", _FALLBACK_HINT)
         near = closest(value, _POLICIES)
         raise _violation(
             f'on_moderation: unknown policy "{value}"'
@@ -187,7 +185,7 @@ def check_on_moderation(value: object) -> object:
     keys = [str(key) for key in value]
     if "retry" in keys and "fallback_model" in keys:
         raise _violation(
-            "on_moderation takes one policy, got both retry and fallback_model",
+            "one policy only, got both retry and fallback_model",
             "use {retry: N} (the same model) or {fallback_model: NAME} (another model)",
         )
     for key in keys:
@@ -199,20 +197,18 @@ def check_on_moderation(value: object) -> object:
                 "use {retry: N} or {fallback_model: NAME}",
             )
     if not keys:
-        raise _violation("on_moderation: an empty mapping names no policy", _ANY)
+        raise _violation("an empty mapping names no policy", _ANY)
     if "retry" in keys:
         tries = value["retry"]
         if isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= 5:
             raise _violation(
-                f"on_moderation: retry must be a whole number from 1 to 5, got {tries!r}",
+                f"retry must be a whole number from 1 to 5, got {tries!r}",
                 _RETRY_HINT,
             )
         return RetryOnModeration(retry=tries)
     model = value["fallback_model"]
     if not isinstance(model, str) or not model:
-        raise _violation(
-            f"on_moderation: fallback_model must name a model, got {model!r}", _FALLBACK_HINT
-        )
+        raise _violation(f"fallback_model must name a model, got {model!r}", _FALLBACK_HINT)
     return FallbackOnModeration(fallback_model=model)
 
 
@@ -235,20 +231,18 @@ def check_fallback(
             model, or a model that cannot take the step's options.
     """
     if name == AUTO:
-        raise _violation(
-            "on_moderation: fallback_model must name a model, got auto", _FALLBACK_HINT
-        )
+        raise _violation("fallback_model must name a model, got auto", _FALLBACK_HINT)
     try:
         spec = rules.lookup_model(name)
     except RuleViolation as error:
         raise _violation(
-            f"on_moderation: fallback_model: {error.message}",
+            f"fallback_model: {error.message}",
             error.hint.replace("use model:", "use fallback_model:"),
         ) from None
     assert spec is not None  # only auto looks up to None
     if name == model:
         raise _violation(
-            f"on_moderation: fallback_model {name} is the step's own model",
+            f"fallback_model {name} is the step's own model",
             "name another model, or use on_moderation: {retry: N} to try the same one again",
         )
     problem = rules.unsupported(
@@ -261,6 +255,6 @@ def check_fallback(
             problem = str(error)
     if problem is not None:
         raise _violation(
-            f"on_moderation: fallback_model {name} cannot make what this step asks: {problem}",
+            f"fallback_model {name} cannot make what this step asks: {problem}",
             "choose a fallback model that takes the step's options, or change them",
         )

@@ -26,13 +26,13 @@ from fetchflow.templating import to_text
 from steps.imaging.assets import ChargeType
 from steps.imaging.models import rules
 from steps.imaging.models.catalog import AUTO, CATALOG, parse_size
+from steps.imaging.models.rules import Tuning
 from steps.imaging.moderation import (
     FallbackOnModeration,
     OnModeration,
     check_fallback,
     check_on_moderation,
 )
-from steps.imaging.models.rules import Tuning
 
 __all__ = [
     "AspectRatio",

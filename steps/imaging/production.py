@@ -13,6 +13,7 @@ records.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -21,8 +22,10 @@ from dataclasses import dataclass, replace
 
 from fetchflow.errors import ProviderError, StepError, StorageError
 from fetchflow.interrupt import check_interrupt
+from steps.imaging.blocked_calls import BlockedCalls
 from steps.imaging.models.catalog import ModelSpec, SizeChoice
 from steps.imaging.models.pricing import size_choice
+from steps.imaging.moderation import ModerationNote
 from steps.imaging.options import OutputOptions
 from steps.imaging.partial import KeptImage, PartialImages
 from steps.imaging.pixels.finishing import FinishedImage, finish_image, inspect_image
@@ -35,6 +38,7 @@ from steps.imaging.providers.base import (
     ProviderImage,
     ProviderResult,
 )
+from steps.imaging.providers.errors import ModerationBlocked
 from steps.imaging.providers.retrying import ProviderGate, RetryPolicy, StepLogger
 
 __all__ = [
@@ -116,6 +120,7 @@ class MadeImage:
         usage: Its share of the call's token usage (None when not reported).
         model: The model that answered.
         nsfw: The provider's safety checker verdict (fal), or None when it gave none.
+        moderation: How the safety system treated it (None: made at the first try).
     """
 
     index: int
@@ -124,6 +129,7 @@ class MadeImage:
     usage: dict[str, int] | None
     model: str
     nsfw: bool | None = None
+    moderation: ModerationNote | None = None
 
 
 def plan_job(
@@ -242,6 +248,7 @@ def produce(
     logger: StepLogger = _LOG,
     earlier: Sequence[KeptImage] = (),
     on_partial: Callable[[int, PartialImage], None] | None = None,
+    moderation: BlockedCalls | None = None,
 ) -> None:
     """Make every image of ``job``, calling ``keep`` on each as soon as it is verified.
 
@@ -267,6 +274,8 @@ def produce(
             made again, and a later failure hands them on with the new ones.
         on_partial: Receives ``(index, partial image)`` as each partial image of a streamed
             call arrives (``partial_images``): a draft of image ``index``, for display only.
+        moderation: What a moderation block does (default: ``job.options.on_moderation``
+            without a fallback model): a skipped call makes no image and no failure.
 
     Raises:
         ProviderError: The call that failed first, when no image was kept: a refusal at
@@ -285,6 +294,9 @@ def produce(
     ]
     making = _Making(
         job, provider, keep, retry=retry, gate=gate, logger=logger, on_partial=on_partial
+    )
+    making.moderation = moderation or BlockedCalls(
+        job.options.on_moderation, job, fallback=None, logger=logger
     )
     for image in earlier:
         index = image.record.get("index")
@@ -326,6 +338,7 @@ class _Making:
         self.failures: list[ProviderError | StepError | StorageError] = []
         self._stop = threading.Event()
         self._keeping = threading.Lock()  # one image stored and checkpointed at a time
+        self.moderation: BlockedCalls | None = None  # on_moderation, set by produce
 
     def make(self, first: int, request: ImageRequest) -> bool:
         """One call and its images, each kept as soon as it is verified; False once failed."""
@@ -364,14 +377,28 @@ class _Making:
         describe = describe_call(first, request, job.total)
         if request.partial_images:
             request = replace(request, label=describe, on_partial=self._partial_of(first))
-        result = _call(
-            self.provider,
-            request,
-            retry=self._retry,
-            gate=self._gate,
-            logger=self._logger,
-            describe=describe,
-        )
+        note: ModerationNote | None = None
+        try:
+            result = self._send(describe, self.provider, request, False)
+        except ModerationBlocked as block:
+            if self.moderation is None:
+                raise
+            unblocked = self.moderation.handle(
+                block,
+                request,
+                first=first,
+                describe=describe,
+                call=functools.partial(self._send, describe),
+                provider=self.provider,
+            )
+            if unblocked is None:
+                return  # skipped (on_moderation: skip): no image, the step goes on
+            result, request, job, note = (
+                unblocked.result,
+                unblocked.request,
+                unblocked.job,
+                unblocked.note,
+            )
         images = result.images[: request.count]
         unstored: list[StorageError] = []
         for position, answer in enumerate(images):
@@ -384,6 +411,7 @@ class _Making:
                 usage=share_usage(result.usage, len(images), position),
                 model=result.model,
                 nsfw=answer.nsfw,
+                moderation=note,
             )
             with self._keeping:
                 try:
@@ -399,6 +427,15 @@ class _Making:
                 hint="the provider may have filtered some; try again or change the prompt",
                 retryable=True,
             )
+
+    def _send(
+        self, describe: str, provider: ImageProvider, request: ImageRequest, fallback: bool
+    ) -> ProviderResult:
+        """One call through the retry loop (and the gate, except on a fallback model's)."""
+        gate = None if fallback else self._gate
+        return _call(
+            provider, request, retry=self._retry, gate=gate, logger=self._logger, describe=describe
+        )
 
     def _partial_of(self, index: int) -> Callable[[PartialImage], None] | None:
         """What receives the partial images of the call making image ``index``."""

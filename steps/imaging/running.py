@@ -21,6 +21,7 @@ from steps.imaging.models.catalog import AUTO, PREVIEW, ModelSpec
 
 if TYPE_CHECKING:
     from fetchflow.step import StepContext
+    from steps.imaging.blocked_calls import BlockedCalls, Fallback
     from steps.imaging.models.rules import EditNeeds
     from steps.imaging.options import ImageOutputConfig
     from steps.imaging.production import ImageJob, MadeImage
@@ -91,6 +92,7 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
         return
     model, charge_type = str(raw.get("model", AUTO)), str(raw.get("charge_type", "personal"))
     secret = raw.get("api_key_secret")
+    _preflight_fallback(raw.get("on_moderation"), model, charge_type, secret, settings)
 
     def choose() -> ModelSpec:
         return choose_model(
@@ -114,6 +116,56 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     except StepError:
         return
     _import_sdk_of(spec)
+
+
+def _preflight_fallback(
+    policy: object, model: str, charge_type: str, secret: object, settings: ImageSettings
+) -> None:
+    """The key of ``on_moderation``'s ``fallback_model``, checked before the run (not when a
+    block calls for it). Its own provider's key: the step's ``api_key_secret`` only when
+    both models are of the same provider.
+
+    Raises:
+        StepError: The fallback model's key is missing for this charge type.
+    """
+    from fetchflow.templating import is_template
+    from steps.imaging.models.catalog import CATALOG
+    from steps.imaging.models.choice import choose_model
+
+    name = policy.get("fallback_model") if isinstance(policy, Mapping) else None
+    if not isinstance(name, str) or is_template(name) or name not in CATALOG:
+        return  # none, or a bad one the static check reports
+    own = CATALOG.get(model)
+    same = own is not None and own.provider == CATALOG[name].provider
+    spec = choose_model(
+        name,
+        charge_type=charge_type,
+        size="auto",
+        quality="auto",
+        background="auto",
+        settings=settings,
+        environ=os.environ,
+        secret_name=secret if same and isinstance(secret, str) else None,
+    )
+    _import_sdk_of(spec)
+
+
+def plan_fallback(config: ImageOutputConfig, job: ImageJob, ctx: StepContext) -> Fallback | None:
+    """``on_moderation``'s fallback model planned for ``job`` (its provider opened only when a
+    block calls for it), or None without one."""
+    from steps.imaging.blocked_calls import Fallback
+    from steps.imaging.models.catalog import CATALOG
+    from steps.imaging.moderation import FallbackOnModeration
+    from steps.imaging.production import plan_job
+
+    policy = config.on_moderation
+    if not isinstance(policy, FallbackOnModeration):
+        return None
+    spec = CATALOG[policy.fallback_model]
+    planned = plan_job(spec, prompt=job.prompt, options=job.options, edits=job.edits)
+    own_secret = spec.provider == job.spec.provider
+    keyed = config if own_secret else config.model_copy(update={"api_key_secret": None})
+    return Fallback(planned, lambda: open_provider(spec, keyed, ctx))
 
 
 def _check_signing(settings: ImageSettings) -> None:
@@ -202,6 +254,7 @@ def make_images(
     *,
     prompt_sha256: str,
     provenance: Callable[[MadeImage], Mapping[str, str]] | None = None,
+    fallback: Fallback | None = None,
 ) -> list[ImageAsset]:
     """Make every image of ``job`` and store each one as soon as it is verified.
 
@@ -211,11 +264,13 @@ def make_images(
         ctx: The step's context: store, logger, progress.
         prompt_sha256: SHA-256 of the final prompt, in each record.
         provenance: More provenance for one image (what it was made from), or None.
+        fallback: ``on_moderation``'s fallback model (:func:`plan_fallback`), or None.
 
     Raises:
         ProviderError, StepError, StorageError: As :func:`~.production.produce` raises.
         PartialImages: Some images were made and stored before a later failure.
     """
+    from steps.imaging.blocked_calls import BlockedCalls
     from steps.imaging.partial import KeptImage, PartialImages
     from steps.imaging.production import produce
     from steps.imaging.provenance import of_made_image
@@ -254,6 +309,7 @@ def make_images(
     gate = ProviderGate(job.spec.provider, settings.provider_concurrency, ctx.logger)
     if ctx.progress is not None:
         ctx.progress.start(job.total)
+    blocked = BlockedCalls(job.options.on_moderation, job, fallback=fallback, logger=ctx.logger)
     try:
         produce(
             job,
@@ -264,6 +320,7 @@ def make_images(
             logger=ctx.logger,
             earlier=[KeptImage(asset.storage_uri, record) for asset, record in earlier],
             on_partial=_show_partials(ctx, job),
+            moderation=blocked,
         )
     except PartialImages:
         if hosted:
@@ -271,6 +328,9 @@ def make_images(
         raise
     finally:
         provider.close()
+        if fallback is not None:
+            fallback.close()
+        _log_blocked(ctx, blocked)
     if hosted:
         record_hosted_usage(ctx, assets)
     return sorted([asset for asset, _ in earlier] + assets, key=lambda asset: asset.index)
@@ -293,6 +353,18 @@ def _show_partials(ctx: StepContext, job: ImageJob) -> Callable[[int, PartialIma
         )
 
     return show
+
+
+def _log_blocked(ctx: StepContext, blocked: BlockedCalls) -> None:
+    """The step's blocked calls in its usage: each one is a request made; one blocked at the
+    output stage may have been billed (the image was made, then withheld)."""
+    if blocked.blocks:
+        ctx.logger.info(
+            "moderation usage: step=%s blocked_calls=%d output_stage_possibly_billed=%d",
+            ctx.step_id,
+            len(blocked.blocks),
+            sum(block.billed for block in blocked.blocks),
+        )
 
 
 def _kept_before(

@@ -100,7 +100,7 @@ class ImageStep(Step[ConfigT, list[ImageAsset]]):
     def run(self, config: ConfigT, ctx: StepContext) -> list[ImageAsset]:
         """Pick the model, plan, open the provider, make the images and store each one."""
         from steps.imaging.production import plan_job
-        from steps.imaging.running import make_images, open_provider, pick_model
+        from steps.imaging.running import make_images, open_provider, pick_model, plan_fallback
         from steps.imaging.sheets import add_contact_sheet, in_matrix
 
         spec = pick_model(config, ctx, edit=self.edit_needs(config))
@@ -113,6 +113,7 @@ class ImageStep(Step[ConfigT, list[ImageAsset]]):
             ctx,
             prompt_sha256=hashlib.sha256(plan.prompt.encode()).hexdigest(),
             provenance=plan.provenance,
+            fallback=plan_fallback(config, job, ctx),
         )
         if config.contact_sheet and not in_matrix(ctx):  # a matrix draws one for all
             return add_contact_sheet(assets, ctx, charge_type=config.charge_type)

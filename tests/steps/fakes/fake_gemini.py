@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import FakeServer, RecordedRequest, Reply, make_image
+from .blocking import PromptBlocks
 
 __all__ = ["IMAGE_SIZES_1K", "FakeGemini", "google_error_body"]
 
@@ -60,7 +61,7 @@ def google_error_body(
     return {"error": error}
 
 
-class FakeGemini(FakeServer):
+class FakeGemini(PromptBlocks, FakeServer):
     """The fake Gemini API; ``base_url`` is what ``HttpOptions(base_url=...)`` takes."""
 
     @property
@@ -91,6 +92,14 @@ class FakeGemini(FakeServer):
                 ),
             )
         body = request.json or {}
+        prompt = " ".join(
+            str(part.get("text", ""))
+            for content in body.get("contents", [])
+            for part in content.get("parts", [])
+        )
+        rule = self.blocking(prompt)
+        if rule is not None:  # block_prompts: a marker word in the prompt
+            return self._blocked(match["model"], rule.stage)
         config = body.get("generationConfig", {})
         image_config = config.get("imageConfig", {})
         ratio = image_config.get("aspectRatio", "1:1")
@@ -148,6 +157,23 @@ class FakeGemini(FakeServer):
                 "responseId": "fake-response-1",
             },
         )
+
+    @staticmethod
+    def _blocked(model: str, stage: str) -> Reply:
+        """Input: ``promptFeedback.blockReason: SAFETY``; output: ``IMAGE_SAFETY``."""
+        usage = {"promptTokenCount": 7, "totalTokenCount": 7}
+        if stage == "input":
+            body = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
+        else:
+            candidate = {
+                "finishReason": "IMAGE_SAFETY",
+                "index": 0,
+                "safetyRatings": [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "blocked": True},
+                ],
+            }
+            body = {"candidates": [candidate], "usageMetadata": usage}
+        return Reply(200, {**body, "modelVersion": model})
 
     def _model(self, request: RecordedRequest) -> str:
         match = _PATH.match(request.path)

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import FakeServer, RecordedRequest, Reply, make_image
+from .blocking import PromptBlocks
 
 __all__ = ["FakeOpenAI", "openai_error_body"]
 
@@ -61,11 +62,27 @@ def _streamed(params: dict[str, Any]) -> bool:
     return params.get("stream") in (True, "true", "True")
 
 
+def _moderation_blocked(categories: tuple[str, ...], stage: str) -> Reply:
+    """400 ``moderation_blocked`` with ``moderation_details``, as GPT image models send it."""
+    body = openai_error_body(
+        "Your request was rejected by the safety system. If you believe this is an error, "
+        "contact us at help.openai.com and include the request ID req_fake123. "
+        f"safety_violations=[{', '.join(categories)}].",
+        "image_generation_user_error",
+        "moderation_blocked",
+    )
+    body["error"]["moderation_details"] = {
+        "moderation_stage": stage,
+        "categories": list(categories),
+    }
+    return Reply(400, body)
+
+
 def _bad_request(message: str, param: str, code: str = "invalid_value") -> Reply:
     return Reply(400, openai_error_body(message, "invalid_request_error", code, param))
 
 
-class FakeOpenAI(FakeServer):
+class FakeOpenAI(PromptBlocks, FakeServer):
     """The fake OpenAI API; ``base_url`` is what ``openai.OpenAI(base_url=...)`` takes."""
 
     #: Seconds between two events of a streamed answer.
@@ -177,6 +194,9 @@ class FakeOpenAI(FakeServer):
         return Reply(200, chunks=chunks, chunk_delay=self.chunk_delay, cut=end == "cut")
 
     def _generate(self, params: dict[str, Any], *, edit: bool = False) -> Reply:
+        rule = self.blocking(str(params.get("prompt", "")))
+        if rule is not None:  # block_prompts: a marker word in the prompt
+            return _moderation_blocked(rule.categories, rule.stage)
         unknown = sorted(set(params) - _GENERATE_PARAMS - {"image[]", "mask", "input_fidelity"})
         if unknown:
             return _bad_request(
@@ -288,18 +308,7 @@ class FakeOpenAI(FakeServer):
         self, categories: tuple[str, ...] = ("sexual",), stage: str = "input"
     ) -> None:
         """400 ``moderation_blocked`` with ``moderation_details``, as GPT image models send it."""
-        body = openai_error_body(
-            "Your request was rejected by the safety system. If you believe this is an error, "
-            "contact us at help.openai.com and include the request ID req_fake123. "
-            f"safety_violations=[{', '.join(categories)}].",
-            "image_generation_user_error",
-            "moderation_blocked",
-        )
-        body["error"]["moderation_details"] = {
-            "moderation_stage": stage,
-            "categories": list(categories),
-        }
-        self.queue(lambda _: Reply(400, body))
+        self.queue(lambda _: _moderation_blocked(categories, stage))
 
     def queue_invalid_api_key(self) -> None:
         """401 ``invalid_api_key`` whose message echoes the whole key (worse than the real API)."""
@@ -417,7 +426,3 @@ class FakeOpenAI(FakeServer):
                 error=error,
             )
         )
-
-    def queue_unstreamed(self) -> None:
-        """The plain JSON answer to a streamed request (a gateway that ignores ``stream``)."""
-        self.queue(self._plain)

@@ -1,0 +1,185 @@
+"""Running a matrix step without Prefect: one call per combination, one flat labelled output,
+each finished combination checkpointed, a resumed step running only the missing ones, a
+failed combination named after the others ended."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field, JsonValue
+
+from fetchflow.errors import StepError
+from fetchflow.run.execution import execute_step
+from fetchflow.run.matrix_execution import MATRIX_KEPT_KEY
+from fetchflow.step import Step, StepConfig, StepContext
+from fetchflow.testing import make_context
+from fetchflow.workflow.plan import PlannedStep
+from fetchflow.workflow.spec import StepCommon
+
+
+class Item(BaseModel):
+    model_config = {"frozen": True}
+
+    file_name: str
+    text: str
+    matrix: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class EchoConfig(StepConfig):
+    text: str
+    copies: int = 1
+
+
+CALLS: list[str] = []
+_LOCK = threading.Lock()
+
+
+class EchoStep(Step[EchoConfig, list[Item]]):
+    """Makes ``copies`` items of its text; fails on text that says so; keeps each."""
+
+    def run(self, config: EchoConfig, ctx: StepContext) -> list[Item]:
+        with _LOCK:
+            CALLS.append(config.text)
+        if "fail" in config.text:
+            raise StepError(message=f"refused {config.text!r}", retryable=False)
+        items = [
+            Item(file_name=f"{ctx.step_id}-{n + 1}.txt", text=config.text)
+            for n in range(config.copies)
+        ]
+        for item in items:
+            ctx.keep(item.model_dump(mode="json"))
+        return items
+
+    def finish_matrix(self, config: EchoConfig, output: list[Item], ctx: StepContext) -> list[Item]:
+        return [*output, Item(file_name="sheet.txt", text=f"sheet after {config.text}")]
+
+
+class WordConfig(StepConfig):
+    word: str
+
+
+class WordStep(Step[WordConfig, str]):
+    """Says its word (an output that is not a list)."""
+
+    def run(self, config: WordConfig, ctx: StepContext) -> str:
+        return config.word.upper()
+
+
+def planned(step_cls: type[Step[Any, Any]], raw: dict[str, object], **common: Any) -> PlannedStep:
+    return PlannedStep(
+        common=StepCommon(id="hero", type="echo", **common),
+        step_cls=step_cls,
+        raw_config=raw,
+        templated=frozenset(k for k, v in raw.items() if isinstance(v, str) and "<<" in v),
+        depends_on=(),
+        line=1,
+    )
+
+
+def context(tmp_path: Path, kept: object = None) -> tuple[StepContext, list[object]]:
+    recorded: list[object] = []
+    ctx = make_context(tmp_path, step_id="hero", kept=kept)
+    return dataclasses.replace(ctx, on_kept=recorded.append), recorded
+
+
+AXES = {"product": ["mug", "tote", "poster"], "style": ["ink", "oil"]}
+RAW = {"text": "<< matrix.style >> << matrix.product >>", "copies": 2}
+
+
+@pytest.fixture(autouse=True)
+def _no_calls_yet() -> None:
+    CALLS.clear()
+
+
+def test_every_combination_runs_once_and_the_output_is_flat_labelled_and_in_order(
+    tmp_path: Path,
+) -> None:
+    step = planned(EchoStep, RAW, matrix=AXES)
+    ctx, recorded = context(tmp_path)
+
+    output = execute_step(step, ctx.templates, ctx)
+
+    assert sorted(CALLS) == sorted(f"{s} {p}" for p in AXES["product"] for s in AXES["style"])
+    assert isinstance(output, list) and len(output) == 13  # 6 × 2, then finish_matrix's
+    assert [item["text"] for item in output[:12:2]] == [
+        "ink mug", "oil mug", "ink tote", "oil tote", "ink poster", "oil poster",
+    ]  # fmt: skip
+    assert output[0] == {
+        "file_name": "hero-mug-ink-1.txt",
+        "text": "ink mug",
+        "matrix": {"product": "mug", "style": "ink"},
+    }
+    assert output[1]["file_name"] == "hero-mug-ink-2.txt"
+    # finish_matrix saw the flat output and the first combination's config.
+    assert output[12] == {"file_name": "sheet.txt", "text": "sheet after ink mug", "matrix": {}}
+    items = [i for i in recorded if isinstance(i, dict) and "text" in i]
+    assert len(items) == 12 and all(i["matrix"] for i in items)  # kept with their values
+    markers = [i[MATRIX_KEPT_KEY] for i in recorded if isinstance(i, dict) and MATRIX_KEPT_KEY in i]
+    assert len(markers) == 6
+
+
+def test_a_resumed_step_runs_only_the_combinations_that_did_not_end(tmp_path: Path) -> None:
+    step = planned(EchoStep, RAW, matrix=AXES)
+    ctx, recorded = context(tmp_path)
+    whole = execute_step(step, ctx.templates, ctx)
+    markers = [i for i in recorded if isinstance(i, dict) and MATRIX_KEPT_KEY in i]
+    one_missing = [
+        m
+        for m in markers
+        if m[MATRIX_KEPT_KEY]["combination"] != {"product": "tote", "style": "oil"}
+    ]
+    CALLS.clear()
+
+    again, _ = context(tmp_path, kept=one_missing)
+    output = execute_step(step, again.templates, again)
+
+    assert CALLS == ["oil tote"]
+    assert output == whole
+
+
+def test_a_failed_combination_fails_the_step_after_the_others_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    step = planned(EchoStep, {"text": "<< matrix.word >>"}, matrix={"word": ["a", "fail", "b"]})
+    ctx, _ = context(tmp_path)
+
+    with pytest.raises(
+        StepError, match=r"^step \"hero\": matrix word=fail: refused 'fail'$"
+    ) as caught:
+        execute_step(step, ctx.templates, ctx)
+
+    assert sorted(CALLS) == ["a", "b", "fail"]
+    assert caught.value.step_id == "hero"
+    partial = caught.value.partial_output
+    assert isinstance(partial, list) and [item["text"] for item in partial] == ["a", "b"]
+
+
+def test_an_output_that_is_not_a_list_gives_one_item_per_combination(tmp_path: Path) -> None:
+    step = planned(
+        WordStep,
+        {"word": "<< matrix.a >><< matrix.b >>"},
+        matrix={"a": ["x", "y"], "b": ["1", "2"]},
+        matrix_mode="zip",
+    )
+    ctx, _ = context(tmp_path)
+
+    assert execute_step(step, ctx.templates, ctx) == ["X1", "Y2"]
+
+
+def test_a_templated_axis_is_checked_when_rendered_before_any_call(tmp_path: Path) -> None:
+    step = planned(EchoStep, RAW, matrix={"product": "<< inputs.products >>", "style": ["ink"]})
+    ctx = make_context(tmp_path, step_id="hero", inputs={"products": "mug"})
+
+    with pytest.raises(
+        StepError, match=r'^step "hero": field "matrix.product": a matrix axis is a list'
+    ):
+        execute_step(step, ctx.templates, ctx)
+    assert CALLS == []
+
+    ok = make_context(tmp_path, step_id="hero", inputs={"products": ["mug", "cup"]})
+    output = execute_step(step, ok.templates, ok)
+    assert isinstance(output, list) and [i["text"] for i in output[:4:2]] == ["ink mug", "ink cup"]

@@ -11,17 +11,19 @@ stands for any item of a list. Pure: no I/O, no Prefect.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fetchflow.workflow.graph import downstream_of
+from fetchflow.workflow.matrix import is_list_output, matrix_output_length, matrix_output_schema
 from fetchflow.workflow.template_checks import RUN_FIELDS
 
 if TYPE_CHECKING:
     from fetchflow.step import OutputLength, Step
     from fetchflow.workflow.plan import Plan
-    from fetchflow.workflow.spec import InputSpec
+    from fetchflow.workflow.spec import InputSpec, StepCommon
 
 __all__ = [
     "ANY_ITEM",
@@ -138,11 +140,49 @@ def run_refs() -> list[Ref]:
     ]
 
 
+def matrix_refs(common: StepCommon) -> list[Ref]:
+    """``matrix.<axis>`` for each axis of a step's matrix (none without one)."""
+    found = []
+    for axis, values in (common.matrix or {}).items():
+        if isinstance(values, list):
+            kinds = sorted({_json_type(value) for value in values})
+            said = ", ".join(json.dumps(value, default=str) for value in values[:5])
+            more = ", …" if len(values) > 5 else ""
+            found.append(
+                Ref(
+                    f"matrix.{axis}",
+                    " | ".join(kinds),
+                    f"This combination's {axis}: one of {said}{more}.",
+                )
+            )
+        else:
+            found.append(Ref(f"matrix.{axis}", "any", f"This combination's {axis}: from {values}."))
+    return found
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object" if isinstance(value, dict) else "null"
+
+
 def output_refs(
-    step_id: str, step_cls: type[Step[Any, Any]], length: OutputLength | None = None
+    step_id: str,
+    step_cls: type[Step[Any, Any]],
+    length: OutputLength | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> list[Ref]:
-    """``<step>.output`` and every path inside it, from the step type's output schema."""
-    schema = step_cls.output_schema()
+    """``<step>.output`` and every path inside it, from the step type's output schema (or
+    ``schema``: a matrix step's)."""
+    schema = schema or step_cls.output_schema()
     defs: dict[str, Any] = schema.get("$defs", {})
     found = list(_paths(schema, defs, f"{step_id}.output", 0, frozenset()))
     if found and not found[0].description:
@@ -171,12 +211,20 @@ def plan_refs(plan: Plan, only: str | None = None) -> list[StepRefs]:
         if only is not None and step_id != only:
             continue
         readable = readable_steps(edges, step_id)
-        refs = list(inputs)
+        refs = [*inputs, *matrix_refs(step.common)]
         for other in readable:
             if other not in outputs:
                 planned = plan.steps[other]
                 length = planned.step_cls.output_length(planned.raw_config, planned.templated)
-                outputs[other] = output_refs(other, planned.step_cls, length)
+                schema = None
+                if planned.common.matrix is not None:
+                    schema = matrix_output_schema(planned.step_cls)
+                    length = matrix_output_length(
+                        length,
+                        planned.common.written_combinations,
+                        is_list_output(planned.step_cls),
+                    )
+                outputs[other] = output_refs(other, planned.step_cls, length, schema)
             refs += outputs[other]
         refs += run_refs()
         listed.append(StepRefs(step_id, step.type, step.depends_on, tuple(readable), refs))

@@ -131,3 +131,34 @@ def test_output_length_is_count_times_one_combination(
     per: OutputLength | None, count: int | None, list_output: bool, expected: OutputLength | None
 ) -> None:
     assert matrix_output_length(per, count, list_output) == expected
+
+
+def test_refs_list_the_axes_and_the_joined_output() -> None:
+    from pathlib import Path
+
+    from fetchflow.registry import StepRegistry
+    from fetchflow.workflow.checking import check_file
+    from fetchflow.workflow.refs import plan_refs
+
+    grid = Path(__file__).resolve().parents[1] / "data" / "matrix" / "grid.yaml"
+    plan = check_file(grid, StepRegistry.from_entry_points())
+    hero, _, index = plan_refs(plan)
+
+    axes = [ref for ref in hero.refs if ref.root == "matrix"]
+    assert [(ref.path, ref.type, ref.description) for ref in axes] == [
+        (
+            "matrix.product",
+            "string",
+            'This combination\'s product: one of "mug", "tote", "poster".',
+        ),
+        (
+            "matrix.style",
+            "string",
+            'This combination\'s style: one of "watercolor", "studio photo".',
+        ),
+    ]
+    listed = {ref.path: ref for ref in index.refs}
+    assert listed["hero.output"].items == "6"
+    assert listed["pairs.output"].items == "2"
+    assert "hero.output.N.matrix" in listed
+    assert not any(ref.root == "matrix" for ref in index.refs)  # no matrix of its own

@@ -284,3 +284,29 @@ def test_the_cli_says_when_there_is_no_server_to_answer_on(
         "  hint: start `fetchflow server` before `fetchflow run`, or set PREFECT_API_URL to "
         "the server of the run",
     ]
+
+
+@pytest.mark.prefect
+def test_a_matrix_step_shows_each_combination_as_its_own_priced_row(
+    run_reviewed: Callable[..., Reviewed],
+) -> None:
+    reviewed = run_reviewed("matrix", [approve()])
+
+    [form] = reviewed.forms
+    description = str(form["x-description"])
+    rows = [line for line in description.splitlines() if line.startswith("| hero")]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| hero [size=small count=1]", "priced", "$0.0400"],
+        ["| hero [size=small count=2]", "priced", "$0.0800"],
+        ["| hero [size=large count=1]", "priced", "$0.0400"],
+        ["| hero [size=large count=2]", "priced", "$0.0800"],
+    ]
+    assert "**Estimated total:** $0.2400" in description
+    assert form["properties"] and "prompt" in form["properties"]  # one row of fields: the step's
+    output = reviewed.report.steps["hero"].output
+    assert [(item["prompt"], item["count"]) for item in output] == [  # type: ignore[union-attr]
+        ("hero small", 1),
+        ("hero small", 2),
+        ("hero large", 1),
+        ("hero large", 2),
+    ]

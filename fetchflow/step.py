@@ -384,7 +384,8 @@ class Step(ABC, Generic[ConfigT, OutputT]):
         return None
 
     def finish_matrix(self, config: ConfigT, output: OutputT, ctx: StepContext) -> OutputT:
-        """Called once after every combination of a step with ``matrix:`` has run.
+        """Called once after every combination of a step with ``matrix:`` has run (only
+        for a step whose output is a list; otherwise the output is one item per combination).
 
         Args:
             config: The first combination's rendered config.

@@ -37,7 +37,7 @@ Output: one :class:`~steps.imaging.assets.ImageAsset` per image, like image_gene
 the provenance adds ``edit`` (the mode), ``source_sha256`` and ``source`` (the edited
 image), ``references`` (how many) and ``references_sha256`` (every reference's SHA-256, in
 order). Records are read back through the run's store (no HTTP, no expiry); URLs are
-fetched with the limits of :func:`~steps.imaging.sources.fetching.fetch_reference`.
+fetched with the limits of :func:`~steps.imaging.net.fetching.fetch_reference`.
 
 Checked before anything is paid for: statically, every rule of the output options, the
 mask or outpaint against models without masks (Gemini), ``input_fidelity`` against the

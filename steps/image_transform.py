@@ -17,7 +17,7 @@ Output: one :class:`~steps.imaging.assets.ImageAsset` per input image, in order
 ``cost_usd: 0``; ``prompt_sha256`` is the SHA-256 of the transform's settings, and the
 provenance holds the source's sha256 and where it came from. Asset records are read back
 through the run's store (no HTTP, no expiry); URLs are fetched with the address and size
-limits of :func:`~steps.imaging.sources.fetching.fetch_reference`. EXIF orientation is applied, then
+limits of :func:`~steps.imaging.net.fetching.fetch_reference`. EXIF orientation is applied, then
 every piece of metadata is dropped. Outputs are capped at 8192 pixels a side and 40 MP.
 """
 

@@ -5,7 +5,7 @@ A step field such as ``images`` holds, once rendered, one reference or a list of
 - an asset record (``<< hero.output.0 >>``, or a whole ``<< hero.output >>`` list): a mapping
   with a ``storage_uri``, read back through the run's asset store (no HTTP, no expiry);
 - an ``http://`` or ``https://`` URL, fetched by
-  :func:`steps.imaging.sources.fetching.fetch_reference` (address, size and type limits);
+  :func:`steps.imaging.net.fetching.fetch_reference` (address, size and type limits);
 - a relative path to a file under the project folder (the folder holding ``templates/``);
   absolute paths and ``..`` escapes are refused.
 
@@ -228,7 +228,7 @@ def _resolve_one(item: object, *, ctx: StepContext, project_root: Path) -> Refer
     text = str(item).strip()
     scheme = urlsplit(text).scheme.lower()
     if scheme in ("http", "https"):
-        from steps.imaging.sources.fetching import fetch_reference
+        from steps.imaging.net.fetching import fetch_reference
 
         fetched = fetch_reference(text, settings=settings, timeout=ctx.timeout_seconds or 30.0)
         file_name = urlsplit(fetched.url).path.rsplit("/", 1)[-1] or "reference"

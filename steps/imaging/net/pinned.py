@@ -1,7 +1,7 @@
 """Connections to vetted addresses only: the DNS-rebinding guard of the reference fetcher.
 
 The host of a URL is resolved once and every address checked
-(:mod:`steps.imaging.sources.fetching`); the connection classes here override
+(:mod:`steps.imaging.net.fetching`); the connection classes here override
 ``connect()`` to open the TCP socket to one of those addresses itself, never to a fresh
 resolution of the name. ``http.client`` still sends the URL's host in ``Host``, and https
 wraps the socket with ``server_hostname`` = the URL's host, so SNI and certificate checks

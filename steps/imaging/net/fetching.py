@@ -12,7 +12,7 @@ the body is read in chunks and abandoned past the cap); bytes without a PNG, JPE
 GIF signature (the Content-Type is not trusted).
 
 DNS rebinding: the host is resolved once, and the connection goes to the vetted addresses
-only (:func:`~steps.imaging.sources.pinned.pinned_connection`), the certificate still
+only (:func:`~steps.imaging.net.pinned.pinned_connection`), the certificate still
 checked against the URL's host. Proxy variables are ignored on purpose: a proxy would
 resolve the name again, out of our sight.
 
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from fetchflow.errors import StepError
+from steps.imaging.net.pinned import pinned_connection
 from steps.imaging.pixels.formats import sniff_mime_type
-from steps.imaging.sources.pinned import pinned_connection
 
 if TYPE_CHECKING:
     from steps.imaging.settings import ImageSettings
@@ -136,7 +136,7 @@ class _Target:
 
 
 def _refused(shown: str, message: str, hint: str, *, retryable: bool = False) -> StepError:
-    return StepError(message=f"reference image {shown}: {message}", hint=hint, retryable=retryable)
+    return StepError(message=f"{shown}: {message}", hint=hint, retryable=retryable)
 
 
 def _check_url(url: str, shown: str) -> _Target:
@@ -263,13 +263,16 @@ def _status_error(response: http.client.HTTPResponse, target: _Target) -> StepEr
     return _refused(target.shown, detail, hint, retryable=retryable)
 
 
-def fetch_reference(url: str, *, settings: ImageSettings, timeout: float = 30.0) -> FetchedImage:
+def fetch_reference(
+    url: str, *, settings: ImageSettings, timeout: float = 30.0, what: str = "reference image"
+) -> FetchedImage:
     """Fetch the image at an http(s) URL, refusing anything hostile (see the module doc).
 
     Args:
-        url: The image's URL, as the workflow gave it.
+        url: The image's URL, as the workflow (or a provider's answer) gave it.
         settings: ``allow_private_urls`` and ``max_reference_bytes`` are used.
         timeout: Seconds for the whole fetch, redirects included.
+        what: What the image is, first in messages (``fal image 1 of 2``).
 
     Returns:
         The bytes, their MIME type (from their signature), the redacted final URL and the
@@ -284,7 +287,7 @@ def fetch_reference(url: str, *, settings: ImageSettings, timeout: float = 30.0)
     origin = redact_url(url)
     current = url
     for hop in range(MAX_REDIRECTS + 1):
-        shown = redact_url(current)
+        shown = f"{what} {redact_url(current)}"
         if hop:
             shown = f"{shown} (redirected from {origin})"
         target = _check_url(current, shown)

@@ -25,14 +25,14 @@ import pytest
 from PIL import Image
 
 from fetchflow.errors import StepError
-from steps.imaging.pixels.formats import sniff_mime_type
-from steps.imaging.settings import ImageSettings
-from steps.imaging.sources.fetching import (
+from steps.imaging.net.fetching import (
     MAX_REDIRECTS,
     address_class,
     fetch_reference,
     redact_url,
 )
+from steps.imaging.pixels.formats import sniff_mime_type
+from steps.imaging.settings import ImageSettings
 
 CAP = 1024
 PUBLIC_IP = "93.184.216.34"

@@ -31,7 +31,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -218,6 +218,7 @@ def publish_step_output(
     links: Callable[[str], str] | None = None,
     background: bool = False,
     thumbnail_dir: Path | None = None,
+    notes: Sequence[str] = (),
 ) -> list[str]:
     """Publish a step's output as an artifact of the current task run.
 
@@ -239,6 +240,7 @@ def publish_step_output(
             process.
         thumbnail_dir: Where thumbnails are kept between runs (``<home>/thumbnails``);
             None keeps them in this process only.
+        notes: What the step warned about, listed under a gallery's table.
 
     Returns:
         The key of the artifact (to be) created; none when it could not be (a failure is a
@@ -266,6 +268,7 @@ def publish_step_output(
                     warn=logger.warning,
                     thumbnails=_thumbnails(thumbnail_dir),
                     links=links,
+                    notes=notes,
                 )
                 description = f"Files made by {step_id}"
         except Exception as error:  # a display problem must never fail the step

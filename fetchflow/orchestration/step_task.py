@@ -188,14 +188,15 @@ def run_step(job: StepJob) -> StepOutcome:
             error.step_id = error.step_id or step.id
             logger.error("%s", error.format())
             if error.partial_output is not None and step.step_cls.produces_files:
-                publish(output=error.partial_output)  # what was paid for shows in the UI too
+                # what was paid for shows in the UI too
+                publish(output=error.partial_output, notes=tuple(notes))
         raise
     # Outside the try: a display problem is a warning, never the step's error. Steps that
     # make files get their Output artifact (gallery and table), off the step's critical
     # path. Not every text step: 30 trivial steps each with an artifact took bench_runner's
     # ratio from ~1.5 to ~3.4 (one POST each, on the server's one SQLite writer).
     if step.step_cls.produces_files:
-        publish(output=output)
+        publish(output=output, notes=tuple(notes))
     return StepOutcome(output, attempt, reused, tuple(notes))
 
 

@@ -229,13 +229,16 @@ def render_gallery(
     warn: Callable[[str], None] = lambda _: None,
     thumbnails: ThumbnailCache | None = None,
     links: Callable[[str], str] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The Output artifact of a step that made files: linked thumbnails, then a table.
 
     A thumbnail that cannot be made (unreadable bytes, not an image, over the size budget)
     leaves the file's link and a note instead; ``warn`` is told why. ``thumbnails`` keeps
     thumbnails by content (None: a private one, for this gallery only). ``links`` maps a
-    record's ``file_url`` to the link shown (the local store's file server).
+    record's ``file_url`` to the link shown (the local store's file server). ``notes`` are
+    what the step warned about (an image blocked and skipped, retried, made by another
+    model), listed under the table, each once.
     """
     cache = thumbnails if thumbnails is not None else ThumbnailCache(capacity=len(records))
     budget = GALLERY_BUDGET
@@ -299,7 +302,8 @@ def render_gallery(
         where = "Click a thumbnail for the full file."
     head += [f"Step `{step_id}` made {count}. {where}", ""]
     pictures = _thumbnails_section(records, thumbs, shown_urls)
-    return "\n".join([*head, *pictures, *rows, ""])
+    said = ["", "Notes:", "", *(f"- {_md(note)}" for note in dict.fromkeys(notes))]
+    return "\n".join([*head, *pictures, *rows, *(said if notes else []), ""])
 
 
 def _thumbnails_section(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import threading
 import time
 import uuid
@@ -175,7 +176,12 @@ def test_a_refused_fifth_call_keeps_every_image_that_was_made(
     assert 4 <= made <= 7  # the calls in flight when it came back finished; none started after
     error = caught.value
     assert f"; {made} of 8 images were made and kept before that: file://" in error.message
-    assert error.message.startswith("google ") and "IMAGE_SAFETY" in error.message
+    # on_moderation: fail (the default) names the image and the stage first
+    assert re.match(
+        r"image \d of 8: blocked at output \(HARM_CATEGORY_SEXUALLY_EXPLICIT\): google ",
+        error.message,
+    )
+    assert "IMAGE_SAFETY" in error.message
     assert error.retryable is False and error.asked == 8
     kept = error.kept
     indexes = [record["index"] for record in kept]

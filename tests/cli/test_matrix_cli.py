@@ -5,6 +5,7 @@ after one failed combination makes exactly the one missing image."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -176,7 +177,8 @@ def _fail_poster_watercolor(box: Sandbox) -> None:
                     "Your prompt was refused.", "invalid_request_error", "invalid_prompt"
                 ),
             )
-        return box.openai.answer(request)
+        # Slow enough that combinations running at the same time overlap at the server.
+        return dataclasses.replace(box.openai.answer(request), delay=0.3)
 
     box.openai.queue(*[script] * 6)
 
@@ -198,6 +200,8 @@ def test_a_failed_combination_keeps_the_others_and_resume_makes_only_it(
         "error"
     ]
     assert len(sandbox.openai.requests) == 6
+    spans = sandbox.openai.spans  # the combinations ran concurrently
+    assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) >= 2
     kept = hero["output"]  # the five paid images, each with its combination
     assert [record["matrix"] for record in kept] == [
         c for c in COMBINATIONS if c != {"product": "poster", "style": "watercolor"}

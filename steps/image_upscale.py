@@ -1,13 +1,15 @@
-"""Image upscale step: enlarge images 2x or 4x (Pillow's Lanczos: free and offline).
+"""Image upscale step: enlarge images 2x or 4x (Pillow's Lanczos: free and offline; or a
+provider's upscaler, billed).
 
 ```yaml
 - id: large
   type: image_upscale
   images: "<< hero.output >>"    # records, http(s) URLs or files under the project
   factor: 2                      # 2 or 4
-  model: auto                    # auto (= pillow today) or pillow
+  model: auto                    # auto (= pillow, free), pillow, fal-ai/clarity-upscaler
   output_format: webp            # default: the source's format (png if not png/jpeg/webp)
   output_compression: 90         # jpeg or webp only
+  charge_type: personal          # whose key pays a provider upscaler (FAL_KEY / hosted)
 ```
 
 Output: one :class:`~steps.imaging.assets.ImageAsset` per input image, in order
@@ -20,7 +22,15 @@ made: statically for project files (their header is read by ``fetchflow validate
 run time for everything else.
 
 The upscalers are a table (:data:`UPSCALERS`): a provider's upscaler is one more row with
-its provider, factors and method; ``auto`` picks :data:`DEFAULT_UPSCALER`.
+its provider, factors, method and price; ``auto`` picks :data:`DEFAULT_UPSCALER` (Pillow,
+free: ``auto`` never spends money). A provider upscaler (``fal-ai/clarity-upscaler``,
+``fal-ai/aura-sr``) is billable: ``--dry-run`` and approval show its estimate (per started
+megapixel of the *output*; unknown while a source's size is, e.g. an upstream record in a
+dry run), its key is checked before the run (``FAL_KEY``, or the operator's for
+``charge_type: hosted``), and each image is one queued call with the image steps' retry,
+timeout and concurrency rules (:mod:`steps.imaging.hosted_upscale`), stored as soon as it
+is made. Its records say ``provider: fal``, the model, ``cost_usd``, and in the provenance
+``method`` and the ``seed`` fal returned, besides the source.
 """
 
 from __future__ import annotations
@@ -28,12 +38,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from fetchflow.errors import closest
 from fetchflow.step import (
+    CostEstimate,
     OutputLength,
     RuleViolation,
     Step,
@@ -41,10 +52,11 @@ from fetchflow.step import (
     deferred,
     static_project_root,
 )
-from steps.imaging.assets import ImageAsset, store_asset
+from steps.imaging.assets import ChargeType, ImageAsset, store_asset
 from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.pixels.upscale import (
     FACTORS,
+    UpscaledImage,
     header_size,
     over_limit,
     too_large,
@@ -60,6 +72,10 @@ from steps.imaging.sources.references import (
     project_file,
     settings_digest,
 )
+
+if TYPE_CHECKING:
+    from fetchflow.settings import Settings
+    from steps.imaging.sources.references import Reference
 
 __all__ = [
     "DEFAULT_UPSCALER",
@@ -81,20 +97,36 @@ class Upscaler:
 
     Attributes:
         name: What ``model:`` names it.
-        provider: Who runs it (``pillow``: here, offline).
+        provider: Who runs it (``pillow``: here, offline and free).
         method: How, for the provenance (``lanczos``).
         factors: The factors it takes.
+        usd_per_megapixel: The published price per started megapixel of the output (0:
+            free; None: no published price).
     """
 
     name: str
     provider: str
     method: str
     factors: tuple[int, ...] = FACTORS
+    usd_per_megapixel: float | None = 0.0
+
+    @property
+    def billable(self) -> bool:
+        """Whether it runs on a provider (a key, a bill)."""
+        return self.provider != "pillow"
 
 
-#: Every upscaler ``model:`` may name (``auto`` aside).
+#: Every upscaler ``model:`` may name (``auto`` aside). fal's model pages (read late
+#: November 2026): clarity-upscaler $0.03 per megapixel, ``upscale_factor`` 1-4; aura-sr
+#: (AuraSR, a GigaGAN upscaler) 4x only, billed by GPU time (no per-image price).
 UPSCALERS: Mapping[str, Upscaler] = {
     "pillow": Upscaler("pillow", provider="pillow", method="lanczos"),
+    "fal-ai/clarity-upscaler": Upscaler(
+        "fal-ai/clarity-upscaler", provider="fal", method="clarity", usd_per_megapixel=0.03
+    ),
+    "fal-ai/aura-sr": Upscaler(
+        "fal-ai/aura-sr", provider="fal", method="aura-sr", factors=(4,), usd_per_megapixel=None
+    ),
 }
 #: What ``model: auto`` runs.
 DEFAULT_UPSCALER = "pillow"
@@ -136,8 +168,14 @@ class ImageUpscaleConfig(ReferencedImages):
     factor: Literal[2, 4] = Field(2, description="How many times larger: 2 or 4.")
     model: str = Field(
         AUTO,
-        description="The upscaler: auto (Pillow's Lanczos today) or pillow.",
+        description="The upscaler: auto (Pillow's Lanczos, free), pillow, or a provider's "
+        "upscaler (billed): fal-ai/clarity-upscaler, fal-ai/aura-sr.",
         examples=[AUTO, *UPSCALERS],
+    )
+    charge_type: ChargeType = Field(
+        "personal",
+        description="Whose key pays a provider upscaler: personal (FAL_KEY) or hosted "
+        "(the operator's key). Pillow costs nothing either way.",
     )
     output_format: Literal["png", "jpeg", "webp"] | None = Field(
         None, description="File format; default: the source's (png if another format)."
@@ -237,10 +275,13 @@ def settings_sha256(config: ImageUpscaleConfig) -> str:
 
 
 class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):
-    """Enlarge images 2x or 4x with Pillow's Lanczos resampling (free, offline)."""
+    """Enlarge images 2x or 4x: Pillow's Lanczos (free, offline) or a provider's upscaler."""
 
-    billable = False
+    # Billable as a type (approval, budgets, a timeout is final); Pillow's estimate is $0,
+    # so a Pillow upscale never asks for approval.
+    billable = True
     produces_files = True
+    approval_fields = ("model", "factor")
 
     @classmethod
     def output_length(
@@ -249,15 +290,66 @@ class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):
         """One image per reference, when ``images`` is written out (not a template)."""
         return one_image_per_reference(fields, templated)
 
+    @classmethod
+    def preflight(cls, raw_config: Mapping[str, object], settings: Settings) -> None:
+        """A provider upscaler's key (``FAL_KEY``, or the operator's for hosted) is there.
+
+        Raises:
+            StepError: The key is missing (before anything runs, naming the variable).
+        """
+        from fetchflow.templating import is_template
+        from steps.imaging.hosted_upscale import check_key
+
+        model, charge_type = raw_config.get("model", AUTO), raw_config.get("charge_type")
+        charge = "personal" if charge_type is None else charge_type
+        if not isinstance(model, str) or not isinstance(charge, str):
+            return
+        if is_template(model) or is_template(charge) or model not in UPSCALERS:
+            return  # known when it runs; an unknown name is the static check's
+        upscaler = UPSCALERS[model]
+        if upscaler.billable:
+            check_key(upscaler.provider, upscaler.name, charge, None)
+
+    @classmethod
+    def estimate(cls, config: BaseModel, settings: Settings) -> CostEstimate | None:
+        """Pillow: $0. A provider upscaler: its price per started megapixel of each output,
+        when every source's size is known (records, project files), else unknown."""
+        assert isinstance(config, ImageUpscaleConfig)
+        try:
+            upscaler = lookup_upscaler(config.model)
+        except RuleViolation:
+            return CostEstimate(None, detail=f"model {config.model} is known when it runs")
+        sizes = [_known_size(item) for item in flatten_references(config.images)]
+        count = (
+            None
+            if any(_templated(item) for item in flatten_references(config.images))
+            else len(sizes)
+        )
+        if not upscaler.billable:
+            return CostEstimate(0.0, count, f"{upscaler.name} ({upscaler.method}): free")
+        what = f"{upscaler.name} {config.factor}x"
+        if upscaler.usd_per_megapixel is None:
+            return CostEstimate(None, count, f"{what}: no published price")
+        rate = f"${upscaler.usd_per_megapixel} per output megapixel"
+        if count is None or None in sizes:
+            return CostEstimate(None, count, f"{what}, {rate}: a source size is known when it runs")
+        from steps.imaging.hosted_upscale import area_price
+
+        outputs = [upscaled_size(size, config.factor) for size in sizes if size is not None]
+        cost = sum(area_price(upscaler.usd_per_megapixel, *size) for size in outputs)
+        shown = ", ".join(f"{w}x{h}" for w, h in outputs)
+        return CostEstimate(round(cost, 6), count, f"{what} to {shown}, {rate}")
+
     def run(self, config: ImageUpscaleConfig, ctx: StepContext) -> list[ImageAsset]:
         """Read every reference, upscale it, store one record per image."""
         from steps.imaging.sources.references import project_root_of, resolve_references
 
         upscaler = lookup_upscaler(config.model)
         references = resolve_references(config.images, ctx=ctx, project_root=project_root_of(ctx))
-        digest = settings_sha256(config)
         if ctx.progress is not None:
             ctx.progress.start(len(references))
+        if upscaler.billable:
+            return _upscale_on_provider(upscaler, references, config, ctx)
         # Every image is upscaled before any is stored: one that is refused (unreadable,
         # too large) fails the step with nothing written.
         images = [
@@ -270,45 +362,136 @@ class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):
             )
             for index, reference in enumerate(references)
         ]
-        assets: list[ImageAsset] = []
-        for index, (reference, image) in enumerate(zip(references, images, strict=True)):
-            assets.append(
-                store_asset(
-                    ctx,
-                    image.data,
-                    file_type=image.file_type,
-                    output_format=image.format,
-                    width=image.width,
-                    height=image.height,
-                    model=upscaler.name,
-                    origin=derived(
-                        "upscaled",
-                        reference.data,
-                        sniff_mime_type(reference.data) or image.file_type,
-                        software=upscaler.name,
-                        title=f"images[{index}]",
-                    ),
-                    provenance={
-                        "upscaled_from": reference.sha256,
-                        "source_sha256": reference.sha256,
-                        "source": reference.source,
-                        "source_format": image.source_format,
-                        "source_size": f"{image.source_size[0]}x{image.source_size[1]}",
-                        "factor": str(config.factor),
-                        "method": upscaler.method,
-                        "settings_sha256": digest,
-                        "index": str(index),
-                        "output_format": image.format,
-                    },
-                    prompt_sha256=digest,
-                    seed=None,
-                    index=index,
-                    usage=None,
-                    cost_usd=0.0,
-                    charge_type="personal",
-                    provider=upscaler.provider,
-                )
+        return [
+            _store(ctx, config, upscaler, index, reference, image, cost_usd=0.0, seed=None)
+            for index, (reference, image) in enumerate(zip(references, images, strict=True))
+        ]
+
+
+def _templated(item: object) -> bool:
+    from fetchflow.templating import is_template
+
+    return isinstance(item, str) and is_template(item)
+
+
+def _known_size(item: object) -> tuple[int, int] | None:
+    """A source's size before the run: a record's ``width``/``height``, or a project file's
+    header (under the current folder); None when only the run can tell."""
+    from fetchflow.step import project_root
+
+    if isinstance(item, Mapping):
+        width, height = item.get("width"), item.get("height")
+        if isinstance(width, int) and isinstance(height, int):
+            return width, height
+        return None
+    return _project_file_size(item, project_root([]))
+
+
+def _upscale_on_provider(
+    upscaler: Upscaler, references: list[Reference], config: ImageUpscaleConfig, ctx: StepContext
+) -> list[ImageAsset]:
+    """Each image one provider call, stored (and kept for a resume) as soon as it is made;
+    every source is checked against the limits before the first call."""
+    from fetchflow.errors import StepError
+    from steps.imaging.assets import record_hosted_usage
+    from steps.imaging.hosted_upscale import HostedUpscaler, area_price
+    from steps.imaging.partial import PartialImages
+    from steps.imaging.pixels.upscale import finish_upscale, upscale_source
+
+    labels = [f"images[{index}] ({ref.source})" for index, ref in enumerate(references)]
+    sources = [
+        upscale_source(ref.data, config.factor, source=label)
+        for ref, label in zip(references, labels, strict=True)
+    ]
+    calls = HostedUpscaler.open(
+        upscaler.provider,
+        upscaler.name,
+        charge_type=config.charge_type,
+        secret_name=None,
+        ctx=ctx,
+    )
+    assets: list[ImageAsset] = []
+    try:
+        for index, (reference, source) in enumerate(zip(references, sources, strict=True)):
+            describe = f'step "{ctx.step_id}" {labels[index]}'
+            made = calls.upscale(source.data, "image/png", config.factor, describe)
+            image = finish_upscale(
+                made.data,
+                source,
+                source=f"{upscaler.name}'s answer for {labels[index]}",
+                output_format=config.output_format,
+                output_compression=config.output_compression,
             )
-            if ctx.progress is not None:
-                ctx.progress.advance()
-        return assets
+            price = upscaler.usd_per_megapixel
+            cost = None if price is None else area_price(price, image.width, image.height)
+            asset = _store(ctx, config, upscaler, index, reference, image, cost, made.seed)
+            assets.append(asset)
+            ctx.keep(asset.model_dump(mode="json"))  # paid for: a resume does not pay again
+    except StepError as error:
+        if not assets:
+            raise
+        raise PartialImages(
+            message=f"{error.message} ({len(assets)} of {len(references)} images were "
+            "upscaled and stored first)",
+            hint=error.hint,
+            retryable=False,
+            kept=[asset.model_dump(mode="json") for asset in assets],
+            asked=len(references),
+        ) from error
+    finally:
+        calls.close()
+        if config.charge_type == "hosted":
+            record_hosted_usage(ctx, assets)
+    return assets
+
+
+def _store(
+    ctx: StepContext,
+    config: ImageUpscaleConfig,
+    upscaler: Upscaler,
+    index: int,
+    reference: Reference,
+    image: UpscaledImage,
+    cost_usd: float | None,
+    seed: int | None,
+) -> ImageAsset:
+    """One upscaled image stored, its source in the provenance."""
+    digest = settings_sha256(config)
+    asset = store_asset(
+        ctx,
+        image.data,
+        file_type=image.file_type,
+        output_format=image.format,
+        width=image.width,
+        height=image.height,
+        model=upscaler.name,
+        origin=derived(
+            "upscaled",
+            reference.data,
+            sniff_mime_type(reference.data) or image.file_type,
+            software=upscaler.name,
+            title=f"images[{index}]",
+        ),
+        provenance={
+            "upscaled_from": reference.sha256,
+            "source_sha256": reference.sha256,
+            "source": reference.source,
+            "source_format": image.source_format,
+            "source_size": f"{image.source_size[0]}x{image.source_size[1]}",
+            "factor": str(config.factor),
+            "method": upscaler.method,
+            "settings_sha256": digest,
+            "index": str(index),
+            "output_format": image.format,
+        },
+        prompt_sha256=digest,
+        seed=seed,
+        index=index,
+        usage=None,
+        cost_usd=cost_usd,
+        charge_type=config.charge_type if upscaler.billable else "personal",
+        provider=upscaler.provider,
+    )
+    if ctx.progress is not None:
+        ctx.progress.advance()
+    return asset

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from fetchflow.errors import StepError, WorkflowInvalid
 from fetchflow.registry import StepRegistry
 from fetchflow.settings import Settings
-from fetchflow.step import RuleViolation, StepContext
+from fetchflow.step import CostEstimate, RuleViolation, StepContext
 from fetchflow.storage.local import LocalStore
 from fetchflow.templating import Templates
 from fetchflow.workflow.checking import check_text
@@ -36,6 +36,7 @@ from steps.imaging.pixels.upscale import upscale_image
 from steps.imaging.settings import ImageSettings, use_image_settings
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "upscale"
+KNOWN = "(known: auto, pillow, fal-ai/clarity-upscaler, fal-ai/aura-sr)"
 LIMIT = "over the limit of 8192 pixels a side and 40,000,000 pixels in all"
 
 
@@ -210,10 +211,32 @@ def test_a_misspelt_model_is_a_workflow_error() -> None:
         )
 
 
-def test_the_step_is_registered_and_free() -> None:
+def test_the_step_is_registered_and_pillow_is_free() -> None:
     step = StepRegistry.from_entry_points().get("image_upscale")
     assert step is ImageUpscaleStep
-    assert step.produces_files and not step.billable
+    assert step.produces_files and step.billable  # a provider upscaler bills
+    auto = ImageUpscaleConfig.model_validate({"images": ["a.png", "b.png"]})
+    assert step.estimate(auto, Settings()) == CostEstimate(0.0, 2, "pillow (lanczos): free")
+
+
+def test_a_provider_upscaler_is_priced_per_started_output_megapixel() -> None:
+    record = {"storage_uri": "file:///x.png", "width": 1024, "height": 768}
+    config = ImageUpscaleConfig.model_validate(
+        {"images": [record, record], "model": "fal-ai/clarity-upscaler", "factor": 2}
+    )
+    # 2048x1536 = 3 MP started, at $0.03: $0.09 an image
+    assert ImageUpscaleStep.estimate(config, Settings()) == CostEstimate(
+        0.18,
+        2,
+        "fal-ai/clarity-upscaler 2x to 2048x1536, 2048x1536, $0.03 per output megapixel",
+    )
+    unknown = config.model_copy(update={"images": "https://example.com/a.png"})
+    assert ImageUpscaleStep.estimate(unknown, Settings()) == CostEstimate(
+        None,
+        1,
+        "fal-ai/clarity-upscaler 2x, $0.03 per output megapixel: a source size is known "
+        "when it runs",
+    )
 
 
 # --- the step ------------------------------------------------------------------------------
@@ -323,14 +346,28 @@ REFUSED = {
     "model-misspelt": (
         "6:5",
         "model",
-        'unknown upscale model "pilow"; did you mean "pillow"? (known: auto, pillow)',
+        f'unknown upscale model "pilow"; did you mean "pillow"? {KNOWN}',
         "use model: pillow",
+    ),
+    "model-fal-misspelt": (
+        "6:5",
+        "model",
+        'unknown upscale model "fal-ai/clarity-upscaller"; did you mean '
+        f'"fal-ai/clarity-upscaler"? {KNOWN}',
+        "use model: fal-ai/clarity-upscaler",
+    ),
+    "factor-not-taken": (
+        "7:5",
+        "factor",
+        "factor: 2 is not taken by model fal-ai/aura-sr (it takes 4)",
+        "use factor: 4, or model: auto",
     ),
     "model-unknown": (
         "6:5",
         "model",
-        'unknown upscale model "real-esrgan" (known: auto, pillow)',
-        "use model: auto (Pillow's Lanczos, free), or one of: pillow",
+        f'unknown upscale model "real-esrgan" {KNOWN}',
+        "use model: auto (Pillow's Lanczos, free), or one of: pillow, fal-ai/clarity-upscaler, "
+        "fal-ai/aura-sr",
     ),
     "images-empty-list": (
         "5:5",

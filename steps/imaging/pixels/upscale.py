@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fetchflow.errors import StepError
 from steps.imaging.pixels.transform import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 __all__ = [
     "FACTORS",
+    "UpscaleSource",
     "UpscaledImage",
+    "finish_upscale",
     "header_size",
     "over_limit",
     "too_large",
     "upscale_image",
+    "upscale_source",
     "upscaled_size",
 ]
 
@@ -129,11 +136,81 @@ def upscale_image(
         StepError: Not retryable: not a readable image, over the input pixel limit, or an
             output over the limits.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
+
+    image, source_format = _open_upright(data, factor, source)
+    large = image.resize(upscaled_size(image.size, factor), Image.Resampling.LANCZOS)
+    return _finished(large, image.size, source_format, output_format, output_compression)
+
+
+@dataclass(frozen=True)
+class UpscaleSource:
+    """A source image made ready for a provider's upscaler.
+
+    Attributes:
+        data: PNG bytes, upright (EXIF orientation applied), without metadata.
+        size: Its ``(width, height)``.
+        format: What the input was (``png``, ``jpeg``, ...).
+    """
+
+    data: bytes
+    size: tuple[int, int]
+    format: str
+
+
+def upscale_source(data: bytes, factor: int, *, source: str) -> UpscaleSource:
+    """``data`` checked and made ready to send to a provider's upscaler: the output's size
+    checked against the limits (before anything is paid), decoded once through the guarded
+    decoder, turned upright, sent as PNG.
+
+    Raises:
+        StepError: Not retryable: as :func:`upscale_image`.
+    """
+    from steps.imaging.pixels.finishing import encode
+
+    image, source_format = _open_upright(data, factor, source)
+    return UpscaleSource(data=encode(image, "png", None), size=image.size, format=source_format)
+
+
+def finish_upscale(
+    data: bytes,
+    upscaled: UpscaleSource,
+    *,
+    source: str,
+    output_format: str | None = None,
+    output_compression: int | None = None,
+) -> UpscaledImage:
+    """A provider's upscaled image, decoded through the guarded decoder and encoded in the
+    step's format without metadata (its size is what the provider made).
+
+    Raises:
+        StepError: Not retryable: the provider's bytes are not a readable image.
+    """
+    from steps.imaging.pixels.decoding import open_image
+
+    image = open_image(
+        data,
+        what=source,
+        hint="the upscaler sent an unreadable image; try again",
+        too_large_hint="use a smaller factor",
+    )
+    return _finished(
+        _plain_mode(image), upscaled.size, upscaled.format, output_format, output_compression
+    )
+
+
+def _plain_mode(image: Image.Image) -> Image.Image:
+    alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    return image.convert("RGBA" if alpha else "RGB")
+
+
+def _open_upright(data: bytes, factor: int, source: str) -> tuple[Image.Image, str]:
+    """The source decoded once (guarded), upright, RGB(A), after the output's size was
+    checked from its header; and what format it was."""
+    from PIL import ImageOps
 
     from steps.imaging.pixels.decoding import open_image
-    from steps.imaging.pixels.finishing import encode
-    from steps.imaging.pixels.formats import MIME_TYPES, OUTPUT_FORMATS, PIL_NAMES
+    from steps.imaging.pixels.formats import PIL_NAMES
 
     header = header_size(data)
     if header is not None and over_limit(upscaled_size(header, factor)):
@@ -146,14 +223,23 @@ def upscale_image(
         too_large_hint="use a smaller image",
     )
     source_format = PIL_NAMES.get(opened.format or "", (opened.format or "unknown").lower())
-    image = ImageOps.exif_transpose(opened)
-    alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if alpha else "RGB")
-    size = upscaled_size(image.size, factor)
-    if over_limit(size):  # pragma: no cover - the header check caught it (same size)
+    image = _plain_mode(ImageOps.exif_transpose(opened))
+    if over_limit(upscaled_size(image.size, factor)):  # pragma: no cover - header caught it
         message, hint = too_large(source, image.size, factor)
         raise StepError(message=message, hint=hint, retryable=False)
-    large = image.resize(size, Image.Resampling.LANCZOS)
+    return image, source_format
+
+
+def _finished(
+    large: Image.Image,
+    source_size: tuple[int, int],
+    source_format: str,
+    output_format: str | None,
+    output_compression: int | None,
+) -> UpscaledImage:
+    from steps.imaging.pixels.finishing import encode
+    from steps.imaging.pixels.formats import MIME_TYPES, OUTPUT_FORMATS
+
     chosen = output_format
     if chosen is None:
         chosen = source_format if source_format in OUTPUT_FORMATS else "png"
@@ -161,8 +247,8 @@ def upscale_image(
         data=encode(large, chosen, output_compression),
         format=chosen,
         file_type=MIME_TYPES[chosen],
-        width=size[0],
-        height=size[1],
-        source_size=image.size,
+        width=large.width,
+        height=large.height,
+        source_size=source_size,
         source_format=source_format,
     )

@@ -10,8 +10,16 @@ has_nsfw_concepts}``. An edit runs on the model's image-to-image endpoint (``ima
 paint); references go as ``data:`` URIs, so nothing is uploaded to fal's storage.
 
 ``sync_mode`` asks for the images as ``data:`` URIs in the answer (they are then not kept
-on fal's CDN, and nothing is downloaded); an answer with http(s) URLs instead is refused as
-an answer of another shape (not retried: it may have been billed).
+on fal's CDN, and nothing is downloaded). An endpoint may still answer with https URLs on
+fal's CDN (the upscalers do: they are sent no ``sync_mode``): each is downloaded through
+the project's safe fetcher (:func:`~steps.imaging.net.fetching.fetch_reference`: http(s)
+only, no private or metadata addresses unless ``FETCHFLOW_ALLOW_PRIVATE_URLS``, at most
+``FETCHFLOW_MAX_REFERENCE_BYTES``, the bytes' signature checked, redirects re-checked).
+A download that fails fails the call without a retry: the call may have been billed.
+
+**Upscaling** (:meth:`FalProvider.upscale`, the ``image_upscale`` step): one queued call to
+an upscaler endpoint (:data:`UPSCALE_FACTOR_FIELDS`) with ``image_url`` (a ``data:`` URI)
+and the factor under the endpoint's own name; the answer's ``image`` (or ``images[0]``).
 
 What comes back besides the pixels: the **seed** fal used (recorded on each image, also
 when the step set none) and **has_nsfw_concepts**: with the safety checker on, fal blacks
@@ -53,7 +61,7 @@ from steps.imaging.providers.errors import (
     timed_out,
 )
 from steps.imaging.providers.failures import HttpFailure, ProviderTerms, classify
-from steps.imaging.providers.redaction import public_endpoint, redact, sanitized, trim_body
+from steps.imaging.providers.redaction import redact, sanitized, trim_body
 
 if TYPE_CHECKING:
     import fal_client
@@ -62,9 +70,11 @@ __all__ = [
     "API_KEY_ENV",
     "EDIT_ENDPOINTS",
     "FAL_IMAGE_SIZES",
+    "UPSCALE_FACTOR_FIELDS",
     "FalProvider",
     "fal_arguments",
     "image_size_of",
+    "upscale_arguments",
 ]
 
 PROVIDER = "fal"
@@ -95,6 +105,13 @@ FAL_IMAGE_SIZES: Mapping[tuple[int, int], str] = {
 EDIT_ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "fal-ai/flux/dev": ("fal-ai/flux/dev/image-to-image", "fal-ai/flux-lora/inpainting"),
     "fal-ai/fast-sdxl": ("fal-ai/fast-sdxl/image-to-image", "fal-ai/fast-sdxl/inpainting"),
+}
+
+#: fal's upscaler endpoints and the name each gives its factor (fal's model pages:
+#: clarity-upscaler ``upscale_factor`` 1-4; aura-sr ``upscaling_factor``, 4 only).
+UPSCALE_FACTOR_FIELDS: Mapping[str, str] = {
+    "fal-ai/clarity-upscaler": "upscale_factor",
+    "fal-ai/aura-sr": "upscaling_factor",
 }
 
 #: How long to wait between two status polls (seconds): fast at first, then patient.
@@ -161,6 +178,16 @@ def fal_arguments(request: ImageRequest) -> tuple[str, dict[str, Any]]:
         else:
             endpoint = image_to_image
     return endpoint, arguments
+
+
+def upscale_arguments(model: str, image: ProviderImage, factor: int) -> dict[str, Any]:
+    """The JSON input of one upscale call (pure): the image as a ``data:`` URI, the factor
+    under the endpoint's name; nothing else, so fal's defaults apply.
+
+    Raises:
+        KeyError: ``model`` is not one of :data:`UPSCALE_FACTOR_FIELDS`.
+    """
+    return {"image_url": _data_uri(image), UPSCALE_FACTOR_FIELDS[model]: factor}
 
 
 @dataclass
@@ -236,14 +263,35 @@ class FalProvider:
         """Image-to-image (``strength``) from the first reference, or inpainting with a mask."""
         return self._run(request)
 
+    def upscale(self, model: str, image: ProviderImage, factor: int) -> ProviderImage:
+        """Upscale ``image`` ``factor`` times on the upscaler endpoint ``model``, in one
+        queued call (:func:`upscale_arguments`).
+
+        Raises:
+            ProviderError: The call failed, timed out, or its answer held no image.
+        """
+        endpoint = self.endpoint(model)
+        answer = self._call(model, upscale_arguments(model, image, factor), endpoint)
+        entries = self._entries(answer, endpoint)
+        data = self._image_bytes(entries[0] if entries else None, 0, 1, endpoint)
+        made = image_from_bytes(data, index=1, total=1, provider=PROVIDER, endpoint=endpoint)
+        seed = answer.get("seed")
+        returned_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        return ProviderImage(data=made.data, mime_type=made.mime_type, seed=returned_seed)
+
     def _run(self, request: ImageRequest) -> ProviderResult:
+        model, arguments = fal_arguments(request)
+        endpoint = self.endpoint(model)
+        answer = self._call(model, arguments, endpoint)
+        return self._result(request, answer, endpoint)
+
+    def _call(self, model: str, arguments: dict[str, Any], endpoint: str) -> Any:
+        """One queued call, its failures as :class:`ProviderError` (the shared table)."""
         import httpx
         from fal_client.client import FalClientHTTPError
 
-        model, arguments = fal_arguments(request)
-        endpoint = self.endpoint(model)
         try:
-            answer = self._queued(model, arguments, endpoint)
+            return self._queued(model, arguments, endpoint)
         except FalClientHTTPError as exc:
             raise self._failure(exc, endpoint) from sanitized(exc, [self._api_key])
         except httpx.TimeoutException as exc:
@@ -251,7 +299,6 @@ class FalProvider:
         except httpx.TransportError as exc:
             cause = redact(str(exc) or type(exc).__name__, [self._api_key])
             raise not_reached(PROVIDER, endpoint, cause, "FAL_RUN_HOST") from sanitized(exc)
-        return self._result(request, answer, endpoint)
 
     def _queued(self, model: str, arguments: dict[str, Any], endpoint: str) -> Any:
         """Submit, poll the status until done (within the timeout), fetch the result."""
@@ -296,18 +343,25 @@ class FalProvider:
         )
         return classify(failure, TERMS, key_source=self._key_source)
 
+    def _entries(self, answer: Any, endpoint: str) -> list[object]:
+        """The answer's image entries: ``images`` (generation), or ``image`` (upscalers)."""
+        if isinstance(answer, Mapping):
+            if isinstance(answer.get("images"), list):
+                return list(answer["images"])
+            if isinstance(answer.get("image"), Mapping):
+                return [answer["image"]]
+        raise ProviderError(
+            message=f"{PROVIDER} {endpoint}: the answer has no images list: "
+            f"{trim_body(answer, [self._api_key])}",
+            hint="the answer did not match fal's image output; not retried",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=200,
+            retryable=False,
+        )
+
     def _result(self, request: ImageRequest, answer: Any, endpoint: str) -> ProviderResult:
-        if not isinstance(answer, Mapping) or not isinstance(answer.get("images"), list):
-            raise ProviderError(
-                message=f"{PROVIDER} {endpoint}: the answer has no images list: "
-                f"{trim_body(answer, [self._api_key])}",
-                hint="the answer did not match fal's image output; not retried",
-                provider=PROVIDER,
-                endpoint=endpoint,
-                status=200,
-                retryable=False,
-            )
-        entries = answer["images"]
+        entries = self._entries(answer, endpoint)
         flags = answer.get("has_nsfw_concepts")
         flagged = [
             index + 1
@@ -357,18 +411,29 @@ class FalProvider:
                 return base64.b64decode(payload, validate=True)
             except (binascii.Error, ValueError):
                 return b""
-        # sync_mode was asked: an http(s) URL is an answer of another shape. Fetching it
-        # would need the project's safe fetching (steps.imaging.sources), which sits above
-        # the providers (the import-linter keeps that order), so it is refused instead.
-        raise ProviderError(
-            message=f"{PROVIDER} {endpoint}: image {index + 1} of {total} came as a URL "
-            f"({public_endpoint(url)}), not the data: URI sync_mode asks for",
-            hint="the endpoint ignored sync_mode; not retried (the call may have been billed)",
-            provider=PROVIDER,
-            endpoint=endpoint,
-            status=200,
-            retryable=False,
-        )
+        return self._download(url, f"image {index + 1} of {total}", endpoint)
+
+    def _download(self, url: str, what: str, endpoint: str) -> bytes:
+        """The image at ``url`` (on fal's CDN), through the safe fetcher; a failure is not
+        retried (the call that made it may have been billed)."""
+        from fetchflow.errors import StepError
+        from steps.imaging.net.fetching import fetch_reference
+        from steps.imaging.settings import image_settings
+
+        try:
+            fetched = fetch_reference(
+                url, settings=image_settings(), timeout=self._timeout, what=f"{PROVIDER} {what}"
+            )
+        except StepError as error:
+            raise ProviderError(
+                message=f"{PROVIDER} {endpoint}: {redact(error.message, [self._api_key])}",
+                hint=f"{error.hint}; not retried (the call may have been billed)",
+                provider=PROVIDER,
+                endpoint=endpoint,
+                status=200,
+                retryable=False,
+            ) from error
+        return fetched.data
 
 
 def _detail_text(detail: object) -> str:

@@ -17,6 +17,12 @@ content_type}], seed, has_nsfw_concepts, timings}``, the images as ``data:`` URI
 script a failure or a safety-checker flag; so does a prompt (for a process the test does
 not drive): one holding ``[nsfw]`` is flagged, one holding ``[422]`` refused as fal refuses
 ``num_inference_steps`` over 50.
+
+URL answers: after :meth:`FakeFal.answer_with_urls`, images come as ``https://<fake>/files/
+<name>.png`` URLs the fake serves itself (as fal's CDN does for an endpoint that ignores
+``sync_mode``). The upscalers (:data:`UPSCALERS`: ``image_url`` and the factor under the
+endpoint's name) always answer ``{image: {url, ...}, seed}`` with such a URL, the image
+being the source resized ``factor`` times.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ NAMED_SIZES = {
     "landscape_4_3": (1024, 768),
     "landscape_16_9": (1024, 576),
 }
+#: The upscaler endpoints the fake serves, and the name each gives its factor.
+UPSCALERS = {"fal-ai/clarity-upscaler": "upscale_factor", "fal-ai/aura-sr": "upscaling_factor"}
 #: The seed fal "picks" when the request has none.
 DEFAULT_SEED = 424242
 _REQUEST = re.compile(
@@ -180,6 +188,10 @@ class FakeFal:
         self._flags: deque[bool] = deque()
         self._results: dict[str, dict[str, Any]] = {}
         self._polled: set[str] = set()
+        self._files: dict[str, bytes] = {}
+        self._urls = False
+        #: Every file GET (``/files/<name>.png``), in order.
+        self.downloads: list[str] = []
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self._server = self._make_server()
@@ -211,6 +223,24 @@ class FakeFal:
         """The next result says ``has_nsfw_concepts: [true, ...]``."""
         with self._lock:
             self._flags.append(True)
+
+    def answer_with_urls(self) -> None:
+        """From now on, generation answers give https URLs (served here), not data: URIs."""
+        with self._lock:
+            self._urls = True
+
+    def _image_entry(self, data: bytes, width: int, height: int, name: str) -> dict[str, Any]:
+        """One answer image: a URL to this server (URL mode) or a data: URI."""
+        with self._lock:
+            as_url = self._urls or name.startswith("up-")
+            if as_url:
+                self._files[name] = data
+        url = (
+            f"https://{self.host}/files/{name}"
+            if as_url
+            else "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        )
+        return {"url": url, "width": width, "height": height, "content_type": "image/png"}
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -248,26 +278,30 @@ class FakeFal:
             number = len(self.calls)
         request_id = f"00000000-0000-4000-8000-{number:012d}"
         seed = body.get("seed", DEFAULT_SEED)
-        width, height = _size(body)
-        count = int(body.get("num_images", 1))
-        images = [
-            {
-                "url": "data:image/png;base64,"
-                + base64.b64encode(_png(width, height, seed + index)).decode("ascii"),
-                "width": width,
-                "height": height,
-                "content_type": "image/png",
+        if model in UPSCALERS:
+            result: dict[str, Any] = {
+                "image": self._upscaled(body, UPSCALERS[model], number),
+                "seed": seed,
+                "timings": {"inference": 0.01},
             }
-            for index in range(count)
-        ]
-        with self._lock:
-            self._results[request_id] = {
+        else:
+            width, height = _size(body)
+            count = int(body.get("num_images", 1))
+            images = [
+                self._image_entry(
+                    _png(width, height, seed + index), width, height, f"{number}-{index}.png"
+                )
+                for index in range(count)
+            ]
+            result = {
                 "images": images,
                 "seed": seed,
                 "has_nsfw_concepts": [flagged] * count,
                 "timings": {"inference": 0.01},
                 "prompt": body.get("prompt", ""),
             }
+        with self._lock:
+            self._results[request_id] = result
         app = "/".join(model.split("/")[:2])
         base = f"https://{self.host}/{app}/requests/{request_id}"
         return 200, {
@@ -277,6 +311,17 @@ class FakeFal:
             "cancel_url": base + "/cancel",
             "queue_position": 0,
         }
+
+    def _upscaled(self, body: dict[str, Any], factor_field: str, number: int) -> dict[str, Any]:
+        """The source (``image_url``, a data: URI) resized ``factor`` times, as a URL entry."""
+        _, _, payload = str(body["image_url"]).partition(",")
+        factor = int(body.get(factor_field, 2))
+        with Image.open(io.BytesIO(base64.b64decode(payload))) as source:
+            width, height = source.size[0] * factor, source.size[1] * factor
+            large = source.convert("RGB").resize((width, height))
+        out = io.BytesIO()
+        large.save(out, format="PNG")
+        return self._image_entry(out.getvalue(), width, height, f"up-{number}.png")
 
     def _status(self, request_id: str) -> tuple[int, object]:
         with self._lock:
@@ -319,6 +364,19 @@ class FakeFal:
             def do_GET(self) -> None:
                 with fake._lock:
                     fake.lines.append(f"GET {self.path.split('?', 1)[0]}")
+                if self.path.startswith("/files/"):
+                    with fake._lock:
+                        fake.downloads.append(self.path)
+                        data = fake._files.get(self.path.removeprefix("/files/"))
+                    if data is None:
+                        self._send(404, {"detail": "no such file"})
+                        return
+                    self.send_response(200)
+                    self.send_header("content-type", "image/png")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 match = _REQUEST.match(self.path)
                 if match is None:
                     self._send(404, {"detail": "Not found"})

@@ -32,6 +32,7 @@ from fetchflow.storage import LocalStore
 from fetchflow.workflow.checking import check_file
 from fetchflow.workflow.inputs import resolve_inputs
 from fetchflow.workflow.plan import PlannedStep
+from steps.imaging.provenance import GENERATED, Provenance, stamp
 
 # The fake servers live in tests/steps/fakes, imported as ``fakes`` the way the step tests
 # import them (tests/steps has no __init__.py: it would clash with the ``steps`` package).
@@ -169,12 +170,19 @@ def spooled(home: Path) -> list[Path]:
 
 
 def sent_images(fake: FakeOpenAI | FakeGemini, request: RecordedRequest) -> list[bytes]:
-    """The image bytes the fake answered ``request`` with (its answers are deterministic)."""
+    """The image bytes the fake answered ``request`` with (its answers are deterministic),
+    as the store keeps them: with the generation's provenance in place of their metadata
+    (what that packet holds is read back by exiftool in tests/cli/test_provenance_run.py)."""
     body: Any = fake.answer(request).body
     if isinstance(fake, FakeOpenAI):
-        return [base64.b64decode(item["b64_json"]) for item in body["data"]]
-    parts = body["candidates"][0]["content"]["parts"]
-    return [base64.b64decode(part["inlineData"]["data"]) for part in parts]
+        model = str((request.json or {}).get("model"))
+        sent = [base64.b64decode(item["b64_json"]) for item in body["data"]]
+    else:
+        model = request.path.split("/models/")[1].split(":")[0]
+        parts = body["candidates"][0]["content"]["parts"]
+        sent = [base64.b64decode(part["inlineData"]["data"]) for part in parts]
+    origin = Provenance("created", GENERATED, model)
+    return [stamp(data, "image/png", origin) for data in sent]
 
 
 def status(report: RunReport) -> dict[str, str]:

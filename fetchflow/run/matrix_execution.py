@@ -10,7 +10,7 @@ for a step with a matrix). In order:
    calls inside are still limited by the image steps' provider gate). Each one's scope has
    ``matrix`` (its axis values); every asset record it makes carries them (``matrix``), the
    records it keeps on the way included.
-3. A combination that ends is checkpointed at once (a kept item
+3. A combination of a billable or file-making step that ends is checkpointed at once (a kept item
    ``{"fetchflow_matrix": {"combination": ..., "output": ...}}``): ``--resume`` and a
    recovered run take its output back and run only the combinations that did not end; one
    that ended half-way gets the images it kept (``StepContext.kept``) and makes the rest.
@@ -215,6 +215,8 @@ def execute_matrix(
     combos = resolve_combinations(step, templates, ctx.scope)
     configs = [configure({**ctx.scope, "matrix": values}) for values in combos]
     earlier = _Earlier.read(ctx.kept)
+    # Only work that costs or makes files is worth a checkpoint document per combination.
+    checkpoint = step.step_cls.billable or step.step_cls.produces_files
     adapter: TypeAdapter[Any] = TypeAdapter(step.step_cls.output_type)
     progress: Progress | None = (
         _SharedProgress(ctx.progress, len(combos)) if ctx.progress is not None else None
@@ -244,14 +246,15 @@ def execute_matrix(
             output = _tag_output(step.step_cls().run(configs[index], combo_ctx), values, step.id)
             if cache is not None:
                 cache[1](configs[index], step.step_cls.dump_output(output))
-        ctx.keep(
-            {
-                MATRIX_KEPT_KEY: {
-                    "combination": values,
-                    "output": step.step_cls.dump_output(output),
+        if checkpoint:
+            ctx.keep(
+                {
+                    MATRIX_KEPT_KEY: {
+                        "combination": values,
+                        "output": step.step_cls.dump_output(output),
+                    }
                 }
-            }
-        )
+            )
         return output
 
     workers = max(1, min(ctx.settings.matrix_concurrency, len(combos)))

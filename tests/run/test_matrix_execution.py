@@ -41,6 +41,8 @@ _LOCK = threading.Lock()
 class EchoStep(Step[EchoConfig, list[Item]]):
     """Makes ``copies`` items of its text; fails on text that says so; keeps each."""
 
+    billable = True
+
     def run(self, config: EchoConfig, ctx: StepContext) -> list[Item]:
         with _LOCK:
             CALLS.append(config.text)
@@ -165,9 +167,10 @@ def test_an_output_that_is_not_a_list_gives_one_item_per_combination(tmp_path: P
         matrix={"a": ["x", "y"], "b": ["1", "2"]},
         matrix_mode="zip",
     )
-    ctx, _ = context(tmp_path)
+    ctx, recorded = context(tmp_path)
 
     assert execute_step(step, ctx.templates, ctx) == ["X1", "Y2"]
+    assert recorded == []  # free work that makes no file: no checkpoint per combination
 
 
 def test_a_templated_axis_is_checked_when_rendered_before_any_call(tmp_path: Path) -> None:

@@ -118,12 +118,14 @@ class ImageGenerationStep(ImageStep[ImageGenerationConfig]):
     def output_length(
         cls, fields: Mapping[str, object], templated: frozenset[str]
     ) -> OutputLength | None:
-        """``count`` images (at most the field's limit while it is a template), then the
-        contact sheet with ``contact_sheet: true``."""
+        """``count`` images (at most the field's limit while it is a template; at most
+        ``count`` with ``on_moderation: skip``), then the contact sheet with
+        ``contact_sheet: true``."""
+        from steps.imaging.moderation import with_skips
         from steps.imaging.sheets import with_contact_sheet
 
         length = OutputLength.counted(ImageGenerationConfig, fields, templated)
-        return with_contact_sheet(length, fields, templated)
+        return with_contact_sheet(with_skips(length, fields, templated), fields, templated)
 
     def plan(self, config: ImageGenerationConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
         """The prompt with its style, ``count`` images."""

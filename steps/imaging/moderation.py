@@ -22,12 +22,13 @@ file and no record: the step warns ``image 2 of 3: blocked ... skipped``, which 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fetchflow.errors import closest
-from fetchflow.step import RuleViolation
+from fetchflow.step import OutputLength, RuleViolation
 from steps.imaging.models import rules
 from steps.imaging.models.catalog import AUTO
 
@@ -43,6 +44,7 @@ __all__ = [
     "describe_block",
     "rephrased",
     "retry_seed",
+    "with_skips",
 ]
 
 #: Appended to the prompt (after a blank line) by ``{retry: N}`` after an input-stage block
@@ -258,3 +260,15 @@ def check_fallback(
             f"fallback_model {name} cannot make what this step asks: {problem}",
             "choose a fallback model that takes the step's options, or change them",
         )
+
+
+def with_skips(
+    length: OutputLength | None, fields: Mapping[str, object], templated: frozenset[str]
+) -> OutputLength | None:
+    """An image step's static output length under ``on_moderation: skip`` (or a template
+    there): a skipped image leaves no item, so only "at most" is known."""
+    if length is None:
+        return None
+    if "on_moderation" not in templated and fields.get("on_moderation") != "skip":
+        return length
+    return replace(length, items=None, fields=(*length.fields, "on_moderation"))

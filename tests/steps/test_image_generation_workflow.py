@@ -22,6 +22,7 @@ import pytest
 from fakes import fixtures
 from fakes.fake_gemini import FakeGemini
 from fakes.fake_openai import FakeOpenAI
+from fakes.provenance import same_picture
 
 from fetchflow.registry import StepRegistry
 from fetchflow.run.report import RunReport
@@ -106,7 +107,7 @@ def test_records_flow_downstream_and_the_files_are_in_the_store(
     assert isinstance(body, dict)
     for record, item in zip(records, body["data"], strict=True):
         data = store.read(record["storage_uri"])
-        assert data == base64.b64decode(item["b64_json"])
+        same_picture(data, base64.b64decode(item["b64_json"]))
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         assert (record["width"], record["height"], record["model"]) == (1536, 1024, "gpt-image-2")
         assert record["run_id"] == report.run_id

@@ -3,7 +3,7 @@ asset store, and the hosted-usage line billing reads."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError
@@ -12,7 +12,7 @@ from fetchflow.errors import StepError
 from fetchflow.step import StepContext
 from fetchflow.storage import AssetRecord
 from steps.imaging.models.catalog import CATALOG, local_spec, price_for
-from steps.imaging.moderation import ModerationNote
+from steps.imaging.moderation import Block, ModerationNote
 
 if TYPE_CHECKING:
     from steps.imaging.options import OutputOptions
@@ -157,8 +157,15 @@ def store_asset(
         raise StepError(message=f"cannot describe the stored image: {error}") from error
 
 
-def record_hosted_usage(ctx: StepContext, assets: list[ImageAsset]) -> None:
-    """Log hosted usage against the workflow (a billing ledger can read these lines)."""
+def record_hosted_usage(
+    ctx: StepContext, assets: list[ImageAsset], blocked: Sequence[Block] = ()
+) -> None:
+    """Log hosted usage against the workflow (a billing ledger can read these lines).
+
+    ``blocked``: the calls the safety system blocked (``on_moderation``); each was a request,
+    and one blocked at the output stage may have been billed (the image was made, then
+    withheld), so the line counts them when there were any.
+    """
     tokens: dict[str, int] = {}
     for asset in assets:
         for name, value in (asset.usage or {}).items():
@@ -166,11 +173,15 @@ def record_hosted_usage(ctx: StepContext, assets: list[ImageAsset]) -> None:
     costs = [asset.cost_usd for asset in assets]
     cost = sum(c for c in costs if c is not None) if None not in costs else None
     ctx.logger.info(
-        "hosted image usage: workflow=%s run=%s step=%s images=%d tokens=%s cost_usd=%s",
+        "hosted image usage: workflow=%s run=%s step=%s images=%d tokens=%s cost_usd=%s%s",
         ctx.workflow,
         ctx.run_id,
         ctx.step_id,
         len(assets),
         tokens or None,
         cost,
+        f" moderation_blocked_calls={len(blocked)} output_stage_possibly_billed="
+        f"{sum(block.billed for block in blocked)}"
+        if blocked
+        else "",
     )

@@ -283,7 +283,7 @@ def make_images(
         asset = store_image(
             ctx,
             made,
-            provider=job.spec.provider,
+            provider=_provider_of(made, job, fallback),
             prompt_sha256=prompt_sha256,
             options=job.options,
             origin=of_made_image(job, made),
@@ -324,15 +324,16 @@ def make_images(
         )
     except PartialImages:
         if hosted:
-            record_hosted_usage(ctx, assets)  # the kept images were paid for
+            record_hosted_usage(ctx, assets, blocked.blocks)  # the kept images were paid for
         raise
     finally:
         provider.close()
         if fallback is not None:
             fallback.close()
-        _log_blocked(ctx, blocked)
+        if not hosted:
+            _log_blocked(ctx, blocked)
     if hosted:
-        record_hosted_usage(ctx, assets)
+        record_hosted_usage(ctx, assets, blocked.blocks)
     return sorted([asset for asset, _ in earlier] + assets, key=lambda asset: asset.index)
 
 
@@ -355,6 +356,14 @@ def _show_partials(ctx: StepContext, job: ImageJob) -> Callable[[int, PartialIma
     return show
 
 
+def _provider_of(made: MadeImage, job: ImageJob, fallback: Fallback | None) -> str:
+    """The provider that made ``made``: the fallback model's for an image it made."""
+    moderation = made.moderation
+    if fallback is not None and moderation is not None and moderation.outcome == "fallback":
+        return fallback.job.spec.provider
+    return job.spec.provider
+
+
 def _log_blocked(ctx: StepContext, blocked: BlockedCalls) -> None:
     """The step's blocked calls in its usage: each one is a request made; one blocked at the
     output stage may have been billed (the image was made, then withheld)."""
@@ -371,7 +380,8 @@ def _kept_before(
     ctx: StepContext, job: ImageJob, prompt_sha256: str
 ) -> list[tuple[ImageAsset, dict[str, object]]]:
     """The images of this very job an interrupted run made and kept (``ctx.kept``, given on
-    ``--resume``): same provider, prompt and seed, an index the job asks for."""
+    ``--resume``): same provider, prompt and seed, an index the job asks for; or the same
+    prompt, made on a moderation retry or by the fallback model."""
     from pydantic import ValidationError
 
     found: list[tuple[ImageAsset, dict[str, object]]] = []
@@ -381,11 +391,14 @@ def _kept_before(
         except ValidationError:
             continue
         seed = None if job.seed is None else job.seed + asset.index
-        if (asset.provider, asset.prompt_sha256, asset.seed) == (
+        planned = (asset.provider, asset.prompt_sha256, asset.seed) == (
             job.spec.provider,
             prompt_sha256,
             seed,
-        ) and asset.index < job.total:
+        )
+        # made on a retry (another seed) or by the fallback model (on_moderation)
+        remade = asset.moderation.outcome != "made" and asset.prompt_sha256 == prompt_sha256
+        if (planned or remade) and asset.index < job.total:
             found.append((asset, record))
     return found
 

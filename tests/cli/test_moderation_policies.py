@@ -110,7 +110,7 @@ def test_skip_retry_and_fallback_go_on_and_say_what_happened_to_each_image(
     assert len(prompts(openai.requests, "FALLME")) == 1
     assert len(prompts(gemini.requests, "FALLME")) == 1
     (fellback,) = steps["fellback"]["output"]
-    assert (fellback["model"], fellback["provider"]) == ("gemini-2.5-flash-image", "openai")
+    assert (fellback["model"], fellback["provider"]) == ("gemini-2.5-flash-image", "google")
     assert fellback["moderation"]["outcome"] == "fallback"
     assert fellback["moderation"]["attempts"] == 2
     assert "sk-catalogue-test-key" not in stderr

@@ -125,12 +125,15 @@ class OutputLength:
         once: Of these, the items a step with ``matrix:`` adds once for all its
             combinations (in :meth:`Step.finish_matrix`), not once per combination (an
             image step's contact sheet); at most this many when a field is a template.
+        why: Why only ``at_most`` is known although no field is a template (an image step
+            with ``on_moderation: skip`` may leave images out), for messages; "" otherwise.
     """
 
     items: int | None
     fields: tuple[str, ...]
     at_most: int | None = None
     once: int = 0
+    why: str = ""
 
     @classmethod
     def counted(

@@ -125,7 +125,7 @@ class ImageGenerationStep(ImageStep[ImageGenerationConfig]):
         from steps.imaging.sheets import with_contact_sheet
 
         length = OutputLength.counted(ImageGenerationConfig, fields, templated)
-        return with_contact_sheet(with_skips(length, fields, templated), fields, templated)
+        return with_skips(with_contact_sheet(length, fields, templated), fields, templated)
 
     def plan(self, config: ImageGenerationConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
         """The prompt with its style, ``count`` images."""

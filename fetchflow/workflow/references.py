@@ -402,6 +402,12 @@ def check_index(
         )
     if length.at_most is None or -length.at_most <= head < length.at_most:
         return None
+    if length.why:
+        return (
+            f"{shown} has at most {length.at_most} items ({length.why}), so there is no "
+            f"item {head}",
+            f"use an index below {length.at_most}",
+        )
     return (
         f"{shown} has at most {length.at_most} items ({decided_by} "
         f"{'is a template' if one else 'are templates'}), so there is no item {head}",

@@ -269,6 +269,10 @@ def with_skips(
     there): a skipped image leaves no item, so only "at most" is known."""
     if length is None:
         return None
-    if "on_moderation" not in templated and fields.get("on_moderation") != "skip":
+    if "on_moderation" in templated:
+        return replace(length, items=None, fields=(*length.fields, "on_moderation"))
+    if fields.get("on_moderation") != "skip":
         return length
-    return replace(length, items=None, fields=(*length.fields, "on_moderation"))
+    at_most = length.at_most if length.items is None else length.items
+    why = "on_moderation: skip leaves a blocked image out" if length.items is not None else ""
+    return replace(length, items=None, at_most=at_most, why=why)

@@ -160,6 +160,10 @@ def test_validate_names_each_bad_policy_with_its_location(sandbox: Sandbox) -> N
         "  hint: choose a fallback model that takes the step's options, or change them",
         f'{where}28:5: step "both" {field} one policy only, got both retry and fallback_model',
         "  hint: use {retry: N} (the same model) or {fallback_model: NAME} (another model)",
-        f"{DATA / 'bad_policies.yaml'}: 5 problems",
+        f'{where}37:16: step "reader" (image_edit) field "images": "skipping.output.2.file_url": '
+        "skipping.output has at most 2 items (on_moderation: skip leaves a blocked image out), "
+        "so there is no item 2",
+        "  hint: use an index below 2",
+        f"{DATA / 'bad_policies.yaml'}: 6 problems",
     ]
     sandbox.assert_nothing_happened(outcome)

@@ -54,10 +54,6 @@ _WEBP_KEPT = frozenset({b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L"})
 _VP8X_ICC, _VP8X_ALPHA, _VP8X_EXIF, _VP8X_XMP, _VP8X_ANIMATION = 0x20, 0x10, 0x08, 0x04, 0x02
 
 
-class _Malformed(ValueError):
-    """The container's structure is not what its format says."""
-
-
 def replace_metadata(data: bytes, packet: bytes) -> bytes:
     """``data`` with every piece of metadata dropped and ``packet`` (an XMP packet) written.
 
@@ -73,7 +69,7 @@ def replace_metadata(data: bytes, packet: bytes) -> bytes:
             return _jpeg(data, packet)
         if found == "webp":
             return _webp(data, packet)
-    except (_Malformed, struct.error, IndexError) as error:
+    except (ValueError, struct.error, IndexError) as error:
         raise StepError(
             message=f"cannot write the provenance into a malformed {found} file ({error})",
             hint="the image may be truncated; try again",
@@ -102,7 +98,7 @@ def read_xmp(data: bytes) -> bytes | None:
             for kind, body in _webp_chunks(data):
                 if kind == b"XMP ":
                     return body
-    except (_Malformed, struct.error, IndexError, zlib.error):
+    except (ValueError, struct.error, IndexError, zlib.error):
         return None
     return None
 
@@ -112,7 +108,7 @@ def read_xmp(data: bytes) -> bytes | None:
 
 def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     if not data.startswith(PNG_SIGNATURE):
-        raise _Malformed("no PNG signature")
+        raise ValueError("no PNG signature")
     chunks: list[tuple[bytes, bytes]] = []
     at = len(PNG_SIGNATURE)
     while at < len(data):
@@ -120,13 +116,13 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         kind = data[at + 4 : at + 8]
         body = data[at + 8 : at + 8 + length]
         if len(body) != length or len(kind) != 4:
-            raise _Malformed(f"chunk {kind!r} is truncated")
+            raise ValueError(f"chunk {kind!r} is truncated")
         chunks.append((kind, body))
         at += 12 + length
         if kind == b"IEND":
             break
     if not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND":
-        raise _Malformed("no IHDR or IEND chunk")
+        raise ValueError("no IHDR or IEND chunk")
     return chunks
 
 
@@ -158,12 +154,12 @@ def _png(data: bytes, packet: bytes) -> bytes:
 def _jpeg_headers(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
     """The marker segments before the scan data, and where the first ``SOS`` starts."""
     if data[:2] != b"\xff\xd8":
-        raise _Malformed("no JPEG SOI marker")
+        raise ValueError("no JPEG SOI marker")
     segments: list[tuple[int, bytes]] = []
     at = 2
     while True:
         if data[at] != 0xFF:
-            raise _Malformed(f"no marker at byte {at}")
+            raise ValueError(f"no marker at byte {at}")
         while data[at] == 0xFF:  # fill bytes
             at += 1
         marker = data[at]
@@ -172,7 +168,7 @@ def _jpeg_headers(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
         (length,) = struct.unpack(">H", data[at + 1 : at + 3])
         body = data[at + 3 : at + 1 + length]
         if length < 2 or len(body) != length - 2:
-            raise _Malformed(f"segment 0x{marker:02X} is truncated")
+            raise ValueError(f"segment 0x{marker:02X} is truncated")
         segments.append((marker, body))
         at += 1 + length
 
@@ -190,7 +186,7 @@ def _jpeg_kept(marker: int, body: bytes) -> bool:
 
 def _jpeg_segment(marker: int, body: bytes) -> bytes:
     if len(body) + 2 > 0xFFFF:
-        raise _Malformed("an XMP packet over 64 KiB does not fit one APP1 segment")
+        raise ValueError("an XMP packet over 64 KiB does not fit one APP1 segment")
     return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
 
 
@@ -212,7 +208,7 @@ def _jpeg(data: bytes, packet: bytes) -> bytes:
 
 def _webp_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        raise _Malformed("no RIFF WEBP header")
+        raise ValueError("no RIFF WEBP header")
     chunks: list[tuple[bytes, bytes]] = []
     at, end = 12, min(len(data), 8 + struct.unpack("<I", data[4:8])[0])
     while at + 8 <= end:
@@ -220,11 +216,11 @@ def _webp_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         (length,) = struct.unpack("<I", data[at + 4 : at + 8])
         body = data[at + 8 : at + 8 + length]
         if len(body) != length:
-            raise _Malformed(f"chunk {kind!r} is truncated")
+            raise ValueError(f"chunk {kind!r} is truncated")
         chunks.append((kind, body))
         at += 8 + length + (length & 1)
     if not chunks:
-        raise _Malformed("no chunks")
+        raise ValueError("no chunks")
     return chunks
 
 
@@ -236,11 +232,11 @@ def _webp_canvas(kind: bytes, body: bytes) -> tuple[int, int, bool]:
     """Width, height and alpha of a simple (``VP8 `` or ``VP8L``) WebP's one image."""
     if kind == b"VP8L":
         if body[0] != 0x2F:
-            raise _Malformed("no VP8L signature")
+            raise ValueError("no VP8L signature")
         (bits,) = struct.unpack("<I", body[1:5])
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
     if body[3:6] != b"\x9d\x01\x2a":
-        raise _Malformed("no VP8 start code")
+        raise ValueError("no VP8 start code")
     width, height = struct.unpack("<HH", body[6:10])
     return width & 0x3FFF, height & 0x3FFF, False
 
@@ -256,7 +252,7 @@ def _webp(data: bytes, packet: bytes) -> bytes:
         flags = _VP8X_ALPHA if alpha else 0
         canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     else:
-        raise _Malformed(f"first chunk {first_kind!r}")
+        raise ValueError(f"first chunk {first_kind!r}")
     kept = [(kind, body) for kind, body in chunks if kind in _WEBP_KEPT]
     if not any(kind == b"ICCP" for kind, _ in kept):
         flags &= ~_VP8X_ICC

@@ -304,7 +304,9 @@ class ImageEditStep(ImageStep[ImageEditConfig]):
         cls, fields: Mapping[str, object], templated: frozenset[str]
     ) -> OutputLength | None:
         """``count`` images per edit: one edit, or with ``each`` one per image written out;
-        then the contact sheet with ``contact_sheet: true``."""
+        then the contact sheet with ``contact_sheet: true``; at most that many with
+        ``on_moderation: skip``."""
+        from steps.imaging.moderation import with_skips
         from steps.imaging.sheets import with_contact_sheet
 
         per_edit = OutputLength.counted(ImageEditConfig, fields, templated)
@@ -312,7 +314,7 @@ class ImageEditStep(ImageStep[ImageEditConfig]):
         if per_edit is None or each is None:
             return None
         if not each:
-            return with_contact_sheet(per_edit, fields, templated)
+            return with_skips(with_contact_sheet(per_edit, fields, templated), fields, templated)
         images = fields.get("images")
         if "images" in templated or images is None:
             return None  # an upstream output holds any number of images
@@ -320,7 +322,7 @@ class ImageEditStep(ImageStep[ImageEditConfig]):
         made = None if per_edit.items is None else per_edit.items * edits
         most = None if per_edit.at_most is None else per_edit.at_most * edits
         length = OutputLength(made, ("count", "images"), at_most=most)
-        return with_contact_sheet(length, fields, templated)
+        return with_skips(with_contact_sheet(length, fields, templated), fields, templated)
 
     def plan(self, config: ImageEditConfig, spec: ModelSpec, ctx: StepContext) -> ImagePlan:
         """Read the references (and mask), check them against ``spec``: one plan per edit."""

@@ -36,13 +36,11 @@ is made. Its records say ``provider: fal``, the model, ``cost_usd``, and in the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from fetchflow.errors import closest
 from fetchflow.step import (
     CostEstimate,
     OutputLength,
@@ -72,6 +70,13 @@ from steps.imaging.sources.references import (
     project_file,
     settings_digest,
 )
+from steps.imaging.upscalers import (
+    AUTO,
+    DEFAULT_UPSCALER,
+    UPSCALERS,
+    Upscaler,
+    lookup_upscaler,
+)
 
 if TYPE_CHECKING:
     from fetchflow.settings import Settings
@@ -87,75 +92,6 @@ __all__ = [
     "lookup_upscaler",
     "settings_sha256",
 ]
-
-AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class Upscaler:
-    """One upscaling model.
-
-    Attributes:
-        name: What ``model:`` names it.
-        provider: Who runs it (``pillow``: here, offline and free).
-        method: How, for the provenance (``lanczos``).
-        factors: The factors it takes.
-        usd_per_megapixel: The published price per started megapixel of the output (0:
-            free; None: no published price).
-    """
-
-    name: str
-    provider: str
-    method: str
-    factors: tuple[int, ...] = FACTORS
-    usd_per_megapixel: float | None = 0.0
-
-    @property
-    def billable(self) -> bool:
-        """Whether it runs on a provider (a key, a bill)."""
-        return self.provider != "pillow"
-
-
-#: Every upscaler ``model:`` may name (``auto`` aside). fal's model pages (read late
-#: November 2026): clarity-upscaler $0.03 per megapixel, ``upscale_factor`` 1-4; aura-sr
-#: (AuraSR, a GigaGAN upscaler) 4x only, billed by GPU time (no per-image price).
-UPSCALERS: Mapping[str, Upscaler] = {
-    "pillow": Upscaler("pillow", provider="pillow", method="lanczos"),
-    "fal-ai/clarity-upscaler": Upscaler(
-        "fal-ai/clarity-upscaler", provider="fal", method="clarity", usd_per_megapixel=0.03
-    ),
-    "fal-ai/aura-sr": Upscaler(
-        "fal-ai/aura-sr", provider="fal", method="aura-sr", factors=(4,), usd_per_megapixel=None
-    ),
-}
-#: What ``model: auto`` runs.
-DEFAULT_UPSCALER = "pillow"
-
-
-def lookup_upscaler(name: str) -> Upscaler:
-    """The upscaler ``model: name`` runs (``auto``: :data:`DEFAULT_UPSCALER`).
-
-    Raises:
-        RuleViolation: Not a known upscaler (the closest name and the list in the message).
-    """
-    if name == AUTO:
-        return UPSCALERS[DEFAULT_UPSCALER]
-    upscaler = UPSCALERS.get(name)
-    if upscaler is not None:
-        return upscaler
-    known = ", ".join([AUTO, *UPSCALERS])
-    suggestion = closest(name, [AUTO, *UPSCALERS])
-    if suggestion:
-        raise RuleViolation(
-            f'unknown upscale model "{name}"; did you mean "{suggestion}"? (known: {known})',
-            fields=("model",),
-            hint=f"use model: {suggestion}",
-        )
-    raise RuleViolation(
-        f'unknown upscale model "{name}" (known: {known})',
-        fields=("model",),
-        hint=f"use model: auto (Pillow's Lanczos, free), or one of: {', '.join(UPSCALERS)}",
-    )
 
 
 class ImageUpscaleConfig(ReferencedImages):
@@ -349,7 +285,24 @@ class ImageUpscaleStep(Step[ImageUpscaleConfig, list[ImageAsset]]):
         if ctx.progress is not None:
             ctx.progress.start(len(references))
         if upscaler.billable:
-            return _upscale_on_provider(upscaler, references, config, ctx)
+            from steps.imaging.hosted_upscale import upscale_on_provider
+
+            def store(
+                index: int, image: UpscaledImage, cost_usd: float | None, seed: int | None
+            ) -> ImageAsset:
+                reference = references[index]
+                return _store(ctx, config, upscaler, index, reference, image, cost_usd, seed)
+
+            return upscale_on_provider(
+                upscaler.provider,
+                upscaler.name,
+                upscaler.usd_per_megapixel,
+                [reference.data for reference in references],
+                [f"images[{i}] ({ref.source})" for i, ref in enumerate(references)],
+                config,
+                ctx,
+                store,
+            )
         # Every image is upscaled before any is stored: one that is refused (unreadable,
         # too large) fails the step with nothing written.
         images = [
@@ -385,64 +338,6 @@ def _known_size(item: object) -> tuple[int, int] | None:
             return width, height
         return None
     return _project_file_size(item, project_root([]))
-
-
-def _upscale_on_provider(
-    upscaler: Upscaler, references: list[Reference], config: ImageUpscaleConfig, ctx: StepContext
-) -> list[ImageAsset]:
-    """Each image one provider call, stored (and kept for a resume) as soon as it is made;
-    every source is checked against the limits before the first call."""
-    from fetchflow.errors import StepError
-    from steps.imaging.assets import record_hosted_usage
-    from steps.imaging.hosted_upscale import HostedUpscaler, area_price
-    from steps.imaging.partial import PartialImages
-    from steps.imaging.pixels.upscale import finish_upscale, upscale_source
-
-    labels = [f"images[{index}] ({ref.source})" for index, ref in enumerate(references)]
-    sources = [
-        upscale_source(ref.data, config.factor, source=label)
-        for ref, label in zip(references, labels, strict=True)
-    ]
-    calls = HostedUpscaler.open(
-        upscaler.provider,
-        upscaler.name,
-        charge_type=config.charge_type,
-        secret_name=None,
-        ctx=ctx,
-    )
-    assets: list[ImageAsset] = []
-    try:
-        for index, (reference, source) in enumerate(zip(references, sources, strict=True)):
-            describe = f'step "{ctx.step_id}" {labels[index]}'
-            made = calls.upscale(source.data, "image/png", config.factor, describe)
-            image = finish_upscale(
-                made.data,
-                source,
-                source=f"{upscaler.name}'s answer for {labels[index]}",
-                output_format=config.output_format,
-                output_compression=config.output_compression,
-            )
-            price = upscaler.usd_per_megapixel
-            cost = None if price is None else area_price(price, image.width, image.height)
-            asset = _store(ctx, config, upscaler, index, reference, image, cost, made.seed)
-            assets.append(asset)
-            ctx.keep(asset.model_dump(mode="json"))  # paid for: a resume does not pay again
-    except StepError as error:
-        if not assets:
-            raise
-        raise PartialImages(
-            message=f"{error.message} ({len(assets)} of {len(references)} images were "
-            "upscaled and stored first)",
-            hint=error.hint,
-            retryable=False,
-            kept=[asset.model_dump(mode="json") for asset in assets],
-            asked=len(references),
-        ) from error
-    finally:
-        calls.close()
-        if config.charge_type == "hosted":
-            record_hosted_usage(ctx, assets)
-    return assets
 
 
 def _store(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -24,9 +25,18 @@ from steps.imaging.providers.base import ProviderImage
 
 if TYPE_CHECKING:
     from fetchflow.step import StepContext
+    from steps.image_upscale import ImageUpscaleConfig
+    from steps.imaging.assets import ImageAsset
+    from steps.imaging.pixels.upscale import UpscaledImage
     from steps.imaging.providers.retrying import ProviderGate, RetryPolicy
 
-__all__ = ["HostedUpscaler", "UpscalingProvider", "area_price", "check_key"]
+__all__ = [
+    "HostedUpscaler",
+    "UpscalingProvider",
+    "area_price",
+    "check_key",
+    "upscale_on_provider",
+]
 
 
 def area_price(usd_per_megapixel: float, width: int, height: int) -> float:
@@ -146,3 +156,68 @@ class HostedUpscaler:
     def close(self) -> None:
         """Close the client."""
         self.client.close()
+
+
+def upscale_on_provider(
+    provider: str,
+    model: str,
+    usd_per_megapixel: float | None,
+    sources: list[bytes],
+    labels: list[str],
+    config: ImageUpscaleConfig,
+    ctx: StepContext,
+    store: Callable[[int, UpscaledImage, float | None, int | None], ImageAsset],
+) -> list[ImageAsset]:
+    """Each source one provider call, stored (``store``) and kept for a resume as soon as
+    it is made; every source is checked against the limits before the first call.
+
+    Raises:
+        StepError: A source is refused, or a call failed before any image was made.
+        PartialImages: A call failed after earlier images were made and stored.
+    """
+    from fetchflow.errors import StepError
+    from steps.imaging.assets import record_hosted_usage
+    from steps.imaging.partial import PartialImages
+    from steps.imaging.pixels.upscale import finish_upscale, upscale_source
+
+    ready = [
+        upscale_source(data, config.factor, source=label)
+        for data, label in zip(sources, labels, strict=True)
+    ]
+    calls = HostedUpscaler.open(
+        provider, model, charge_type=config.charge_type, secret_name=None, ctx=ctx
+    )
+    assets: list[ImageAsset] = []
+    try:
+        for index, (source, label) in enumerate(zip(ready, labels, strict=True)):
+            made = calls.upscale(
+                source.data, "image/png", config.factor, f'step "{ctx.step_id}" {label}'
+            )
+            image = finish_upscale(
+                made.data,
+                source,
+                source=f"{model}'s answer for {label}",
+                output_format=config.output_format,
+                output_compression=config.output_compression,
+            )
+            price = usd_per_megapixel
+            cost = None if price is None else area_price(price, image.width, image.height)
+            asset = store(index, image, cost, made.seed)
+            assets.append(asset)
+            ctx.keep(asset.model_dump(mode="json"))  # paid for: a resume does not pay again
+    except StepError as error:
+        if not assets:
+            raise
+        raise PartialImages(
+            message=f"{error.message} ({len(assets)} of {len(sources)} images were "
+            "upscaled and stored first)",
+            hint=error.hint,
+            retryable=False,
+            kept=[asset.model_dump(mode="json") for asset in assets],
+            asked=len(sources),
+        ) from error
+    finally:
+        calls.close()
+        if config.charge_type == "hosted":
+            record_hosted_usage(ctx, assets)
+    return assets

@@ -128,6 +128,9 @@ def _preflight_fallback(
     Raises:
         StepError: The fallback model's key is missing for this charge type.
     """
+    from dataclasses import replace
+
+    from fetchflow.errors import StepError
     from fetchflow.templating import is_template
     from steps.imaging.models.catalog import CATALOG
     from steps.imaging.models.choice import choose_model
@@ -137,16 +140,23 @@ def _preflight_fallback(
         return  # none, or a bad one the static check reports
     own = CATALOG.get(model)
     same = own is not None and own.provider == CATALOG[name].provider
-    spec = choose_model(
-        name,
-        charge_type=charge_type,
-        size="auto",
-        quality="auto",
-        background="auto",
-        settings=settings,
-        environ=os.environ,
-        secret_name=secret if same and isinstance(secret, str) else None,
-    )
+    try:
+        spec = choose_model(
+            name,
+            charge_type=charge_type,
+            size="auto",
+            quality="auto",
+            background="auto",
+            settings=settings,
+            environ=os.environ,
+            secret_name=secret if same and isinstance(secret, str) else None,
+        )
+    except StepError as error:
+        raise replace(
+            error,
+            message=f"on_moderation: fallback_model {name}: {error.message}",
+            hint=f"{error.hint}; or choose another fallback_model",
+        ) from error
     _import_sdk_of(spec)
 
 

@@ -167,3 +167,24 @@ def test_validate_names_each_bad_policy_with_its_location(sandbox: Sandbox) -> N
         f"{DATA / 'bad_policies.yaml'}: 6 problems",
     ]
     sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.prefect
+def test_a_fallback_model_without_its_key_is_refused_before_anything_is_paid(
+    sandbox: Sandbox, prefect_api: str
+) -> None:
+    del sandbox.env["GEMINI_API_KEY"]
+    sandbox.env["PREFECT_API_URL"] = prefect_api
+
+    outcome = sandbox.fetchflow("run", str(DATA / "fallback_without_key.yaml"))
+
+    assert outcome.code == 2
+    assert outcome.stderr.splitlines() == [
+        'fetchflow: step "hero": on_moderation: fallback_model gemini-2.5-flash-image: '
+        "charge_type: personal needs your google key for model gemini-2.5-flash-image, and "
+        "GOOGLE_API_KEY or GEMINI_API_KEY is not set",
+        "  hint: export GOOGLE_API_KEY=..., name a Prefect Secret block with api_key_secret:, "
+        "or use charge_type: hosted if the operator provides keys; or choose another "
+        "fallback_model",
+    ]
+    assert sandbox.openai.requests == [] and sandbox.gemini.requests == []

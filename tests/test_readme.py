@@ -40,3 +40,22 @@ def test_the_readme_states_the_prefect_range_the_package_declares() -> None:
 
     assert len(declared) == 1, declared
     assert f"`{declared[0]}`" in _section("Run the tests")
+
+
+def _between(marker: str) -> str:
+    start = README.index(f"<!-- {marker} -->\n") + len(f"<!-- {marker} -->\n")
+    return README[start : README.index(f"<!-- /{marker} -->")]
+
+
+def test_the_readmes_model_tables_are_the_catalogs() -> None:
+    from steps.imaging.models.table import model_table, upscaler_table
+
+    models = _between("model-table")
+    assert models == model_table()
+    # Every option that only some models take is a column, each with a model that takes it.
+    for option in ("steps", "guidance", "negative_prompt", "strength", "partial_images"):
+        assert f"`{option}`" in models.splitlines()[0]
+    assert "| `fal-ai/flux/dev` | fal |" in models
+    assert "| `local/<folder>` |" in models
+    assert _between("upscaler-table") == upscaler_table()
+    assert "| `fal-ai/clarity-upscaler` | fal | 2, 4 |" in upscaler_table()

@@ -10,10 +10,12 @@ for a step with a matrix). In order:
    calls inside are still limited by the image steps' provider gate). Each one's scope has
    ``matrix`` (its axis values); every asset record it makes carries them (``matrix``), the
    records it keeps on the way included.
-3. A combination of a billable or file-making step that ends is checkpointed at once (a kept item
-   ``{"fetchflow_matrix": {"combination": ..., "output": ...}}``): ``--resume`` and a
-   recovered run take its output back and run only the combinations that did not end; one
+3. A combination of a billable or file-making step that ends is checkpointed at once (a kept
+   item, :mod:`fetchflow.run.matrix_checkpoints`, with the hash of its rendered request):
+   ``--resume``, a recovered run and ``--only``/``--from`` take its output back when the
+   combination's request renders the same now, and run only the other combinations; one
    that ended half-way gets the images it kept (``StepContext.kept``) and makes the rest.
+   A note under the step says how many were kept and how many made again (changed).
 4. When all have ended, a failed combination fails the step, naming it
    (``matrix product=mug style=watercolor: ...``), with everything the others made as its
    partial output. Otherwise the outputs are joined in combination order and handed to
@@ -32,8 +34,14 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from fetchflow.errors import RunError, StepError, TemplateError
-from fetchflow.run.reuse import fresh_links
-from fetchflow.step import Progress, StepContext
+from fetchflow.run.matrix_checkpoints import (
+    MATRIX_KEPT_KEY,
+    EarlierCombinations,
+    combination_checkpoint,
+    combination_key,
+)
+from fetchflow.run.reuse import GenerationCache, fresh_links
+from fetchflow.step import Previews, Progress, StepContext
 from fetchflow.templating import Templates
 from fetchflow.workflow.matrix import (
     combination_label,
@@ -45,9 +53,6 @@ from fetchflow.workflow.matrix import (
 from fetchflow.workflow.plan import PlannedStep
 
 __all__ = ["MATRIX_KEPT_KEY", "CombinationCache", "execute_matrix", "resolve_combinations"]
-
-#: The key of a kept item that records one finished combination's output.
-MATRIX_KEPT_KEY = "fetchflow_matrix"
 
 #: Looks a combination's rendered config up (``cache: true``): its JSON output, or None; and
 #: stores one.
@@ -102,10 +107,6 @@ def resolve_combinations(
     return combinations(axes, step.common.matrix_mode)
 
 
-def _key(values: Mapping[str, object]) -> str:
-    return json.dumps(values, sort_keys=True, default=str)
-
-
 def _slug(values: Mapping[str, object]) -> str:
     """The axis values as a file-name part: ``mug-watercolor``."""
     text = "-".join(
@@ -155,39 +156,58 @@ class _SharedProgress:
     """One progress bar for every combination: the first ``start`` counts for all."""
 
     def __init__(self, inner: Progress, combinations: int) -> None:
-        self._inner = inner
+        self.inner = inner
         self._combinations = combinations
         self._started = False
+        #: Items per combination (the first ``start``'s total), to number drafts apart.
+        self.per_combination = 1
 
     def start(self, total: int) -> None:
         if not self._started:
             self._started = True
-            self._inner.start(total * self._combinations)
+            self.per_combination = max(1, total)
+            self.inner.start(total * self._combinations)
 
     def advance(self, done: int = 1) -> None:
-        self._inner.advance(done)
+        self.inner.advance(done)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Earlier:
-    """What an earlier run of the step left: finished combinations and kept items."""
+class _CombinationProgress:
+    """One combination's view of the shared progress."""
 
-    finished: dict[str, object]
-    kept: dict[str, list[object]]
+    def __init__(self, shared: _SharedProgress, index: int, values: Mapping[str, object]) -> None:
+        self.shared = shared
+        self.index = index
+        self.label = combination_label(values)
 
-    @classmethod
-    def read(cls, kept: object) -> _Earlier:
-        finished: dict[str, object] = {}
-        items: dict[str, list[object]] = {}
-        for item in kept if isinstance(kept, list) else []:
-            if not isinstance(item, dict):
-                continue
-            marker = item.get(MATRIX_KEPT_KEY)
-            if isinstance(marker, dict) and isinstance(marker.get("combination"), dict):
-                finished[_key(marker["combination"])] = marker.get("output")
-            elif isinstance(item.get("matrix"), dict) and item["matrix"]:
-                items.setdefault(_key(item["matrix"]), []).append(item)
-        return cls(finished, items)
+    def start(self, total: int) -> None:
+        self.shared.start(total)
+
+    def advance(self, done: int = 1) -> None:
+        self.shared.advance(done)
+
+
+class _CombinationPreviews(_CombinationProgress):
+    """A combination's progress that shows its drafts among every combination's, each
+    numbered after the items of the combinations before it and labelled with its axis
+    values (``product=mug style=ink · partial 1 of 2``)."""
+
+    def preview(self, item: int, label: str, image: bytes) -> None:
+        inner = self.shared.inner
+        assert isinstance(inner, Previews)  # only made for one that shows drafts
+        inner.preview(
+            self.index * self.shared.per_combination + item, f"{self.label} · {label}", image
+        )
+
+
+def _combination_progress(
+    shared: _SharedProgress | None, index: int, values: Mapping[str, object]
+) -> Progress | None:
+    if shared is None:
+        return None
+    if isinstance(shared.inner, Previews):
+        return _CombinationPreviews(shared, index, values)
+    return _CombinationProgress(shared, index, values)
 
 
 def execute_matrix(
@@ -214,22 +234,24 @@ def execute_matrix(
     """
     combos = resolve_combinations(step, templates, ctx.scope)
     configs = [configure({**ctx.scope, "matrix": values}) for values in combos]
-    earlier = _Earlier.read(ctx.kept)
+    # Each combination's request as rendered now: an earlier output counts only for it.
+    requests = [GenerationCache.key(step, config) for config in configs]
+    earlier = EarlierCombinations.read(ctx.kept)
+    found_earlier = [earlier.find(v, r) for v, r in zip(combos, requests, strict=True)]
+    _note_earlier(ctx, combos, earlier, found_earlier)
     # Only work that costs or makes files is worth a checkpoint document per combination.
     checkpoint = step.step_cls.billable or step.step_cls.produces_files
     adapter: TypeAdapter[Any] = TypeAdapter(step.step_cls.output_type)
-    progress: Progress | None = (
-        _SharedProgress(ctx.progress, len(combos)) if ctx.progress is not None else None
-    )
+    shared = _SharedProgress(ctx.progress, len(combos)) if ctx.progress is not None else None
 
     def links(output: object) -> object:
         return fresh_links(output, ctx.open_store)
 
     def run_one(index: int) -> object:
         values = combos[index]
-        key = _key(values)
-        if key in earlier.finished:
-            return adapter.validate_python(links(earlier.finished[key]))
+        done = found_earlier[index]
+        if done is not None:
+            return adapter.validate_python(links(done.output))
         ctx.check_interrupt()
         found = cache[0](configs[index]) if cache is not None else None
         if found is not None:
@@ -239,21 +261,18 @@ def execute_matrix(
             combo_ctx = dataclasses.replace(
                 ctx,
                 scope={**ctx.scope, "matrix": values},
-                kept=earlier.kept.get(key),
+                kept=earlier.kept.get(combination_key(values)),
                 on_kept=(lambda item: on_kept(_tag(item, values, step.id))) if on_kept else None,
-                progress=progress,
+                progress=_combination_progress(shared, index, values),
             )
             output = _tag_output(step.step_cls().run(configs[index], combo_ctx), values, step.id)
             if cache is not None:
                 cache[1](configs[index], step.step_cls.dump_output(output))
         if checkpoint:
             ctx.keep(
-                {
-                    MATRIX_KEPT_KEY: {
-                        "combination": values,
-                        "output": step.step_cls.dump_output(output),
-                    }
-                }
+                combination_checkpoint(
+                    values, requests[index], step.step_cls.dump_output(output), ctx.run_id
+                )
             )
         return output
 
@@ -273,6 +292,39 @@ def execute_matrix(
     flat: list[object] = [item for output in results for item in output]  # type: ignore[attr-defined]
     finished = step.step_cls().finish_matrix(configs[0], flat, ctx)
     return step.step_cls.dump_output(finished)
+
+
+def _note_earlier(
+    ctx: StepContext,
+    combos: list[dict[str, Any]],
+    earlier: EarlierCombinations,
+    found: list[Any],
+) -> None:
+    """Say under the step how many combinations an earlier run's checkpoints gave, and
+    which ones it had made but are made again because their request changed since."""
+    if not earlier.finished:
+        return
+    kept = [done for done in found if done is not None]
+    runs = sorted({done.run_id for done in kept if done.run_id})
+    changed = [
+        values
+        for values, done in zip(combos, found, strict=True)
+        if done is None and combination_key(values) in earlier.finished
+    ]
+    made = len(combos) - len(kept)
+    text = (
+        f"{len(kept)} of {len(combos)} combinations kept"
+        + (f" from run {', '.join(runs)}" if runs else "")
+        + f", {made} made now"
+    )
+    if changed:
+        shown = "; ".join(combination_label(values) for values in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        text += (
+            f" ({len(changed)} made again: their request changed since, e.g. an edited "
+            f"prompt or input: {shown}{more})"
+        )
+    ctx.logger.warning("%s", text)
 
 
 def _failure(

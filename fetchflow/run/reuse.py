@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from fetchflow.errors import ResumeError, StorageError
 from fetchflow.run.checkpoints import STALE_HEARTBEATS, SavedRun, is_stale
+from fetchflow.run.matrix_checkpoints import describe_kept, written_combinations
 from fetchflow.workflow.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
@@ -140,9 +141,8 @@ def outputs_to_reuse(saved: SavedRun, plan: Plan, how: str) -> dict[str, Reused]
             continue
         kept = _merge(result.get("output"), saved.kept.get(step_id, []))
         if kept:
-            reused[step_id] = Reused(
-                kept, f"continued from {how} ({len(kept)} kept)", complete=False
-            )
+            counted = describe_kept(kept, written_combinations(step))
+            reused[step_id] = Reused(kept, f"continued from {how} ({counted})", complete=False)
     return reused
 
 

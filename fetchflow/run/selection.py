@@ -6,6 +6,14 @@ output comes from an earlier run's checkpoints in the store (the latest run of t
 that completed it, or ``--using RUN_ID``), so it is neither run nor paid for. Steps that are
 neither selected nor needed do not run (``not selected``). The run's inputs are the earlier
 run's unless given again.
+
+A selected step with ``matrix:`` redoes only its missing combinations: it is handed the
+combinations the latest run of the workflow that ran it finished (``--using``'s run if
+given), and runs again only those not among them and those whose request renders otherwise
+now (an edited prompt, another input value or upstream image: never a stale output; see
+:mod:`fetchflow.run.matrix_checkpoints`). The images a combination kept before it failed
+half-way come too, when the step, the inputs it reads and the upstream outputs it reads are
+those it was made with.
 """
 
 from __future__ import annotations
@@ -17,6 +25,11 @@ from typing import TYPE_CHECKING
 
 from fetchflow.errors import StorageError, UsageError, closest
 from fetchflow.run.checkpoints import SavedRun
+from fetchflow.run.matrix_checkpoints import (
+    describe_kept,
+    is_combination_checkpoint,
+    written_combinations,
+)
 from fetchflow.run.reuse import Reused, step_fingerprint
 
 if TYPE_CHECKING:
@@ -40,7 +53,8 @@ class Selection:
             comes from the latest run that completed it); ``--using``'s run; "" when
             nothing is reused.
         inputs: That run's inputs.
-        reuse: The outputs of the needed upstream steps, by step id.
+        reuse: The outputs of the needed upstream steps, by step id; for a selected matrix
+            step, the combinations an earlier run finished (a partial :class:`Reused`).
         not_selected: Why each other step does not run, by step id.
         selected: The steps that run, in run order.
     """
@@ -118,6 +132,35 @@ def _completed(run: SavedRun, step_id: str) -> bool:
     return run.steps.get(step_id, {}).get("status") == "completed"
 
 
+def _ran(run: SavedRun, step_id: str) -> bool:
+    """Whether the step ran in ``run`` (not reused, skipped or not selected there)."""
+    if run.kept.get(step_id):
+        return True
+    document = run.steps.get(step_id, {})
+    return document.get("status") in ("completed", "failed") and not document.get("reused")
+
+
+def _checkpointed_matrix(plan: Plan, step_id: str) -> bool:
+    step = plan.steps[step_id]
+    return step.common.matrix is not None and (
+        step.step_cls.billable or step.step_cls.produces_files
+    )
+
+
+class _Runs:
+    """The candidate runs, newest first, each read once however often they are walked."""
+
+    def __init__(self, runs: Iterator[SavedRun]) -> None:
+        self._pending = runs
+        self.seen: list[SavedRun] = []
+
+    def __iter__(self) -> Iterator[SavedRun]:
+        yield from list(self.seen)
+        for run in self._pending:
+            self.seen.append(run)
+            yield run
+
+
 def _using(store: AssetStore, plan: Plan, run_id: str) -> SavedRun:
     """The run ``--using`` names, checked: a run id, in the store, of this workflow.
 
@@ -174,30 +217,37 @@ def select_steps(
         if step_id not in chosen and step_id not in needed
     }
     named = _using(store, plan, using) if using is not None else None
-    if not needed:  # nothing to reuse; a run given still gives its inputs
-        inputs = named.record.get("inputs") if named is not None else {}
+    runs = _Runs(iter([named]) if named is not None else _latest_runs(store, plan.name))
+    matrix_steps = [step_id for step_id in selected if _checkpointed_matrix(plan, step_id)]
+    matrix_sources: dict[str, SavedRun] = {}
+    for run in runs if matrix_steps else ():
+        for step_id in matrix_steps:
+            if step_id not in matrix_sources and _ran(run, step_id):
+                matrix_sources[step_id] = run
+        if len(matrix_sources) == len(matrix_steps):
+            break
+    if not needed:  # no upstream output to reuse; a run given still gives its inputs
+        source = named or next(iter(matrix_sources.values()), None)
+        inputs = source.record.get("inputs") if source is not None else {}
+        inputs = dict(inputs) if isinstance(inputs, dict) else {}
+        final = {**inputs, **(given or {})}
         return Selection(
-            named.run_id if named is not None else "",
-            dict(inputs) if isinstance(inputs, dict) else {},
-            {},
+            source.run_id if source is not None else "",
+            inputs,
+            _combinations_kept(plan, matrix_sources, {}, final),
             not_selected,
             selected,
         )
-    if named is not None:
-        candidates: Iterator[SavedRun] = iter([named])
-    else:
-        candidates = _latest_runs(store, plan.name)
     # Each needed step from the latest run that completed it (runs read newest first,
     # only as far as needed): a run of --only b has the new b, an older whole run the rest.
     sources: dict[str, SavedRun] = {}
-    seen: list[SavedRun] = []
-    for run in candidates:
-        seen.append(run)
+    for run in runs:
         for step in needed - sources.keys():
             if _completed(run, step):
                 sources[step] = run
         if len(sources) == len(needed):
             break
+    seen = runs.seen
     missing = sorted(needed - sources.keys(), key=list(plan.steps).index)
     if not seen:
         raise UsageError(
@@ -238,25 +288,15 @@ def select_steps(
         )
         # Made from another output of a step it reads than the one reused now (a later
         # run remade that step): said, as an edit is.
-        changed = [
-            upstream
-            for upstream in plan.steps[step_id].depends_on
-            if sources[upstream] is not source
-            and _output(source, upstream) != _output(sources[upstream], upstream)
-        ]
+        changed = _changed_upstream(plan, step_id, source, sources)
         note = f"reused from run {source.run_id}" + (f" {EDITED}" if edited else "")
         if changed:
             note += f" (made from an older {', '.join(changed)})"
-        made_with = source.record.get("inputs")
-        made_with = made_with if isinstance(made_with, dict) else {}
-        other = [
-            f"{name}={made_with[name]!r}"
-            for name in sorted(_inputs_read(plan.steps[step_id].raw_config))
-            if name in made_with and name in final and made_with[name] != final[name]
-        ]
+        other = _other_inputs(plan, step_id, source, final)
         if other:
             note += f" (made with {', '.join(other)})"
         reuse[step_id] = Reused(source.steps[step_id].get("output"), note)
+    reuse.update(_combinations_kept(plan, matrix_sources, sources, final))
     return Selection(
         newest.run_id,
         inputs,
@@ -264,6 +304,65 @@ def select_steps(
         not_selected,
         selected,
     )
+
+
+def _changed_upstream(
+    plan: Plan, step_id: str, source: SavedRun, sources: Mapping[str, SavedRun]
+) -> list[str]:
+    """The steps ``step_id`` reads whose output in ``source`` is not the one used now (a
+    later run remade it, or it runs now: not in ``sources``)."""
+    return [
+        upstream
+        for upstream in plan.steps[step_id].depends_on
+        if upstream not in sources
+        or (
+            sources[upstream] is not source
+            and _output(source, upstream) != _output(sources[upstream], upstream)
+        )
+    ]
+
+
+def _other_inputs(
+    plan: Plan, step_id: str, source: SavedRun, final: Mapping[str, object]
+) -> list[str]:
+    """``name='value'`` of each input the step reads that ``source`` had another value of."""
+    made_with = source.record.get("inputs")
+    made_with = made_with if isinstance(made_with, dict) else {}
+    return [
+        f"{name}={made_with[name]!r}"
+        for name in sorted(_inputs_read(plan.steps[step_id].raw_config))
+        if name in made_with and name in final and made_with[name] != final[name]
+    ]
+
+
+def _combinations_kept(
+    plan: Plan,
+    matrix_sources: Mapping[str, SavedRun],
+    sources: Mapping[str, SavedRun],
+    final: Mapping[str, object],
+) -> dict[str, Reused]:
+    """What each selected matrix step is handed of the run that last ran it: its finished
+    combinations (each reused only if its request renders the same now); the images of a
+    combination that failed half-way only when the step, the inputs it reads and the
+    upstream outputs it reads are all those they were made with."""
+    kept: dict[str, Reused] = {}
+    for step_id, run in matrix_sources.items():
+        items = run.kept.get(step_id, [])
+        fingerprints = run.record.get("fingerprints")
+        fingerprints = fingerprints if isinstance(fingerprints, dict) else {}
+        same = (
+            fingerprints.get(step_id) == step_fingerprint(plan.steps[step_id])
+            and not _changed_upstream(plan, step_id, run, sources)
+            and not _other_inputs(plan, step_id, run, final)
+        )
+        if not same:
+            items = [item for item in items if is_combination_checkpoint(item)]
+        if items:
+            counted = describe_kept(items, written_combinations(plan.steps[step_id]))
+            kept[step_id] = Reused(
+                items, f"continued from run {run.run_id} ({counted})", complete=False
+            )
+    return kept
 
 
 def _inputs_read(value: object) -> set[str]:

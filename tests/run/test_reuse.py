@@ -221,7 +221,7 @@ def test_an_interrupted_run_hands_its_kept_partial_output_back_to_the_step(
     assert inputs == {"state": "/tmp/x"}
     assert reuse == {
         "counted": Reused("ok", "reused from run r2"),
-        "flaky": Reused(kept, "continued from run r2 (1 kept)", complete=False),
+        "flaky": Reused(kept, "continued from run r2 (1 item kept)", complete=False),
     }
 
 

@@ -17,11 +17,14 @@
     │       ├── BudgetExceeded     the run's estimate is over its budget (refused before it starts)
     │       ├── StepError          a step failed in an expected way (bad answer, bad data)
     │       │   ├── Interrupted    a stop was requested (Ctrl-C, SIGTERM): nothing new starts
-    │       │   └── PartialImages* an image step failed after paying for some images (kept)
+    │       │   ├── PartialImages* an image step failed after paying for some images (kept)
+    │       │   └── LocalModelMissing* a model: local/<name> folder is not on this machine
     │       ├── TemplateError      a template failed to render with the run's values
     │       ├── StorageError       the asset store refused or could not be reached
     │       └── ProviderError      an image provider refused or could not be reached
     │           ├── RateLimited*   the provider said 429 (retried after its Retry-After)
+    │           ├── ModerationBlocked* the safety system refused (never retried as it is;
+    │           │                  the step's on_moderation decides)
     │           └── StreamBroken*  a streamed call stopped before its final image (partial
     │                              images may be billed; retried like a dropped connection)
     ├── ValueError
@@ -34,9 +37,9 @@
     └── Undecodable*               bytes Pillow refused; its caller words it as a StepError
 
     * defined by the step library (``steps/imaging``: ``providers/errors.py``,
-      ``providers/redaction.py``, ``providers/base.py``, ``partial.py``,
-      ``pixels/decoding.py``), which the engine does not know; drawn here so the whole
-      tree is in one place.
+      ``providers/redaction.py``, ``providers/base.py``, ``providers/local_diffusers.py``,
+      ``partial.py``, ``pixels/decoding.py``), which the engine does not know; drawn here so
+      the whole tree is in one place.
 
 Every error of ours has a ``message`` (what is wrong, with the value found) and a ``hint``
 (a concrete fix), and one function, :func:`with_hint`, puts them together: the first line,

@@ -296,12 +296,18 @@ def type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     return str(kind) if isinstance(kind, str) else "any"
 
 
+def _summary(description: str) -> str:
+    """A description's first paragraph on one line (a model's docstring may run on, with an
+    ``Attributes:`` section: one row of the listing shows its summary only)."""
+    return " ".join(description.strip().split("\n\n", 1)[0].split())
+
+
 def _paths(
     schema: dict[str, Any], defs: dict[str, Any], shown: str, depth: int, seen: frozenset[str]
 ) -> Iterator[Ref]:
     """``shown`` and every path below it (lists by ``N``), depth first, fields in order."""
     resolved, name = _resolve(schema, defs)
-    description = str(schema.get("description") or resolved.get("description") or "")
+    description = _summary(str(schema.get("description") or resolved.get("description") or ""))
     yield Ref(shown, type_text(resolved, defs), description)
     if depth >= MAX_DEPTH or (name is not None and name in seen):
         return

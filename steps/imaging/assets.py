@@ -39,7 +39,10 @@ class ImageAsset(AssetRecord):
         description="Price of the image where the provider publishes one, else None."
     )
     charge_type: ChargeType = Field(description="Whose key paid: personal or hosted.")
-    provider: str = Field(description="openai, google or preview.")
+    provider: str = Field(
+        description="Who made it: openai, google, fal, local, preview, or fetchflow (a "
+        "contact sheet)."
+    )
     moderation: ModerationNote = Field(
         default_factory=ModerationNote,
         description="How the safety system treated it: made (first try), retried or "

@@ -102,11 +102,15 @@ class Block(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    model: str
-    stage: str
-    categories: list[str] = Field(default_factory=list)
-    seed: int | None = None
-    billed: bool = False
+    model: str = Field(description="The model that refused.")
+    stage: str = Field(description='input, output, or "" when the provider did not say.')
+    categories: list[str] = Field(
+        default_factory=list, description="The categories the provider named."
+    )
+    seed: int | None = Field(None, description="The seed sent, if any.")
+    billed: bool = Field(
+        False, description="Whether it may have been billed (an output-stage block)."
+    )
 
 
 class ModerationNote(BaseModel):
@@ -122,10 +126,14 @@ class ModerationNote(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    outcome: Literal["made", "retried", "fallback"] = "made"
-    attempts: int = 1
-    blocks: list[Block] = Field(default_factory=list)
-    rephrase: str | None = None
+    outcome: Literal["made", "retried", "fallback"] = Field(
+        "made", description="made (first try), retried or fallback (on_moderation)."
+    )
+    attempts: int = Field(1, description="Calls made for the image, blocked ones included.")
+    blocks: list[Block] = Field(default_factory=list, description="The blocked attempts, in order.")
+    rephrase: str | None = Field(
+        None, description="The text appended to the prompt for the try that made it, if any."
+    )
 
 
 def rephrased(prompt: str) -> str:

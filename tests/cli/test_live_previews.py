@@ -15,7 +15,6 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 import test_bad_input_catalogue as catalogue

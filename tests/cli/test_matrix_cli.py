@@ -1,7 +1,8 @@
 """``matrix:`` through the real command: validate counts the combinations and finds every
 matrix problem where it is, ``--dry-run`` prices each combination, a run makes one record
-per combination (axis values, combination order), zip pairs the axes, and ``--resume``
-after one failed combination makes exactly the one missing image."""
+per combination (axis values, combination order), zip pairs the axes, ``--resume``
+after one failed combination makes exactly the one missing image, and so does ``--only``
+(an edited prompt makes every combination again; ``--from`` after that makes none)."""
 
 from __future__ import annotations
 
@@ -230,3 +231,75 @@ def test_a_failed_combination_keeps_the_others_and_resume_makes_only_it(
         {"product": "tote", "style": "oil"},
     ]
     assert steps["index"]["output"] == "hero-poster-studio-photo-1.png oil"
+
+
+def _run_file(
+    box: Sandbox, prefect_api: str, flow: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetchflow.cli", "run", str(flow), *args],
+        env={**box.env, "PREFECT_API_URL": prefect_api},
+        cwd=box.tmp / "cwd",
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=240,
+        check=False,
+    )
+
+
+@pytest.mark.prefect
+def test_only_and_from_redo_only_the_missing_or_changed_combinations(
+    sandbox: Sandbox,  # noqa: F811
+    prefect_api: str,
+) -> None:
+    flow = sandbox.tmp / "grid.yaml"
+    flow.write_text(GRID.read_text(encoding="utf-8"), encoding="utf-8")
+    _fail_poster_watercolor(sandbox)
+    first = json.loads(_run_file(sandbox, prefect_api, flow, "--json").stdout)
+    assert first["steps"]["hero"]["status"] == "failed"
+    assert len(sandbox.openai.requests) == 6
+    kept = first["steps"]["hero"]["output"]
+
+    # --only hero: the five finished combinations come from that run, one call is made.
+    again = _run_file(sandbox, prefect_api, flow, "--json", "--only", "hero")
+
+    assert again.returncode == 0, again.stderr
+    assert len(sandbox.openai.requests) == 7
+    assert _prompt(sandbox.openai.requests[-1]) == "A watercolor of a poster"
+    hero = json.loads(again.stdout)["steps"]["hero"]
+    assert hero["notes"] == [f"5 of 6 combinations kept from run {first['run_id']}, 1 made now"]
+    assert [record["matrix"] for record in hero["output"]] == COMBINATIONS
+    # the same records (the fake draws every image alike: compare ids, not bytes)
+    assert [r["id"] for r in hero["output"] if r != hero["output"][4]] == [r["id"] for r in kept]
+
+    # An edited prompt: no combination's request is the same, each is made again.
+    flow.write_text(
+        flow.read_text(encoding="utf-8").replace(
+            '"A << matrix.style >> of a << matrix.product >>"',
+            '"A << matrix.style >> of a << matrix.product >>, on white"',
+        ),
+        encoding="utf-8",
+    )
+    edited = _run_file(sandbox, prefect_api, flow, "--json", "--only", "hero")
+
+    assert edited.returncode == 0, edited.stderr
+    assert len(sandbox.openai.requests) == 13
+    assert _prompt(sandbox.openai.requests[-1]).endswith(", on white")
+    notes = json.loads(edited.stdout)["steps"]["hero"]["notes"]
+    assert notes == [
+        "0 of 6 combinations kept, 6 made now (6 made again: their request changed since, "
+        "e.g. an edited prompt or input: product=mug style=watercolor; product=mug "
+        "style=studio photo; product=tote style=watercolor and 3 more)"
+    ]
+
+    # --from hero after that: every combination as it is now is made already; the
+    # terminal says so under the step.
+    start = _run_file(sandbox, prefect_api, flow, "--from", "hero")
+
+    assert start.returncode == 0, start.stderr
+    assert len(sandbox.openai.requests) == 13
+    edited_id = json.loads(edited.stdout)["run_id"]
+    assert f"      ! 6 of 6 combinations kept from run {edited_id}, 0 made now" in (
+        start.stderr.splitlines()
+    ), start.stderr

@@ -1,6 +1,7 @@
 """Running a matrix step without Prefect: one call per combination, one flat labelled output,
-each finished combination checkpointed, a resumed step running only the missing ones, a
-failed combination named after the others ended."""
+each finished combination checkpointed, a resumed step running only the missing ones (and
+the ones whose request changed), a failed combination named after the others ended, each
+combination's drafts shown apart."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field, JsonValue
 from fetchflow.errors import StepError
 from fetchflow.run.execution import execute_step
 from fetchflow.run.matrix_execution import MATRIX_KEPT_KEY
-from fetchflow.step import Step, StepConfig, StepContext
+from fetchflow.step import Previews, Step, StepConfig, StepContext
 from fetchflow.testing import make_context
 from fetchflow.workflow.plan import PlannedStep
 from fetchflow.workflow.spec import StepCommon
@@ -186,3 +187,112 @@ def test_a_templated_axis_is_checked_when_rendered_before_any_call(tmp_path: Pat
     ok = make_context(tmp_path, step_id="hero", inputs={"products": ["mug", "cup"]})
     output = execute_step(step, ok.templates, ok)
     assert isinstance(output, list) and [i["text"] for i in output[:4:2]] == ["ink mug", "ink cup"]
+
+
+def test_a_combination_whose_request_changed_is_made_again_and_the_note_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    step = planned(EchoStep, RAW, matrix=AXES)
+    ctx, recorded = context(tmp_path)
+    execute_step(step, ctx.templates, ctx)
+    CALLS.clear()
+    # Edited after that run: the oil combinations render another text, the ink ones not.
+    edited = planned(
+        EchoStep,
+        {
+            **RAW,
+            "text": "<< matrix.style >> << matrix.product >>"
+            "<< '!' if matrix.style == 'oil' else '' >>",
+        },
+        matrix=AXES,
+    )
+
+    again, _ = context(tmp_path, kept=recorded)
+    with caplog.at_level("WARNING"):
+        output = execute_step(edited, again.templates, again)
+
+    assert sorted(CALLS) == ["oil mug!", "oil poster!", "oil tote!"]
+    assert [item["text"] for item in output[:12:2]] == [
+        "ink mug", "oil mug!", "ink tote", "oil tote!", "ink poster", "oil poster!",
+    ]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        f"3 of 6 combinations kept from run {ctx.run_id}, 3 made now (3 made again: their "
+        "request changed since, e.g. an edited prompt or input: product=mug style=oil; "
+        "product=tote style=oil; product=poster style=oil)"
+    ]
+
+
+class DraftStep(Step[EchoConfig, list[Item]]):
+    """Shows a draft of each item before making it, as an image step streams partials."""
+
+    produces_files = True
+
+    def run(self, config: EchoConfig, ctx: StepContext) -> list[Item]:
+        progress = ctx.progress
+        assert progress is not None
+        progress.start(config.copies)
+        for n in range(config.copies):
+            if isinstance(progress, Previews):
+                progress.preview(n, "partial 1 of 1", config.text.encode())
+            progress.advance()
+        return [Item(file_name=f"{n}.txt", text=config.text) for n in range(config.copies)]
+
+
+class ShownDrafts:
+    """A progress that records what it is told, as the run's progress artifact shows it."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.drafts: dict[int, tuple[str, bytes]] = {}
+        self.lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, done: int = 1) -> None:
+        with self.lock:
+            self.done += done
+
+    def preview(self, item: int, label: str, image: bytes) -> None:
+        with self.lock:
+            self.drafts[item] = (label, image)
+
+
+class CountOnly:
+    """A progress that cannot show drafts."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, done: int = 1) -> None:
+        pass
+
+
+def test_each_combination_shows_its_drafts_labelled_with_its_values(tmp_path: Path) -> None:
+    step = planned(DraftStep, RAW, matrix={"product": ["mug", "tote"], "style": ["ink"]})
+    shown = ShownDrafts()
+    ctx = dataclasses.replace(make_context(tmp_path, step_id="hero"), progress=shown)
+
+    execute_step(step, ctx.templates, ctx)
+
+    assert (shown.total, shown.done) == (4, 4)  # 2 combinations × 2 items, one bar
+    assert shown.drafts == {  # numbered after the items of the combinations before
+        0: ("product=mug style=ink · partial 1 of 1", b"ink mug"),
+        1: ("product=mug style=ink · partial 1 of 1", b"ink mug"),
+        2: ("product=tote style=ink · partial 1 of 1", b"ink tote"),
+        3: ("product=tote style=ink · partial 1 of 1", b"ink tote"),
+    }
+    # A progress that cannot show drafts is not offered any (the step does not stream).
+    seen: list[bool] = []
+
+    class Probe(DraftStep):
+        def run(self, config: EchoConfig, ctx: StepContext) -> list[Item]:
+            seen.append(isinstance(ctx.progress, Previews))
+            return []
+
+    quiet = dataclasses.replace(make_context(tmp_path, step_id="hero"), progress=CountOnly())
+    execute_step(
+        planned(Probe, RAW, matrix={"product": ["mug"], "style": ["ink"]}), quiet.templates, quiet
+    )
+    assert seen == [False]

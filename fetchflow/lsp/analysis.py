@@ -3,7 +3,8 @@
 - Diagnostics are ``fetchflow validate``'s problems (the same check, the same words), each
   placed at its ``line:col``.
 - Completion inside a template (``<< hero.output.0.`` ...) offers the references the step can
-  use (:mod:`fetchflow.workflow.refs`); on a step's key line, the fields of its type with
+  use (:mod:`fetchflow.workflow.refs`), ``matrix.<axis>`` in a step with a matrix; on a
+  step's key line, the fields of its type with
   their descriptions; after ``type:``, the step types.
 - Hover on a step id or a reference shows what it holds: a step's output fields, an input's
   type and default.
@@ -32,6 +33,7 @@ from fetchflow.workflow.refs import (
     Ref,
     children,
     input_refs,
+    matrix_refs,
     output_refs,
     readable_steps,
     run_refs,
@@ -104,6 +106,22 @@ class Outline:
     def step(self, step_id: str) -> StepOutline | None:
         """The step with this id."""
         return next((step for step in self.steps if step.id == step_id), None)
+
+
+def _axes(step: StepOutline | None) -> dict[str, Any]:
+    """The step's matrix axes as far as they are written (none without a matrix)."""
+    matrix = step.fields.get("matrix") if step is not None else None
+    if not isinstance(matrix, dict):
+        return {}
+    return {axis: values for axis, values in matrix.items() if isinstance(axis, str)}
+
+
+def _matrix_refs(step: StepOutline | None) -> list[Ref]:
+    """``matrix.<axis>`` of each axis of the step (a file being edited need not validate)."""
+    axes = _axes(step)
+    if step is None or not axes:
+        return []
+    return matrix_refs(StepCommon.model_construct(id=step.id, type=step.type or "", matrix=axes))
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -210,7 +228,8 @@ class Analyzer:
             step_cls = self.registry.get(step.type) if step and step.type else None
             if step is not None and step_cls is not None:
                 refs += output_refs(other, step_cls, _length(step_cls, step.fields))
-        return refs + run_refs()
+        own = _matrix_refs(outline.step(step_id)) if step_id is not None else []
+        return refs + run_refs() + own
 
     def complete(self, text: str, path: Path, line: int, character: int) -> list[Completion]:
         """What may be typed at 0-based ``line``/``character``."""
@@ -245,6 +264,11 @@ class Analyzer:
                 Completion("inputs", "reference", "the workflow's inputs"),
                 Completion("run", "reference", "id, name, started_at"),
             ]
+            axes = _axes(step)
+            if axes:
+                roots.append(
+                    Completion("matrix", "reference", f"this combination's {', '.join(axes)}")
+                )
             for ref in refs:
                 if ref.path.endswith(".output") and ref.path.count(".") == 1:
                     other = outline.step(ref.root)
@@ -308,6 +332,9 @@ class Analyzer:
         step = outline.step_at(line + 1)
         refs = self.refs_for(outline, None)
         root = token.split(".", 1)[0]
+        if root == "matrix" and step is not None:
+            ref = _ref_at(_matrix_refs(step), token)
+            return _hover_ref(ref) if ref else None
         if root in ("inputs", "run"):
             ref = _ref_at(refs, token)
             return _hover_ref(ref) if ref else None

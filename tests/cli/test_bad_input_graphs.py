@@ -178,8 +178,9 @@ def test_deeply_nested_values_are_one_clear_problem(
 HERO = 'step "hero" (image_generation)'
 GENERATION_FIELDS = (
     "fields of image_generation: prompt, model, size, aspect_ratio, resolution, count, "
-    "quality, background, output_format, output_compression, seed, charge_type, "
-    "api_key_secret, moderation, style"
+    "quality, background, output_format, output_compression, partial_images, seed, steps, "
+    "guidance, negative_prompt, strength, safety_checker, charge_type, api_key_secret, "
+    "on_moderation, provenance_prompt, contact_sheet, moderation, style"
 )
 TRANSPARENT_JPEG = (
     'field "background": background: transparent needs output_format png or webp, got jpeg '
@@ -221,8 +222,10 @@ MANY_PROBLEM_CASES = {
              "remove moderation from this step"),
         Case('8:5: step "warmer" (image_edit) field "colour": unknown field "colour"',
              "fields of image_edit: images, prompt, model, size, aspect_ratio, resolution, "
-             "count, quality, background, output_format, output_compression, seed, "
-             "charge_type, api_key_secret, mask, outpaint, input_fidelity, each"),
+             "count, quality, background, output_format, output_compression, partial_images, "
+             "seed, steps, guidance, negative_prompt, strength, safety_checker, charge_type, "
+             "api_key_secret, on_moderation, provenance_prompt, contact_sheet, mask, "
+             "outpaint, input_fidelity, each"),
         Case(f'9:5: step "warmer" (image_edit) {TRANSPARENT_JPEG}', TRANSPARENT_HINT),
     ],
     "templated_and_unknown": [

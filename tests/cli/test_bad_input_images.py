@@ -184,7 +184,15 @@ def _numeric_cases() -> list[object]:
 
 
 def test_the_numeric_fields_are_found() -> None:
-    assert set(numeric_fields(ImageEditConfig)) == {"count", "output_compression", "seed"}
+    assert set(numeric_fields(ImageEditConfig)) == {
+        "count",
+        "output_compression",
+        "seed",
+        "partial_images",
+        "steps",
+        "guidance",
+        "strength",
+    }
     assert numeric_fields(ImageTransformConfig) == {
         "width": int,
         "height": int,

@@ -426,3 +426,7 @@ class FakeOpenAI(PromptBlocks, FakeServer):
                 error=error,
             )
         )
+
+    def queue_unstreamed(self) -> None:
+        """The plain JSON answer to a streamed request (a gateway that ignores ``stream``)."""
+        self.queue(self._plain)

@@ -240,6 +240,9 @@ class RunError(FetchflowError):
         partial_output: What the step made and kept before it failed (paid-for images), as
             the JSON data its output would hold; the run keeps it in the step's result and
             summary, and never retries the step (that would pay for it again).
+        where: ``file:line`` of the step in the workflow, when the error is about what the
+            file asks for (a check before the run: a missing key or model); shown first.
+        step_type: The step's type, shown after its id when ``where`` is set.
     """
 
     message: str
@@ -248,6 +251,8 @@ class RunError(FetchflowError):
     retryable: bool = True
     # Out of repr: Prefect logs an exception's repr, and records hold presigned links.
     partial_output: object = field(default=None, repr=False)
+    where: str = field(default="", kw_only=True)
+    step_type: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         super().__init__(self.message, self.hint)
@@ -256,8 +261,14 @@ class RunError(FetchflowError):
         return self.format()
 
     def format(self) -> str:
-        """``step "id": message`` and, when there is one, a ``hint:`` line."""
-        first = f'step "{self.step_id}": {self.message}' if self.step_id else self.message
+        """``[file:line: ]step "id"[ (type)]: message`` and, when there is one, a ``hint:``
+        line."""
+        first = self.message
+        if self.step_id:
+            kind = f" ({self.step_type})" if self.where and self.step_type else ""
+            first = f'step "{self.step_id}"{kind}: {self.message}'
+        if self.where:
+            first = f"{self.where}: {first}"
         return with_hint(first, self.hint)
 
 

@@ -83,6 +83,10 @@ def preflight(plan: Plan, settings: Settings) -> StoreOpener:
         try:
             step.step_cls.preflight(step.raw_config, settings)
         except RunError as error:
+            # Said where the file asks for it: the step's line, like a problem `validate`
+            # finds (a missing key or model folder is about what the step wants).
             error.step_id = error.step_id or step.id
+            if error.step_id == step.id and not error.where:
+                error.where, error.step_type = f"{plan.file}:{step.line}", step.type
             raise
     return opener

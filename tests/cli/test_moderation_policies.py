@@ -180,7 +180,8 @@ def test_a_fallback_model_without_its_key_is_refused_before_anything_is_paid(
 
     assert outcome.code == 2
     assert outcome.stderr.splitlines() == [
-        'fetchflow: step "hero": on_moderation: fallback_model gemini-2.5-flash-image: '
+        f"fetchflow: {DATA / 'fallback_without_key.yaml'}:4: "
+        'step "hero" (image_generation): on_moderation: fallback_model gemini-2.5-flash-image: '
         "charge_type: personal needs your google key for model gemini-2.5-flash-image, and "
         "GOOGLE_API_KEY or GEMINI_API_KEY is not set",
         "  hint: export GOOGLE_API_KEY=..., name a Prefect Secret block with api_key_secret:, "

@@ -425,7 +425,9 @@ def test_personal_without_a_key_fails_before_any_request(
 
     assert from_step.value.retryable is False
     assert from_step.value.hint.startswith("export OPENAI_API_KEY=...")
-    assert from_run_checks.value.format().startswith(f'step "hero": {missing[:20]}')
+    assert from_run_checks.value.format().startswith(
+        f'{plan.file}:4: step "hero" (image_generation): {missing[:20]}'
+    )
     assert fake_openai.requests == []
     assert workspace.assets() == []
 
@@ -746,9 +748,13 @@ def test_cli_run_without_a_key_says_so_in_one_line_and_calls_nothing(
         None,
         "failed",
     )
-    assert document["error"].startswith('step "hero": charge_type: personal needs your openai')
+    where = f"{FLOWS / 'personal_openai.yaml'}:4"
+    assert document["error"].startswith(
+        f'{where}: step "hero" (image_generation): charge_type: personal needs your openai'
+    )
     assert done.stderr.splitlines() == [
-        'fetchflow: step "hero": charge_type: personal needs your openai key for model '
+        f'fetchflow: {where}: step "hero" (image_generation): charge_type: personal needs '
+        "your openai key for model "
         "gpt-image-2, and OPENAI_API_KEY is not set",
         "  hint: export OPENAI_API_KEY=..., name a Prefect Secret block with api_key_secret:, "
         "or use charge_type: hosted if the operator provides keys",

@@ -130,20 +130,19 @@ def find_model_folder(
         folder = model_dir.expanduser() / name
         if (folder / "model_index.json").is_file():
             return folder
-        looked.append(f"{folder}/model_index.json (FETCHFLOW_LOCAL_MODEL_DIR)")
+        looked.append(f"no {folder}/model_index.json (under FETCHFLOW_LOCAL_MODEL_DIR)")
     else:
-        looked.append("no FETCHFLOW_LOCAL_MODEL_DIR")
+        looked.append("FETCHFLOW_LOCAL_MODEL_DIR is not set")
     cache = _hf_cache(environ)
     if len(parts) == 2:
         snapshot = _cached_snapshot(cache, name)
         if snapshot is not None:
             return snapshot
-        looked.append(f"the Hugging Face cache {cache} (no snapshot of {name})")
+        looked.append(f"the Hugging Face cache {cache} has no snapshot of {name}")
     place = f"{model_dir.expanduser() / name}" if model_dir is not None else f"<folder>/{name}"
     fetch = f"or `hf download {name}` once on this machine, " if len(parts) == 2 else ""
     raise LocalModelMissing(
-        message=f"model {model}: no diffusers model folder found; looked for "
-        + " and ".join(looked),
+        message=f"model {model}: no diffusers model folder found: " + "; ".join(looked),
         hint=f"save the pipeline (save_pretrained) to {place} and set "
         f"FETCHFLOW_LOCAL_MODEL_DIR, {fetch}"
         "then run again (nothing is downloaded during a run)",

@@ -120,7 +120,8 @@ def test_dry_run_prices_the_output_and_a_missing_key_stops_before_any_call(
     refused = _cli("run", flow, env=without, home=tmp_path, cwd=project)
     assert refused.returncode == 2
     assert refused.stderr == (
-        'fetchflow: step "large": charge_type: personal needs your fal key for model '
+        'fetchflow: priced.yaml:3: step "large" (image_upscale): charge_type: personal needs '
+        "your fal key for model "
         "fal-ai/clarity-upscaler, and FAL_KEY is not set\n"
         "  hint: export FAL_KEY=..., name a Prefect Secret block with api_key_secret:, or "
         "use charge_type: hosted if the operator provides keys\n"

@@ -163,9 +163,9 @@ def test_a_missing_model_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(LocalModelMissing) as caught:
         find_model_folder("local/acme/sd", tmp_path, {"HF_HUB_CACHE": str(tmp_path / "hub")})
     assert caught.value.format() == (
-        f"model local/acme/sd: no diffusers model folder found; looked for "
-        f"{tmp_path}/acme/sd/model_index.json (FETCHFLOW_LOCAL_MODEL_DIR) and the Hugging "
-        f"Face cache {tmp_path}/hub (no snapshot of acme/sd)\n"
+        f"model local/acme/sd: no diffusers model folder found: no "
+        f"{tmp_path}/acme/sd/model_index.json (under FETCHFLOW_LOCAL_MODEL_DIR); the Hugging "
+        f"Face cache {tmp_path}/hub has no snapshot of acme/sd\n"
         f"  hint: save the pipeline (save_pretrained) to {tmp_path}/acme/sd and set "
         "FETCHFLOW_LOCAL_MODEL_DIR, or `hf download acme/sd` once on this machine, then run "
         "again (nothing is downloaded during a run)"
@@ -253,8 +253,9 @@ def test_a_missing_model_folder_is_refused_before_the_run(tmp_path: Path) -> Non
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        f'fetchflow: step "hero": model {MODEL}: no diffusers model folder found; looked for '
-        f"{tmp_path}/models/{TINY_MODEL}/model_index.json (FETCHFLOW_LOCAL_MODEL_DIR)",
+        f'fetchflow: {FLOW}:12: step "hero" (image_generation): model {MODEL}: no diffusers '
+        f"model folder found: no {tmp_path}/models/{TINY_MODEL}/model_index.json (under "
+        "FETCHFLOW_LOCAL_MODEL_DIR)",
         f"  hint: save the pipeline (save_pretrained) to {tmp_path}/models/{TINY_MODEL} and "
         "set FETCHFLOW_LOCAL_MODEL_DIR, then run again (nothing is downloaded during a run)",
     ]
@@ -275,8 +276,9 @@ def test_missing_torch_names_the_extra(models: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        f'fetchflow: step "hero": model {MODEL} runs on this machine with torch, diffusers '
-        "and transformers, and torch is not installed (No module named 'torch')",
+        f'fetchflow: {FLOW}:12: step "hero" (image_generation): model {MODEL} runs on this '
+        "machine with torch, diffusers and transformers, and torch is not installed (No "
+        "module named 'torch')",
         "  hint: pip install 'fetchflow[local]' on the machine that runs this step (a GPU "
         "worker), or use another model",
     ]

@@ -15,7 +15,7 @@ from fetchflow.workflow.inputs import resolve_inputs
 
 FLOWS = Path(__file__).resolve().parents[1] / "flows"
 EXAMPLES = sorted(FLOWS.glob("*.yaml"))
-KEY_VARIABLES = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+KEY_VARIABLES = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "FAL_KEY")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ def test_example_checks_clean(path: Path, registry: StepRegistry) -> None:
         ("product_shot", "handoff", ("hero",)),
         ("storyboard", "summary", ("opening", "middle", "closing", "title_card")),
         ("matrix", "contact", ("shots", "first_look")),
+        ("open_models", "summary", ("draft",)),
     ],
 )
 def test_image_example_runs_offline(

@@ -71,6 +71,13 @@ REFUSED = {
         "use an OpenAI model (gpt-image-1.5, gpt-image-2) or preview, or leave outpaint out "
         "and say in the prompt what to change",
     ),
+    "mask-flux-pro": Refused(
+        step("images: a.png", "prompt: x", "model: fal-ai/flux-pro/v1.1", "mask: m.png"),
+        "7:5",
+        "model",
+        "model fal-ai/flux-pro/v1.1 makes images from a prompt only: it does not edit images",
+        "use a model that edits (fal-ai/flux/dev, fal-ai/fast-sdxl)",
+    ),
     "fidelity-high-mini": Refused(
         step("images: a.png", "prompt: x", "model: gpt-image-1-mini", "input_fidelity: high"),
         "8:5",

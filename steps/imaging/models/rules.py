@@ -222,8 +222,12 @@ def check_reference_count(spec: ModelSpec, count: int) -> None:
 
 
 def check_mask_support(spec: ModelSpec, field: str) -> None:
-    """``mask`` or ``outpaint`` (which sends a mask) only where ``spec`` takes a mask."""
+    """``mask`` or ``outpaint`` (which sends a mask) only where ``spec`` takes a mask.
+
+    A model that does not edit at all (FLUX schnell, FLUX pro) is refused as such first.
+    """
     if not spec.mask:
+        check_reference_count(spec, 1)
         raise _violation(
             f"{field} needs a model that takes a mask; model {spec.name} edits from the "
             "prompt alone",

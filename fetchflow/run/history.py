@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from fetchflow.errors import StorageError, UsageError
+from fetchflow.matrix_grid import is_contact_sheet
 from fetchflow.run.checkpoints import SavedRun, is_stale, run_key
 from fetchflow.storage.keys import sha256_hex
 from fetchflow.storage.spool import write_atomically
@@ -652,8 +653,9 @@ def _read_checked(store: AssetStore, record: Mapping[str, object], step_id: str)
 def files_to_export(store: AssetStore, detail: RunDetail) -> list[ExportFile]:
     """Every file of a run under its readable name, its bytes read through the store.
 
-    Files: each step's asset records (a step cut short: what it made and kept), a text
-    output as ``<step>.txt``, other data (not empty) as ``<step>.json``.
+    Files: each step's asset records as ``<step>-<n>.<ext>`` (a step cut short: what it
+    made and kept; a contact sheet as ``<step>-contact-sheet.png``), a text output as
+    ``<step>.txt``, other data (not empty) as ``<step>.json``.
 
     Raises:
         StorageError: A file cannot be read or does not match its record (nothing is
@@ -665,7 +667,11 @@ def files_to_export(store: AssetStore, detail: RunDetail) -> list[ExportFile]:
         if not safe.fullmatch(step.step_id):
             continue
         if step.images:
-            for number, record in enumerate(step.images, start=1):
+            pictures = (record for record in step.images if not is_contact_sheet(record))
+            numbers = {id(record): n for n, record in enumerate(pictures, start=1)}
+            for record in step.images:
+                # A contact sheet is a picture of the others, not one of them: named so.
+                number = numbers.get(id(record), "contact-sheet")
                 name = f"{step.step_id}-{number}{_extension(record)}"
                 files.append(
                     ExportFile(

@@ -776,3 +776,36 @@ def test_run_out_of_a_failed_run_writes_the_images_it_made(
     assert outcome.stderr.splitlines()[-1] == (
         f"exported 2 file(s) of run {run_id_of(outcome)} to {out}"
     )
+
+
+def test_export_names_a_contact_sheet_as_such_and_numbers_only_the_images(box: Sandbox) -> None:
+    store = local_store(box)
+    shots = [image(store, "run-sheet", "hero", f"hero-{c}-1.png", c, 0.0) for c in ("red", "blue")]
+    sheet = store.put(
+        png(8, 3, "white"),
+        file_name="hero-contact-sheet.png",
+        file_type="image/png",
+        step_id="hero",
+        run_id="run-sheet",
+        width=8,
+        height=3,
+        provenance={"kind": "contact_sheet"},
+    ).model_dump(mode="json")
+    put_run(
+        local_store(box),
+        plan_of(THUMBNAILS),
+        "run-sheet",
+        status="completed",
+        started=T0,
+        ended=T0 + timedelta(seconds=1),
+        steps={"hero": StepResult("completed", [*shots, sheet], seconds=1.0, attempts=1)},
+    )
+
+    outcome = cli(box, "export", "run-sheet", str(box.tmp / "out"))
+
+    assert outcome.code == 0, outcome.stderr
+    names = ["hero-1.png", "hero-2.png", "hero-contact-sheet.png"]
+    assert sorted(p.name for p in (box.tmp / "out").iterdir()) == names
+    for name, record in zip(names, [*shots, sheet], strict=True):
+        data = (box.tmp / "out" / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record["sha256"]

@@ -121,11 +121,14 @@ def _file_name(name: str, values: Mapping[str, object], step_id: str) -> str:
     combinations of one step would otherwise give their files the same names."""
     slug = _slug(values)
     head = f"{step_id}-"
-    if name.startswith(f"{head}{slug}-") or f"-{slug}" in name:
-        return name  # named already (an item kept by this very combination)
+    # Named already (an item kept by this very combination) only when the slug sits exactly
+    # where it is put below: elsewhere it may be the name's number (slug "1", hero-1.png).
     if name.startswith(head):
-        return f"{head}{slug}-{name.removeprefix(head)}"
+        named = name.startswith(f"{head}{slug}-")
+        return name if named else f"{head}{slug}-{name.removeprefix(head)}"
     stem, dot, suffix = name.rpartition(".")
+    if (stem if dot else name).endswith(f"-{slug}"):
+        return name
     return f"{stem}-{slug}.{suffix}" if dot else f"{name}-{slug}"
 
 

@@ -296,3 +296,17 @@ def test_each_combination_shows_its_drafts_labelled_with_its_values(tmp_path: Pa
         planned(Probe, RAW, matrix={"product": ["mug"], "style": ["ink"]}), quiet.templates, quiet
     )
     assert seen == [False]
+
+
+def test_numbers_as_axis_values_name_every_file_after_its_combination(tmp_path: Path) -> None:
+    # Slug "1" is also in the file name "hero-1.txt": each file is still named once, right.
+    step = planned(EchoStep, {"text": "n << matrix.n >>", "copies": 2}, matrix={"n": [1, 2]})
+    ctx, recorded = context(tmp_path)
+
+    output = execute_step(step, ctx.templates, ctx)
+
+    assert isinstance(output, list)
+    names = ["hero-1-1.txt", "hero-1-2.txt", "hero-2-1.txt", "hero-2-2.txt"]
+    assert [item["file_name"] for item in output[:4]] == names
+    kept = [i["file_name"] for i in recorded if isinstance(i, dict) and "text" in i]
+    assert sorted(kept) == names

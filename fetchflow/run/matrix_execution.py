@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +156,19 @@ def _tag_output(output: object, values: Mapping[str, Any], step_id: str) -> obje
     return _tag(output, values, step_id)
 
 
+class _CombinationLogger(logging.LoggerAdapter[Any]):
+    """A combination's logger: each message starts with its axis values, so a warning
+    (which the terminal and the gallery list once each) says which combination it is about."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], label: str) -> None:
+        super().__init__(logger, {})
+        self._label = label
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        label = self._label.replace("%", "%%") if args else self._label
+        self.logger.log(level, f"{label}: {msg}", *args, **kwargs)
+
+
 class _SharedProgress:
     """One progress bar for every combination: the first ``start`` counts for all."""
 
@@ -264,6 +278,7 @@ def execute_matrix(
             combo_ctx = dataclasses.replace(
                 ctx,
                 scope={**ctx.scope, "matrix": values},
+                logger=_CombinationLogger(ctx.logger, combination_label(values)),
                 kept=earlier.kept.get(combination_key(values)),
                 on_kept=(lambda item: on_kept(_tag(item, values, step.id))) if on_kept else None,
                 progress=_combination_progress(shared, index, values),

@@ -310,3 +310,26 @@ def test_numbers_as_axis_values_name_every_file_after_its_combination(tmp_path: 
     assert [item["file_name"] for item in output[:4]] == names
     kept = [i["file_name"] for i in recorded if isinstance(i, dict) and "text" in i]
     assert sorted(kept) == names
+
+
+class WarnStep(Step[WordConfig, str]):
+    """Warns the same words in every combination (as a skipped image's note does)."""
+
+    def run(self, config: WordConfig, ctx: StepContext) -> str:
+        ctx.logger.warning("image 1 of 1: %s; skipped", "blocked")
+        return config.word
+
+
+def test_a_combinations_warning_names_the_combination(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    step = planned(WarnStep, {"word": "<< matrix.thing >>"}, matrix={"thing": ["cat", "100%"]})
+    ctx, _ = context(tmp_path)
+
+    with caplog.at_level("WARNING"):
+        execute_step(step, ctx.templates, ctx)
+
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "thing=100%: image 1 of 1: blocked; skipped",
+        "thing=cat: image 1 of 1: blocked; skipped",
+    ]

@@ -102,35 +102,45 @@ def _first_seen(keys: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def plan_grid(matrices: Sequence[Mapping[str, object]]) -> Grid:
+def plan_grid(
+    matrices: Sequence[Mapping[str, object]],
+    combinations: Sequence[Mapping[str, object]] = (),
+) -> Grid:
     """Lay out items by their axis values (one mapping per item, empty without a matrix).
 
     Args:
         matrices: Each item's combination (``AssetRecord.matrix``), in output order.
+        combinations: Every combination of the matrix, in order, when known: a value
+            whose combinations all made nothing still has its row or column (empty cells).
 
     Returns:
         The grid; items beyond its bounds are counted in ``left_out``.
     """
-    axes = _first_seen([axis for values in matrices for axis in values])
+    every = [*combinations, *matrices]
+    axes = _first_seen([axis for values in every for axis in values])
     if not axes:
         return _unnumbered(len(matrices))
     row_axes: tuple[str, ...] = ()
     if len(axes) == 1:
-        row_keys = ["" for _ in matrices]
+        row_keys = ["" for _ in every]
         corner = axes[0]
     else:
         row_axes = tuple(axes[:-1])
         row_keys = [
             value_text(values.get(axes[0])) if len(axes) == 2 else _pairs(row_axes, values)
-            for values in matrices
+            for values in every
         ]
         corner = f"{', '.join(row_axes)} \\ {axes[-1]}"
-    column_keys = [value_text(values.get(axes[-1])) for values in matrices]
+    column_keys = [value_text(values.get(axes[-1])) for values in every]
     if row_axes and _paired(row_keys, column_keys):
-        row_keys = ["" for _ in matrices]
-        column_keys = [_pairs(axes, values) for values in matrices]
+        row_keys = ["" for _ in every]
+        column_keys = [_pairs(axes, values) for values in every]
         corner = " + ".join(axes)
-    return _place(corner, row_keys, column_keys)
+    # The combinations only order the rows and columns; the items are what is placed.
+    known = len(combinations)
+    return _place(
+        corner, row_keys[known:], column_keys[known:], row_keys[:known], column_keys[:known]
+    )
 
 
 def _paired(row_keys: Sequence[str], column_keys: Sequence[str]) -> bool:
@@ -141,12 +151,19 @@ def _paired(row_keys: Sequence[str], column_keys: Sequence[str]) -> bool:
     return len(combos) > 1 and len(combos) == len(rows) == len(columns)
 
 
-def _place(corner: str, row_keys: Sequence[str], column_keys: Sequence[str]) -> Grid:
-    rows, columns = _first_seen(row_keys), _first_seen(column_keys)
+def _place(
+    corner: str,
+    row_keys: Sequence[str],
+    column_keys: Sequence[str],
+    every_row: Sequence[str] = (),
+    every_column: Sequence[str] = (),
+) -> Grid:
+    rows = _first_seen([*every_row, *row_keys])
+    columns = _first_seen([*every_column, *column_keys])
     found: dict[tuple[str, str], list[int]] = {}
     for index, key in enumerate(zip(row_keys, column_keys, strict=True)):
         found.setdefault(key, []).append(index)
-    per_cell = min(MAX_PER_CELL, max(len(items) for items in found.values()))
+    per_cell = min(MAX_PER_CELL, max((len(items) for items in found.values()), default=1))
     shown_rows = rows[:MAX_ROWS]
     shown_columns = columns[: max(1, MAX_CELL_IMAGES // per_cell)]
     cells = tuple(

@@ -245,6 +245,8 @@ class StepContext:
             :meth:`keep`), as JSON data with fresh links: a step that can makes only the
             rest. None otherwise.
         on_kept: Records one paid item in the run's checkpoints (see :meth:`keep`).
+        combinations: In :meth:`Step.finish_matrix`: every combination of the matrix, in
+            order, those that made nothing included (a grid keeps their rows and columns).
     """
 
     step_id: str
@@ -263,6 +265,7 @@ class StepContext:
     timeout_seconds: float | None = None
     kept: object = field(default=None, repr=False)
     on_kept: Callable[[object], None] | None = field(default=None, repr=False)
+    combinations: tuple[Mapping[str, object], ...] = ()
 
     def keep(self, item: object) -> None:
         """Record one paid piece of work the moment it is stored (an image's record, as

@@ -107,3 +107,16 @@ def test_a_contact_sheet_is_told_by_its_provenance_kind() -> None:
     assert is_contact_sheet({"provenance": {"kind": "contact_sheet"}})
     assert not is_contact_sheet({"provenance": {"seed": "1"}})
     assert not is_contact_sheet({})
+
+
+def test_a_value_whose_combinations_all_made_nothing_keeps_its_column_empty() -> None:
+    # style=a/b × thing=cat/forbidden: both "forbidden" images were blocked and skipped.
+    every = [{"style": s, "thing": t} for s in ("a", "b") for t in ("cat", "forbidden")]
+    made = [every[0], every[2]]
+
+    grid = plan_grid(made, every)
+
+    assert grid == Grid(
+        "style \\ thing", ("a", "b"), ("cat", "forbidden"), (((0,), ()), ((1,), ())), 1, 0
+    )
+    assert plan_grid([], every).cells == (((), ()), ((), ()))

@@ -308,7 +308,8 @@ def execute_matrix(
     if not is_list_output(step.step_cls):
         return [step.step_cls.dump_output(output) for output in results]
     flat: list[object] = [item for output in results for item in output]  # type: ignore[attr-defined]
-    finished = step.step_cls().finish_matrix(configs[0], flat, ctx)
+    every = dataclasses.replace(ctx, combinations=tuple(combos))
+    finished = step.step_cls().finish_matrix(configs[0], flat, every)
     return step.step_cls.dump_output(finished)
 
 

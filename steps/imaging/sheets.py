@@ -89,7 +89,7 @@ def _add_contact_sheet(
     images = [asset for asset in assets if not is_contact_sheet(asset.model_dump())]
     if not images:
         return list(assets)
-    grid = plan_grid([asset.matrix for asset in images])
+    grid = plan_grid([asset.matrix for asset in images], ctx.combinations)
     title = f"{ctx.step_id} · {len(images)} image{'s' * (len(images) != 1)}"
     shown = {index for row in grid.cells for cell in row for index in cell}
     data = [

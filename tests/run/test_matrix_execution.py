@@ -333,3 +333,27 @@ def test_a_combinations_warning_names_the_combination(
         "thing=100%: image 1 of 1: blocked; skipped",
         "thing=cat: image 1 of 1: blocked; skipped",
     ]
+
+
+class SkipStep(Step[EchoConfig, list[Item]]):
+    """Makes nothing for a text that says "skip" (as a skipped blocked image); its grid
+    is drawn from every combination."""
+
+    def run(self, config: EchoConfig, ctx: StepContext) -> list[Item]:
+        return [] if "skip" in config.text else [Item(file_name="hero-1.txt", text=config.text)]
+
+    def finish_matrix(self, config: EchoConfig, output: list[Item], ctx: StepContext) -> list[Item]:
+        every = " ".join(str(values["thing"]) for values in ctx.combinations)
+        return [*output, Item(file_name="grid.txt", text=every)]
+
+
+def test_finish_matrix_knows_every_combination_even_one_that_made_nothing(
+    tmp_path: Path,
+) -> None:
+    step = planned(SkipStep, {"text": "<< matrix.thing >>"}, matrix={"thing": ["cat", "skip"]})
+    ctx, _ = context(tmp_path)
+
+    output = execute_step(step, ctx.templates, ctx)
+
+    assert isinstance(output, list)
+    assert [item["text"] for item in output] == ["cat", "cat skip"]

@@ -40,6 +40,8 @@ __all__ = [
     "Grid",
     "is_contact_sheet",
     "plan_grid",
+    "record_name",
+    "value_text",
 ]
 
 #: ``provenance["kind"]`` of a record that is a contact sheet of the step's other records.
@@ -87,10 +89,23 @@ def is_contact_sheet(record: Mapping[str, object]) -> bool:
     return isinstance(provenance, Mapping) and provenance.get("kind") == CONTACT_SHEET_KIND
 
 
+def record_name(value: object) -> str | None:
+    """The file name of an asset record used as an axis value (``img: << base.output >>``),
+    which says which file it is where its JSON (links, hashes, times) would not; else None."""
+    if isinstance(value, Mapping) and isinstance(value.get("sha256"), str):
+        name = value.get("file_name")
+        return name if isinstance(name, str) and name else None
+    return None
+
+
 def value_text(value: object) -> str:
-    """An axis value as a label: text as is, anything else as compact JSON."""
+    """An axis value as a label: text as is, an asset record by its file name, anything
+    else as compact JSON."""
     if isinstance(value, str):
         return value
+    name = record_name(value)
+    if name is not None:
+        return name
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 

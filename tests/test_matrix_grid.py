@@ -10,6 +10,7 @@ from fetchflow.matrix_grid import (
     Grid,
     is_contact_sheet,
     plan_grid,
+    value_text,
 )
 
 PRODUCTS, STYLES = ["mug", "tote", "cap"], ["watercolor", "studio photo"]
@@ -120,3 +121,16 @@ def test_a_value_whose_combinations_all_made_nothing_keeps_its_column_empty() ->
         "style \\ thing", ("a", "b"), ("cat", "forbidden"), (((0,), ()), ((1,), ())), 1, 0
     )
     assert plan_grid([], every).cells == (((), ()), ((), ()))
+
+
+def test_an_asset_record_as_axis_value_is_labelled_by_its_file_name() -> None:
+    records = [
+        {"file_name": f"base-{n}.png", "sha256": f"{n}" * 64, "file_url": f"file:///x/{n}.png"}
+        for n in (1, 2)
+    ]
+    matrices = [{"img": r, "light": light} for r in records for light in ("warm", "cold")]
+
+    grid = plan_grid(matrices)
+
+    assert grid.row_labels == ("base-1.png", "base-2.png")
+    assert value_text({"file_name": "a.png", "n": 1}) == '{"file_name":"a.png","n":1}'

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from fetchflow.errors import RunError, StepError, TemplateError
+from fetchflow.matrix_grid import record_name
 from fetchflow.run.matrix_checkpoints import (
     MATRIX_KEPT_KEY,
     EarlierCombinations,
@@ -109,12 +111,24 @@ def resolve_combinations(
 
 
 def _slug(values: Mapping[str, object]) -> str:
-    """The axis values as a file-name part: ``mug-watercolor``."""
-    text = "-".join(
-        v if isinstance(v, str) else json.dumps(v, default=str) for v in values.values()
-    )
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:60].rstrip("-") or "combination"
+    """The axis values as a file-name part: ``mug-watercolor`` (an asset record by its file
+    name's stem; accents dropped, ``café`` as ``cafe``; each value cut short on its own, so
+    a long one leaves the others in)."""
+    parts = []
+    for value in values.values():
+        name = record_name(value)
+        text = (
+            name.rpartition(".")[0] or name
+            if name is not None
+            else value
+            if isinstance(value, str)
+            else json.dumps(value, default=str)
+        )
+        ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+        part = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:40].rstrip("-")
+        if part:
+            parts.append(part)
+    return "-".join(parts)[:100].rstrip("-") or "combination"
 
 
 def _file_name(name: str, values: Mapping[str, object], step_id: str) -> str:

@@ -25,6 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_origin
 
+from fetchflow.matrix_grid import record_name
 from fetchflow.step import OutputLength, Step
 from fetchflow.templating import is_template
 
@@ -211,7 +212,9 @@ def matrix_output_length(
 
 
 def _plain(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, str):
+        return value
+    return record_name(value) or json.dumps(value, default=str)
 
 
 def _shown(value: object) -> str:

@@ -357,3 +357,25 @@ def test_finish_matrix_knows_every_combination_even_one_that_made_nothing(
 
     assert isinstance(output, list)
     assert [item["text"] for item in output] == ["cat", "cat skip"]
+
+
+def test_file_names_say_a_record_by_its_name_and_keep_every_axis_of_long_or_accented_values(
+    tmp_path: Path,
+) -> None:
+    records = [
+        {"file_name": f"base-{n}.png", "sha256": f"{n}" * 64, "file_url": f"file:///tmp/{n}.png"}
+        for n in (1, 2)
+    ]
+    axes = {"img": records, "light": ["büyük café", "x" * 80 + " end"]}
+    step = planned(EchoStep, {"text": "<< matrix.light >>"}, matrix=axes)
+    ctx, _ = context(tmp_path)
+
+    output = execute_step(step, ctx.templates, ctx)
+
+    assert isinstance(output, list)
+    assert [item["file_name"] for item in output[:4]] == [
+        "hero-base-1-buyuk-cafe-1.txt",
+        f"hero-base-1-{'x' * 40}-1.txt",
+        "hero-base-2-buyuk-cafe-1.txt",
+        f"hero-base-2-{'x' * 40}-1.txt",
+    ]

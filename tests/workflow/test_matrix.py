@@ -162,3 +162,8 @@ def test_refs_list_the_axes_and_the_joined_output() -> None:
     assert listed["pairs.output"].items == "2"
     assert "hero.output.N.matrix" in listed
     assert not any(ref.root == "matrix" for ref in index.refs)  # no matrix of its own
+
+
+def test_a_combination_with_an_asset_record_is_labelled_by_its_file_name() -> None:
+    record = {"file_name": "base-2.png", "sha256": "ab" * 32, "file_url": "https://x/y?sig=z"}
+    assert combination_label({"img": record, "light": "warm"}) == "img=base-2.png light=warm"

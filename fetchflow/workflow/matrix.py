@@ -208,6 +208,7 @@ def matrix_output_length(
         None if items is None else items + once,
         fields,
         at_most=None if at_most is None else at_most + once,
+        why=per_combination.why,  # no field a template: why only "at most" is known
     )
 
 

@@ -54,7 +54,7 @@ def with_contact_sheet(
         return length
     items = None if length.items is None else length.items + 1
     most = None if length.at_most is None else length.at_most + 1
-    return OutputLength(items, (*length.fields, _FIELD), at_most=most, once=1)
+    return OutputLength(items, (*length.fields, _FIELD), at_most=most, once=1, why=length.why)
 
 
 def in_matrix(ctx: StepContext) -> bool:

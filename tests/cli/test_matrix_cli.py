@@ -303,3 +303,24 @@ def test_only_and_from_redo_only_the_missing_or_changed_combinations(
     assert f"      ! 6 of 6 combinations kept from run {edited_id}, 0 made now" in (
         start.stderr.splitlines()
     ), start.stderr
+
+
+def test_at_most_with_on_moderation_skip_says_why_in_a_matrix_and_with_a_sheet(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    flow = DATA / "skip_at_most.yaml"
+
+    outcome = sandbox.fetchflow("validate", str(flow))
+
+    why = "(on_moderation: skip leaves a blocked image out)"
+    assert (outcome.code, outcome.stdout) == (2, "")
+    assert outcome.stderr.splitlines() == [
+        f'{flow}:23:19: step "reader" (template) field "template": "shots.output.5": '
+        f"shots.output has at most 5 items {why}, so there is no item 5",
+        "  hint: use an index below 5",
+        f'{flow}:23:40: step "reader" (template) field "template": "single.output.3": '
+        f"single.output has at most 3 items {why}, so there is no item 3",
+        "  hint: use an index below 3",
+        f"{flow}: 2 problems",
+    ]
+    sandbox.assert_nothing_happened(outcome)

@@ -219,6 +219,7 @@ def publish_step_output(
     background: bool = False,
     thumbnail_dir: Path | None = None,
     notes: Sequence[str] = (),
+    combinations: Sequence[Mapping[str, object]] = (),
 ) -> list[str]:
     """Publish a step's output as an artifact of the current task run.
 
@@ -241,6 +242,8 @@ def publish_step_output(
         thumbnail_dir: Where thumbnails are kept between runs (``<home>/thumbnails``);
             None keeps them in this process only.
         notes: What the step warned about, listed under a gallery's table.
+        combinations: A matrix step's every combination (the grid keeps a row or column
+            whose combinations made nothing, as empty cells).
 
     Returns:
         The key of the artifact (to be) created; none when it could not be (a failure is a
@@ -269,6 +272,7 @@ def publish_step_output(
                     thumbnails=_thumbnails(thumbnail_dir),
                     links=links,
                     notes=notes,
+                    combinations=combinations,
                 )
                 description = f"Files made by {step_id}"
         except Exception as error:  # a display problem must never fail the step

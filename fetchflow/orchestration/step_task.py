@@ -30,7 +30,11 @@ from fetchflow.orchestration.file_server import public_links
 from fetchflow.orchestration.server import server_state_file
 from fetchflow.run.checkpoints import Checkpoints
 from fetchflow.run.execution import execute_step, run_config, validated_config
-from fetchflow.run.matrix_execution import CombinationCache, execute_matrix
+from fetchflow.run.matrix_execution import (
+    CombinationCache,
+    execute_matrix,
+    resolve_combinations,
+)
 from fetchflow.run.reuse import GenerationCache, fresh_links
 from fetchflow.settings import Settings
 from fetchflow.step import StepContext
@@ -189,14 +193,14 @@ def run_step(job: StepJob) -> StepOutcome:
             logger.error("%s", error.format())
             if error.partial_output is not None and step.step_cls.produces_files:
                 # what was paid for shows in the UI too
-                publish(output=error.partial_output, notes=tuple(notes))
+                publish(output=error.partial_output, notes=tuple(notes), combinations=_every(job))
         raise
     # Outside the try: a display problem is a warning, never the step's error. Steps that
     # make files get their Output artifact (gallery and table), off the step's critical
     # path. Not every text step: 30 trivial steps each with an artifact took bench_runner's
     # ratio from ~1.5 to ~3.4 (one POST each, on the server's one SQLite writer).
     if step.step_cls.produces_files:
-        publish(output=output, notes=tuple(notes))
+        publish(output=output, notes=tuple(notes), combinations=_every(job))
     return StepOutcome(output, attempt, reused, tuple(notes))
 
 
@@ -224,6 +228,17 @@ def _execute(job: StepJob, ctx: StepContext, logger: Any) -> tuple[object, str |
     output = run_config(step, config, ctx)
     cache.put(key, output, job.run_info["id"])
     return output, None
+
+
+def _every(job: StepJob) -> tuple[dict[str, Any], ...]:
+    """A matrix step's every combination, for its gallery's grid (rendering the axes again
+    is cheap and gives what the step ran); none without a matrix or when they fail."""
+    if job.step.common.matrix is None:
+        return ()
+    try:
+        return tuple(resolve_combinations(job.step, job.plan.templates, job.scope))
+    except RunError:
+        return ()
 
 
 def _combination_cache(cache: GenerationCache, job: StepJob) -> CombinationCache:

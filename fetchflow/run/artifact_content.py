@@ -230,6 +230,7 @@ def render_gallery(
     thumbnails: ThumbnailCache | None = None,
     links: Callable[[str], str] | None = None,
     notes: Sequence[str] = (),
+    combinations: Sequence[Mapping[str, object]] = (),
 ) -> str:
     """The Output artifact of a step that made files: linked thumbnails, then a table.
 
@@ -238,7 +239,9 @@ def render_gallery(
     thumbnails by content (None: a private one, for this gallery only). ``links`` maps a
     record's ``file_url`` to the link shown (the local store's file server). ``notes`` are
     what the step warned about (an image blocked and skipped, retried, made by another
-    model), listed under the table, each once.
+    model), listed under the table, each once. ``combinations``: a matrix step's every
+    combination, so one that made nothing is an empty cell even when its row or column
+    has no image at all.
     """
     cache = thumbnails if thumbnails is not None else ThumbnailCache(capacity=len(records))
     budget = GALLERY_BUDGET
@@ -301,13 +304,16 @@ def render_gallery(
     else:
         where = "Click a thumbnail for the full file."
     head += [f"Step `{step_id}` made {count}. {where}", ""]
-    pictures = _thumbnails_section(records, thumbs, shown_urls)
+    pictures = _thumbnails_section(records, thumbs, shown_urls, combinations)
     said = ["", "Notes:", "", *(f"- {_md(note)}" for note in dict.fromkeys(notes))]
     return "\n".join([*head, *pictures, *rows, *(said if notes else []), ""])
 
 
 def _thumbnails_section(
-    records: Sequence[Mapping[str, object]], thumbs: Mapping[int, str], urls: Sequence[str]
+    records: Sequence[Mapping[str, object]],
+    thumbs: Mapping[int, str],
+    urls: Sequence[str],
+    combinations: Sequence[Mapping[str, object]] = (),
 ) -> list[str]:
     """The gallery's pictures: a labelled grid when a step made several images (its matrix
     axes as row and column headers, else numbered side by side), else one line; then any
@@ -327,7 +333,7 @@ def _thumbnails_section(
     if len(images) > 1 or any(matrices):
         lines += [
             *render_grid(
-                plan_grid(matrices),
+                plan_grid(matrices, combinations),
                 [_cell_picture(records[i], thumbs.get(i), urls[i]) for i in images],
             ),
             "",

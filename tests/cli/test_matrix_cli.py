@@ -324,3 +324,40 @@ def test_at_most_with_on_moderation_skip_says_why_in_a_matrix_and_with_a_sheet(
         f"{flow}: 2 problems",
     ]
     sandbox.assert_nothing_happened(outcome)
+
+
+@pytest.mark.prefect
+def test_a_column_whose_every_combination_was_skipped_stays_in_the_grid_and_notes(
+    sandbox: Sandbox,  # noqa: F811
+    prefect_api: str,
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    sandbox.openai.block_prompts("forbidden")
+
+    done = _run_file(sandbox, prefect_api, DATA / "skip_a_column.yaml", "--json")
+
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    step = document["steps"]["shots"]
+    assert [r["file_name"] for r in step["output"]] == [
+        "shots-ink-cat-1.png",
+        "shots-oil-cat-1.png",
+        "shots-contact-sheet.png",
+    ]
+    assert sorted(step["notes"]) == [
+        f"style={style} thing=forbidden dog: image 1 of 1: blocked at input (violence) by "
+        "gpt-image-1-mini; skipped (on_moderation: skip)"
+        for style in ("ink", "oil")
+    ]
+    with get_client(sync_client=True) as client:
+        found = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={"artifacts": {"flow_run_id": {"any_": [document["run_id"]]}}, "limit": 50},
+        ).json()
+    gallery = next(a["data"] for a in found if a["key"] == "skip-a-column-shots-output")
+    table = gallery.split("| style \\\\ thing | cat | forbidden dog |\n|---|:---:|:---:|\n")[1]
+    rows = table.split("\n\n", 1)[0].splitlines()
+    assert [row.split(" | ")[0] for row in rows] == ["| **ink**", "| **oil**"]
+    assert all(row.endswith(" | *no image* |") for row in rows)

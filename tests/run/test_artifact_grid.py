@@ -91,3 +91,17 @@ def test_one_image_keeps_the_single_line(store: LocalStore) -> None:
     markdown = gallery(made, store)
     assert "|---|:---:|" not in markdown
     assert len(LINKED_THUMB.findall(markdown)) == 1
+
+
+def test_a_value_whose_combinations_all_made_nothing_keeps_its_column(store: LocalStore) -> None:
+    # tone=cold was blocked and skipped for every size: no record says "cold".
+    every = [{"size": s, "tone": t} for s in ("S", "M") for t in ("warm", "cold")]
+    made = records(store, [every[0], every[2]])
+
+    markdown = gallery(made, store, combinations=every)
+
+    table = markdown.split("| size \\\\ tone | warm | cold |\n|---|:---:|:---:|\n", 1)[1]
+    rows = table.splitlines()[:2]
+    assert [row.split(" | ")[0] for row in rows] == ["| **S**", "| **M**"]
+    assert all(row.endswith(") | *no image* |") for row in rows)
+    assert [name for name, _, _ in LINKED_THUMB.findall(table)] == ["hero-1.png", "hero-2.png"]

@@ -71,8 +71,11 @@ def test_image_example_runs_offline(
         path = Path(first["storage_uri"].removeprefix("file://"))
         assert path.is_file() and path.stat().st_size == first["file_size"]
     if name == "matrix":  # one record per combination, in combination order, each labelled
-        shots = report.steps["shots"].output
-        assert isinstance(shots, list)
+        output = report.steps["shots"].output
+        assert isinstance(output, list)
+        *shots, sheet = output  # contact_sheet: true adds the grid, last
+        assert sheet["provenance"]["kind"] == "contact_sheet"
+        assert sheet["file_name"] == "shots-contact-sheet.png" and sheet["file_url"] in text
         assert [(r["matrix"]["product"], r["matrix"]["style"]) for r in shots] == [
             (product, style)
             for product in ("mug", "tote bag", "poster")

@@ -56,6 +56,12 @@ class Credential:
     source: str
 
 
+def _env_key(environ: Mapping[str, str], name: str) -> str | None:
+    """The key in variable ``name`` without the whitespace around it (a pasted key's line
+    break or spaces, which no HTTP header may carry); None when empty or only whitespace."""
+    return environ.get(name, "").strip() or None
+
+
 def _hosted_variable(provider: str) -> str:
     return f"FETCHFLOW_{_HOSTED_FIELDS[provider].upper()}_API_KEY"
 
@@ -64,7 +70,8 @@ def _hosted(settings: ImageSettings, provider: str) -> tuple[str | None, str | N
     prefix = _HOSTED_FIELDS[provider]
     key = getattr(settings, f"{prefix}_api_key", None)
     base_url = getattr(settings, f"{prefix}_base_url", None)
-    return (key.get_secret_value() if key is not None else None), base_url
+    secret = key.get_secret_value().strip() if key is not None else ""
+    return secret or None, base_url
 
 
 def key_sources(
@@ -80,7 +87,7 @@ def key_sources(
         return _hosted_variable(provider) if key else None
     if secret_name:
         return f'Secret block "{secret_name}"'
-    return next((name for name in ENV_KEYS[provider] if environ.get(name)), None)
+    return next((name for name in ENV_KEYS[provider] if _env_key(environ, name)), None)
 
 
 def missing_key(provider: str, model: str, charge_type: str) -> StepError:
@@ -134,8 +141,9 @@ def resolve(
                 hint="run the workflow with fetchflow run (secrets are Prefect Secret blocks)",
                 retryable=False,
             )
-        return Credential(provider, read_secret(secret_name), base, f'Secret block "{secret_name}"')
+        secret = read_secret(secret_name).strip()
+        return Credential(provider, secret, base, f'Secret block "{secret_name}"')
     for name in ENV_KEYS[provider]:
-        if environ.get(name):
-            return Credential(provider, environ[name], base, name)
+        if key := _env_key(environ, name):
+            return Credential(provider, key, base, name)
     raise missing_key(provider, model, charge_type)

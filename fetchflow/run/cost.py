@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ValidationError
 
 from fetchflow.errors import BudgetExceeded, RunError, TemplateError
+from fetchflow.field_issues import translate_errors
 from fetchflow.run.matrix_execution import resolve_combinations
 from fetchflow.settings import Settings
 from fetchflow.step import CostEstimate
@@ -147,8 +148,11 @@ def _matrix_estimate(
     for values in combos:
         try:
             config = _estimation_config(step, templates, {**scope, "matrix": values})
-        except ValidationError:
-            priced.append((values, None))
+        except ValidationError as error:
+            # Say why, as a step without a matrix does: a value this combination gives
+            # (model: gemini-… with quality: low) or one known only when it runs.
+            said = _combination_problem(step, templates, {**scope, "matrix": values}, error)
+            priced.append((values, CostEstimate(None, detail=f"({said})")))
             continue
         priced.append((values, step.step_cls.estimate(config, settings)))
     costs = [e.cost_usd if e is not None else None for _, e in priced]
@@ -163,6 +167,20 @@ def _matrix_estimate(
     missing = any(e is None for _, e in priced)
     note = "" if total is not None else _LATER if missing else "no published price"
     return StepEstimate(step, estimate, note, tuple(priced))
+
+
+def _combination_problem(
+    step: PlannedStep, templates: Templates, scope: Mapping[str, object], error: ValidationError
+) -> str:
+    """Why one combination's config cannot be priced: the field and its problem when every
+    template rendered (the run will refuse it too), else that it depends on the run."""
+    for name in step.templated:
+        try:
+            templates.render_value(step.raw_config[name], scope)
+        except Exception:  # needs upstream outputs
+            return _LATER
+    first = translate_errors(error, list(step.step_cls.config_model.model_fields))[0]
+    return f'field "{first.field}": {first.message}'
 
 
 def check_budget(estimate: PlanEstimate, budget_usd: float | None) -> None:

@@ -138,3 +138,16 @@ def test_a_dry_run_over_budget_prints_the_estimate_then_refuses_with_exit_2(
         "hero, $0.0800)"
     )
     assert not (tmp_path / "home" / "prefect").exists()
+
+
+def test_a_combination_that_cannot_be_priced_says_why() -> None:
+    from fetchflow.registry import StepRegistry
+
+    plan, found = estimate(StepRegistry.from_entry_points(), "matrix_models")
+
+    report = format_estimate(plan, found, None).splitlines()
+    assert "           model=preview: $0.0000  1 x preview (free)" in report
+    assert (
+        '           model=gemini-2.5-flash-image: unknown  (field "quality": quality: low is '
+        "not accepted by model gemini-2.5-flash-image (it takes auto))"
+    ) in report

@@ -14,7 +14,8 @@ page where the thumbnails render, and clicking the run summary's card opens the 
 (``/artifacts/key/<key>`` against ``/artifacts/artifact/<id>``); the test does not care.
 
 The screenshots land in the test's temp folder; with ``FETCHFLOW_UPDATE_SCREENSHOTS=1`` they
-also replace ``docs/run-page.png`` and ``docs/gallery.png`` (the README's pictures).
+also replace ``docs/run-page.png``, ``docs/gallery.png`` and ``docs/matrix-grid.png`` (the
+README's pictures).
 ``scripts/ci-system-deps`` installs Chromium.
 """
 
@@ -278,5 +279,74 @@ def test_the_run_page_and_its_gallery_render_in_chromium(
                 expect(row).to_contain_text("completed")
             steps, made = len(document["steps"]), len(images)
             expect(summary).to_contain_text(f"{steps} step(s) · {made} image(s)")
+        finally:
+            browser.close()
+
+
+def test_a_matrix_steps_gallery_is_a_labelled_grid_in_chromium(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
+    """flows/matrix.yaml's shots step (3 products x 2 styles): the Output artifact shows a
+    table whose header row holds the styles and whose rows start with the products, a decoded
+    thumbnail per combination in its cell, then the contact sheet."""
+    from playwright.sync_api import expect, sync_playwright
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchflow.cli", "run", str(REPO / "flows" / "matrix.yaml"),
+         "--json"],
+        env=ui_server.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=180,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    *shots, sheet = document["steps"]["shots"]["output"]
+    assert len(shots) == 6 and sheet["file_name"] == "shots-contact-sheet.png"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page.goto(run_url(ui_server.ui_url, document["run_id"]), wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Artifacts").click()
+            open_card(page, "matrix-shots-output")
+            display = page.locator('[data-testid="markdown-display"]').first
+            grid = display.locator("table").filter(has=page.locator("img")).first
+            header = grid.locator("thead th")
+            expect(header).to_have_count(3, timeout=UI_TIMEOUT_MS)
+            assert [text.strip() for text in header.all_inner_texts()] == [
+                "product \\ style",
+                "watercolor",
+                "studio photo",
+            ]
+            rows = grid.locator("tbody tr")
+            expect(rows).to_have_count(3)
+            labels = [row.locator("td").first.inner_text().strip() for row in rows.all()]
+            assert labels == ["mug", "tote bag", "poster"]
+            # Each combination's thumbnail sits in its row and column, decoded.
+            shown = page.wait_for_function(
+                """() => {
+                    const rows = [...document.querySelectorAll(
+                        '[data-testid="markdown-display"] table tbody tr')].slice(0, 3);
+                    const cells = rows.map(row => [...row.querySelectorAll('td')].slice(1)
+                        .map(td => td.querySelector('img')));
+                    const imgs = cells.flat();
+                    if (imgs.length !== 6 || !imgs.every(img => img && img.complete
+                        && img.naturalWidth > 0)) return null;
+                    return imgs.map(img => img.alt);
+                }"""
+            ).json_value()
+            assert shown == [shot["file_name"] for shot in shots]
+            expect(display).to_contain_text("Contact sheet")
+            sheet_image = display.locator(f'img[alt="{sheet["file_name"]}"]')
+            expect(sheet_image).to_have_count(1)
+            save_screenshot(page, "matrix-grid.png", tmp_path)
         finally:
             browser.close()

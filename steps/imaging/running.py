@@ -195,7 +195,8 @@ def _import_sdk_of(spec: ModelSpec) -> None:
     if spec.provider == "local":
         from steps.imaging.providers.local_diffusers import preflight_local
 
-        preflight_local(spec.name, _image_settings().local_model_dir)
+        settings = _image_settings()
+        preflight_local(spec.name, settings.local_model_dir, settings.local_device)
         return
     from steps.imaging.providers.clients import import_sdk
 

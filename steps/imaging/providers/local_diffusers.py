@@ -169,15 +169,17 @@ def require_libraries(model: str) -> None:
             ) from error
 
 
-def preflight_local(model: str, model_dir: Path | None) -> None:
-    """Before a run: the model folder is here and the libraries import.
+def preflight_local(model: str, model_dir: Path | None, device: DeviceName = "auto") -> None:
+    """Before a run: the model folder is here, the libraries import and ``device`` exists.
 
     Raises:
         LocalModelMissing: The folder is not found.
-        StepError: torch or diffusers is not installed.
+        StepError: torch or diffusers is not installed, or this machine's torch has no
+            ``device`` (``FETCHFLOW_LOCAL_DEVICE=cuda`` on a machine without CUDA).
     """
     find_model_folder(model, model_dir)
     require_libraries(model)
+    resolve_device(device)
 
 
 def _torch() -> Any:

@@ -36,6 +36,8 @@ DEVICE = os.environ.get("LOCAL_DIFFUSERS_TEST_DEVICE", "cpu")
 MODEL = f"local/{TINY_MODEL}"
 FLOW = Path(__file__).resolve().parents[4] / "flows" / "local_model.yaml"
 FAST = Tuning(steps=2, guidance=5.0, negative_prompt="blurry")
+#: The line of the example's first step (``- id: hero``), where its errors are placed.
+HERO_LINE = FLOW.read_text(encoding="utf-8").splitlines().index("  - id: hero") + 1
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +255,8 @@ def test_a_missing_model_folder_is_refused_before_the_run(tmp_path: Path) -> Non
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        f'fetchflow: {FLOW}:12: step "hero" (image_generation): model {MODEL}: no diffusers '
+        f'fetchflow: {FLOW}:{HERO_LINE}: step "hero" (image_generation): model {MODEL}: no '
+        "diffusers "
         f"model folder found: no {tmp_path}/models/{TINY_MODEL}/model_index.json (under "
         "FETCHFLOW_LOCAL_MODEL_DIR)",
         f"  hint: save the pipeline (save_pretrained) to {tmp_path}/models/{TINY_MODEL} and "
@@ -276,10 +279,36 @@ def test_missing_torch_names_the_extra(models: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        f'fetchflow: {FLOW}:12: step "hero" (image_generation): model {MODEL} runs on this '
+        f'fetchflow: {FLOW}:{HERO_LINE}: step "hero" (image_generation): model {MODEL} runs '
+        "on this "
         "machine with torch, diffusers and transformers, and torch is not installed (No "
         "module named 'torch')",
         "  hint: pip install 'fetchflow[local]' on the machine that runs this step (a GPU "
         "worker), or use another model",
     ]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="mps exists on macOS")
+def test_a_device_this_machine_lacks_is_refused_before_the_run(
+    models: Path, tmp_path: Path
+) -> None:
+    done = _fetchflow(
+        ["run", str(FLOW)],
+        tmp_path,
+        {"FETCHFLOW_LOCAL_MODEL_DIR": str(models), "FETCHFLOW_LOCAL_DEVICE": "mps"},
+    )
+
+    assert done.returncode == 2, done.stderr
+    [first, hint] = done.stderr.splitlines()
+    assert first.startswith(
+        f'fetchflow: {FLOW}:{HERO_LINE}: step "hero" (image_generation): '
+        "FETCHFLOW_LOCAL_DEVICE=mps, "
+        "but this machine's torch "
+    )
+    assert first.endswith(" has no mps device")
+    assert hint == (
+        "  hint: set FETCHFLOW_LOCAL_DEVICE=auto (or cpu), or install the torch build for this "
+        "machine's GPU"
+    )
+    assert not (tmp_path / "home" / "prefect").exists(), "Prefect started for a missing device"

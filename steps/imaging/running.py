@@ -22,7 +22,7 @@ from steps.imaging.models.catalog import AUTO, PREVIEW, ModelSpec
 if TYPE_CHECKING:
     from fetchflow.step import StepContext
     from steps.imaging.blocked_calls import BlockedCalls, Fallback
-    from steps.imaging.models.rules import EditNeeds
+    from steps.imaging.models.rules import EditNeeds, Tuning
     from steps.imaging.options import ImageOutputConfig
     from steps.imaging.production import ImageJob, MadeImage
     from steps.imaging.providers.base import ImageProvider, PartialImage
@@ -94,7 +94,7 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
     secret = raw.get("api_key_secret")
     _preflight_fallback(raw.get("on_moderation"), model, charge_type, secret, settings)
 
-    def choose() -> ModelSpec:
+    def choose(tuning: Tuning | None = None) -> ModelSpec:
         return choose_model(
             model,
             charge_type=charge_type,
@@ -104,18 +104,50 @@ def preflight_key(raw_config: Mapping[str, object] | ImageOutputConfig) -> None:
             settings=settings,
             environ=os.environ,
             secret_name=secret if isinstance(secret, str) else None,
+            tuning=tuning,
         )
 
     if model != AUTO:
         _import_sdk_of(choose())
         return
     # auto never fails for want of a key (it falls back to preview), nor here for a
-    # request it cannot serve (the run says so with the step's real fields).
+    # request it cannot serve (the run says so with the step's real fields)...
     try:
         spec = choose()
     except StepError:
         return
+    tuning = _written_tuning(raw)
+    if tuning is not None:
+        # ...except for open-weight options written as literals that no model with a key
+        # takes (guidance: 25 with an OpenAI and a fal key): said now, not mid-run.
+        spec = choose(tuning)
     _import_sdk_of(spec)
+
+
+def _written_tuning(raw: Mapping[str, object]) -> Tuning | None:
+    """The open-weight options as the step writes them; None when none is set or one is a
+    template (known only when the step runs) or not of its type (reported statically)."""
+    from fetchflow.templating import is_template
+    from steps.imaging.models.rules import TUNING_FIELDS, Tuning
+
+    given = {name: raw[name] for name in TUNING_FIELDS if raw.get(name) is not None}
+    if not given or any(isinstance(v, str) and is_template(v) for v in given.values()):
+        return None
+
+    def number(name: str) -> float | None:
+        value = given.get(name)
+        return None if value is None else float(str(value))
+
+    try:
+        steps, guidance, strength = number("steps"), number("guidance"), number("strength")
+    except ValueError:
+        return None
+    if steps is not None and not steps.is_integer():
+        return None
+    negative, checker = given.get("negative_prompt"), given.get("safety_checker")
+    if not isinstance(negative, str | None) or not isinstance(checker, bool | None):
+        return None
+    return Tuning(None if steps is None else int(steps), guidance, negative, strength, checker)
 
 
 def _preflight_fallback(

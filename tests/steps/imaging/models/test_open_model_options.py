@@ -94,3 +94,57 @@ def test_auto_picks_the_first_candidate_taking_the_options() -> None:
 def test_auto_with_keys_but_no_model_taking_the_options_says_why() -> None:
     with pytest.raises(StepError, match=r"gpt-image-2: guidance: 7.5 is not taken by model"):
         _auto({"OPENAI_API_KEY": "sk-test-openai"}, Tuning(guidance=7.5))
+
+
+AUTO_GUIDANCE = """name: auto guidance
+steps:
+  - id: drawn
+    type: image_generation
+    prompt: a kite
+    model: auto
+  - id: tuned
+    type: image_generation
+    prompt: a kite
+    model: auto
+    guidance: 25
+"""
+
+
+def test_run_refuses_auto_with_options_no_keyed_model_takes_before_the_run(
+    clean_env: Mapping[str, str], tmp_path: Path
+) -> None:
+    # validate checks auto against the preview (which takes guidance 0-35); the run knows
+    # the keys: no keyed model takes 25, said before the run, not in the step after others
+    (tmp_path / "auto.yaml").write_text(AUTO_GUIDANCE, encoding="utf-8")
+    env = {
+        **clean_env,
+        "OPENAI_API_KEY": "sk-test-openai",
+        "FAL_KEY": "fal-test",
+        "FETCHFLOW_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(ROOT),
+        "NO_COLOR": "1",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchflow.cli", "run", "auto.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (
+        'fetchflow: auto.yaml:7: step "tuned" (image_generation): model: auto found image '
+        "provider keys but no model that can serve this step: gpt-image-2: guidance: 25 is not "
+        "taken by model gpt-image-2 (it takes no guidance scale); gpt-image-1.5: guidance: 25 "
+        "is not taken by model gpt-image-1.5 (it takes no guidance scale); fal-ai/flux/dev: "
+        "guidance: 25 is out of range for model fal-ai/flux/dev (it takes 1-20); "
+        "fal-ai/fast-sdxl: guidance: 25 is out of range for model fal-ai/fast-sdxl (it takes "
+        "0-20)\n"
+        "  hint: name a model that supports these settings, or change them\n"
+    )
+    assert not (tmp_path / "home" / "prefect").exists(), "the run started"

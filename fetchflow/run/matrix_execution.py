@@ -25,10 +25,12 @@ for a step with a matrix). In order:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -131,10 +133,26 @@ def _slug(values: Mapping[str, object]) -> str:
     return "-".join(parts)[:100].rstrip("-") or "combination"
 
 
-def _file_name(name: str, values: Mapping[str, object], step_id: str) -> str:
+def _slugs(combos: list[dict[str, Any]]) -> list[str]:
+    """Each combination's file-name part; where two would read the same (``blue/green``
+    and ``blue-green``), each such one ends with a short hash of its values, the same from
+    run to run (a resumed run names a kept file as the run that made it)."""
+    slugs = [_slug(values) for values in combos]
+    seen = Counter(slugs)
+
+    def hashed(values: Mapping[str, object]) -> str:
+        text = json.dumps(values, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+    return [
+        slug if seen[slug] == 1 else f"{slug}-{hashed(values)}"
+        for slug, values in zip(slugs, combos, strict=True)
+    ]
+
+
+def _file_name(name: str, slug: str, step_id: str) -> str:
     """``hero-1.png`` of combination mug/watercolor as ``hero-mug-watercolor-1.png``: the
     combinations of one step would otherwise give their files the same names."""
-    slug = _slug(values)
     head = f"{step_id}-"
     # Named already (an item kept by this very combination) only when the slug sits exactly
     # where it is put below: elsewhere it may be the name's number (slug "1", hero-1.png).
@@ -147,27 +165,27 @@ def _file_name(name: str, values: Mapping[str, object], step_id: str) -> str:
     return f"{stem}-{slug}.{suffix}" if dot else f"{name}-{slug}"
 
 
-def _tag(item: object, values: Mapping[str, Any], step_id: str) -> object:
+def _tag(item: object, values: Mapping[str, Any], slug: str, step_id: str) -> object:
     """An output item with the combination's axis values, when it has a ``matrix`` field
     (an asset record: its file name says the combination too); anything else as it is."""
     if isinstance(item, BaseModel) and "matrix" in type(item).model_fields:
         update: dict[str, object] = {"matrix": dict(values)}
         name = getattr(item, "file_name", None)
         if isinstance(name, str):
-            update["file_name"] = _file_name(name, values, step_id)
+            update["file_name"] = _file_name(name, slug, step_id)
         return item.model_copy(update=update)
     if isinstance(item, dict) and isinstance(item.get("matrix"), dict):
         tagged = {**item, "matrix": dict(values)}
         if isinstance(item.get("file_name"), str):
-            tagged["file_name"] = _file_name(item["file_name"], values, step_id)
+            tagged["file_name"] = _file_name(item["file_name"], slug, step_id)
         return tagged
     return item
 
 
-def _tag_output(output: object, values: Mapping[str, Any], step_id: str) -> object:
+def _tag_output(output: object, values: Mapping[str, Any], slug: str, step_id: str) -> object:
     if isinstance(output, list):
-        return [_tag(item, values, step_id) for item in output]
-    return _tag(output, values, step_id)
+        return [_tag(item, values, slug, step_id) for item in output]
+    return _tag(output, values, slug, step_id)
 
 
 class _CombinationLogger(logging.LoggerAdapter[Any]):
@@ -264,6 +282,7 @@ def execute_matrix(
             before anything ran.
     """
     combos = resolve_combinations(step, templates, ctx.scope)
+    slugs = _slugs(combos)
     configs = [configure({**ctx.scope, "matrix": values}) for values in combos]
     # Each combination's request as rendered now: an earlier output counts only for it.
     requests = [GenerationCache.key(step, config) for config in configs]
@@ -286,7 +305,7 @@ def execute_matrix(
         ctx.check_interrupt()
         found = cache[0](configs[index]) if cache is not None else None
         if found is not None:
-            output = _tag_output(adapter.validate_python(found), values, step.id)
+            output = _tag_output(adapter.validate_python(found), values, slugs[index], step.id)
         else:
             on_kept = ctx.on_kept
             combo_ctx = dataclasses.replace(
@@ -294,10 +313,13 @@ def execute_matrix(
                 scope={**ctx.scope, "matrix": values},
                 logger=_CombinationLogger(ctx.logger, combination_label(values)),
                 kept=earlier.kept.get(combination_key(values)),
-                on_kept=(lambda item: on_kept(_tag(item, values, step.id))) if on_kept else None,
+                on_kept=(lambda item: on_kept(_tag(item, values, slugs[index], step.id)))
+                if on_kept
+                else None,
                 progress=_combination_progress(shared, index, values),
             )
-            output = _tag_output(step.step_cls().run(configs[index], combo_ctx), values, step.id)
+            made = step.step_cls().run(configs[index], combo_ctx)
+            output = _tag_output(made, values, slugs[index], step.id)
             if cache is not None:
                 cache[1](configs[index], step.step_cls.dump_output(output))
         if checkpoint:
@@ -368,12 +390,12 @@ def _failure(
 ) -> BaseException:
     """The step's error for its first failed combination, with everything made kept."""
     partial: list[object] = []
-    for values, (output, error) in zip(combos, outcomes, strict=True):
+    for values, slug, (output, error) in zip(combos, _slugs(combos), outcomes, strict=True):
         if error is None:
             dumped = step.step_cls.dump_output(output)
             partial += dumped if isinstance(dumped, list) else [dumped]
         elif isinstance(error, RunError) and isinstance(error.partial_output, list):
-            partial += [_tag(item, values, step.id) for item in error.partial_output]
+            partial += [_tag(item, values, slug, step.id) for item in error.partial_output]
     index, error = first
     label = f"matrix {combination_label(combos[index])}"
     others = sum(1 for _, e in outcomes if e is not None) - 1

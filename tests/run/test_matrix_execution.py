@@ -6,6 +6,7 @@ combination's drafts shown apart."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -379,3 +380,22 @@ def test_file_names_say_a_record_by_its_name_and_keep_every_axis_of_long_or_acce
         "hero-base-2-buyuk-cafe-1.txt",
         f"hero-base-2-{'x' * 40}-1.txt",
     ]
+
+
+def test_values_that_would_read_the_same_in_a_file_name_get_names_of_their_own(
+    tmp_path: Path,
+) -> None:
+    axes = {"v": ["blue/green", "Blue Green", "red", "日本", "中国"]}
+    step = planned(EchoStep, {"text": "<< matrix.v >>"}, matrix=axes)
+    ctx, _ = context(tmp_path)
+
+    first = execute_step(step, ctx.templates, ctx)
+    again = execute_step(step, ctx.templates, context(tmp_path)[0])
+
+    assert isinstance(first, list) and isinstance(again, list)
+    names = [item["file_name"] for item in first[:5]]
+    assert len(set(names)) == 5
+    assert names[2] == "hero-red-1.txt"  # a name no other combination has stays plain
+    assert all(re.fullmatch(r"hero-blue-green-[0-9a-f]{6}-1\.txt", n) for n in names[:2])
+    assert all(re.fullmatch(r"hero-combination-[0-9a-f]{6}-1\.txt", n) for n in names[3:])
+    assert [item["file_name"] for item in again[:5]] == names  # the same from run to run

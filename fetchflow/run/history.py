@@ -158,7 +158,8 @@ class RunSummary:
         started_at: When its (latest) attempt started.
         ended_at: When it ended (None while running or when it died).
         heartbeat_at: Its last sign of life.
-        images: Asset records in its steps' outputs (and paid images of unfinished steps).
+        images: Asset records in its steps' outputs (and paid images of unfinished steps),
+            contact sheets left out (each is a picture of the others, as the gallery says).
         cost_usd: What the images this run made cost, when their records say (None: not
             recorded); images reused from another run count for that run.
         host: The machine of its latest attempt.
@@ -300,7 +301,7 @@ def _images_and_cost(
             if document.get("status") == "completed"
             else _merged(output, kept.get(step_id, []))
         )
-        images += len(records)
+        images += sum(1 for item in records if not is_contact_sheet(item))
         for item in records:
             price = _number(item.get("cost_usd"))
             if price is not None and item.get("run_id") == run_id:
@@ -553,7 +554,7 @@ def describe_run(
     if saved is None:
         raise _unknown_run(store, run_id)
     steps = [_step(saved, step_id) for step_id in _step_order(saved)]
-    images = sum(len(step.images) for step in steps)
+    images = sum(1 for step in steps for item in step.images if not is_contact_sheet(item))
     _, cost = _images_and_cost(run_id, saved.record, saved.steps, saved.kept)
     status = _status(saved.record, heartbeat_seconds, now or datetime.now(UTC))
     inputs = saved.record.get("inputs")

@@ -802,8 +802,15 @@ def test_export_names_a_contact_sheet_as_such_and_numbers_only_the_images(box: S
     )
 
     outcome = cli(box, "export", "run-sheet", str(box.tmp / "out"))
+    shown = cli(box, "show", "run-sheet")
+    listed = cli(box, "runs")
 
     assert outcome.code == 0, outcome.stderr
+    # The sheet is a picture of the two images, not a third image.
+    assert "  images   2 · cost $0.00" in shown.stdout.splitlines()
+    assert columns(listed.stdout.splitlines()[1])[:6] == [
+        "run-sheet", "thumbnails", "completed", "2026-01-02 03:04:05", "1.0s", "2",
+    ]  # fmt: skip
     names = ["hero-1.png", "hero-2.png", "hero-contact-sheet.png"]
     assert sorted(p.name for p in (box.tmp / "out").iterdir()) == names
     for name, record in zip(names, [*shots, sheet], strict=True):

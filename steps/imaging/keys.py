@@ -56,10 +56,34 @@ class Credential:
     source: str
 
 
+def _header_safe(key: str, source: str) -> str:
+    """``key`` (stripped) when an HTTP header can carry it: visible ASCII and inner spaces.
+
+    Raises:
+        StepError: A line break, control character or non-ASCII letter inside the key (the
+            SDK would fail on it after sending nothing, and echo the key in its message).
+    """
+    for position, char in enumerate(key, 1):
+        if char != " " and not "!" <= char <= "~":
+            raise StepError(
+                message=f"{source} holds a character no HTTP header can carry (character "
+                f"{position} of the key: a line break, a control character or a non-ASCII "
+                "letter)",
+                hint=f"set {source} to the key alone, as the provider shows it",
+                retryable=False,
+            )
+    return key
+
+
 def _env_key(environ: Mapping[str, str], name: str) -> str | None:
     """The key in variable ``name`` without the whitespace around it (a pasted key's line
-    break or spaces, which no HTTP header may carry); None when empty or only whitespace."""
-    return environ.get(name, "").strip() or None
+    break or spaces, which no HTTP header may carry); None when empty or only whitespace.
+
+    Raises:
+        StepError: The key holds a character no HTTP header can carry.
+    """
+    key = environ.get(name, "").strip()
+    return _header_safe(key, name) if key else None
 
 
 def _hosted_variable(provider: str) -> str:
@@ -71,7 +95,7 @@ def _hosted(settings: ImageSettings, provider: str) -> tuple[str | None, str | N
     key = getattr(settings, f"{prefix}_api_key", None)
     base_url = getattr(settings, f"{prefix}_base_url", None)
     secret = key.get_secret_value().strip() if key is not None else ""
-    return secret or None, base_url
+    return (_header_safe(secret, _hosted_variable(provider)) if secret else None), base_url
 
 
 def key_sources(
@@ -141,7 +165,7 @@ def resolve(
                 hint="run the workflow with fetchflow run (secrets are Prefect Secret blocks)",
                 retryable=False,
             )
-        secret = read_secret(secret_name).strip()
+        secret = _header_safe(read_secret(secret_name).strip(), f'Secret block "{secret_name}"')
         return Credential(provider, secret, base, f'Secret block "{secret_name}"')
     for name in ENV_KEYS[provider]:
         if key := _env_key(environ, name):

@@ -295,10 +295,12 @@ class FalProvider:
         except FalClientHTTPError as exc:
             raise self._failure(exc, endpoint) from sanitized(exc, [self._api_key])
         except httpx.TimeoutException as exc:
-            raise timed_out(PROVIDER, endpoint, self._timeout) from sanitized(exc)
+            raise timed_out(PROVIDER, endpoint, self._timeout) from sanitized(exc, [self._api_key])
         except httpx.TransportError as exc:
             cause = redact(str(exc) or type(exc).__name__, [self._api_key])
-            raise not_reached(PROVIDER, endpoint, cause, "FAL_RUN_HOST") from sanitized(exc)
+            raise not_reached(PROVIDER, endpoint, cause, "FAL_RUN_HOST") from sanitized(
+                exc, [self._api_key]
+            )
 
     def _queued(self, model: str, arguments: dict[str, Any], endpoint: str) -> Any:
         """Submit, poll the status until done (within the timeout), fetch the result."""

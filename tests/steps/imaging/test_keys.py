@@ -56,19 +56,57 @@ def test_the_whitespace_around_a_key_is_not_sent() -> None:
     assert secret.api_key == "fal-block:key"
 
 
+@pytest.mark.parametrize(
+    ("value", "position"), [("fal-a\nb:c", 6), ("fal-\u00e9:c", 5), ("fal\x00x", 4)]
+)
+def test_a_key_no_http_header_can_carry_is_refused_without_showing_it(
+    value: str, position: int
+) -> None:
+    for charge_type, environ, settings in (
+        ("personal", {"FAL_KEY": value}, ImageSettings()),
+        ("hosted", {}, ImageSettings.model_validate({"hosted_fal_api_key": value})),
+    ):
+        with pytest.raises(StepError) as refused:
+            key_sources("fal", charge_type, settings, environ, None)
+        variable = "FAL_KEY" if charge_type == "personal" else "FETCHFLOW_HOSTED_FAL_API_KEY"
+        assert refused.value.message == (
+            f"{variable} holds a character no HTTP header can carry (character {position} of "
+            "the key: a line break, a control character or a non-ASCII letter)"
+        )
+        assert refused.value.hint == f"set {variable} to the key alone, as the provider shows it"
+        assert value not in str(refused.value)
+
+
 def test_a_hosted_key_of_only_whitespace_is_not_set() -> None:
     settings = ImageSettings.model_validate({"hosted_fal_api_key": "  "})
 
     assert key_sources("fal", "hosted", settings, {}, None) is None
 
 
-def test_run_refuses_a_blank_fal_key_before_anything_runs(
-    clean_env: Mapping[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        pytest.param(
+            "   \n",
+            "charge_type: personal needs your fal key for model fal-ai/flux/dev, and FAL_KEY "
+            "is not set",
+            id="blank",
+        ),
+        pytest.param(
+            "fal-id\n:secret-7f3a",
+            "FAL_KEY holds a character no HTTP header can carry (character 7 of the key: a "
+            "line break, a control character or a non-ASCII letter)",
+            id="line-break",
+        ),
+    ],
+)
+def test_run_refuses_a_blank_or_broken_fal_key_before_anything_runs(
+    value: str, said: str, clean_env: Mapping[str, str], tmp_path: Path
 ) -> None:
     (tmp_path / "keyed.yaml").write_text(FLOW, encoding="utf-8")
     env = {
         **clean_env,
-        "FAL_KEY": "   \n",
+        "FAL_KEY": value,
         "FETCHFLOW_HOME": str(tmp_path / "home"),
         "PYTHONPATH": str(REPO),
         "NO_COLOR": "1",
@@ -86,10 +124,8 @@ def test_run_refuses_a_blank_fal_key_before_anything_runs(
 
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr == (
-        'fetchflow: keyed.yaml:3: step "hero" (image_generation): charge_type: personal needs '
-        "your fal key for model fal-ai/flux/dev, and FAL_KEY is not set\n"
-        "  hint: export FAL_KEY=..., name a Prefect Secret block with api_key_secret:, or use "
-        "charge_type: hosted if the operator provides keys\n"
-    )
+    first, hint = done.stderr.splitlines()
+    assert first == f'fetchflow: keyed.yaml:3: step "hero" (image_generation): {said}'
+    assert hint.startswith(("  hint: export FAL_KEY=...", "  hint: set FAL_KEY to the key alone"))
+    assert "secret-7f3a" not in done.stderr
     assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]

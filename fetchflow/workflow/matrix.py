@@ -125,6 +125,40 @@ def combinations_problem(
             f"use fewer values, split the step in two, or use matrix_mode: zip; a matrix makes "
             f"at most {MAX_COMBINATIONS} combinations",
         )
+    return _repeated(axes, mode)
+
+
+def _repeated(axes: Mapping[str, Sequence[object]], mode: MatrixMode) -> AxisProblem | None:
+    """A combination the matrix would make twice (paid twice, under one name)."""
+
+    def key(value: object) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    names = list(axes)
+    if mode == "product":
+        for name in names:
+            seen: set[str] = set()
+            for value in axes[name]:
+                if key(value) in seen:
+                    return (
+                        name,
+                        f"{_shown(value)} is listed twice in {name}, so every combination "
+                        "with it would be made (and paid for) twice",
+                        f"list each value of {name} once",
+                    )
+                seen.add(key(value))
+        return None
+    pairs: set[str] = set()
+    for row in zip(*axes.values(), strict=True):
+        if key(row) in pairs:
+            shown = ", ".join(f"{n}={_shown(v)}" for n, v in zip(names, row, strict=True))
+            return (
+                names[-1],
+                f"matrix_mode zip pairs {shown} twice, so that combination would be made "
+                "(and paid for) twice",
+                "change one of the two pairs, or remove one",
+            )
+        pairs.add(key(row))
     return None
 
 

@@ -7,6 +7,7 @@ import pytest
 from fetchflow.step import OutputLength
 from fetchflow.workflow.matrix import (
     MAX_COMBINATIONS,
+    MatrixMode,
     axis_problem,
     combination_count,
     combination_label,
@@ -92,8 +93,9 @@ def test_zip_needs_equal_lengths_and_product_a_bounded_count() -> None:
     assert combinations_problem({"a": [1, 2], "b": [3, 4]}, "zip") is None
 
     side = int(MAX_COMBINATIONS**0.5)
-    assert combinations_problem({"a": [0] * side, "b": [0] * side}, "product") is None
-    over = combinations_problem({"a": [0] * side, "b": [0] * (side + 1)}, "product")
+    values = list(range(side + 1))  # each value once: a repeated one is its own problem
+    assert combinations_problem({"a": values[:side], "b": values[:side]}, "product") is None
+    over = combinations_problem({"a": values[:side], "b": values}, "product")
     assert over is not None and over[0] == "a"
     assert (
         over[1] == f"the matrix makes {side * (side + 1)} combinations (a 16 × b 17), more than 256"
@@ -167,3 +169,38 @@ def test_refs_list_the_axes_and_the_joined_output() -> None:
 def test_a_combination_with_an_asset_record_is_labelled_by_its_file_name() -> None:
     record = {"file_name": "base-2.png", "sha256": "ab" * 32, "file_url": "https://x/y?sig=z"}
     assert combination_label({"img": record, "light": "warm"}) == "img=base-2.png light=warm"
+
+
+@pytest.mark.parametrize(
+    ("axes", "mode", "expected"),
+    [
+        pytest.param(
+            {"style": ["ink", "ink", "oil"], "n": [1, 2]},
+            "product",
+            (
+                "style",
+                '"ink" is listed twice in style, so every combination with it would be made '
+                "(and paid for) twice",
+                "list each value of style once",
+            ),
+            id="product-repeated-value",
+        ),
+        pytest.param(
+            {"a": [1, 1, 2], "b": ["x", "x", "y"]},
+            "zip",
+            (
+                "b",
+                'matrix_mode zip pairs a=1, b="x" twice, so that combination would be made '
+                "(and paid for) twice",
+                "change one of the two pairs, or remove one",
+            ),
+            id="zip-repeated-pair",
+        ),
+        pytest.param({"a": [1, 1, 2], "b": ["x", "y", "y"]}, "zip", None, id="zip-pairs-differ"),
+        pytest.param({"d": [{"k": 1}, {"k": 2}]}, "product", None, id="distinct-mappings"),
+    ],
+)
+def test_a_combination_made_twice_is_a_problem(
+    axes: dict[str, list[object]], mode: MatrixMode, expected: object
+) -> None:
+    assert combinations_problem(axes, mode) == expected

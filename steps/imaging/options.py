@@ -181,13 +181,21 @@ class ImageOutputConfig(StepConfig):
         None, ge=1, le=500, description="Denoising steps (open-weight models: FLUX, SDXL)."
     )
     guidance: float | None = Field(
-        None, ge=0, le=100, description="Guidance scale: how closely to follow the prompt."
+        None,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Guidance scale: how closely to follow the prompt.",
     )
     negative_prompt: str | None = Field(
         None, max_length=10_000, description="What the image should not show (SDXL)."
     )
     strength: float | None = Field(
-        None, ge=0, le=1, description="image_edit: how far to move from the image (0-1)."
+        None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="image_edit: how far to move from the image (0-1).",
     )
     safety_checker: bool | None = Field(
         None, description="Switch the provider's safety checker on or off (fal)."

@@ -148,3 +148,14 @@ def test_run_refuses_auto_with_options_no_keyed_model_takes_before_the_run(
         "  hint: name a model that supports these settings, or change them\n"
     )
     assert not (tmp_path / "home" / "prefect").exists(), "the run started"
+
+
+@pytest.mark.parametrize("field", ["guidance", "strength"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_guidance_and_strength_must_be_finite(field: str, value: float) -> None:
+    from steps.image_edit import ImageEditConfig
+
+    with pytest.raises(ValueError, match="finite number"):
+        ImageEditConfig.model_validate(
+            {"images": "art/x.png", "prompt": "x", "model": "fal-ai/flux/dev", field: value}
+        )

@@ -24,6 +24,7 @@ from fetchflow.templating import Templates, is_template
 from fetchflow.workflow.graph import cycle_text, find_cycles
 from fetchflow.workflow.loading import DataPath, SourceMap, Span, load_yaml, path_text
 from fetchflow.workflow.matrix import is_list_output, matrix_output_length, matrix_output_schema
+from fetchflow.workflow.matrix_checks import combination_issues
 from fetchflow.workflow.plan import Plan, PlannedStep
 from fetchflow.workflow.references import (
     closest,
@@ -406,6 +407,17 @@ class _Checker(TemplateChecks):
             templated,
             project_root=project_root(self.templates.search_path),
         )
+        if not issues and common.matrix is not None:
+            # Fields that read only matrix.<axis>: checked in each written-out combination.
+            issues = combination_issues(
+                step_cls.config_model,
+                config,
+                templated,
+                common.matrix,
+                common.matrix_mode,
+                self.templates,
+                project_root=project_root(self.templates.search_path),
+            )
         known = [*STEP_COMMON_KEYS, *step_cls.config_model.model_fields]
         for issue in issues:
             if issue.message.startswith('unknown field "'):

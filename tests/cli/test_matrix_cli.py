@@ -361,3 +361,28 @@ def test_a_column_whose_every_combination_was_skipped_stays_in_the_grid_and_note
     rows = table.split("\n\n", 1)[0].splitlines()
     assert [row.split(" | ")[0] for row in rows] == ["| **ink**", "| **oil**"]
     assert all(row.endswith(" | *no image* |") for row in rows)
+
+
+def test_validate_checks_fields_that_read_only_the_matrix_in_each_combination(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    flow = DATA / "per_combination.yaml"
+
+    outcome = sandbox.fetchflow("validate", str(flow))
+
+    assert (outcome.code, outcome.stdout) == (2, "")
+    refused = "is not accepted by model gemini-2.5-flash-image (it takes auto)"
+    assert outcome.stderr.splitlines() == [
+        f'{flow}:16:5: step "shots" (image_generation) field "quality": matrix '
+        f"model=gemini-2.5-flash-image q=low: quality: low {refused}",
+        "  hint: use quality: auto",
+        f'{flow}:16:5: step "shots" (image_generation) field "quality": matrix '
+        f"model=gemini-2.5-flash-image q=high: quality: high {refused}",
+        "  hint: use quality: auto",
+        f'{flow}:21:5: step "edits" (image_edit) field "images": matrix img=missing.png: '
+        f'reference "missing.png" is not a file under the project folder {DATA.parent}',
+        "  hint: check the path: it is relative to the folder holding templates/ (else the "
+        "current folder)",
+        f"{flow}: 3 problems",
+    ]
+    sandbox.assert_nothing_happened(outcome)

@@ -31,7 +31,11 @@ class ImageAsset(AssetRecord):
         pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the final prompt (style applied)."
     )
     seed: int | None = Field(description="The seed of the call that made it, if any.")
-    index: int = Field(ge=0, description="0-based position among the step's images.")
+    index: int = Field(
+        ge=0,
+        description="0-based position among the step's images (in a matrix step: among its "
+        "combination's images).",
+    )
     usage: dict[str, int] | None = Field(
         description="This image's share of the provider's token usage (None if unreported)."
     )

@@ -318,32 +318,29 @@ def test_a_matrix_steps_gallery_is_a_labelled_grid_in_chromium(
             page.get_by_role("tab", name="Artifacts").click()
             open_card(page, "matrix-shots-output")
             display = page.locator('[data-testid="markdown-display"]').first
-            grid = display.locator("table").filter(has=page.locator("img")).first
-            header = grid.locator("thead th")
-            expect(header).to_have_count(3, timeout=UI_TIMEOUT_MS)
-            assert [text.strip() for text in header.all_inner_texts()] == [
-                "product \\ style",
-                "watercolor",
-                "studio photo",
-            ]
-            rows = grid.locator("tbody tr")
-            expect(rows).to_have_count(3)
-            labels = [row.locator("td").first.inner_text().strip() for row in rows.all()]
-            assert labels == ["mug", "tote bag", "poster"]
-            # Each combination's thumbnail sits in its row and column, decoded.
-            shown = page.wait_for_function(
+            # Read the whole grid in one moment, once every thumbnail has decoded: the UI
+            # redraws the markdown while it polls, so separate looks could catch it mid-redraw.
+            grid = page.wait_for_function(
                 """() => {
-                    const rows = [...document.querySelectorAll(
-                        '[data-testid="markdown-display"] table tbody tr')].slice(0, 3);
-                    const cells = rows.map(row => [...row.querySelectorAll('td')].slice(1)
+                    const table = [...document.querySelectorAll(
+                        '[data-testid="markdown-display"] table')].find(
+                        t => t.querySelector('img'));
+                    if (!table) return null;
+                    const header = [...table.querySelectorAll('thead th')]
+                        .map(th => th.innerText.trim());
+                    const rows = [...table.querySelectorAll('tbody tr')];
+                    const labels = rows.map(row => row.querySelector('td').innerText.trim());
+                    const imgs = rows.flatMap(row => [...row.querySelectorAll('td')].slice(1)
                         .map(td => td.querySelector('img')));
-                    const imgs = cells.flat();
                     if (imgs.length !== 6 || !imgs.every(img => img && img.complete
                         && img.naturalWidth > 0)) return null;
-                    return imgs.map(img => img.alt);
+                    return {header, labels, alts: imgs.map(img => img.alt)};
                 }"""
             ).json_value()
-            assert shown == [shot["file_name"] for shot in shots]
+            assert grid["header"] == ["product \\ style", "watercolor", "studio photo"]
+            assert grid["labels"] == ["mug", "tote bag", "poster"]
+            # Each combination's thumbnail sits in its row and column, decoded.
+            assert grid["alts"] == [shot["file_name"] for shot in shots]
             expect(display).to_contain_text("Contact sheet")
             sheet_image = display.locator(f'img[alt="{sheet["file_name"]}"]')
             expect(sheet_image).to_have_count(1)

@@ -44,7 +44,7 @@ pytestmark = [
 def test_gallery_and_table_links_open_the_local_store_s_images(
     ui_server: UiServer, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     state = json.loads((ui_server.home / "server.json").read_text(encoding="utf-8"))
     files_url = state["files_url"]
@@ -75,15 +75,25 @@ def test_gallery_and_table_links_open_the_local_store_s_images(
             page.goto(run_url(ui_server.ui_url, document["run_id"]), wait_until="domcontentloaded")
             page.get_by_role("tab", name="Artifacts").click()
             open_card(page, GALLERY_KEY)
-            display = page.locator('[data-testid="markdown-display"]').first
-            thumbnails = display.locator("a:has(img)")
-            expect(thumbnails).to_have_count(len(images), timeout=UI_TIMEOUT_MS)
-            # Several images: the thumbnails sit in a grid's cells; the file table's links
-            # are the text links.
-            table_links = display.locator("td a:not(:has(img))")
-            expect(table_links).to_have_count(len(images), timeout=UI_TIMEOUT_MS)
-            gallery = [link.get_attribute("href") for link in thumbnails.all()]
-            table = [link.get_attribute("href") for link in table_links.all()]
+            # Both lists read in one moment: the UI redraws the markdown while it polls, so
+            # separate looks could catch it mid-redraw. Several images: the thumbnails sit in
+            # a grid's cells; the file table's links are the text links.
+            links = page.wait_for_function(
+                """n => {
+                    const display = document.querySelector('[data-testid="markdown-display"]');
+                    if (!display) return null;
+                    const anchors = [...display.querySelectorAll('a')];
+                    const gallery = anchors.filter(a => a.querySelector('img'));
+                    const table = [...display.querySelectorAll('td a')]
+                        .filter(a => !a.querySelector('img'));
+                    if (gallery.length !== n || table.length !== n) return null;
+                    return {gallery: gallery.map(a => a.getAttribute('href')),
+                            table: table.map(a => a.getAttribute('href'))};
+                }""",
+                arg=len(images),
+                timeout=UI_TIMEOUT_MS,
+            ).json_value()
+            gallery, table = links["gallery"], links["table"]
             assert gallery == table
             assert all(str(href).startswith(f"{files_url}/") for href in gallery), gallery
 

@@ -30,7 +30,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fetchflow.step import OutputLength, RuleViolation, Step, StepContext, deferred
 from steps.imaging.assets import ImageAsset, store_asset
-from steps.imaging.options import refuse_booleans
+from steps.imaging.options import check_source_format_compression, refuse_booleans
 from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.pixels.transform import MAX_OUTPUT_SIDE
 from steps.imaging.provenance import derived
@@ -148,15 +148,8 @@ class ImageTransformConfig(ReferencedImages):
 
     @model_validator(mode="after")
     def _compression_needs_lossy_format(self, info: ValidationInfo) -> Self:
-        if deferred(info, "output_compression", "output_format"):
-            return self
-        if self.output_compression is not None and self.output_format not in ("jpeg", "webp"):
-            found = self.output_format or "none (the source's format is kept)"
-            raise RuleViolation(
-                f"output_compression only applies to jpeg and webp, got output_format {found}",
-                fields=("output_compression", "output_format"),
-                hint="remove output_compression or use output_format webp (or jpeg)",
-            )
+        if not deferred(info, "output_compression", "output_format"):
+            check_source_format_compression(self.output_compression, self.output_format)
         return self
 
 

@@ -51,6 +51,7 @@ from fetchflow.step import (
     static_project_root,
 )
 from steps.imaging.assets import ChargeType, ImageAsset, store_asset
+from steps.imaging.options import check_source_format_compression
 from steps.imaging.pixels.formats import sniff_mime_type
 from steps.imaging.pixels.upscale import (
     FACTORS,
@@ -162,15 +163,8 @@ class ImageUpscaleConfig(ReferencedImages):
 
     @model_validator(mode="after")
     def _compression_needs_lossy_format(self, info: ValidationInfo) -> Self:
-        if deferred(info, "output_compression", "output_format"):
-            return self
-        if self.output_compression is not None and self.output_format not in ("jpeg", "webp"):
-            found = self.output_format or "none (the source's format is kept)"
-            raise RuleViolation(
-                f"output_compression only applies to jpeg and webp, got output_format {found}",
-                fields=("output_compression", "output_format"),
-                hint="remove output_compression or use output_format webp (or jpeg)",
-            )
+        if not deferred(info, "output_compression", "output_format"):
+            check_source_format_compression(self.output_compression, self.output_format)
         return self
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ __all__ = [
     "ImageOutputConfig",
     "OutputOptions",
     "Quality",
+    "check_source_format_compression",
     "numeric_fields",
     "prompt_as_text",
     "refuse_booleans",
@@ -66,6 +67,24 @@ def numeric_fields(model: type[BaseModel]) -> dict[str, type]:
         elif int in leaves:
             found[name] = int
     return found
+
+
+def check_source_format_compression(
+    output_compression: int | None, output_format: str | None
+) -> None:
+    """The rule of the steps that keep the source's format when ``output_format`` is left out
+    (transform, upscale): compression needs jpeg or webp written out.
+
+    Raises:
+        RuleViolation: ``output_compression`` with another format, or with none.
+    """
+    if output_compression is not None and output_format not in ("jpeg", "webp"):
+        found = output_format or "none (the source's format is kept)"
+        raise RuleViolation(
+            f"output_compression only applies to jpeg and webp, got output_format {found}",
+            fields=("output_compression", "output_format"),
+            hint="remove output_compression or use output_format webp (or jpeg)",
+        )
 
 
 def refuse_booleans(model: type[BaseModel], data: object) -> object:
